@@ -1,0 +1,356 @@
+//! Human output: events rendered as numbered, aligned, coloured lines.
+//!
+//! ```text
+//!   5  accept(fd 3)  waiting for a client to finish the handshake ...
+//!                    -> fd 4, peer 127.0.0.1:51234
+//!      kernel: fd 4 is ESTABLISHED (tcp_info)
+//!      A new socket for this one client; fd 3 keeps listening.
+//! ```
+//!
+//! A quick call and its result share one line; a blocking call's line is
+//! printed before it blocks and the result goes underneath, aligned with the
+//! text that said what it waits for. Colour comes from `colored`, whose global
+//! switch `main` sets from `--color`, NO_COLOR and whether stdout is a terminal.
+
+use colored::Colorize;
+
+use super::event::{Event, Kind};
+use super::text::wrap;
+
+/// Width of the step-number column, and the indent of everything under a step.
+const NUMBER_WIDTH: usize = 3;
+const INDENT: usize = NUMBER_WIDTH + 2;
+/// A result is never pushed further right than this.
+const MAX_RETURN_COLUMN: usize = 40;
+
+/// What the renderer remembers between events.
+#[derive(Debug, Default)]
+pub struct HumanState {
+    /// A quick call's line is still open, waiting for its result.
+    line_open: bool,
+    /// Where a blocking call's result should start.
+    return_column: usize,
+    /// Wrap notes at this width (None: do not wrap, e.g. into a file).
+    pub wrap_width: Option<usize>,
+}
+
+impl HumanState {
+    pub fn new(wrap_width: Option<usize>) -> HumanState {
+        HumanState {
+            wrap_width,
+            ..HumanState::default()
+        }
+    }
+}
+
+/// Render one event as text to append to the output (with its newlines).
+pub fn render(event: &Event, state: &mut HumanState) -> String {
+    let mut out = String::new();
+    // Anything but the result of the open call starts on a fresh line.
+    let is_result = matches!(event.kind, Kind::Return { .. });
+    if state.line_open && !is_result {
+        out.push('\n');
+        state.line_open = false;
+    }
+    let indent = " ".repeat(INDENT);
+    match &event.kind {
+        Kind::Start {
+            demo,
+            lesson,
+            about,
+        } => {
+            out.push_str(&format!(
+                "{}  {}\n{}\n\n",
+                format!("netlab {demo}").bold(),
+                format!("lesson: netlab lesson {lesson} · pid {}", event.pid).dimmed(),
+                about
+            ));
+        }
+        Kind::Call {
+            call,
+            args,
+            blocking,
+            wait,
+        } => {
+            let number = event.step.map(|n| n.to_string()).unwrap_or_default();
+            let call_text = format!("{call}({args})");
+            out.push_str(&format!(
+                "{:>width$}  {}({args})",
+                number.dimmed(),
+                call.bold(),
+                width = NUMBER_WIDTH
+            ));
+            if *blocking {
+                let wait = wait.as_deref().unwrap_or("waiting");
+                out.push_str(&format!("  {}\n", format!("{wait} ...").yellow()));
+                let column = INDENT + call_text.chars().count() + 2;
+                state.return_column = if column <= MAX_RETURN_COLUMN {
+                    column
+                } else {
+                    INDENT + 2
+                };
+            } else {
+                state.line_open = true;
+            }
+        }
+        Kind::Return {
+            ok,
+            result,
+            errno,
+            error,
+            ..
+        } => {
+            let text = if *ok {
+                format!("{} {}", "->".green(), result)
+            } else {
+                let name = errno.as_deref().unwrap_or("error");
+                let why = error.as_deref().unwrap_or("");
+                format!(
+                    "{} {} {}",
+                    "->".red(),
+                    name.red().bold(),
+                    format!("({why})").red()
+                )
+            };
+            if state.line_open {
+                out.push_str(&format!("  {text}\n"));
+                state.line_open = false;
+            } else {
+                out.push_str(&format!(
+                    "{}{text}\n",
+                    " ".repeat(state.return_column.max(INDENT))
+                ));
+            }
+        }
+        Kind::Kernel {
+            source,
+            available,
+            text,
+            ..
+        } => {
+            let label = if *available {
+                "kernel:".cyan().bold()
+            } else {
+                "kernel:".yellow().bold()
+            };
+            out.push_str(&format!(
+                "{indent}{label} {text} {}\n",
+                format!("({source})").dimmed()
+            ));
+        }
+        Kind::Note { text } => {
+            push_wrapped(&mut out, &indent, text, state.wrap_width, |line| {
+                line.italic().to_string()
+            });
+        }
+        Kind::Info { text, .. } => {
+            out.push_str(&format!(
+                "{} {}\n",
+                " ".repeat(NUMBER_WIDTH) + "*",
+                text.bold()
+            ));
+        }
+        Kind::Warning { text, hint } => {
+            out.push_str(&format!("{indent}{} {text}\n", "warning:".yellow().bold()));
+            if let Some(hint) = hint {
+                out.push_str(&format!("{indent}{} {hint}\n", "hint:".cyan()));
+            }
+        }
+        Kind::Summary {
+            seconds,
+            hidden_steps,
+            calls,
+            errors,
+            counters,
+        } => {
+            let mut line = format!("{hidden_steps} steps in {seconds:.1} s, not shown one by one");
+            for (label, map) in [("calls", calls), ("errors", errors), ("counts", counters)] {
+                if let Some(object) = map.as_object().filter(|object| !object.is_empty()) {
+                    let parts: Vec<String> = object
+                        .iter()
+                        .map(|(key, value)| format!("{key} {value}"))
+                        .collect();
+                    line.push_str(&format!("; {label}: {}", parts.join(", ")));
+                }
+            }
+            out.push_str(&format!("{indent}{} {line}\n", "summary:".magenta().bold()));
+        }
+        Kind::Error { message, hint } => {
+            out.push_str(&format!("{} {message}\n", "error:".red().bold()));
+            if let Some(hint) = hint {
+                out.push_str(&format!("{} {hint}\n", "hint:".cyan()));
+            }
+        }
+        Kind::End { reason, .. } => {
+            out.push_str(&format!(
+                "{} {}\n",
+                " ".repeat(NUMBER_WIDTH) + "*",
+                format!("end: {reason}").dimmed()
+            ));
+        }
+    }
+    out
+}
+
+fn push_wrapped(
+    out: &mut String,
+    indent: &str,
+    text: &str,
+    width: Option<usize>,
+    style: impl Fn(&str) -> String,
+) {
+    let lines = match width {
+        Some(width) if width > INDENT + 20 => wrap(text, width - INDENT),
+        _ => vec![text.to_string()],
+    };
+    for line in lines {
+        out.push_str(&format!("{indent}{}\n", style(&line)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::narrate::event::SCHEMA_VERSION;
+    use serde_json::Value;
+
+    fn event(step: Option<u32>, kind: Kind) -> Event {
+        Event {
+            v: SCHEMA_VERSION,
+            t: 0.0,
+            pid: 7,
+            step,
+            kind,
+        }
+    }
+
+    fn call(step: u32, name: &str, args: &str, wait: Option<&str>) -> Event {
+        event(
+            Some(step),
+            Kind::Call {
+                call: name.into(),
+                args: args.into(),
+                blocking: wait.is_some(),
+                wait: wait.map(str::to_string),
+            },
+        )
+    }
+
+    fn ok(step: u32, name: &str, result: &str) -> Event {
+        event(
+            Some(step),
+            Kind::Return {
+                call: name.into(),
+                ok: true,
+                result: result.into(),
+                value: None,
+                errno: None,
+                error: None,
+            },
+        )
+    }
+
+    fn render_all(events: &[Event]) -> String {
+        colored::control::set_override(false);
+        let mut state = HumanState::new(Some(80));
+        events
+            .iter()
+            .map(|event| render(event, &mut state))
+            .collect()
+    }
+
+    #[test]
+    fn a_quick_call_and_its_result_share_a_line() {
+        let text = render_all(&[
+            call(1, "socket", "AF_INET, SOCK_STREAM, 0", None),
+            ok(1, "socket", "fd 3"),
+        ]);
+        assert_eq!(text, "  1  socket(AF_INET, SOCK_STREAM, 0)  -> fd 3\n");
+    }
+
+    #[test]
+    fn a_blocking_call_prints_first_and_its_result_aligns_underneath() {
+        let text = render_all(&[
+            call(
+                5,
+                "accept",
+                "fd 3",
+                Some("waiting for a client to finish the handshake"),
+            ),
+            ok(5, "accept", "fd 4, peer 127.0.0.1:51234"),
+            event(
+                Some(5),
+                Kind::Kernel {
+                    subject: "fd 4".into(),
+                    fact: "tcp_state".into(),
+                    value: Value::from("ESTABLISHED"),
+                    source: "tcp_info".into(),
+                    available: true,
+                    text: "fd 4 is ESTABLISHED".into(),
+                },
+            ),
+            event(
+                Some(5),
+                Kind::Note {
+                    text: "A new socket for this one client.".into(),
+                },
+            ),
+        ]);
+        let expected = "  5  accept(fd 3)  waiting for a client to finish the handshake ...\n\
+                        \x20                  -> fd 4, peer 127.0.0.1:51234\n\
+                        \x20    kernel: fd 4 is ESTABLISHED (tcp_info)\n\
+                        \x20    A new socket for this one client.\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn failures_show_the_errno_name_and_its_meaning() {
+        let failed = event(
+            Some(2),
+            Kind::Return {
+                call: "connect".into(),
+                ok: false,
+                result: String::new(),
+                value: None,
+                errno: Some("ECONNREFUSED".into()),
+                error: Some("Connection refused".into()),
+            },
+        );
+        let text = render_all(&[call(2, "connect", "fd 3, 127.0.0.1:9", None), failed]);
+        assert_eq!(
+            text,
+            "  2  connect(fd 3, 127.0.0.1:9)  -> ECONNREFUSED (Connection refused)\n"
+        );
+    }
+
+    #[test]
+    fn an_open_line_is_closed_before_anything_else() {
+        let text = render_all(&[
+            call(3, "bind", "fd 3, 0.0.0.0:8888", None),
+            event(
+                None,
+                Kind::Warning {
+                    text: "odd".into(),
+                    hint: None,
+                },
+            ),
+        ]);
+        assert_eq!(text, "  3  bind(fd 3, 0.0.0.0:8888)\n     warning: odd\n");
+    }
+
+    #[test]
+    fn long_notes_wrap_under_the_step() {
+        let note = "word ".repeat(30);
+        let text = render_all(&[event(
+            Some(1),
+            Kind::Note {
+                text: note.trim().into(),
+            },
+        )]);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "too long: {line:?}");
+            assert!(line.starts_with("     word"));
+        }
+        assert!(text.lines().count() > 1);
+    }
+}

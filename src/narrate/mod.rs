@@ -1,0 +1,522 @@
+//! The narrator: the one place where netlab prints.
+//!
+//! A demo tells the narrator what it is about to do and what came back:
+//!
+//! ```ignore
+//! let step = nar.blocking("accept", format!("fd {listen_fd}"), "waiting for a client");
+//! match accept(&listen_fd) {
+//!     Ok(conn_fd) => step.ok(format!("fd {}", conn_fd.as_raw_fd())),
+//!     Err(errno) => step.fail(errno),
+//! }
+//! nar.note("A new socket for this one client; the listening socket keeps listening.");
+//! ```
+//!
+//! and the narrator decides how that looks: numbered human lines, JSON
+//! events (`--json`), nothing but start-up and errors (`--quiet`), a pause
+//! before each call (`--step`), or a summary a second under load (the
+//! throttle). Output errors never stop a demo with a panic: a closed stdout
+//! turns into a stop request, and the demo ends quietly.
+
+mod event;
+mod evidence;
+mod human;
+mod stepper;
+pub mod text;
+mod throttle;
+
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use serde_json::Value;
+
+pub use event::{Event, Kind, SCHEMA_VERSION};
+pub use evidence::Fact;
+use human::HumanState;
+use stepper::Stepper;
+use throttle::{Summary, Throttle};
+
+use crate::cli::{ColorChoice, GlobalArgs};
+use crate::stop::{self, StopReason};
+
+/// Everything the narrator needs to know from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub json: bool,
+    pub quiet: bool,
+    pub step: bool,
+    pub color: ColorChoice,
+    pub rate: u32,
+}
+
+impl From<&GlobalArgs> for Settings {
+    fn from(args: &GlobalArgs) -> Settings {
+        Settings {
+            json: args.json,
+            quiet: args.quiet,
+            step: args.step,
+            color: args.color,
+            rate: args.rate,
+        }
+    }
+}
+
+/// Decide whether to colour: `always` and `never` are obeyed; `auto` colours
+/// a terminal unless NO_COLOR is set to something (https://no-color.org).
+pub fn use_color(choice: ColorChoice, stdout_is_terminal: bool, no_color: Option<&str>) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => stdout_is_terminal && no_color.is_none_or(str::is_empty),
+    }
+}
+
+pub struct Narrator {
+    settings: Settings,
+    start: Instant,
+    steps: AtomicU32,
+    out: Mutex<Output>,
+    stepper: Stepper,
+}
+
+struct Output {
+    human: HumanState,
+    throttle: Throttle,
+    /// Set once a write failed: nothing more is written.
+    closed: bool,
+}
+
+thread_local! {
+    /// The step this thread is in, and whether it is being shown, so that
+    /// kernel lines and notes follow their step (or are hidden with it).
+    static CURRENT: Cell<(Option<u32>, bool)> = const { Cell::new((None, true)) };
+}
+
+impl Narrator {
+    pub fn new(settings: Settings) -> Narrator {
+        let stdout_is_terminal = std::io::stdout().is_terminal();
+        let color = use_color(
+            settings.color,
+            stdout_is_terminal,
+            std::env::var("NO_COLOR").ok().as_deref(),
+        );
+        colored::control::set_override(color);
+        let wrap_width = if stdout_is_terminal {
+            crossterm::terminal::size()
+                .ok()
+                .map(|(cols, _)| usize::from(cols).clamp(40, 120))
+        } else {
+            None
+        };
+        let (stepper, step_impossible) = Stepper::new(settings.step);
+        if step_impossible {
+            eprintln!("netlab: --step needs a terminal on standard input to read keys; running without pauses.");
+        }
+        watch_for_closed_output();
+        Narrator {
+            out: Mutex::new(Output {
+                human: HumanState::new(wrap_width),
+                throttle: Throttle::new(settings.rate),
+                closed: false,
+            }),
+            settings,
+            start: Instant::now(),
+            steps: AtomicU32::new(0),
+            stepper,
+        }
+    }
+
+    /// The banner: which demo, which lesson explains it, what it shows.
+    /// Shown even with `--quiet`.
+    pub fn start(&self, demo: &str, lesson: &str, about: &str) {
+        self.emit(
+            None,
+            Kind::Start {
+                demo: demo.into(),
+                lesson: lesson.into(),
+                about: about.into(),
+            },
+        );
+    }
+
+    /// A system call that returns at once: its line and result share a line.
+    pub fn call(&self, call: &'static str, args: impl Into<String>) -> Step<'_> {
+        self.begin(call, args.into(), None)
+    }
+
+    /// A system call that may wait. Its line is printed before the call
+    /// blocks, saying what it waits for, so the class sees where we are.
+    pub fn blocking(
+        &self,
+        call: &'static str,
+        args: impl Into<String>,
+        wait: impl Into<String>,
+    ) -> Step<'_> {
+        self.begin(call, args.into(), Some(wait.into()))
+    }
+
+    fn begin(&self, call: &'static str, args: String, wait: Option<String>) -> Step<'_> {
+        let number = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.settings.quiet {
+            CURRENT.set((Some(number), false));
+            return Step::new(self, number, call, false);
+        }
+        self.stepper.wait(&format!("{call}({args})"));
+        let shown = {
+            let mut out = self.lock();
+            let verdict = out.throttle.admit(Instant::now());
+            if let Some(summary) = verdict.summary {
+                self.write_locked(&mut out, None, summary_kind(summary));
+            }
+            if !verdict.show {
+                out.throttle.hide_call(call);
+            }
+            verdict.show
+        };
+        CURRENT.set((Some(number), shown));
+        if shown {
+            let blocking = wait.is_some();
+            self.emit(
+                Some(number),
+                Kind::Call {
+                    call: call.into(),
+                    args,
+                    blocking,
+                    wait,
+                },
+            );
+        }
+        Step::new(self, number, call, shown)
+    }
+
+    /// A fact read from the kernel (see `evidence.rs` for the readers).
+    pub fn kernel(&self, fact: Fact) {
+        let (step, shown) = CURRENT.get();
+        if self.settings.quiet || !shown {
+            return;
+        }
+        self.emit(step, fact.into_kind());
+    }
+
+    /// An explanation for the class: one whole sentence (or a few), written
+    /// out in full in the demo's source so it can be read and translated.
+    pub fn note(&self, text: &'static str) {
+        let (step, shown) = CURRENT.get();
+        if self.settings.quiet || !shown {
+            return;
+        }
+        self.emit(step, Kind::Note { text: text.into() });
+    }
+
+    /// A milestone (a client connected, a message arrived), with data.
+    pub fn info(&self, key: &str, value: Value, text: impl Into<String>) {
+        if self.settings.quiet {
+            return;
+        }
+        self.info_always(key, value, text.into());
+    }
+
+    /// A start-up line (the address a server really bound): shown even
+    /// with `--quiet`, because without it nobody can connect.
+    pub fn startup(&self, key: &str, value: Value, text: impl Into<String>) {
+        self.info_always(key, value, text.into());
+    }
+
+    fn info_always(&self, key: &str, value: Value, text: String) {
+        let (step, _) = CURRENT.get();
+        self.emit(
+            step,
+            Kind::Info {
+                key: key.into(),
+                value,
+                text,
+            },
+        );
+    }
+
+    /// Something went wrong, the demo goes on. Always shown.
+    pub fn warning(&self, text: impl Into<String>, hint: Option<&str>) {
+        let (step, _) = CURRENT.get();
+        self.emit(
+            step,
+            Kind::Warning {
+                text: text.into(),
+                hint: hint.map(str::to_string),
+            },
+        );
+    }
+
+    /// Add to a counter that appears in the summaries under load.
+    pub fn count(&self, key: &'static str, amount: u64) {
+        if self.settings.quiet || self.settings.rate == 0 {
+            return;
+        }
+        self.lock().throttle.count(key, amount);
+    }
+
+    /// The run failed; `main` calls this once. In JSON mode the error is
+    /// also an event, so a program reading the events learns why we stopped.
+    pub fn error(&self, message: &str, hint: Option<&str>) {
+        if self.settings.json {
+            self.emit(
+                None,
+                Kind::Error {
+                    message: message.into(),
+                    hint: hint.map(str::to_string),
+                },
+            );
+        }
+    }
+
+    /// The last line: why the demo ends and with which exit code.
+    pub fn end(&self, reason: &str, exit_code: i32) {
+        self.flush_summary();
+        if stop::requested() == Some(StopReason::OutputClosed) {
+            return;
+        }
+        self.emit(
+            None,
+            Kind::End {
+                reason: reason.into(),
+                exit_code,
+            },
+        );
+    }
+
+    /// Print whatever the throttle still holds.
+    pub fn flush_summary(&self) {
+        let mut out = self.lock();
+        if let Some(summary) = out.throttle.take_pending(Instant::now()) {
+            self.write_locked(&mut out, None, summary_kind(summary));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Output> {
+        // A panic while printing must not silence every later line.
+        self.out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn emit(&self, step: Option<u32>, kind: Kind) {
+        let mut out = self.lock();
+        self.write_locked(&mut out, step, kind);
+    }
+
+    fn write_locked(&self, out: &mut Output, step: Option<u32>, kind: Kind) {
+        if out.closed {
+            return;
+        }
+        let event = Event {
+            v: SCHEMA_VERSION,
+            t: (self.start.elapsed().as_micros() as f64) / 1e6,
+            // Read each time: after a fork the child has its own pid.
+            pid: std::process::id(),
+            step,
+            kind,
+        };
+        let text = if self.settings.json {
+            let mut line = event.to_json_line();
+            line.push('\n');
+            line
+        } else {
+            human::render(&event, &mut out.human)
+        };
+        let mut stdout = std::io::stdout().lock();
+        let written = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush());
+        if written.is_err() {
+            // Nobody reads our output any more (`| head`): stop quietly.
+            out.closed = true;
+            stop::request(StopReason::OutputClosed);
+        }
+    }
+}
+
+fn summary_kind(summary: Summary) -> Kind {
+    let to_object = |pairs: Vec<(String, u64)>| -> Value {
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(key, count)| (key, Value::from(count)))
+                .collect(),
+        )
+    };
+    Kind::Summary {
+        seconds: (summary.seconds * 10.0).round() / 10.0,
+        hidden_steps: summary.hidden_steps,
+        calls: to_object(
+            summary
+                .calls
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        ),
+        errors: to_object(summary.errors.into_iter().collect()),
+        counters: to_object(
+            summary
+                .counters
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        ),
+    }
+}
+
+/// One system call in progress. Finish it with `ok`, `ok_value` or `fail`.
+#[must_use = "say what the call returned with ok(), ok_value() or fail()"]
+pub struct Step<'n> {
+    nar: &'n Narrator,
+    number: u32,
+    call: &'static str,
+    shown: bool,
+}
+
+impl<'n> Step<'n> {
+    fn new(nar: &'n Narrator, number: u32, call: &'static str, shown: bool) -> Step<'n> {
+        Step {
+            nar,
+            number,
+            call,
+            shown,
+        }
+    }
+
+    /// The call succeeded; `result` says what it returned ("fd 4").
+    pub fn ok(self, result: impl Into<String>) {
+        self.finish(true, result.into(), None, None);
+    }
+
+    /// The call succeeded and returned this number (a fd, a byte count).
+    pub fn ok_value(self, value: i64, result: impl Into<String>) {
+        self.finish(true, result.into(), Some(value), None);
+    }
+
+    /// The call failed with `errno`.
+    pub fn fail(self, errno: Errno) {
+        self.finish(false, String::new(), Some(-1), Some(errno));
+    }
+
+    /// Narrate `result` and hand it back unchanged, for calls whose failure
+    /// simply ends the demo: `step.check(bind(..), |_| "0".into())?`.
+    pub fn check<T>(
+        self,
+        result: nix::Result<T>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> nix::Result<T> {
+        match &result {
+            Ok(value) => self.ok(describe(value)),
+            Err(errno) => self.fail(*errno),
+        }
+        result
+    }
+
+    fn finish(self, ok: bool, result: String, value: Option<i64>, errno: Option<Errno>) {
+        if self.nar.settings.quiet {
+            return;
+        }
+        if !self.shown {
+            if let Some(errno) = errno {
+                self.nar.lock().throttle.hide_error(errno_name(errno));
+            }
+            return;
+        }
+        self.nar.emit(
+            Some(self.number),
+            Kind::Return {
+                call: self.call.into(),
+                ok,
+                result,
+                value,
+                errno: errno.map(|e| errno_name(e).to_string()),
+                error: errno.map(|e| e.desc().to_string()),
+            },
+        );
+    }
+}
+
+/// "ECONNREFUSED" for Errno::ECONNREFUSED: the name C programmers and man
+/// pages use.
+pub fn errno_name(errno: Errno) -> &'static str {
+    // nix's Debug output is the constant's name; keep a copy that lives for
+    // the whole program so summaries can count by it cheaply.
+    static NAMES: Mutex<Vec<(i32, &'static str)>> = Mutex::new(Vec::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, name)) = names.iter().find(|(code, _)| *code == errno as i32) {
+        return name;
+    }
+    let name: &'static str = Box::leak(format!("{errno:?}").into_boxed_str());
+    names.push((errno as i32, name));
+    name
+}
+
+/// When stdout is a pipe or a socket, a small thread waits for its reader to
+/// go away (poll reports POLLERR on the write end of a pipe whose read end
+/// closed) and asks the demo to stop. Without it, `netlab tcp-server | head`
+/// would sit in accept() forever after head has quit.
+fn watch_for_closed_output() {
+    use nix::sys::stat::{fstat, SFlag};
+    let Ok(stat) = fstat(std::io::stdout().as_fd()) else {
+        return;
+    };
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    if kind != SFlag::S_IFIFO && kind != SFlag::S_IFSOCK {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("netlab-stdout".into())
+        .spawn(|| {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            stop::block_stop_signals_in_this_thread();
+            let stdout = std::io::stdout();
+            loop {
+                // No events asked for: POLLERR and POLLHUP are always reported.
+                let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {
+                        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+                        if revents.intersects(
+                            PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL,
+                        ) {
+                            stop::request(StopReason::OutputClosed);
+                            return;
+                        }
+                    }
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_follows_the_flag_the_terminal_and_no_color() {
+        assert!(use_color(ColorChoice::Always, false, Some("1")));
+        assert!(!use_color(ColorChoice::Never, true, None));
+        assert!(use_color(ColorChoice::Auto, true, None));
+        assert!(
+            use_color(ColorChoice::Auto, true, Some("")),
+            "an empty NO_COLOR does not count"
+        );
+        assert!(!use_color(ColorChoice::Auto, true, Some("1")));
+        assert!(!use_color(ColorChoice::Auto, false, None));
+    }
+
+    #[test]
+    fn errno_names_are_the_c_names() {
+        assert_eq!(errno_name(Errno::ECONNREFUSED), "ECONNREFUSED");
+        assert_eq!(errno_name(Errno::EPIPE), "EPIPE");
+        assert_eq!(errno_name(Errno::EPIPE), "EPIPE");
+    }
+}
