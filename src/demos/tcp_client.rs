@@ -1,0 +1,441 @@
+//! # tcp-client: connect, talk, close, and what goes wrong
+//!
+//! The other half of the first TCP lesson. The client makes the handshake
+//! with connect(), lets the kernel pick its local port, sends and receives,
+//! and closes. Along the way it shows every classic failure by name:
+//! ECONNREFUSED (nothing listens), recv() returning 0 (the server closed
+//! first), EPIPE or death by SIGPIPE (writing to a connection the server has
+//! closed), ECONNRESET (the server reset it). At the end it reads from
+//! /proc/net/tcp which end of the connection is left in TIME_WAIT.
+//!
+//! System calls, in order: sigaction(SIGPIPE), socket, connect, getsockname,
+//! then send and recv for each message (or each line read from stdin),
+//! shutdown(SHUT_WR) with --half-close, close.
+//!
+//! Try it (with `netlab tcp-server` running in another terminal):
+//!
+//! ```text
+//! netlab tcp-client --message hello --message world
+//! netlab tcp-client --message hello --half-close
+//! netlab tcp-client                   # type lines; Ctrl-D ends
+//! ```
+//!
+//! Lesson: `netlab lesson tcp`.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::socket::{
+    connect, recv, send, shutdown, socket, MsgFlags, Shutdown, SockFlag, SockType,
+};
+use serde_json::json;
+
+use crate::cli::{SigpipeChoice, TcpClientArgs};
+use crate::error::Failure;
+use crate::kernel;
+use crate::narrate::text::{bytes, show_bytes};
+use crate::narrate::{errno_name, Fact, Narrator};
+use crate::stop;
+use crate::sys;
+
+const SHOW_CHARS: usize = 60;
+
+/// What we know about the connection as the conversation goes on.
+struct Connection {
+    fd: OwnedFd,
+    local: SocketAddr,
+    server: SocketAddr,
+    /// recv() returned 0: the server sent FIN.
+    server_closed: bool,
+    /// A call failed with EPIPE or ECONNRESET: the connection is dead.
+    broken: Option<Errno>,
+}
+
+pub fn run(nar: &Narrator, args: &TcpClientArgs) -> Result<()> {
+    nar.start(
+        "tcp-client",
+        "tcp",
+        "A TCP client: connect, send, receive, close, and the errors you meet when the other side is gone.",
+    );
+    let server = sys::resolve(&args.host, args.port)?;
+    set_sigpipe(nar, args.sigpipe)?;
+
+    let Some(mut conn) = connect_to(nar, server)? else {
+        return Ok(()); // interrupted before the handshake finished
+    };
+    let mut buf = vec![0u8; args.bufsize as usize];
+
+    if args.message.is_empty() {
+        talk_from_stdin(nar, args, &mut conn, &mut buf)?;
+    } else {
+        for message in &args.message {
+            if stop::requested().is_some() || conn.broken.is_some() {
+                break;
+            }
+            exchange(nar, args, &mut conn, message.as_bytes(), &mut buf);
+        }
+    }
+
+    if args.half_close && conn.broken.is_none() && stop::requested().is_none() {
+        half_close(nar, &mut conn, &mut buf);
+    }
+    let Connection {
+        fd,
+        local,
+        server,
+        broken,
+        server_closed,
+    } = conn;
+    close_and_look(nar, fd, local, server, server_closed)?;
+
+    match broken {
+        Some(errno) => Err(Failure::with_hint(
+            format!(
+                "the connection broke: {} ({})",
+                errno_name(errno),
+                errno.desc()
+            ),
+            "the server closed or reset the connection before every message was delivered",
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Choose what SIGPIPE does, explicitly: Rust programs start with it
+/// ignored, C and Python programs with the default (death).
+fn set_sigpipe(nar: &Narrator, choice: SigpipeChoice) -> Result<()> {
+    let (handler, name) = match choice {
+        SigpipeChoice::Ignore => (SigHandler::SigIgn, "SIG_IGN"),
+        SigpipeChoice::Default => (SigHandler::SigDfl, "SIG_DFL"),
+    };
+    let step = nar.call("sigaction", format!("SIGPIPE, {name}"));
+    let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN and SIG_DFL install no handler code.
+    step.check(
+        unsafe { signal::sigaction(Signal::SIGPIPE, &action) },
+        |_| "0".into(),
+    )?;
+    match choice {
+        SigpipeChoice::Ignore => nar.note("SIGPIPE is ignored: a write to a connection the server has closed fails with EPIPE, and we can report it."),
+        SigpipeChoice::Default => nar.note("SIGPIPE has its default action: a write to a connection the server has closed kills this process on the spot, as it would a C program."),
+    }
+    Ok(())
+}
+
+/// socket, connect, getsockname. None if a stop interrupted the handshake.
+fn connect_to(nar: &Narrator, server: SocketAddr) -> Result<Option<Connection>> {
+    let step = nar.call(
+        "socket",
+        format!("{}, SOCK_STREAM, 0", sys::family_name(&server)),
+    );
+    let fd = step.check(
+        socket(
+            sys::family_of(&server),
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        ),
+        |fd| format!("fd {}", fd.as_raw_fd()),
+    )?;
+    let raw = fd.as_raw_fd();
+
+    // connect(): the kernel sends SYN, waits for SYN+ACK, answers ACK.
+    let step = nar.blocking(
+        "connect",
+        format!("fd {raw}, {server}"),
+        format!("waiting for the handshake with {server}"),
+    );
+    match connect(raw, &sys::to_kernel(server)) {
+        Ok(()) => step.ok("0"),
+        Err(Errno::EINTR) => {
+            step.fail(Errno::EINTR);
+            return Ok(None);
+        }
+        Err(errno) => {
+            step.fail(errno);
+            return Err(connect_failure(nar, errno, server).into());
+        }
+    }
+    nar.tcp_state(fd.as_fd());
+
+    // getsockname(): we never chose a local port; the kernel did.
+    let step = nar.call("getsockname", format!("fd {raw}"));
+    let local = step.check(sys::local_addr(raw), |addr| addr.to_string())?;
+    match kernel::sysctl::local_port_range() {
+        Ok((low, high)) => nar.kernel(Fact::new(
+            "net.ipv4.ip_local_port_range",
+            "local_port_range",
+            json!({ "low": low, "high": high, "port": local.port() }),
+            "/proc/sys/net/ipv4/ip_local_port_range",
+            format!(
+                "the kernel picked local port {} from the ephemeral range {low}-{high}",
+                local.port()
+            ),
+        )),
+        Err(err) => nar.kernel(Fact::unavailable(
+            "net.ipv4.ip_local_port_range",
+            "local_port_range",
+            "/proc/sys/net/ipv4/ip_local_port_range",
+            err,
+        )),
+    }
+    nar.note("A client rarely calls bind(): connect() binds it to this machine's address and a free ephemeral port.");
+    nar.info(
+        "connected",
+        json!({ "local": local.to_string(), "server": server.to_string() }),
+        format!("connected from {local} to {server}"),
+    );
+    Ok(Some(Connection {
+        fd,
+        local,
+        server,
+        server_closed: false,
+        broken: None,
+    }))
+}
+
+/// Explain a failed connect() and what to do about it.
+fn connect_failure(nar: &Narrator, errno: Errno, server: SocketAddr) -> Failure {
+    match errno {
+        Errno::ECONNREFUSED => {
+            nar.note("ECONNREFUSED: nothing listens on that port, so the server machine's kernel answered our SYN with RST.");
+            Failure::with_hint(
+                format!("could not connect to {server}: connection refused"),
+                format!(
+                    "start a server first, e.g. `netlab tcp-server --port {}`",
+                    server.port()
+                ),
+            )
+        }
+        Errno::ETIMEDOUT => Failure::new(
+            format!("could not connect to {server}: no answer (timed out)"),
+            Some("a firewall may drop the SYN, or the host is down"),
+        ),
+        Errno::ENETUNREACH | Errno::EHOSTUNREACH => Failure::new(
+            format!("could not connect to {server}: no route to that network or host"),
+            Some("check the address; `ip route` shows where this machine can send"),
+        ),
+        other => Failure::new(
+            format!(
+                "could not connect to {server}: {} ({})",
+                errno_name(other),
+                other.desc()
+            ),
+            None,
+        ),
+    }
+}
+
+/// Send one message and, unless we half-close later, read one reply.
+fn exchange(
+    nar: &Narrator,
+    args: &TcpClientArgs,
+    conn: &mut Connection,
+    message: &[u8],
+    buf: &mut [u8],
+) {
+    if conn.server_closed {
+        nar.note("The server has already closed its end, but we send anyway, to see what the kernel does with data for a closed connection.");
+        if args.sigpipe == SigpipeChoice::Default {
+            nar.note("With SIGPIPE at its default, if this write meets a reset connection the process dies right here; a shell then shows exit status 141 (128 + signal 13).");
+        }
+    }
+    if let Err(errno) = send_all(nar, conn, message) {
+        if errno != Errno::EINTR {
+            conn.broken = Some(errno);
+        }
+        return;
+    }
+    if conn.server_closed {
+        // The server's kernel has no socket for our data and answers RST.
+        nar.tcp_state(conn.fd.as_fd());
+        nar.note("The first write after the server closed still succeeds: the kernel queued it. The server's kernel answers it with RST, and the next write fails.");
+    }
+    if !args.half_close && !conn.server_closed {
+        receive_once(nar, conn, buf);
+    }
+}
+
+/// send() until all of `data` is out, narrating each call.
+fn send_all(nar: &Narrator, conn: &Connection, data: &[u8]) -> Result<(), Errno> {
+    let fd = conn.fd.as_raw_fd();
+    let mut sent = 0;
+    while sent < data.len() {
+        let rest = &data[sent..];
+        let step = nar.call(
+            "send",
+            format!(
+                "fd {fd}, {}: {}, 0",
+                bytes(rest.len()),
+                show_bytes(rest, SHOW_CHARS)
+            ),
+        );
+        match send(fd, rest, MsgFlags::empty()) {
+            Ok(count) => {
+                step.ok_value(count as i64, bytes(count));
+                sent += count;
+            }
+            Err(Errno::EINTR) => {
+                step.fail(Errno::EINTR);
+                if stop::requested().is_some() {
+                    return Err(Errno::EINTR);
+                }
+            }
+            Err(errno) => {
+                step.fail(errno);
+                match errno {
+                    Errno::EPIPE => nar.note("EPIPE: the connection is closed in both directions now (the server's RST arrived), so the kernel refuses the write. SIGPIPE is ignored, so we live to report it."),
+                    Errno::ECONNRESET => nar.note("ECONNRESET: the server reset the connection; the data cannot be delivered."),
+                    _ => {}
+                }
+                return Err(errno);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One recv(): the reply, or the news that the server closed or reset.
+fn receive_once(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) -> usize {
+    let fd = conn.fd.as_raw_fd();
+    let step = nar.blocking(
+        "recv",
+        format!("fd {fd}, {}, 0", bytes(buf.len())),
+        format!("waiting for data from {}", conn.server),
+    );
+    match recv(fd, buf, MsgFlags::empty()) {
+        Ok(0) => {
+            step.ok_value(0, "0: end of stream");
+            nar.note("recv() returned 0: the server closed its end (it sent FIN). It will send nothing more.");
+            nar.tcp_state(conn.fd.as_fd());
+            conn.server_closed = true;
+            0
+        }
+        Ok(received) => {
+            step.ok_value(
+                received as i64,
+                format!(
+                    "{}: {}",
+                    bytes(received),
+                    show_bytes(&buf[..received], SHOW_CHARS)
+                ),
+            );
+            nar.info(
+                "reply",
+                json!({ "bytes": received }),
+                format!("the server answered {}", bytes(received)),
+            );
+            received
+        }
+        Err(Errno::EINTR) => {
+            step.fail(Errno::EINTR);
+            0
+        }
+        Err(errno) => {
+            step.fail(errno);
+            if errno == Errno::ECONNRESET {
+                nar.note("ECONNRESET: the server reset the connection (RST), for example by closing it with data still unread or by being killed.");
+            }
+            conn.broken = Some(errno);
+            0
+        }
+    }
+}
+
+/// Interactive mode: send each line typed on stdin, like the course's
+/// client. Reading fd 0 is a system call too, and it is where we wait.
+fn talk_from_stdin(
+    nar: &Narrator,
+    args: &TcpClientArgs,
+    conn: &mut Connection,
+    buf: &mut [u8],
+) -> Result<()> {
+    let stdin = std::io::stdin();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    nar.note("Type a line and press Enter to send it; Ctrl-D ends the input.");
+    loop {
+        if stop::requested().is_some() || conn.broken.is_some() {
+            return Ok(());
+        }
+        let step = nar.blocking(
+            "read",
+            format!("fd 0 (stdin), {}", bytes(chunk.len())),
+            "waiting for a line on standard input",
+        );
+        match nix::unistd::read(stdin.as_fd(), &mut chunk) {
+            Ok(0) => {
+                step.ok_value(0, "0: end of input");
+                if !pending.is_empty() {
+                    let rest = std::mem::take(&mut pending);
+                    exchange(nar, args, conn, &rest, buf);
+                }
+                return Ok(());
+            }
+            Ok(count) => {
+                step.ok_value(count as i64, bytes(count));
+                pending.extend_from_slice(&chunk[..count]);
+                // Send every complete line, newline included.
+                while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    exchange(nar, args, conn, &line, buf);
+                    if conn.broken.is_some() {
+                        return Ok(());
+                    }
+                }
+                // A very long line without a newline is sent in pieces.
+                if pending.len() >= chunk.len() {
+                    let piece = std::mem::take(&mut pending);
+                    exchange(nar, args, conn, &piece, buf);
+                }
+            }
+            Err(Errno::EINTR) => step.fail(Errno::EINTR),
+            Err(errno) => {
+                step.fail(errno);
+                return Err(errno).context("reading standard input failed");
+            }
+        }
+    }
+}
+
+/// shutdown(SHUT_WR): "I have nothing more to send", while still reading.
+fn half_close(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) {
+    let fd = conn.fd.as_raw_fd();
+    let step = nar.call("shutdown", format!("fd {fd}, SHUT_WR"));
+    if let Err(errno) = step.check(shutdown(fd, Shutdown::Write), |_| "0".into()) {
+        conn.broken = Some(errno);
+        return;
+    }
+    nar.note("shutdown(SHUT_WR) sends FIN but keeps the socket open for reading: the server sees end of stream, and can still answer.");
+    nar.tcp_state(conn.fd.as_fd());
+    while !conn.server_closed && conn.broken.is_none() && stop::requested().is_none() {
+        receive_once(nar, conn, buf);
+    }
+}
+
+/// close(), then read from /proc/net/tcp where each end of the connection
+/// is now: the side that closed first is the one left in TIME_WAIT.
+fn close_and_look(
+    nar: &Narrator,
+    fd: OwnedFd,
+    local: SocketAddr,
+    server: SocketAddr,
+    server_closed: bool,
+) -> Result<()> {
+    let step = nar.call("close", format!("fd {}", fd.as_raw_fd()));
+    step.check(nix::unistd::close(fd), |_| "0".into())?;
+    if server_closed {
+        nar.note("The server closed first, so its end is the one in TIME_WAIT; our close() completes the handshake.");
+    } else {
+        nar.note("close() sends our FIN. The end that closes first waits in TIME_WAIT for 60 seconds, so late packets of this connection cannot confuse a new one.");
+    }
+    nar.connection_state(local, server, "this client's end");
+    if sys::is_on_this_machine(server.ip()) {
+        nar.connection_state(server, local, "the server's end");
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! # tcp-server: the iterative TCP server
+//!
+//! The first server of every networking course: one listening socket, and
+//! one client served at a time from accept() to close(). It shows the whole
+//! life of a TCP connection as the kernel sees it, and its one big flaw: while
+//! it talks to one client, the next one waits in the accept queue. That flaw
+//! is what select, poll, epoll and fork will fix.
+//!
+//! System calls, in order: sigaction(SIGPIPE), socket, setsockopt
+//! (SO_REUSEADDR), bind, getsockname, listen, then for each client: accept,
+//! recv and send in a loop until recv returns 0, close.
+//!
+//! Try it:
+//!
+//! ```text
+//! netlab tcp-server --port 8888        # this terminal
+//! nc 127.0.0.1 8888                    # another terminal: type lines
+//! nc 127.0.0.1 8888                    # a third: watch it wait in the queue
+//! ```
+//!
+//! Lesson: `netlab lesson tcp`.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::socket::{
+    bind, listen, recv, send, setsockopt, socket, sockopt, Backlog, MsgFlags, SockFlag, SockType,
+};
+use serde_json::json;
+
+use crate::cli::TcpServerArgs;
+use crate::error::Failure;
+use crate::kernel::{self, TcpState};
+use crate::narrate::text::{bytes, show_bytes};
+use crate::narrate::Narrator;
+use crate::stop;
+use crate::sys;
+
+/// How much of each message the narration shows.
+const SHOW_CHARS: usize = 60;
+
+pub fn run(nar: &Narrator, args: &TcpServerArgs) -> Result<()> {
+    nar.start(
+        "tcp-server",
+        "tcp",
+        "An iterative TCP echo server: it serves one client at a time, from accept() to close().",
+    );
+    let wanted = sys::resolve(&args.host, args.port)?;
+
+    ignore_sigpipe(nar)?;
+    let listen_fd = open_listener(nar, args, wanted)?;
+
+    let mut served: u64 = 0;
+    while stop::requested().is_none() && args.max_clients.is_none_or(|max| served < max) {
+        if args.accept_delay > 0.0 && !delay_before_accept(nar, &listen_fd, args.accept_delay) {
+            break;
+        }
+        let Some((conn_fd, peer)) = accept_client(nar, &listen_fd)? else {
+            continue;
+        };
+        served += 1;
+        serve_client(nar, args, &listen_fd, conn_fd, peer)?;
+    }
+
+    // The listening socket goes last: once it is closed, new clients get
+    // "connection refused" from the kernel.
+    let step = nar.call("close", format!("fd {}", listen_fd.as_raw_fd()));
+    step.check(nix::unistd::close(listen_fd), |_| "0".into())?;
+    nar.note("The listening socket is closed: from now on the kernel refuses new connections to this port.");
+    Ok(())
+}
+
+/// SIGPIPE would kill the whole server the first time it writes to a
+/// client that has gone. Ignoring it makes that write fail with EPIPE,
+/// which we can handle like any other error.
+fn ignore_sigpipe(nar: &Narrator) -> Result<()> {
+    let step = nar.call("sigaction", "SIGPIPE, SIG_IGN");
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN installs no handler code, so nothing can run in
+    // signal context.
+    step.check(
+        unsafe { signal::sigaction(Signal::SIGPIPE, &ignore) },
+        |_| "0".into(),
+    )?;
+    nar.note("Writing to a client that has vanished raises SIGPIPE, which kills a process by default. Ignored, the same write fails with EPIPE and the server goes on.");
+    Ok(())
+}
+
+/// socket, setsockopt, bind, getsockname, listen: the listening socket.
+fn open_listener(nar: &Narrator, args: &TcpServerArgs, wanted: SocketAddr) -> Result<OwnedFd> {
+    // 1. socket(): a new TCP endpoint. It is only a number in our fd table
+    //    until bind() gives it an address.
+    let step = nar.call(
+        "socket",
+        format!("{}, SOCK_STREAM, 0", sys::family_name(&wanted)),
+    );
+    let listen_fd = step.check(
+        socket(
+            sys::family_of(&wanted),
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        ),
+        |fd| format!("fd {}", fd.as_raw_fd()),
+    )?;
+    let fd = listen_fd.as_raw_fd();
+    nar.note("A socket is a file descriptor: the kernel hands out the lowest free number, and 0, 1 and 2 are already stdin, stdout and stderr.");
+
+    // 2. SO_REUSEADDR: without it, restarting the server right after a
+    //    client left fails while that old connection sits in TIME_WAIT.
+    if args.no_reuseaddr {
+        nar.note("--no-reuseaddr: SO_REUSEADDR stays off, so bind() fails with EADDRINUSE while any old connection on this port is in TIME_WAIT.");
+    } else {
+        let step = nar.call(
+            "setsockopt",
+            format!("fd {fd}, SOL_SOCKET, SO_REUSEADDR, 1"),
+        );
+        step.check(setsockopt(&listen_fd, sockopt::ReuseAddr, &true), |_| {
+            "0".into()
+        })?;
+        nar.note("SO_REUSEADDR lets bind() take the port even while old connections on it wait in TIME_WAIT, so a restarted server does not have to wait a minute.");
+    }
+
+    // 3. bind(): claim the address and port.
+    let step = nar.call("bind", format!("fd {fd}, {wanted}"));
+    if let Err(errno) = bind(fd, &sys::to_kernel(wanted)) {
+        step.fail(errno);
+        return Err(bind_failure(errno, wanted, args.no_reuseaddr).into());
+    }
+    step.ok("0");
+
+    // 4. getsockname(): which address did we really get? With --port 0 the
+    //    kernel chose the port, and only this call can tell us.
+    let step = nar.call("getsockname", format!("fd {fd}"));
+    let bound = step.check(sys::local_addr(fd), |addr| addr.to_string())?;
+    if args.port == 0 {
+        nar.note(
+            "Port 0 asks the kernel for any free port; getsockname() tells us which one it chose.",
+        );
+    }
+
+    // 5. listen(): from now on the kernel answers SYNs for us and queues
+    //    finished handshakes until we accept() them.
+    let step = nar.call("listen", format!("fd {fd}, backlog {}", args.backlog));
+    let backlog = Backlog::new(args.backlog).context("the backlog is out of range")?;
+    step.check(listen(&listen_fd, backlog), |_| "0".into())?;
+    if let Some(queue) = nar.listen_queue(listen_fd.as_fd()) {
+        if i64::from(queue.backlog) < i64::from(args.backlog) {
+            nar.note("The kernel lowered the backlog: Linux caps it at net.core.somaxconn.");
+        }
+    }
+    nar.note("The kernel now completes handshakes on its own and queues the new connections; accept() takes them off the queue one at a time.");
+
+    announce(nar, bound);
+    Ok(listen_fd)
+}
+
+/// Explain a failed bind() with what the kernel says about the port.
+fn bind_failure(errno: Errno, wanted: SocketAddr, no_reuseaddr: bool) -> Failure {
+    let port = wanted.port();
+    match errno {
+        Errno::EADDRINUSE => {
+            let entries = kernel::proc_net::read_tcp_table().unwrap_or_default();
+            let on_port = kernel::proc_net::entries_on_local_port(&entries, port);
+            let listening = on_port.iter().any(|entry| entry.state == TcpState::Listen);
+            let time_wait = on_port.iter().filter(|entry| entry.state == TcpState::TimeWait).count();
+            if listening {
+                Failure::with_hint(
+                    format!("cannot bind {wanted}: another socket is already listening on port {port} (Address already in use)"),
+                    format!("stop the other server, or choose another port (--port 0 lets the kernel pick one); `ss -ltnp 'sport = :{port}'` shows who holds it"),
+                )
+            } else if time_wait > 0 && no_reuseaddr {
+                Failure::with_hint(
+                    format!("cannot bind {wanted}: {time_wait} old connection(s) on port {port} are still in TIME_WAIT (Address already in use)"),
+                    "this is what SO_REUSEADDR is for: run again without --no-reuseaddr, or wait up to 60 s for TIME_WAIT to end",
+                )
+            } else {
+                Failure::with_hint(
+                    format!("cannot bind {wanted}: port {port} is in use (Address already in use)"),
+                    "choose another port, or --port 0 to let the kernel pick a free one",
+                )
+            }
+        }
+        Errno::EACCES => {
+            let first_free = kernel::sysctl::unprivileged_port_start()
+                .map(|start| start.to_string())
+                .unwrap_or_else(|_| "1024".into());
+            Failure::with_hint(
+                format!("cannot bind {wanted}: permission denied; ports below {first_free} need root or CAP_NET_BIND_SERVICE"),
+                format!("use a port of {first_free} or above, e.g. --port 8888 (the limit is /proc/sys/net/ipv4/ip_unprivileged_port_start)"),
+            )
+        }
+        Errno::EADDRNOTAVAIL => Failure::new(
+            format!("cannot bind {wanted}: {} is not an address of this machine", wanted.ip()),
+            Some("use 0.0.0.0 (every interface), 127.0.0.1 (this machine only), or one of the addresses `ip -brief address` lists"),
+        ),
+        other => Failure::new(format!("cannot bind {wanted}: {} ({})", crate::narrate::errno_name(other), other.desc()), None),
+    }
+}
+
+/// The start-up lines: where to connect. Shown even with --quiet.
+fn announce(nar: &Narrator, bound: SocketAddr) {
+    let target = sys::connectable(bound);
+    nar.startup(
+        "listening",
+        json!({ "addr": bound.to_string(), "port": bound.port() }),
+        format!(
+            "listening on {bound}; try: nc {} {}",
+            target.ip(),
+            target.port()
+        ),
+    );
+    if bound.ip().is_unspecified() {
+        let others: Vec<String> = sys::other_local_addresses(sys::family_of(&bound))
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, bound.port()).to_string())
+            .collect();
+        if !others.is_empty() {
+            nar.startup(
+                "reachable_at",
+                json!(others),
+                format!("other machines can connect to: {}", others.join(", ")),
+            );
+        }
+    }
+}
+
+/// --accept-delay: sleep without accepting, so the class can watch new
+/// connections pile up in the accept queue. Returns false if a stop came.
+fn delay_before_accept(nar: &Narrator, listen_fd: &OwnedFd, seconds: f64) -> bool {
+    let step = nar.blocking(
+        "nanosleep",
+        format!("{seconds} s"),
+        "--accept-delay: not calling accept(), so new clients wait in the queue",
+    );
+    match sys::nanosleep(Duration::from_secs_f64(seconds)) {
+        Ok(()) => step.ok("0"),
+        Err(errno) => {
+            step.fail(errno);
+            if stop::requested().is_some() {
+                return false;
+            }
+        }
+    }
+    nar.listen_queue(listen_fd.as_fd());
+    true
+}
+
+/// accept(): take the next finished handshake off the queue. Returns None
+/// when the call was interrupted or failed in a way worth retrying.
+fn accept_client(nar: &Narrator, listen_fd: &OwnedFd) -> Result<Option<(OwnedFd, SocketAddr)>> {
+    let step = nar.blocking(
+        "accept",
+        format!("fd {}", listen_fd.as_raw_fd()),
+        "waiting for a client to finish the handshake",
+    );
+    let (conn_fd, peer) = match sys::accept_with_peer(listen_fd.as_fd()) {
+        Ok(accepted) => accepted,
+        // A signal arrived (Ctrl-C, or a closed output): the loop checks why.
+        Err(Errno::EINTR) => {
+            step.fail(Errno::EINTR);
+            return Ok(None);
+        }
+        // The client gave up between its handshake and our accept(), or
+        // we are out of descriptors or memory for a moment: not fatal.
+        Err(
+            errno @ (Errno::ECONNABORTED
+            | Errno::EPROTO
+            | Errno::EMFILE
+            | Errno::ENFILE
+            | Errno::ENOBUFS
+            | Errno::ENOMEM),
+        ) => {
+            step.fail(errno);
+            nar.warning(
+                format!(
+                    "accept() failed with {}; the server goes on",
+                    crate::narrate::errno_name(errno)
+                ),
+                None,
+            );
+            if matches!(errno, Errno::EMFILE | Errno::ENFILE) {
+                // Do not spin while the descriptor table is full.
+                let _ = sys::nanosleep(Duration::from_millis(100));
+            }
+            return Ok(None);
+        }
+        Err(errno) => {
+            step.fail(errno);
+            return Err(errno).context("accept() failed");
+        }
+    };
+    step.ok_value(
+        i64::from(conn_fd.as_raw_fd()),
+        format!("fd {}, peer {peer}", conn_fd.as_raw_fd()),
+    );
+    nar.tcp_state(conn_fd.as_fd());
+    nar.note("accept() returned a new socket just for this client; the listening socket stays open for the next one.");
+    nar.info(
+        "client",
+        json!({ "peer": peer.to_string(), "fd": conn_fd.as_raw_fd() }),
+        format!("client {peer} connected"),
+    );
+    Ok(Some((conn_fd, peer)))
+}
+
+/// How a client's visit ended.
+enum Ending {
+    /// recv() returned 0: the client sent FIN.
+    PeerClosed,
+    /// The client reset the connection, or a send hit a closed one.
+    Broken,
+    /// We were asked to stop in the middle of the conversation.
+    Stopped,
+}
+
+/// recv and send until the client is done, then close its socket.
+fn serve_client(
+    nar: &Narrator,
+    args: &TcpServerArgs,
+    listen_fd: &OwnedFd,
+    conn_fd: OwnedFd,
+    peer: SocketAddr,
+) -> Result<()> {
+    let fd = conn_fd.as_raw_fd();
+    // Our end's address, to find the connection in /proc/net/tcp after close.
+    let local = sys::local_addr(fd).ok();
+    let mut buf = vec![0u8; args.bufsize as usize];
+    let mut queued_before = 0;
+
+    let ending = loop {
+        let step = nar.blocking(
+            "recv",
+            format!("fd {fd}, {}, 0", bytes(buf.len())),
+            format!("waiting for data from {peer}"),
+        );
+        match recv(fd, &mut buf, MsgFlags::empty()) {
+            Ok(0) => {
+                step.ok_value(0, "0: end of stream");
+                nar.note("recv() returned 0: the client sent FIN and will send nothing more.");
+                if nar.tcp_state(conn_fd.as_fd()) == Some(TcpState::CloseWait) {
+                    nar.note("CLOSE_WAIT: the kernel now waits for us to close our end. A server that forgets close() leaves connections in this state for ever.");
+                }
+                break Ending::PeerClosed;
+            }
+            Ok(received) => {
+                let data = &buf[..received];
+                step.ok_value(
+                    received as i64,
+                    format!("{}: {}", bytes(received), show_bytes(data, SHOW_CHARS)),
+                );
+                nar.count("bytes_in", received as u64);
+                let reply = match &args.reply {
+                    Some(text) => format!("{text}\n").into_bytes(),
+                    None => data.to_vec(),
+                };
+                match send_all(nar, fd, &reply) {
+                    Ok(()) => {}
+                    Err(Errno::EINTR) => break Ending::Stopped,
+                    Err(_) => break Ending::Broken,
+                }
+                queued_before = point_out_waiting_clients(nar, listen_fd, queued_before);
+            }
+            Err(Errno::EINTR) => {
+                step.fail(Errno::EINTR);
+                if stop::requested().is_some() {
+                    break Ending::Stopped;
+                }
+            }
+            Err(Errno::ECONNRESET) => {
+                step.fail(Errno::ECONNRESET);
+                nar.note("ECONNRESET: the client reset the connection (it sent RST, e.g. it closed with unread data or was killed). There is nothing more to read or write.");
+                break Ending::Broken;
+            }
+            Err(errno) => {
+                step.fail(errno);
+                nar.warning(
+                    format!(
+                        "recv() failed with {}; closing this client",
+                        crate::narrate::errno_name(errno)
+                    ),
+                    None,
+                );
+                break Ending::Broken;
+            }
+        }
+    };
+
+    // close(): our end sends FIN (unless the connection is already dead).
+    let step = nar.call("close", format!("fd {fd}"));
+    step.check(nix::unistd::close(conn_fd), |_| "0".into())?;
+    nar.info(
+        "client_done",
+        json!({ "peer": peer.to_string() }),
+        format!("client {peer} done"),
+    );
+    if let (Some(local), Ending::PeerClosed) = (local, &ending) {
+        nar.note("The client closed first, so its end goes to TIME_WAIT; ours sends FIN, waits for the last ACK, and is gone.");
+        nar.connection_state(local, peer, "this server's end");
+        if sys::is_on_this_machine(peer.ip()) {
+            nar.connection_state(peer, local, "the client's end");
+        } else {
+            nar.note("The client runs on another machine, so its TIME_WAIT is kept by that machine's kernel, out of our sight.");
+        }
+    }
+    if let (Some(local), Ending::Stopped) = (local, &ending) {
+        nar.note("We closed first this time, so it is our end that waits in TIME_WAIT once the client closes too.");
+        nar.connection_state(local, peer, "this server's end");
+    }
+    Ok(())
+}
+
+/// send() until every byte is out. send() may take fewer bytes than it was
+/// given (a short write), and then we must call it again with the rest.
+fn send_all(nar: &Narrator, fd: i32, data: &[u8]) -> Result<(), Errno> {
+    let mut sent = 0;
+    while sent < data.len() {
+        let rest = &data[sent..];
+        let step = nar.call("send", format!("fd {fd}, {}, 0", bytes(rest.len())));
+        match send(fd, rest, MsgFlags::empty()) {
+            Ok(count) => {
+                step.ok_value(count as i64, bytes(count));
+                nar.count("bytes_out", count as u64);
+                if count < rest.len() {
+                    nar.note("A short write: the kernel took only part of the data, so we call send() again with the rest.");
+                }
+                sent += count;
+            }
+            Err(Errno::EINTR) => {
+                step.fail(Errno::EINTR);
+                if stop::requested().is_some() {
+                    return Err(Errno::EINTR);
+                }
+            }
+            Err(errno) => {
+                step.fail(errno);
+                if errno == Errno::EPIPE {
+                    nar.note("EPIPE: the client's end is gone, so nothing we send can arrive. Because SIGPIPE is ignored, this is an error we handle, not a crash.");
+                } else if errno == Errno::ECONNRESET {
+                    nar.note("ECONNRESET: the client reset the connection while we were sending.");
+                }
+                return Err(errno);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// While we talk to one client, others may finish their handshake and
+/// wait. Say so when that number changes: this is the lesson that leads to
+/// select, poll, epoll and fork. Returns the number now waiting.
+fn point_out_waiting_clients(nar: &Narrator, listen_fd: &OwnedFd, before: u32) -> u32 {
+    let Ok(Some(queue)) = kernel::listen_queue(listen_fd.as_fd()) else {
+        return before;
+    };
+    if queue.waiting != before && queue.waiting > 0 {
+        nar.listen_queue(listen_fd.as_fd());
+        nar.note("Another client has connected and waits in the accept queue: its handshake is done, but this server serves one client at a time and will not accept() it until the current client leaves.");
+    }
+    queue.waiting
+}

@@ -1,0 +1,124 @@
+//! netlab: learn Linux network and process programming by watching the real
+//! system calls, one by one.
+//!
+//! `main` is thin on purpose: parse the command line, install the stop
+//! handlers, run one subcommand, and turn its result into one message and
+//! one exit code. Everything a demo prints goes through the narrator.
+
+mod cli;
+mod demos;
+mod error;
+mod kernel;
+mod lesson;
+mod narrate;
+mod stop;
+mod sys;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::FromArgMatches;
+
+use cli::{Cli, Command};
+use error::Failure;
+use narrate::{Narrator, Settings};
+use stop::StopReason;
+
+fn main() -> ExitCode {
+    // Usage errors exit with 2 and clap's own message.
+    let matches = cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let code = match cli.command {
+        Command::Lesson(args) => finish_tool(lesson::run(args.topic.as_deref())),
+        Command::Completions(args) => {
+            let mut cmd = cli::command();
+            let mut out = std::io::stdout();
+            clap_complete::generate(args.shell, &mut cmd, "netlab", &mut out);
+            finish_tool(out.flush().map_err(anyhow::Error::from))
+        }
+        Command::Man => {
+            let mut out = std::io::stdout();
+            let rendered = clap_mangen::Man::new(cli::command()).render(&mut out);
+            finish_tool(
+                rendered
+                    .and_then(|()| out.flush())
+                    .map_err(anyhow::Error::from),
+            )
+        }
+        command => run_demo(&cli.global, command),
+    };
+    ExitCode::from(code)
+}
+
+/// Run a demo under the narrator and decide the exit code.
+fn run_demo(global: &cli::GlobalArgs, command: Command) -> u8 {
+    if let Err(errno) = stop::install() {
+        eprintln!("netlab: error: cannot install the signal handlers: {errno}");
+        return 1;
+    }
+    let nar = Narrator::new(Settings::from(global));
+    let result = match &command {
+        Command::TcpServer(args) => demos::tcp_server::run(&nar, args),
+        Command::TcpClient(args) => demos::tcp_client::run(&nar, args),
+        Command::Lesson(_) | Command::Completions(_) | Command::Man => Ok(()),
+    };
+    let stopped = stop::requested();
+    match (result, stopped) {
+        // Our reader went away: like `yes | head`, end without a word.
+        (_, Some(StopReason::OutputClosed)) => 0,
+        (Ok(()), Some(reason)) => {
+            let code = reason.exit_code();
+            nar.end(reason.describe(), code);
+            code as u8
+        }
+        (Ok(()), None) => {
+            nar.end("done", 0);
+            0
+        }
+        (Err(err), _) => {
+            report(Some(&nar), &err);
+            nar.end("error", 1);
+            1
+        }
+    }
+}
+
+/// Exit code for the commands that only print (lesson, completions, man).
+fn finish_tool(result: anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(err) if is_broken_pipe(&err) => 0,
+        Err(err) => {
+            report(None, &err);
+            1
+        }
+    }
+}
+
+/// Print the one error message (and hint) on stderr; with --json also as
+/// an event on stdout.
+fn report(nar: Option<&Narrator>, err: &anyhow::Error) {
+    let (message, hint) = match err.downcast_ref::<Failure>() {
+        Some(failure) => (failure.message.clone(), failure.hint.clone()),
+        None => (format!("{err:#}"), None),
+    };
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "netlab: error: {message}");
+    if let Some(hint) = &hint {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+    if let Some(nar) = nar {
+        nar.error(&message, hint.as_deref());
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
