@@ -273,3 +273,129 @@ mod tests {
         assert!(parse_seconds("soon").is_err());
     }
 }
+
+/// Every `netlab ...` command quoted in the lessons, the README and the docs
+/// must parse, so a student who copies one never meets a usage error.
+#[cfg(test)]
+mod documented_commands {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    /// Split a command line like a shell would, for the simple lines the
+    /// docs use: words, single and double quotes; stop at a pipe, `&&`, `;`,
+    /// a redirection, `&` or a comment.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut in_word = false;
+        let mut quote: Option<char> = None;
+        for ch in line.chars() {
+            match (quote, ch) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(ch);
+                    in_word = true;
+                }
+                (None, '|' | ';' | '&' | '>' | '<' | '#') if !in_word || ch != '#' => break,
+                (None, c) if c.is_whitespace() => {
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                }
+                (None, c) => {
+                    word.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        if in_word {
+            words.push(word);
+        }
+        words
+    }
+
+    /// The `netlab ...` commands in a Markdown text: lines of code blocks
+    /// and inline code spans. A synopsis with placeholders (`[--port PORT]`,
+    /// `<TOPIC>`, `...`) is a description, not a command, and is skipped.
+    fn commands_in(markdown: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut in_block = false;
+        for line in markdown.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            if in_block {
+                let command = trimmed.trim_start_matches("$ ");
+                if command.starts_with("netlab ") {
+                    found.push(command.to_string());
+                }
+                continue;
+            }
+            for (index, span) in line.split('`').enumerate() {
+                if index % 2 == 1 && span.starts_with("netlab ") {
+                    found.push(span.to_string());
+                }
+            }
+        }
+        found.retain(|command| {
+            !command.contains('[') && !command.contains('<') && !command.contains("...")
+        });
+        found
+    }
+
+    #[test]
+    fn the_splitter_handles_quotes_and_pipes() {
+        assert_eq!(
+            shell_words("netlab tcp-client -m 'a b' | head"),
+            ["netlab", "tcp-client", "-m", "a b"]
+        );
+        assert_eq!(
+            shell_words("netlab man > netlab.1 && man ./netlab.1"),
+            ["netlab", "man"]
+        );
+        assert_eq!(
+            shell_words("netlab lesson tcp   # read it"),
+            ["netlab", "lesson", "tcp"]
+        );
+    }
+
+    #[test]
+    fn every_netlab_command_in_the_docs_parses() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut files = vec![format!("{root}/README.md")];
+        for folder in ["lessons", "docs"] {
+            if let Ok(entries) = std::fs::read_dir(format!("{root}/{folder}")) {
+                for entry in entries.flatten() {
+                    files.push(entry.path().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in files.iter().filter(|file| file.ends_with(".md")) {
+            let text = std::fs::read_to_string(file).unwrap_or_else(|err| panic!("{file}: {err}"));
+            for command in commands_in(&text) {
+                let words = shell_words(&command);
+                match Cli::try_parse_from(&words) {
+                    Ok(_) => {}
+                    // `--help` and `--version` "fail" by printing text.
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                        ) => {}
+                    Err(err) => panic!("{file}: `{command}` does not parse:\n{err}"),
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 20,
+            "only {checked} commands found: is the extraction broken?"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The command line itself: help, completions, man page, lessons, --step.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn run(args: &[&str]) -> std::process::Output {
+    netlab()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run netlab")
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "netlab {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[test]
+fn help_groups_the_commands_by_topic() {
+    let help = stdout_of(&["--help"]);
+    let sockets = help.find("TCP sockets:").expect("a TCP topic");
+    let tools = help.find("Reading and tools:").expect("a tools topic");
+    let server = help.find("  tcp-server").expect("tcp-server listed");
+    assert!(sockets < server && server < tools, "{help}");
+    assert!(
+        help.contains("--json") && help.contains("--step"),
+        "global flags are listed"
+    );
+}
+
+#[test]
+fn every_subcommand_help_ends_with_an_example_that_names_its_lesson() {
+    for command in ["tcp-server", "tcp-client"] {
+        let help = stdout_of(&[command, "--help"]);
+        assert!(
+            help.contains(&format!("Example:\n  netlab {command}")),
+            "{help}"
+        );
+        assert!(help.contains("Lesson: netlab lesson tcp"), "{help}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let output = run(&["tcp-server", "--port", "70000"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("70000"));
+    assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["tcp-server", "--accept-delay", "-1"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_tree() {
+    let bash = stdout_of(&["completions", "bash"]);
+    assert!(bash.contains("tcp-server") && bash.contains("--no-reuseaddr"));
+    let zsh = stdout_of(&["completions", "zsh"]);
+    assert!(zsh.contains("#compdef netlab"));
+    let man = stdout_of(&["man"]);
+    assert!(man.contains(".TH netlab"), "{}", &man[..200.min(man.len())]);
+    assert!(man.contains("tcp\\-server"));
+}
+
+#[test]
+fn lessons_are_listed_and_rendered_without_markdown_marks() {
+    let list = stdout_of(&["lesson"]);
+    assert!(
+        list.contains("osi-and-sockets") && list.contains("tcp"),
+        "{list}"
+    );
+    let tcp = stdout_of(&["lesson", "tcp"]);
+    assert!(tcp.contains("TIME_WAIT"));
+    for mark in ["```", "**", "\n# ", "\n## ", "|---"] {
+        assert!(
+            !tcp.contains(mark),
+            "raw Markdown {mark:?} in the rendered lesson"
+        );
+    }
+    let unknown = run(&["lesson", "no-such-lesson"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("osi-and-sockets"),
+        "lists the valid lessons"
+    );
+}
+
+#[test]
+fn reading_a_lesson_into_head_ends_quietly() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{bin}' lesson tcp | head -3"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
+}
+
+#[test]
+fn step_without_a_terminal_never_waits() {
+    let port = closed_port().to_string();
+    let output = netlab()
+        .args(["--step", "tcp-client", "--port", &port, "-m", "x"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // It ran straight to the refused connect instead of waiting for a key.
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--step needs a terminal"));
+}
+
+/// Run a shell command line inside a pseudo-terminal (util-linux `script`),
+/// feeding `keys` as typed input. Returns everything the terminal showed.
+fn in_terminal(command: &str, keys: &str) -> String {
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) must be installed");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Give the program time to reach its first pause, then type.
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        stdin.write_all(keys.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    wait_with_deadline(&mut child, PATIENCE).expect("the stepped run must end");
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn step_pauses_in_a_terminal_and_restores_it_afterwards() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    // `c` answers the first pause and runs on; the server serves no client
+    // (--max-clients 0), so it ends by itself. Then stty shows the mode.
+    let screen = in_terminal(
+        &format!("'{bin}' --step --color never tcp-server --host 127.0.0.1 --port 0 --max-clients 0; stty -a"),
+        "c",
+    );
+    assert!(
+        screen.contains("next: sigaction(SIGPIPE, SIG_IGN)"),
+        "{screen}"
+    );
+    assert!(screen.contains(", backlog 5)  -> 0"), "{screen}");
+    assert!(
+        screen.contains(" icanon") && screen.contains(" echo"),
+        "the terminal is back in cooked mode: {screen}"
+    );
+}
+
+#[test]
+fn q_in_step_mode_stops_the_demo_cleanly() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let screen = in_terminal(
+        &format!("'{bin}' --step --color never tcp-server --host 127.0.0.1 --port 0; echo \"exit=$?\"; stty -a"),
+        "\n\nq",
+    );
+    assert!(screen.contains("exit=130"), "{screen}");
+    assert!(screen.contains(" icanon"), "{screen}");
+}
