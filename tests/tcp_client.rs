@@ -258,3 +258,34 @@ fn lines_typed_on_stdin_are_sent_one_by_one() {
     assert_eq!(returns(&events, "send").len(), 2);
     assert!(server.finish().0.success());
 }
+
+#[test]
+fn an_empty_message_is_skipped_instead_of_waiting_for_a_reply() {
+    let mut server = Demo::start(&[
+        "tcp-server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-clients",
+        "1",
+    ]);
+    let port = server.listening_addr().port().to_string();
+    let client = Demo::start(&[
+        "tcp-client",
+        "--port",
+        &port,
+        "--message",
+        "",
+        "--message",
+        "after",
+    ]);
+    let (status, events, _) = client.finish();
+    assert!(status.success());
+    assert_eq!(
+        returns(&events, "send").len(),
+        1,
+        "only the non-empty message is sent"
+    );
+    assert!(server.finish().0.success());
+}

@@ -423,3 +423,31 @@ fn the_throttle_summarises_a_fast_stream_of_steps() {
         "not every recv is narrated"
     );
 }
+
+#[test]
+fn a_one_mebibyte_message_comes_back_byte_for_byte() {
+    let (demo, addr) = server(&["--max-clients", "1"]);
+    let client = connect(addr);
+    let data: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    // Write from one thread while reading on another, as the server echoes
+    // 1 KiB at a time: one side alone would fill both buffers and stall.
+    let mut writer = client.try_clone().unwrap();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut reader = client;
+    let mut echoed = Vec::new();
+    reader.read_to_end(&mut echoed).unwrap();
+    sender.join().unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "the echo differs from what was sent");
+    let (status, events, _) = demo.finish();
+    assert!(status.success());
+    // At the default rate most of the 1,000+ recv calls are summarised.
+    assert!(
+        events.iter().any(|e| e["event"] == "summary"),
+        "a summary under load"
+    );
+}

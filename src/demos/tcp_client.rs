@@ -238,6 +238,12 @@ fn exchange(
     message: &[u8],
     buf: &mut [u8],
 ) {
+    if message.is_empty() {
+        // send() of 0 bytes puts nothing on the wire, and an echo server
+        // would have nothing to answer: waiting for a reply would hang.
+        nar.note("An empty message is skipped: a byte stream has no empty messages, so zero bytes would send nothing and no reply would come.");
+        return;
+    }
     if conn.server_closed {
         nar.note("The server has already closed its end, but we send anyway, to see what the kernel does with data for a closed connection.");
         if args.sigpipe == SigpipeChoice::Default {

@@ -298,7 +298,9 @@ fn accept_client(nar: &Narrator, listen_fd: &OwnedFd) -> Result<Option<(OwnedFd,
         i64::from(conn_fd.as_raw_fd()),
         format!("fd {}, peer {peer}", conn_fd.as_raw_fd()),
     );
-    nar.tcp_state(conn_fd.as_fd());
+    if nar.tcp_state(conn_fd.as_fd()) == Some(TcpState::CloseWait) {
+        nar.note("Already CLOSE_WAIT: the client sent its data and its FIN before we accepted. The kernel took both on our behalf; they wait in this socket.");
+    }
     nar.note("accept() returned a new socket just for this client; the listening socket stays open for the next one.");
     nar.info(
         "client",

@@ -133,10 +133,27 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             } else {
                 "kernel:".yellow().bold()
             };
-            out.push_str(&format!(
-                "{indent}{label} {text} {}\n",
-                format!("({source})").dimmed()
-            ));
+            // Wrap the sentence under itself; the source stays on the last line.
+            let hanging = " ".repeat(INDENT + "kernel: ".len());
+            let full = format!("{text} ({source})");
+            let lines = match state.wrap_width {
+                Some(width) if width > hanging.len() + 20 => wrap(&full, width - hanging.len()),
+                _ => vec![full],
+            };
+            let source_suffix = format!("({source})");
+            let last = lines.len().saturating_sub(1);
+            for (index, line) in lines.iter().enumerate() {
+                let line = match line.strip_suffix(&source_suffix) {
+                    Some(before) if index == last => format!("{before}{}", source_suffix.dimmed()),
+                    _ => line.clone(),
+                };
+                let lead = if index == 0 {
+                    format!("{indent}{label} ")
+                } else {
+                    hanging.clone()
+                };
+                out.push_str(&format!("{lead}{line}\n"));
+            }
         }
         Kind::Note { text } => {
             push_wrapped(&mut out, &indent, text, state.wrap_width, |line| {
@@ -336,6 +353,28 @@ mod tests {
             ),
         ]);
         assert_eq!(text, "  3  bind(fd 3, 0.0.0.0:8888)\n     warning: odd\n");
+    }
+
+    #[test]
+    fn long_kernel_lines_wrap_under_their_text() {
+        let fact = Kind::Kernel {
+            subject: "x".into(),
+            fact: "connection_state".into(),
+            value: Value::Null,
+            source: "/proc/net/tcp".into(),
+            available: true,
+            text: "this server's end 127.0.0.1:8888 -> 127.0.0.1:36914 is gone: the kernel keeps nothing of it".into(),
+        };
+        let text = render_all(&[event(Some(1), fact)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 1, "{text}");
+        assert!(lines[0].starts_with("     kernel: this server's end"));
+        assert!(
+            lines[1].starts_with("             "),
+            "continuation is indented under the text: {text}"
+        );
+        assert!(text.trim_end().ends_with("(/proc/net/tcp)"));
+        assert!(lines.iter().all(|line| line.chars().count() <= 80));
     }
 
     #[test]
