@@ -109,7 +109,8 @@ fn reading_a_lesson_into_head_ends_quietly() {
 
 #[test]
 fn step_without_a_terminal_never_waits() {
-    let port = closed_port().to_string();
+    let closed = closed_port();
+    let port = closed.port.to_string();
     let output = netlab()
         .args(["--step", "tcp-client", "--port", &port, "-m", "x"])
         .stdin(Stdio::null())

@@ -12,11 +12,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 fn server(extra: &[&str]) -> (Demo, SocketAddr) {
-    let mut args = vec!["tcp-server", "--host", "127.0.0.1", "--port", "0"];
-    args.extend_from_slice(extra);
-    let mut demo = Demo::start(&args);
-    let addr = demo.listening_addr();
-    (demo, addr)
+    tcp_server(extra)
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -35,7 +35,7 @@ use serde_json::json;
 
 use crate::cli::{SigpipeChoice, TcpClientArgs};
 use crate::error::Failure;
-use crate::kernel;
+use crate::kernel::{self, TcpState};
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
 use crate::stop;
@@ -50,6 +50,8 @@ struct Connection {
     server: SocketAddr,
     /// recv() returned 0: the server sent FIN.
     server_closed: bool,
+    /// We sent our FIN (shutdown) before the server sent its own.
+    we_closed_first: bool,
     /// A call failed with EPIPE or ECONNRESET: the connection is dead.
     broken: Option<Errno>,
 }
@@ -87,9 +89,10 @@ pub fn run(nar: &Narrator, args: &TcpClientArgs) -> Result<()> {
         local,
         server,
         broken,
-        server_closed,
+        we_closed_first,
+        ..
     } = conn;
-    close_and_look(nar, fd, local, server, server_closed)?;
+    close_and_look(nar, fd, local, server, we_closed_first)?;
 
     match broken {
         Some(errno) => Err(Failure::with_hint(
@@ -194,6 +197,7 @@ fn connect_to(nar: &Narrator, server: SocketAddr) -> Result<Option<Connection>> 
         local,
         server,
         server_closed: false,
+        we_closed_first: false,
         broken: None,
     }))
 }
@@ -317,8 +321,8 @@ fn receive_once(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) -> usize 
         Ok(0) => {
             step.ok_value(0, "0: end of stream");
             nar.note("recv() returned 0: the server closed its end (it sent FIN). It will send nothing more.");
-            nar.tcp_state(conn.fd.as_fd());
             conn.server_closed = true;
+            explain_state_after_fin(nar, conn);
             0
         }
         Ok(received) => {
@@ -417,9 +421,21 @@ fn half_close(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) {
         return;
     }
     nar.note("shutdown(SHUT_WR) sends FIN but keeps the socket open for reading: the server sees end of stream, and can still answer.");
-    nar.tcp_state(conn.fd.as_fd());
+    conn.we_closed_first = !conn.server_closed;
+    explain_state_after_fin(nar, conn);
     while !conn.server_closed && conn.broken.is_none() && stop::requested().is_none() {
         receive_once(nar, conn, buf);
+    }
+}
+
+/// Read our socket's state after a FIN went one way or the other. When
+/// both FINs have crossed, TCP_INFO already says CLOSE: the kernel has moved
+/// the connection's last phase into a small TIME_WAIT record, which only
+/// /proc/net/tcp shows. Say so, from both sources.
+fn explain_state_after_fin(nar: &Narrator, conn: &Connection) {
+    if nar.tcp_state(conn.fd.as_fd()) == Some(TcpState::Close) {
+        nar.note("TCP_INFO says CLOSE although we can still read: both FINs have crossed, and the kernel keeps the connection's last phase in a separate TIME_WAIT record. The socket itself only holds the bytes not read yet.");
+        nar.connection_state(conn.local, conn.server, "this client's end");
     }
 }
 
@@ -430,14 +446,14 @@ fn close_and_look(
     fd: OwnedFd,
     local: SocketAddr,
     server: SocketAddr,
-    server_closed: bool,
+    we_closed_first: bool,
 ) -> Result<()> {
     let step = nar.call("close", format!("fd {}", fd.as_raw_fd()));
     step.check(nix::unistd::close(fd), |_| "0".into())?;
-    if server_closed {
-        nar.note("The server closed first, so its end is the one in TIME_WAIT; our close() completes the handshake.");
+    if we_closed_first {
+        nar.note("We sent the first FIN (with shutdown), so our end is the one left in TIME_WAIT, for 60 seconds, so that late packets of this connection cannot confuse a new one.");
     } else {
-        nar.note("close() sends our FIN. The end that closes first waits in TIME_WAIT for 60 seconds, so late packets of this connection cannot confuse a new one.");
+        nar.note("The end that sends the first FIN waits in TIME_WAIT for 60 seconds, so that late packets of this connection cannot confuse a new one. The kernel tells us which end that is.");
     }
     nar.connection_state(local, server, "this client's end");
     if sys::is_on_this_machine(server.ip()) {

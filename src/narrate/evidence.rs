@@ -81,7 +81,7 @@ impl Fact {
 
 /// How long `connection_state` waits for a state that normally lasts one
 /// round trip (FIN_WAIT1, LAST_ACK...) to move on before it reports.
-const SETTLE: Duration = Duration::from_millis(200);
+const SETTLE: Duration = Duration::from_millis(500);
 
 impl Narrator {
     /// Read a TCP socket's state with getsockopt(TCP_INFO) and narrate it:
@@ -159,7 +159,7 @@ impl Narrator {
     /// narrate its state, e.g. `kernel: 127.0.0.1:51234 -> 127.0.0.1:8888 is
     /// TIME_WAIT`. This works after the socket is closed, which TCP_INFO
     /// cannot. A state that normally lasts one round trip is read again for
-    /// up to 200 ms, and the line says how long it waited. `whose` names the
+    /// up to 500 ms, and the line says how long it waited. `whose` names the
     /// end in the note ("this client's end").
     pub fn connection_state(
         &self,

@@ -222,10 +222,41 @@ pub fn dump(events: &[Value]) -> String {
         .join("\n")
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// Start `netlab tcp-server` on 127.0.0.1, port 0, and read where it listens.
+pub fn tcp_server(extra: &[&str]) -> (Demo, SocketAddr) {
+    let mut args = vec!["tcp-server", "--host", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(extra);
+    let mut demo = Demo::start(&args);
+    let addr = demo.listening_addr();
+    (demo, addr)
+}
+
+/// A port on 127.0.0.1 where nothing listens, reserved while the value
+/// lives: the socket is bound but never listens, so a connection to it is
+/// refused, and no other test's port-0 server can be given the same port.
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+pub fn closed_port() -> ClosedPort {
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    use std::os::fd::AsRawFd;
+    let socket = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    bind(socket.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    let addr: SockaddrIn = getsockname(socket.as_raw_fd()).expect("getsockname");
+    ClosedPort {
+        _socket: socket,
+        port: addr.port(),
+    }
 }
 
 /// The state of a connection as an independent reader of /proc/net/tcp sees
