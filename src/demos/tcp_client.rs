@@ -428,14 +428,17 @@ fn half_close(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) {
     }
 }
 
-/// Read our socket's state after a FIN went one way or the other. When
-/// both FINs have crossed, TCP_INFO already says CLOSE: the kernel has moved
-/// the connection's last phase into a small TIME_WAIT record, which only
-/// /proc/net/tcp shows. Say so, from both sources.
+/// Read our socket's state after a FIN went one way or the other. TCP_INFO
+/// may already say CLOSE while we can still read, for two different reasons;
+/// /proc/net/tcp tells them apart, so read it too and explain what it shows.
 fn explain_state_after_fin(nar: &Narrator, conn: &Connection) {
-    if nar.tcp_state(conn.fd.as_fd()) == Some(TcpState::Close) {
-        nar.note("TCP_INFO says CLOSE although we can still read: both FINs have crossed, and the kernel keeps the connection's last phase in a separate TIME_WAIT record. The socket itself only holds the bytes not read yet.");
-        nar.connection_state(conn.local, conn.server, "this client's end");
+    if nar.tcp_state(conn.fd.as_fd()) != Some(TcpState::Close) {
+        return;
+    }
+    match nar.connection_state(conn.local, conn.server, "this client's end") {
+        Some(TcpState::TimeWait) => nar.note("TCP_INFO says CLOSE although we can still read: both FINs have crossed, and the kernel keeps the connection's last phase in a separate TIME_WAIT record. The socket itself only holds the bytes not read yet."),
+        None => nar.note("TCP_INFO says CLOSE and /proc/net/tcp has no trace of the connection: the server's kernel answered with RST, which ends a connection at once, without TIME_WAIT."),
+        Some(_) => {}
     }
 }
 

@@ -165,7 +165,7 @@ impl Narrator {
             CURRENT.set((Some(number), false));
             return Step::new(self, number, call, false);
         }
-        self.stepper.wait(&format!("{call}({args})"));
+        self.stepper.wait(|| format!("{call}({args})"));
         let shown = {
             let mut out = self.lock();
             let verdict = out.throttle.admit(Instant::now());

@@ -48,10 +48,12 @@ impl Stepper {
 
     /// Wait for a key before `call` runs. Enter or space: run it. `c`: run
     /// on without pausing again. `q` or Ctrl-C: stop the demo.
-    pub fn wait(&self, call: &str) {
+    /// `call` is only formatted when we really pause.
+    pub fn wait(&self, call: impl FnOnce() -> String) {
         if !self.enabled.load(Ordering::Relaxed) || stop::requested().is_some() {
             return;
         }
+        let call = call();
         let mut err = std::io::stderr();
         let _ = write!(
             err,
