@@ -447,3 +447,70 @@ fn a_one_mebibyte_message_comes_back_byte_for_byte() {
         "a summary under load"
     );
 }
+
+#[test]
+fn serves_ipv6_on_loopback_and_reads_its_states_from_tcp6() {
+    let mut demo = Demo::start(&[
+        "tcp-server",
+        "--host",
+        "::1",
+        "--port",
+        "0",
+        "--max-clients",
+        "1",
+    ]);
+    let addr = demo.listening_addr();
+    assert!(addr.is_ipv6(), "{addr}");
+    let port = addr.port().to_string();
+    let client = Demo::start(&[
+        "tcp-client",
+        "--host",
+        "::1",
+        "--port",
+        &port,
+        "--message",
+        "v6",
+    ]);
+    let (status, client_events, stderr) = client.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(returns(&client_events, "recv")[0]["result"]
+        .as_str()
+        .unwrap()
+        .ends_with(r#""v6""#));
+    let (status, events, _) = demo.finish();
+    assert!(status.success());
+    let socket_call = events.iter().find(|e| is_call(e, "socket")).unwrap();
+    assert_eq!(socket_call["args"], "AF_INET6, SOCK_STREAM, 0");
+    let client_end = facts(&events, "connection_state")
+        .into_iter()
+        .find(|e| e["value"]["whose"] == "the client's end")
+        .expect("the client's end, read from /proc/net/tcp6");
+    assert_eq!(client_end["value"]["state"], "TIME_WAIT", "{client_end}");
+}
+
+#[test]
+fn the_fd_table_shows_the_listener_and_the_connection() {
+    let (demo, addr) = server(&["--max-clients", "1"]);
+    let mut client = connect(addr);
+    assert_eq!(echo(&mut client, b"fd"), b"fd");
+    drop(client);
+    let (status, events, _) = demo.finish();
+    assert!(status.success());
+    let tables = facts(&events, "open_fds");
+    // After accept: fd 3 listens, fd 4 is this client's connection.
+    let after_accept = tables.last().expect("an fd table after accept");
+    let fds = after_accept["value"].as_array().unwrap();
+    let state_of = |fd: i64| {
+        fds.iter()
+            .find(|e| e["fd"] == fd)
+            .map(|e| e["tcp_state"].clone())
+    };
+    assert_eq!(state_of(3), Some("LISTEN".into()), "{after_accept}");
+    assert_eq!(
+        state_of(4)
+            .and_then(|s| s.as_str().map(str::to_string))
+            .map(|s| s == "ESTABLISHED" || s == "CLOSE_WAIT"),
+        Some(true),
+        "{after_accept}"
+    );
+}

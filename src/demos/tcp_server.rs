@@ -108,6 +108,7 @@ fn open_listener(nar: &Narrator, args: &TcpServerArgs, wanted: SocketAddr) -> Re
         |fd| format!("fd {}", fd.as_raw_fd()),
     )?;
     let fd = listen_fd.as_raw_fd();
+    nar.fd_table();
     nar.note("A socket is a file descriptor: the kernel hands out the lowest free number, and 0, 1 and 2 are already stdin, stdout and stderr.");
 
     // 2. SO_REUSEADDR: without it, restarting the server right after a
@@ -302,6 +303,7 @@ fn accept_client(nar: &Narrator, listen_fd: &OwnedFd) -> Result<Option<(OwnedFd,
         nar.note("Already CLOSE_WAIT: the client sent its data and its FIN before we accepted. The kernel took both on our behalf; they wait in this socket.");
     }
     nar.note("accept() returned a new socket just for this client; the listening socket stays open for the next one.");
+    nar.fd_table();
     nar.info(
         "client",
         json!({ "peer": peer.to_string(), "fd": conn_fd.as_raw_fd() }),

@@ -98,7 +98,10 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> nix::Result<TcpInfo> {
     })
 }
 
-/// For a socket in LISTEN, the kernel reports the accept queue in tcp_info: tcpi_unacked is the number of connections whose handshake is complete and which wait for accept(), tcpi_sacked is the backlog limit (sk_max_ack_backlog). Returns Ok(None) when the socket is not listening.
+/// The accept queue of a socket in LISTEN, from tcp_info: `tcpi_unacked`
+/// is the number of connections whose handshake is complete and which wait
+/// for accept(), `tcpi_sacked` the backlog limit (`sk_max_ack_backlog`).
+/// Returns `Ok(None)` when the socket is not listening.
 ///
 /// Connections still in the middle of their handshake are not counted
 /// here: they sit in the separate SYN queue (as NEW_SYN_RECV request
