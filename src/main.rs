@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    narrate::apply_color(cli.global.color);
     let code = match cli.command {
         Command::Lesson(args) => finish_tool(lesson::run(args.topic.as_deref())),
         Command::Completions(args) => {

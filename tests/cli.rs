@@ -96,6 +96,17 @@ fn lessons_are_listed_and_rendered_without_markdown_marks() {
 }
 
 #[test]
+fn lessons_follow_the_color_flag() {
+    let coloured = stdout_of(&["lesson", "tcp", "--color", "always"]);
+    assert!(
+        coloured.contains("\x1b["),
+        "--color always colours a lesson too"
+    );
+    let plain = stdout_of(&["lesson", "tcp"]);
+    assert!(!plain.contains("\x1b["), "no colour into a pipe");
+}
+
+#[test]
 fn reading_a_lesson_into_head_ends_quietly() {
     let bin = env!("CARGO_BIN_EXE_netlab");
     let output = Command::new("sh")

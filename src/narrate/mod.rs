@@ -75,6 +75,18 @@ pub fn use_color(choice: ColorChoice, stdout_is_terminal: bool, no_color: Option
     }
 }
 
+/// Switch `colored` on or off for the whole program, from `--color`,
+/// NO_COLOR and whether stdout is a terminal. Every command calls it, the
+/// ones without a narrator (lesson) too.
+pub fn apply_color(choice: ColorChoice) {
+    let color = use_color(
+        choice,
+        std::io::stdout().is_terminal(),
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
+    colored::control::set_override(color);
+}
+
 pub struct Narrator {
     settings: Settings,
     start: Instant,
@@ -99,12 +111,7 @@ thread_local! {
 impl Narrator {
     pub fn new(settings: Settings) -> Narrator {
         let stdout_is_terminal = std::io::stdout().is_terminal();
-        let color = use_color(
-            settings.color,
-            stdout_is_terminal,
-            std::env::var("NO_COLOR").ok().as_deref(),
-        );
-        colored::control::set_override(color);
+        apply_color(settings.color);
         let wrap_width = if stdout_is_terminal {
             crossterm::terminal::size()
                 .ok()
