@@ -9,18 +9,29 @@
 //! pending, leaving its loop and cleaning up. That is the classic pattern in
 //! C servers, and the reason `EINTR` appears in every demo.
 //!
-//! The same path serves a closed output: when `netlab tcp-server | head -3`
+//! The pattern has a famous hole: a signal that arrives just *before* the
+//! demo enters `recv()` interrupts nothing, and `recv()` then blocks for
+//! ever. netlab closes it with the *self-pipe trick*: the handler also
+//! writes one byte to a pipe (write is async-signal-safe), and a small helper
+//! thread that waits on that pipe then interrupts the main thread every
+//! 100 ms until the demo has finished.
+//!
+//! The same helper serves a closed output: when `netlab tcp-server | head -3`
 //! has printed its three lines, `head` exits and our stdout becomes a broken
-//! pipe. The narrator notices (a write fails with EPIPE, or a watcher thread
-//! sees the pipe's reader vanish) and calls `request(OutputClosed)`, which
-//! interrupts the main thread's blocking call with a signal until it has
-//! finished.
+//! pipe. The helper sees it (poll reports POLLERR on a pipe whose reader has
+//! gone), and a failed write says the same; either way the demo is asked to
+//! stop, and ends quietly.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::stat::{fstat, SFlag};
 
 /// Why the program is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +87,57 @@ static REASON: AtomicU8 = AtomicU8::new(0);
 /// The thread that runs the demo, which the nudges are aimed at.
 static MAIN_THREAD: OnceLock<libc::pthread_t> = OnceLock::new();
 
-/// Runs in signal context: it may only touch atomics. The first reason wins.
+/// The write end of the self-pipe, or -1 before `install()`.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The read end of the self-pipe, only to label it in fd tables.
+static SELF_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// Record the first reason and wake the helper thread. Safe to call from a
+/// signal handler: it only uses an atomic and write(2).
+fn record(code: u8) {
+    let _ = REASON.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+    let wake_fd = WAKE_FD.load(Ordering::SeqCst);
+    if wake_fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write(2) is async-signal-safe; the buffer is one valid
+        // byte. The pipe is non-blocking, so a full pipe cannot hang us.
+        unsafe { libc::write(wake_fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Runs in signal context: only atomics and write(2). The first reason wins.
 extern "C" fn on_signal(signo: libc::c_int) {
     let code = if signo == libc::SIGINT {
         StopReason::Interrupt.code()
     } else {
         StopReason::Terminate.code()
     };
-    let _ = REASON.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+    record(code);
 }
 
-/// Install the handlers for SIGINT, SIGTERM and SIGHUP. Call it once, from
-/// the main thread, before the demo starts.
+/// Install the handlers for SIGINT, SIGTERM and SIGHUP and start the helper
+/// thread. Call it once, from the main thread, before the demo starts.
 pub fn install() -> nix::Result<()> {
     // SAFETY: pthread_self has no preconditions.
     let _ = MAIN_THREAD.set(unsafe { libc::pthread_self() });
+
+    // The self-pipe: the handler writes, the helper thread reads. Both ends
+    // are moved up to fd 100 or above, so that the demo's first socket is
+    // fd 3, as it would be in a C or Python program of the lesson.
+    let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let wake_read = move_fd_up(wake_read)?;
+    let wake_write = move_fd_up(wake_write)?;
+    SELF_PIPE.store(wake_read.as_raw_fd(), Ordering::SeqCst);
+    WAKE_FD.store(wake_write.as_raw_fd(), Ordering::SeqCst);
+    // The write end lives as long as the process.
+    std::mem::forget(wake_write);
+    let watch_stdout = stdout_is_pipe_or_socket();
+    std::thread::Builder::new()
+        .name("netlab-stop".into())
+        .spawn(move || helper_thread(wake_read, watch_stdout))
+        .map_err(|_| Errno::EAGAIN)?;
+
     // No SA_RESTART: blocking calls return EINTR, so the demo can react.
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -98,11 +145,28 @@ pub fn install() -> nix::Result<()> {
         SigSet::empty(),
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only performs an atomic compare-exchange, which
-        // is async-signal-safe.
+        // SAFETY: the handler only touches atomics and calls write(2), both
+        // async-signal-safe.
         unsafe { signal::sigaction(signal, &action) }?;
     }
     Ok(())
+}
+
+/// fcntl(F_DUPFD_CLOEXEC, 100): a copy of `fd` at the lowest free number
+/// from 100 up; the original low number is closed.
+fn move_fd_up(fd: OwnedFd) -> nix::Result<OwnedFd> {
+    let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100))?;
+    // SAFETY: fcntl returned a new descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+}
+
+/// The read end of netlab's own self-pipe (-1 before `install()`), so the
+/// fd table narration can say what that pipe is.
+pub fn self_pipe_fds() -> [i32; 2] {
+    [
+        SELF_PIPE.load(Ordering::SeqCst),
+        WAKE_FD.load(Ordering::SeqCst),
+    ]
 }
 
 /// Has anything asked us to stop? Check it whenever a call returns EINTR
@@ -111,28 +175,54 @@ pub fn requested() -> Option<StopReason> {
     StopReason::from_code(REASON.load(Ordering::SeqCst))
 }
 
-/// Ask the program to stop (from any thread). The main thread is interrupted
-/// with SIGTERM every 100 ms until it exits, so a blocking call cannot miss
-/// the request even if it started a moment after the first signal.
+/// Ask the program to stop, from any thread (a closed output, `q` in step
+/// mode). The helper thread then interrupts the main thread until it exits.
 pub fn request(reason: StopReason) {
-    let first = REASON
-        .compare_exchange(0, reason.code(), Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok();
-    if first {
-        let _ = std::thread::Builder::new()
-            .name("netlab-stop".into())
-            .spawn(nudge_main_thread);
-    }
+    record(reason.code());
 }
 
-fn nudge_main_thread() {
+/// Only a pipe or a socket can lose its reader; a file or a terminal cannot.
+fn stdout_is_pipe_or_socket() -> bool {
+    let Ok(stat) = fstat(std::io::stdout().as_fd()) else {
+        return false;
+    };
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK
+}
+
+/// Wait until a stop is recorded (a byte in the self-pipe) or stdout's
+/// reader goes away, then interrupt the main thread every 100 ms: whatever
+/// blocking call it is in, or enters next, returns EINTR.
+fn helper_thread(wake_read: OwnedFd, watch_stdout: bool) {
     block_stop_signals_in_this_thread();
+    let stdout = std::io::stdout();
+    loop {
+        let mut fds = vec![PollFd::new(wake_read.as_fd(), PollFlags::POLLIN)];
+        if watch_stdout {
+            // No events asked for: POLLERR and POLLHUP are always reported.
+            fds.push(PollFd::new(stdout.as_fd(), PollFlags::empty()));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let stdout_gone = fds.get(1).and_then(PollFd::revents).is_some_and(|revents| {
+            revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
+        });
+        if stdout_gone {
+            record(StopReason::OutputClosed.code());
+        }
+        if requested().is_some() {
+            break;
+        }
+    }
     let Some(main) = MAIN_THREAD.get().copied() else {
         return;
     };
     loop {
         // SAFETY: `main` is the pthread_t of the main thread, which lives as
-        // long as the process; the handler for SIGTERM is installed, so the
+        // long as the process; our SIGTERM handler is installed, so the
         // signal only interrupts its current system call.
         unsafe { libc::pthread_kill(main, libc::SIGTERM) };
         std::thread::sleep(Duration::from_millis(100));

@@ -258,6 +258,12 @@ impl Narrator {
                     tcp.local,
                     tcp.remote
                 ),
+                None if crate::stop::self_pipe_fds().contains(&entry.fd) => {
+                    format!(
+                        "{} pipe (netlab's own, to stop cleanly on a signal)",
+                        entry.fd
+                    )
+                }
                 None => match &entry.kind {
                     kernel::FdKind::File(path) | kernel::FdKind::Terminal(path) => {
                         format!("{} {path}", entry.fd)

@@ -26,7 +26,6 @@ mod throttle;
 
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -123,7 +122,6 @@ impl Narrator {
         if step_impossible {
             eprintln!("netlab: --step needs a terminal on standard input to read keys; running without pauses.");
         }
-        watch_for_closed_output();
         Narrator {
             out: Mutex::new(Output {
                 human: HumanState::new(wrap_width),
@@ -462,45 +460,6 @@ pub fn errno_name(errno: Errno) -> &'static str {
     let name: &'static str = Box::leak(format!("{errno:?}").into_boxed_str());
     names.push((errno as i32, name));
     name
-}
-
-/// When stdout is a pipe or a socket, a small thread waits for its reader to
-/// go away (poll reports POLLERR on the write end of a pipe whose read end
-/// closed) and asks the demo to stop. Without it, `netlab tcp-server | head`
-/// would sit in accept() forever after head has quit.
-fn watch_for_closed_output() {
-    use nix::sys::stat::{fstat, SFlag};
-    let Ok(stat) = fstat(std::io::stdout().as_fd()) else {
-        return;
-    };
-    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-    if kind != SFlag::S_IFIFO && kind != SFlag::S_IFSOCK {
-        return;
-    }
-    let _ = std::thread::Builder::new()
-        .name("netlab-stdout".into())
-        .spawn(|| {
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            stop::block_stop_signals_in_this_thread();
-            let stdout = std::io::stdout();
-            loop {
-                // No events asked for: POLLERR and POLLHUP are always reported.
-                let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) => {
-                        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-                        if revents.intersects(
-                            PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL,
-                        ) {
-                            stop::request(StopReason::OutputClosed);
-                            return;
-                        }
-                    }
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => return,
-                }
-            }
-        });
 }
 
 #[cfg(test)]
