@@ -150,7 +150,13 @@ fn in_terminal(command: &str, keys: &str) -> String {
         stdin.write_all(keys.as_bytes()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(700));
     }
-    wait_with_deadline(&mut child, PATIENCE).expect("the stepped run must end");
+    if wait_with_deadline(&mut child, PATIENCE).is_none() {
+        // Killing script closes the pseudo-terminal, which hangs up (SIGHUP)
+        // everything running in it: nothing is left behind.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the stepped run did not end");
+    }
     let output = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -5,14 +5,20 @@
 //! even if the program panics. In raw mode Ctrl-C arrives as a key, not as
 //! SIGINT, so we treat it like `q`: stop stepping and ask the demo to stop.
 //! With no terminal on standard input there is nobody to press a key, so
-//! stepping is switched off at start rather than waiting forever.
+//! stepping is switched off at start rather than waiting forever; and if the
+//! terminal goes away while we wait (read returns 0), stepping ends too.
+//!
+//! Keys are read with plain poll(2) and read(2) on fd 0: crossterm only
+//! switches raw mode on and off. (Its event reader keeps descriptors of its
+//! own open, which would show up in the demos' fd tables.)
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::terminal;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::stop::{self, StopReason};
 
@@ -89,31 +95,59 @@ enum Key {
 }
 
 fn wait_for_key() -> Key {
+    let stdin = std::io::stdin();
+    // One byte at a time: keys typed ahead stay queued for the next pause.
+    let mut keys = [0u8; 1];
     loop {
-        // Poll in short slices so a stop requested elsewhere (SIGTERM, a
-        // closed output) also ends the wait.
+        // Wait in short slices, so that a stop requested elsewhere (SIGTERM,
+        // a closed output) also ends the wait.
         if stop::requested().is_some() {
             return Key::Quit;
         }
-        match event::poll(Duration::from_millis(100)) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(_) => return Key::Next,
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u8)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => return Key::RunOn,
         }
-        let Ok(Event::Key(key)) = event::read() else {
-            continue;
-        };
-        if key.kind != KeyEventKind::Press {
-            continue;
-        }
-        match key.code {
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                return Key::Quit
+        match nix::unistd::read(stdin.as_fd(), &mut keys) {
+            // The terminal is gone: nobody will press a key any more.
+            Ok(0) => return Key::RunOn,
+            Ok(count) => {
+                if let Some(key) = decode(&keys[..count]) {
+                    return key;
+                }
             }
-            KeyCode::Char('q') | KeyCode::Esc => return Key::Quit,
-            KeyCode::Char('c') => return Key::RunOn,
-            KeyCode::Enter | KeyCode::Char(' ') | KeyCode::Char('n') => return Key::Next,
-            _ => {}
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            Err(_) => return Key::RunOn,
         }
+    }
+}
+
+/// What a key byte means. The bytes of an escape sequence (an arrow key:
+/// ESC [ A) mean nothing here and are skipped one by one.
+fn decode(bytes: &[u8]) -> Option<Key> {
+    match bytes.first()? {
+        b'\r' | b'\n' | b' ' | b'n' => Some(Key::Next),
+        b'c' => Some(Key::RunOn),
+        // 0x03 is Ctrl-C: in raw mode it is a byte, not SIGINT.
+        b'q' | 0x03 => Some(Key::Quit),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_to_actions() {
+        assert!(matches!(decode(b"\r"), Some(Key::Next)));
+        assert!(matches!(decode(b" "), Some(Key::Next)));
+        assert!(matches!(decode(b"c"), Some(Key::RunOn)));
+        assert!(matches!(decode(b"q"), Some(Key::Quit)));
+        assert!(matches!(decode(&[0x03]), Some(Key::Quit)));
+        assert!(decode(b"\x1b[A").is_none(), "an arrow key does nothing");
+        assert!(decode(b"").is_none());
     }
 }
