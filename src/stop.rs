@@ -21,6 +21,11 @@
 //! pipe. The helper sees it (poll reports POLLERR on a pipe whose reader has
 //! gone), and a failed write says the same; either way the demo is asked to
 //! stop, and ends quietly.
+//!
+//! A forked child inherits the handlers and the pipe's write end, but not
+//! the helper thread (threads do not survive fork). A demo that forks must
+//! give the child its own way to stop, so that a signal sent to the child
+//! alone does not wake the parent's helper.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};

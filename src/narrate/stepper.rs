@@ -74,8 +74,13 @@ impl Stepper {
             };
             wait_for_key()
         };
-        // Erase the prompt line so the narration stays clean.
-        let _ = write!(err, "\r\x1b[2K");
+        // Erase the prompt line so the narration stays clean (on a
+        // terminal; into a file, end the line instead).
+        let _ = if err.is_terminal() {
+            write!(err, "\r\x1b[2K")
+        } else {
+            writeln!(err)
+        };
         let _ = err.flush();
         match outcome {
             Key::Next => {}
