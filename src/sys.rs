@@ -171,7 +171,8 @@ mod tests {
         );
         assert_eq!(resolve("::1", 80).ok(), Some("[::1]:80".parse().unwrap()));
         assert_eq!(resolve("[::1]", 80).ok(), Some("[::1]:80".parse().unwrap()));
-        assert!(resolve("no such host.invalid", 80).is_err());
+        // No test resolves an unknown name: that would ask a DNS server,
+        // and tests send traffic only to loopback.
     }
 
     #[test]

@@ -90,6 +90,13 @@ fn echoes_a_rust_client_and_narrates_the_whole_life_of_the_connection() {
         .unwrap()
         .contains(r#""hello\n""#));
     assert_eq!(events.last().unwrap()["event"], "end");
+    // Every event carries the schema's common fields (docs/json-events.md).
+    for event in &events {
+        for field in ["v", "t", "pid", "step", "event"] {
+            assert!(event.get(field).is_some(), "{field} missing in {event}");
+        }
+        assert_eq!(event["v"], 1);
+    }
 }
 
 #[test]
@@ -513,4 +520,52 @@ fn the_fd_table_shows_the_listener_and_the_connection() {
         Some(true),
         "{after_accept}"
     );
+}
+
+#[test]
+fn a_privileged_port_without_privilege_is_a_clear_error() {
+    // As root, drop to `nobody` for this one run (setpriv, util-linux), so
+    // the kernel refuses the bind below ip_unprivileged_port_start.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let args = ["tcp-server", "--host", "127.0.0.1", "--port", "80"];
+    let output = if is_root {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                bin,
+            ])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux)")
+    } else {
+        netlab().args(args).output().unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(stderr.contains("ip_unprivileged_port_start"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn an_address_that_is_not_on_this_machine_is_a_clear_error() {
+    // 198.51.100.1 is a documentation address (TEST-NET-2): bind() fails
+    // before anything is sent.
+    let output = netlab()
+        .args(["tcp-server", "--host", "198.51.100.1", "--port", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is not an address of this machine"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
 }
