@@ -115,7 +115,7 @@ pub struct TcpServerArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub bufsize: u32,
 
-    /// Answer every message with this text instead of echoing it.
+    /// Answer every message with this text (and a newline) instead of echoing it.
     #[arg(long, value_name = "TEXT")]
     pub reply: Option<String>,
 
