@@ -4,5 +4,6 @@
 //! It narrates its own system calls, handles EINTR by checking
 //! `stop::requested()`, and cleans up before it returns.
 
+pub mod sigpipe;
 pub mod tcp_client;
 pub mod tcp_server;

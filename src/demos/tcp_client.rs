@@ -27,12 +27,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::socket::{
     connect, recv, send, shutdown, socket, MsgFlags, Shutdown, SockFlag, SockType,
 };
 use serde_json::json;
 
+use super::sigpipe;
 use crate::cli::{SigpipeChoice, TcpClientArgs};
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
@@ -63,7 +63,7 @@ pub fn run(nar: &Narrator, args: &TcpClientArgs) -> Result<()> {
         "A TCP client: connect, send, receive, close, and the errors you meet when the other side is gone.",
     );
     let server = sys::resolve(&args.host, args.port)?;
-    set_sigpipe(nar, args.sigpipe)?;
+    sigpipe::set(nar, args.sigpipe)?;
 
     let Some(mut conn) = connect_to(nar, server)? else {
         return Ok(()); // interrupted before the handshake finished
@@ -106,27 +106,6 @@ pub fn run(nar: &Narrator, args: &TcpClientArgs) -> Result<()> {
         .into()),
         None => Ok(()),
     }
-}
-
-/// Choose what SIGPIPE does, explicitly: Rust programs start with it
-/// ignored, C and Python programs with the default (death).
-fn set_sigpipe(nar: &Narrator, choice: SigpipeChoice) -> Result<()> {
-    let (handler, name) = match choice {
-        SigpipeChoice::Ignore => (SigHandler::SigIgn, "SIG_IGN"),
-        SigpipeChoice::Default => (SigHandler::SigDfl, "SIG_DFL"),
-    };
-    let step = nar.call("sigaction", format!("SIGPIPE, {name}"));
-    let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_IGN and SIG_DFL install no handler code.
-    step.check(
-        unsafe { signal::sigaction(Signal::SIGPIPE, &action) },
-        |_| "0".into(),
-    )?;
-    match choice {
-        SigpipeChoice::Ignore => nar.note("SIGPIPE is ignored: a write to a connection the server has closed fails with EPIPE, and we can report it."),
-        SigpipeChoice::Default => nar.note("SIGPIPE has its default action: a write to a connection the server has closed kills this process on the spot, as it would a C program."),
-    }
-    Ok(())
 }
 
 /// socket, connect, getsockname. None if a stop interrupted the handshake.

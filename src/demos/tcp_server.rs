@@ -26,13 +26,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::socket::{
     bind, listen, recv, send, setsockopt, socket, sockopt, Backlog, MsgFlags, SockFlag, SockType,
 };
 use serde_json::json;
 
-use crate::cli::TcpServerArgs;
+use super::sigpipe;
+use crate::cli::{SigpipeChoice, TcpServerArgs};
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
 use crate::narrate::text::{bytes, show_bytes};
@@ -51,7 +51,9 @@ pub fn run(nar: &Narrator, args: &TcpServerArgs) -> Result<()> {
     );
     let wanted = sys::resolve(&args.host, args.port)?;
 
-    ignore_sigpipe(nar)?;
+    // A server must not die because one client vanished: ignore SIGPIPE,
+    // so a write to a closed connection fails with EPIPE instead.
+    sigpipe::set(nar, SigpipeChoice::Ignore)?;
     let listen_fd = open_listener(nar, args, wanted)?;
 
     let mut served: u64 = 0;
@@ -71,22 +73,6 @@ pub fn run(nar: &Narrator, args: &TcpServerArgs) -> Result<()> {
     let step = nar.call("close", format!("fd {}", listen_fd.as_raw_fd()));
     step.check(nix::unistd::close(listen_fd), |_| "0".into())?;
     nar.note("The listening socket is closed: from now on the kernel refuses new connections to this port.");
-    Ok(())
-}
-
-/// SIGPIPE would kill the whole server the first time it writes to a
-/// client that has gone. Ignoring it makes that write fail with EPIPE,
-/// which we can handle like any other error.
-fn ignore_sigpipe(nar: &Narrator) -> Result<()> {
-    let step = nar.call("sigaction", "SIGPIPE, SIG_IGN");
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_IGN installs no handler code, so nothing can run in
-    // signal context.
-    step.check(
-        unsafe { signal::sigaction(Signal::SIGPIPE, &ignore) },
-        |_| "0".into(),
-    )?;
-    nar.note("Writing to a client that has vanished raises SIGPIPE, which kills a process by default. Ignored, the same write fails with EPIPE and the server goes on.");
     Ok(())
 }
 
