@@ -1,4 +1,7 @@
-//! The command tree: every subcommand, flag and help text of netlab.
+//! The command tree: every subcommand of netlab, its one-line summary, its
+//! example and its lesson. Each demo's flags live next to its code, in the
+//! demo's `Args` struct (`src/demos/tcp_server.rs` and so on), so a student
+//! reading a demo sees the options it reads.
 //!
 //! House rules for flags (keep them when adding a demo):
 //! - `///` comments are the `--help` text; the first line is the one-line
@@ -66,13 +69,101 @@ pub enum Command {
     #[command(
         after_help = "Lesson: netlab lesson tcp\n\nExample:\n  netlab tcp-server --port 8888\n  (then, in another terminal: nc 127.0.0.1 8888)"
     )]
-    TcpServer(TcpServerArgs),
+    TcpServer(crate::demos::tcp_server::Args),
 
     /// A TCP client: connect, send, receive, close, and what goes wrong when the peer is gone.
     #[command(
         after_help = "Lesson: netlab lesson tcp\n\nExample:\n  netlab tcp-client --port 8888 --message hello --half-close"
     )]
-    TcpClient(TcpClientArgs),
+    TcpClient(crate::demos::tcp_client::Args),
+
+    /// A UDP echo server: socket(SOCK_DGRAM), bind, recvfrom and sendto; no listen, no accept.
+    #[command(
+        after_help = "Lesson: netlab lesson udp\n\nExample:\n  netlab udp-server --port 9999\n  (then, in another terminal: nc -u 127.0.0.1 9999)"
+    )]
+    UdpServer(crate::demos::udp_server::Args),
+
+    /// A UDP client: sendto, a reply that may never come, and connected UDP.
+    #[command(
+        after_help = "Lesson: netlab lesson udp\n\nExample:\n  netlab udp-client --port 9999 --message hello"
+    )]
+    UdpClient(crate::demos::udp_client::Args),
+
+    /// Broadcast: one datagram, every listener on the network segment receives it.
+    #[command(after_help = "Lesson: netlab lesson broadcast\n\nExample:\n  netlab broadcast")]
+    Broadcast(crate::demos::broadcast::Args),
+
+    /// Name and service lookup: getaddrinfo, getnameinfo and the services database.
+    #[command(
+        after_help = "Lesson: netlab lesson osi-and-sockets\n\nExample:\n  netlab lookup localhost"
+    )]
+    Lookup(crate::demos::lookup::Args),
+
+    /// A number's bytes in host order and network order (htons, htonl).
+    #[command(
+        after_help = "Lesson: netlab lesson osi-and-sockets\n\nExample:\n  netlab byteorder 8888"
+    )]
+    Byteorder(crate::demos::byteorder::Args),
+
+    /// A TCP and a UDP socket's attributes and options, read back from the kernel.
+    #[command(after_help = "Lesson: netlab lesson osi-and-sockets\n\nExample:\n  netlab sockinfo")]
+    Sockinfo(crate::demos::sockinfo::Args),
+
+    /// Blocking, non-blocking, timeouts, non-blocking connect and short writes, one scene each.
+    #[command(
+        after_help = "Lesson: netlab lesson io-models\n\nExample:\n  netlab io-demo --mode nonblocking"
+    )]
+    IoDemo(crate::demos::io_demo::Args),
+
+    /// Sticky packets: TCP is a byte stream, so messages merge and split; and the fixes.
+    #[command(
+        after_help = "Lesson: netlab lesson sticky-packets\n\nExample:\n  netlab sticky-demo --fix length"
+    )]
+    StickyDemo(crate::demos::sticky::Args),
+
+    /// Unix domain sockets: a socket file (or an abstract name), SO_PEERCRED, cleanup.
+    #[command(
+        after_help = "Lesson: netlab lesson unix-sockets\n\nExample:\n  netlab unix-demo --role both"
+    )]
+    UnixDemo(crate::demos::unix::Args),
+
+    /// An echo server for many clients with select(): read, write and error fd sets.
+    #[command(
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab select-demo --port 8888"
+    )]
+    SelectDemo(crate::demos::mux::select::Args),
+
+    /// An echo server for many clients with poll(): an array of fds and event bits.
+    #[command(
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab poll-demo --port 8888"
+    )]
+    PollDemo(crate::demos::mux::poll::Args),
+
+    /// An echo server for many clients with epoll: the kernel keeps the ready list.
+    #[command(
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab epoll-demo --port 8888"
+    )]
+    EpollDemo(crate::demos::mux::epoll::Args),
+
+    /// fork(): one process becomes two, with separate memory.
+    #[command(after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab fork-demo")]
+    ForkDemo(crate::demos::fork_demo::Args),
+
+    /// Zombies: a child that exited and was not waited for, and the ways to reap it.
+    #[command(
+        after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab zombie-demo --reap wait-once --children 5"
+    )]
+    ZombieDemo(crate::demos::zombie::Args),
+
+    /// Orphans: a child whose parent exited first, and who adopts it.
+    #[command(after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab orphan-demo")]
+    OrphanDemo(crate::demos::orphan::Args),
+
+    /// Load an echo server and measure it: round trips a second, latency, CPU and memory.
+    #[command(
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab bench echo --addr 127.0.0.1:8888 --conns 50 --secs 5"
+    )]
+    Bench(crate::bench::Args),
 
     /// List the lessons, or read one in the terminal.
     #[command(after_help = "Example:\n  netlab lesson tcp")]
@@ -92,75 +183,20 @@ pub enum Command {
 /// Which topic each subcommand belongs to, in the order `netlab --help` shows
 /// them. A test checks that every subcommand appears here exactly once.
 pub const TOPICS: &[(&str, &[&str])] = &[
-    ("TCP sockets", &["tcp-server", "tcp-client"]),
+    ("Socket basics", &["lookup", "byteorder", "sockinfo"]),
+    ("TCP sockets", &["tcp-server", "tcp-client", "sticky-demo"]),
+    (
+        "UDP and broadcast",
+        &["udp-server", "udp-client", "broadcast"],
+    ),
+    (
+        "IO models",
+        &["io-demo", "select-demo", "poll-demo", "epoll-demo", "bench"],
+    ),
+    ("Unix domain sockets", &["unix-demo"]),
+    ("Processes", &["fork-demo", "zombie-demo", "orphan-demo"]),
     ("Reading and tools", &["lesson", "completions", "man"]),
 ];
-
-#[derive(Debug, Clone, Args)]
-pub struct TcpServerArgs {
-    /// The local address to bind: 0.0.0.0 accepts clients on every interface,
-    /// 127.0.0.1 only from this machine, :: or ::1 for IPv6.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub host: String,
-
-    /// The port to listen on; 0 lets the kernel pick a free one.
-    #[arg(long, short, default_value_t = 8888)]
-    pub port: u16,
-
-    /// listen()'s backlog: how many finished handshakes may wait for accept().
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(0..=65535))]
-    pub backlog: i32,
-
-    /// How many bytes each recv() asks for.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
-    pub bufsize: u32,
-
-    /// Answer every message with this text (and a newline) instead of echoing it.
-    #[arg(long, value_name = "TEXT")]
-    pub reply: Option<String>,
-
-    /// Do not set SO_REUSEADDR: if this server closed a connection first (it
-    /// was stopped while a client was connected), restarting it on the same
-    /// port fails with "Address already in use" while TIME_WAIT lasts.
-    #[arg(long)]
-    pub no_reuseaddr: bool,
-
-    /// Sleep this many seconds before each accept(), to watch the accept queue fill.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_seconds)]
-    pub accept_delay: f64,
-
-    /// Exit after serving this many clients.
-    #[arg(long, value_name = "N")]
-    pub max_clients: Option<u64>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct TcpClientArgs {
-    /// The server's address (an IP address or a host name).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-
-    /// The server's port.
-    #[arg(long, short, default_value_t = 8888)]
-    pub port: u16,
-
-    /// Send this text (repeat the flag for several messages). Without it, each
-    /// line typed on standard input is sent, until Ctrl-D.
-    #[arg(long, short, value_name = "TEXT")]
-    pub message: Vec<String>,
-
-    /// After sending, call shutdown(SHUT_WR) and read until the server closes.
-    #[arg(long)]
-    pub half_close: bool,
-
-    /// What SIGPIPE does to this process when it writes to a closed connection.
-    #[arg(long, value_enum, default_value_t = SigpipeChoice::Ignore)]
-    pub sigpipe: SigpipeChoice,
-
-    /// How many bytes each recv() asks for.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
-    pub bufsize: u32,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SigpipeChoice {
@@ -184,7 +220,7 @@ pub struct CompletionsArgs {
 }
 
 /// Parse a non-negative number of seconds ("0.5", "2").
-fn parse_seconds(text: &str) -> Result<f64, String> {
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
         _ => Err(format!(

@@ -5,6 +5,7 @@
 //! handlers, run one subcommand, and turn its result into one message and
 //! one exit code. Everything a demo prints goes through the narrator.
 
+mod bench;
 mod cli;
 mod demos;
 mod error;
@@ -64,6 +65,22 @@ fn run_demo(global: &cli::GlobalArgs, command: Command) -> u8 {
     let result = match &command {
         Command::TcpServer(args) => demos::tcp_server::run(&nar, args),
         Command::TcpClient(args) => demos::tcp_client::run(&nar, args),
+        Command::UdpServer(args) => demos::udp_server::run(&nar, args),
+        Command::UdpClient(args) => demos::udp_client::run(&nar, args),
+        Command::Broadcast(args) => demos::broadcast::run(&nar, args),
+        Command::Lookup(args) => demos::lookup::run(&nar, args),
+        Command::Byteorder(args) => demos::byteorder::run(&nar, args),
+        Command::Sockinfo(args) => demos::sockinfo::run(&nar, args),
+        Command::IoDemo(args) => demos::io_demo::run(&nar, args),
+        Command::StickyDemo(args) => demos::sticky::run(&nar, args),
+        Command::UnixDemo(args) => demos::unix::run(&nar, args),
+        Command::SelectDemo(args) => demos::mux::select::run(&nar, args),
+        Command::PollDemo(args) => demos::mux::poll::run(&nar, args),
+        Command::EpollDemo(args) => demos::mux::epoll::run(&nar, args),
+        Command::ForkDemo(args) => demos::fork_demo::run(&nar, args),
+        Command::ZombieDemo(args) => demos::zombie::run(&nar, args),
+        Command::OrphanDemo(args) => demos::orphan::run(&nar, args),
+        Command::Bench(args) => bench::run(&nar, args),
         Command::Lesson(_) | Command::Completions(_) | Command::Man => Ok(()),
     };
     let stopped = stop::requested();

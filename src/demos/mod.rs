@@ -4,6 +4,19 @@
 //! It narrates its own system calls, handles EINTR by checking
 //! `stop::requested()`, and cleans up before it returns.
 
+pub mod broadcast;
+pub mod byteorder;
+pub mod fork_demo;
+pub mod io_demo;
+pub mod lookup;
+pub mod mux;
+pub mod orphan;
 pub mod sigpipe;
+pub mod sockinfo;
+pub mod sticky;
 pub mod tcp_client;
 pub mod tcp_server;
+pub mod udp_client;
+pub mod udp_server;
+pub mod unix;
+pub mod zombie;

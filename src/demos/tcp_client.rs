@@ -33,7 +33,7 @@ use nix::sys::socket::{
 use serde_json::json;
 
 use super::sigpipe;
-use crate::cli::{SigpipeChoice, TcpClientArgs};
+use crate::cli::SigpipeChoice;
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
 use crate::narrate::text::{bytes, show_bytes};
@@ -56,7 +56,36 @@ struct Connection {
     broken: Option<Errno>,
 }
 
-pub fn run(nar: &Narrator, args: &TcpClientArgs) -> Result<()> {
+/// The flags of this demo (the `--help` text is in the `///` comments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The server's address (an IP address or a host name).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// The server's port.
+    #[arg(long, short, default_value_t = 8888)]
+    pub port: u16,
+
+    /// Send this text (repeat the flag for several messages). Without it, each
+    /// line typed on standard input is sent, until Ctrl-D.
+    #[arg(long, short, value_name = "TEXT")]
+    pub message: Vec<String>,
+
+    /// After sending, call shutdown(SHUT_WR) and read until the server closes.
+    #[arg(long)]
+    pub half_close: bool,
+
+    /// What SIGPIPE does to this process when it writes to a closed connection.
+    #[arg(long, value_enum, default_value_t = SigpipeChoice::Ignore)]
+    pub sigpipe: SigpipeChoice,
+
+    /// How many bytes each recv() asks for.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub bufsize: u32,
+}
+
+pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
         "tcp-client",
         "tcp",
@@ -214,13 +243,7 @@ fn connect_failure(nar: &Narrator, errno: Errno, server: SocketAddr) -> Failure 
 }
 
 /// Send one message and, unless we half-close later, read one reply.
-fn exchange(
-    nar: &Narrator,
-    args: &TcpClientArgs,
-    conn: &mut Connection,
-    message: &[u8],
-    buf: &mut [u8],
-) {
+fn exchange(nar: &Narrator, args: &Args, conn: &mut Connection, message: &[u8], buf: &mut [u8]) {
     if message.is_empty() {
         // send() of 0 bytes puts nothing on the wire, and an echo server
         // would have nothing to answer: waiting for a reply would hang.
@@ -339,7 +362,7 @@ fn receive_once(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) -> usize 
 /// client. Reading fd 0 is a system call too, and it is where we wait.
 fn talk_from_stdin(
     nar: &Narrator,
-    args: &TcpClientArgs,
+    args: &Args,
     conn: &mut Connection,
     buf: &mut [u8],
 ) -> Result<()> {

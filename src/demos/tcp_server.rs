@@ -32,7 +32,7 @@ use nix::sys::socket::{
 use serde_json::json;
 
 use super::sigpipe;
-use crate::cli::{SigpipeChoice, TcpServerArgs};
+use crate::cli::{parse_seconds, SigpipeChoice};
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
 use crate::narrate::text::{bytes, show_bytes};
@@ -43,7 +43,46 @@ use crate::sys;
 /// How much of each message the narration shows.
 const SHOW_CHARS: usize = 60;
 
-pub fn run(nar: &Narrator, args: &TcpServerArgs) -> Result<()> {
+/// The flags of this demo (the `--help` text is in the `///` comments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The local address to bind: 0.0.0.0 accepts clients on every interface,
+    /// 127.0.0.1 only from this machine, :: or ::1 for IPv6.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// The port to listen on; 0 lets the kernel pick a free one.
+    #[arg(long, short, default_value_t = 8888)]
+    pub port: u16,
+
+    /// listen()'s backlog: how many finished handshakes may wait for accept().
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(0..=65535))]
+    pub backlog: i32,
+
+    /// How many bytes each recv() asks for.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub bufsize: u32,
+
+    /// Answer every message with this text (and a newline) instead of echoing it.
+    #[arg(long, value_name = "TEXT")]
+    pub reply: Option<String>,
+
+    /// Do not set SO_REUSEADDR: if this server closed a connection first (it
+    /// was stopped while a client was connected), restarting it on the same
+    /// port fails with "Address already in use" while TIME_WAIT lasts.
+    #[arg(long)]
+    pub no_reuseaddr: bool,
+
+    /// Sleep this many seconds before each accept(), to watch the accept queue fill.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_seconds)]
+    pub accept_delay: f64,
+
+    /// Exit after serving this many clients.
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<u64>,
+}
+
+pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
         "tcp-server",
         "tcp",
@@ -77,7 +116,7 @@ pub fn run(nar: &Narrator, args: &TcpServerArgs) -> Result<()> {
 }
 
 /// socket, setsockopt, bind, getsockname, listen: the listening socket.
-fn open_listener(nar: &Narrator, args: &TcpServerArgs, wanted: SocketAddr) -> Result<OwnedFd> {
+fn open_listener(nar: &Narrator, args: &Args, wanted: SocketAddr) -> Result<OwnedFd> {
     // 1. socket(): a new TCP endpoint. It is only a number in our fd table
     //    until bind() gives it an address.
     let step = nar.call(
@@ -311,7 +350,7 @@ enum Ending {
 /// recv and send until the client is done, then close its socket.
 fn serve_client(
     nar: &Narrator,
-    args: &TcpServerArgs,
+    args: &Args,
     listen_fd: &OwnedFd,
     conn_fd: OwnedFd,
     peer: SocketAddr,

@@ -43,6 +43,34 @@ pub static LESSONS: &[Lesson] = &[
         slug: "tcp",
         markdown: include_str!("../../lessons/tcp.md"),
     },
+    Lesson {
+        slug: "udp",
+        markdown: include_str!("../../lessons/udp.md"),
+    },
+    Lesson {
+        slug: "broadcast",
+        markdown: include_str!("../../lessons/broadcast.md"),
+    },
+    Lesson {
+        slug: "sticky-packets",
+        markdown: include_str!("../../lessons/sticky-packets.md"),
+    },
+    Lesson {
+        slug: "io-models",
+        markdown: include_str!("../../lessons/io-models.md"),
+    },
+    Lesson {
+        slug: "io-multiplexing",
+        markdown: include_str!("../../lessons/io-multiplexing.md"),
+    },
+    Lesson {
+        slug: "unix-sockets",
+        markdown: include_str!("../../lessons/unix-sockets.md"),
+    },
+    Lesson {
+        slug: "processes",
+        markdown: include_str!("../../lessons/processes.md"),
+    },
 ];
 
 /// Terminal widths we lay text out for (see [`run`]).
