@@ -28,6 +28,7 @@
 // item. In a binary crate unused `pub` items would otherwise warn.
 #![allow(dead_code)]
 
+pub mod broadcast;
 pub mod fds;
 pub mod proc_net;
 pub mod process;

@@ -407,6 +407,12 @@ impl<'n> Step<'n> {
         self.finish(false, String::new(), Some(-1), Some(errno));
     }
 
+    /// The call failed with an error code that is not an errno, such as
+    /// getaddrinfo's `EAI_NONAME`: its C name and its meaning.
+    pub fn fail_code(self, code: &str, meaning: impl Into<String>) {
+        self.finish_named(code.to_string(), meaning.into());
+    }
+
     /// Narrate `result` and hand it back unchanged, for calls whose failure
     /// simply ends the demo: `step.check(bind(..), |_| "0".into())?`.
     pub fn check<T>(
@@ -419,6 +425,26 @@ impl<'n> Step<'n> {
             Err(errno) => self.fail(*errno),
         }
         result
+    }
+
+    fn finish_named(self, code: String, meaning: String) {
+        if self.nar.settings.quiet {
+            return;
+        }
+        if !self.shown {
+            return;
+        }
+        self.nar.emit(
+            Some(self.number),
+            Kind::Return {
+                call: self.call.into(),
+                ok: false,
+                result: String::new(),
+                value: None,
+                errno: Some(code),
+                error: Some(meaning),
+            },
+        );
     }
 
     fn finish(self, ok: bool, result: String, value: Option<i64>, errno: Option<Errno>) {
