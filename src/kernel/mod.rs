@@ -32,6 +32,7 @@ pub mod broadcast;
 pub mod fds;
 pub mod proc_net;
 pub mod process;
+pub mod socket_limits;
 pub mod sysctl;
 pub mod tcp_info;
 
