@@ -114,7 +114,7 @@ pub fn run(nar: &Narrator, args: &SendArgs) -> Result<()> {
             if let Ok(local) =
                 step.check(sys::local_addr(sender.as_raw_fd()), |addr| addr.to_string())
             {
-                nar.note("We never called bind(): the first sendto() bound the socket to an ephemeral port. Listeners see this address as the sender.");
+                nar.note("We never called bind(): the first sendto() bound the socket to an ephemeral port on 0.0.0.0. Listeners see that port, with the address of the interface the datagram left by.");
                 nar.info(
                     "sent",
                     json!({ "from": local.to_string(), "to": target.to_string(), "bytes": sent }),
