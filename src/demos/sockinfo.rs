@@ -157,12 +157,15 @@ fn new_socket(kind: SockType) -> nix::Result<OwnedFd> {
     socket(AddressFamily::Inet, kind, SockFlag::empty(), None)
 }
 
+/// An identity option: its name, its number, and how to name its value.
+type Question = (&'static str, libc::c_int, fn(i32) -> &'static str);
+
 /// Family, type and protocol, read back with getsockopt.
 fn identity(nar: &Narrator, fd: &OwnedFd, kind: Kind) -> Map<String, Value> {
     let raw = fd.as_raw_fd();
     let mut info = Map::new();
     info.insert("fileno".into(), json!(raw));
-    let questions: [(&'static str, libc::c_int, fn(i32) -> &'static str); 3] = [
+    let questions: [Question; 3] = [
         ("SO_DOMAIN", libc::SO_DOMAIN, family_name),
         ("SO_TYPE", libc::SO_TYPE, type_name),
         ("SO_PROTOCOL", libc::SO_PROTOCOL, protocol_name),
