@@ -89,13 +89,15 @@ pub enum Command {
     )]
     UdpClient(crate::demos::udp_client::Args),
 
-    /// Broadcast: one datagram, every listener on the network segment receives it.
-    #[command(after_help = "Lesson: netlab lesson broadcast\n\nExample:\n  netlab broadcast")]
+    /// Broadcast: one datagram, and every listener on the subnet receives a copy.
+    #[command(
+        after_help = "Lesson: netlab lesson broadcast\n\nExample:\n  netlab broadcast\n  (or, in three terminals: netlab broadcast listen, twice, then netlab broadcast send)"
+    )]
     Broadcast(crate::demos::broadcast::Args),
 
     /// Name and service lookup: getaddrinfo, getnameinfo and the services database.
     #[command(
-        after_help = "Lesson: netlab lesson osi-and-sockets\n\nExample:\n  netlab lookup localhost"
+        after_help = "Lesson: netlab lesson osi-and-sockets\n\nExample:\n  netlab lookup localhost\n  (and: netlab lookup --service mysql --port 53/udp)"
     )]
     Lookup(crate::demos::lookup::Args),
 
