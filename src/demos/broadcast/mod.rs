@@ -140,26 +140,38 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
     let target = SocketAddrV4::new(LOOPBACK_BROADCAST, port);
 
     // 3. Each listener waits in recvfrom() in a thread of its own, like
-    //    separate programs would. The barrier makes sure every one is
-    //    waiting before the sender sends, so the narration reads in order.
+    //    separate programs would. The main thread announces each wait (so
+    //    --step pauses one call at a time) and hands the step to the
+    //    thread. Two barriers keep the narration in the order of events:
+    //    every thread is about to call recvfrom() before the sender sends,
+    //    and none reports what it got before the sendto() line is complete.
     let ready = Barrier::new(listeners.len() + 1);
+    let sent = Barrier::new(listeners.len() + 1);
     let heard: Vec<Heard> = std::thread::scope(|scope| {
         let waiting: Vec<_> = listeners
             .iter()
             .enumerate()
             .map(|(index, fd)| {
-                let ready = &ready;
+                let number = index + 1;
+                let raw = fd.as_raw_fd();
+                let step = nar.blocking(
+                    "recvfrom",
+                    format!("fd {raw}, {}, 0", bytes(DATAGRAM_MAX)),
+                    format!("listener {number} waits for a datagram"),
+                );
+                let barriers = (&ready, &sent);
                 scope.spawn(move || {
                     crate::stop::block_stop_signals_in_this_thread();
-                    listen_once(nar, index + 1, fd.as_raw_fd(), ready)
+                    listen_once(nar, step, number, raw, barriers)
                 })
             })
             .collect();
         ready.wait();
-        let sent = send_datagram(nar, &sender, target, args.message.as_bytes());
-        if let Err(err) = &sent {
+        let outcome = send_datagram(nar, &sender, target, args.message.as_bytes());
+        if let Err(err) = &outcome {
             nar.warning(format!("{err:#}"), None);
         }
+        sent.wait();
         waiting
             .into_iter()
             .map(|thread| thread.join().unwrap_or(Heard::Nothing))
@@ -209,20 +221,24 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// One listener thread: announce the wait, let the sender go, recvfrom().
-fn listen_once(nar: &Narrator, number: usize, fd: RawFd, ready: &Barrier) -> Heard {
-    let step = nar.blocking(
-        "recvfrom",
-        format!("fd {fd}, {}, 0", bytes(DATAGRAM_MAX)),
-        format!("listener {number} waits for a datagram"),
-    );
+/// One listener thread: let the sender go, then recvfrom() and say what came.
+fn listen_once(
+    nar: &Narrator,
+    step: crate::narrate::Step<'_>,
+    number: usize,
+    fd: RawFd,
+    (ready, sent): (&Barrier, &Barrier),
+) -> Heard {
     ready.wait();
-    match receive(fd) {
+    let result = receive(fd);
+    sent.wait();
+    match result {
         Ok((data, from)) => {
+            // Three threads answer at once: say whose answer each line is.
             step.ok_value(
                 data.len() as i64,
                 format!(
-                    "{} from {from}: {}",
+                    "listener {number} (fd {fd}): {} from {from}: {}",
                     bytes(data.len()),
                     show_bytes(&data, SHOW_CHARS)
                 ),
@@ -230,7 +246,7 @@ fn listen_once(nar: &Narrator, number: usize, fd: RawFd, ready: &Barrier) -> Hea
             nar.info(
                 "datagram",
                 json!({ "listener": number, "fd": fd, "from": from.to_string(), "bytes": data.len(), "text": show_bytes(&data, SHOW_CHARS) }),
-                format!("listener {number} (fd {fd}) heard {from}"),
+                format!("listener {number} got its own copy"),
             );
             Heard::Datagram { from, data }
         }
