@@ -268,6 +268,7 @@ fn bad_command_lines_are_usage_errors() {
         vec!["broadcast", "send", "--to", "127.0.0.1", "--iface", "lo"],
         vec!["broadcast", "send", "--count", "0"],
         vec!["broadcast", "--listeners", "0"],
+        vec!["broadcast", "--timeout", "0"],
     ] {
         let output = netlab().args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -79,9 +79,20 @@ pub struct Args {
     #[arg(long, short, value_name = "TEXT", default_value = "hello, everyone")]
     pub message: String,
 
-    /// How long each listener waits for the datagram (SO_RCVTIMEO).
-    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_seconds)]
+    /// How long each listener waits for the datagram (SO_RCVTIMEO), from 0.1 to 60.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_timeout)]
     pub timeout: f64,
+}
+
+/// `--timeout`: never 0, which SO_RCVTIMEO would take as "wait for ever",
+/// and short enough that Ctrl-C is never kept waiting for long.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match parse_seconds(text) {
+        Ok(secs) if (0.1..=60.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0.1 to 60"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
