@@ -5,7 +5,7 @@
 //! connections wait in the accept queue", "the child is a zombie") must be
 //! something the kernel told us *in that run*, not something we assume.
 //! This module is where those facts are read. It never changes anything: it
-//! only asks the kernel questions, through five windows:
+//! only asks the kernel questions, through these windows:
 //!
 //! | file                      | window into the kernel |
 //! |---------------------------|------------------------|
@@ -14,6 +14,8 @@
 //! | [`process`]               | `/proc/PID/stat`: a process's (or thread's) state letter, parent, threads and CPU time |
 //! | [`fds`]                   | `/proc/PID/fd`: what each file descriptor of a process points at (socket, pipe, file, ...) |
 //! | [`sysctl`]                | `/proc/sys/net/...`: the tunables that shape what we see (port range, `somaxconn`, ...) |
+//! | [`broadcast`]             | `/proc/net/fib_trie` and `/proc/net/udp`: the addresses the kernel treats as broadcast, and the UDP sockets sharing a port |
+//! | [`socket_limits`]         | `/proc/sys/net/core/rmem_max`, `wmem_max`: the caps on SO_RCVBUF and SO_SNDBUF |
 //!
 //! The TCP state machine itself, [`TcpState`], lives here because both
 //! `getsockopt(TCP_INFO)` and `/proc/net/tcp` report it with the same

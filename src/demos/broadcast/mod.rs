@@ -158,7 +158,7 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
     //    and none reports what it got before the sendto() line is complete.
     let ready = Barrier::new(listeners.len() + 1);
     let sent = Barrier::new(listeners.len() + 1);
-    let heard: Vec<Heard> = std::thread::scope(|scope| {
+    let (outcome, heard) = std::thread::scope(|scope| {
         let waiting: Vec<_> = listeners
             .iter()
             .enumerate()
@@ -178,15 +178,15 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
             })
             .collect();
         ready.wait();
+        // If the send fails, the listeners wait until SO_RCVTIMEO ends;
+        // the error is reported once everything is closed.
         let outcome = send_datagram(nar, &sender, target, args.message.as_bytes());
-        if let Err(err) = &outcome {
-            nar.warning(format!("{err:#}"), None);
-        }
         sent.wait();
-        waiting
+        let heard: Vec<Heard> = waiting
             .into_iter()
             .map(|thread| thread.join().unwrap_or(Heard::Nothing))
-            .collect()
+            .collect();
+        (outcome, heard)
     });
 
     // 4. The verdict, from what each recvfrom() returned.
@@ -219,6 +219,7 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
         let step = nar.call("close", format!("fd {}", fd.as_raw_fd()));
         step.check(nix::unistd::close(fd), |_| "0".into())?;
     }
+    outcome?;
     if received < heard.len() {
         return Err(Failure::new(
             format!(
