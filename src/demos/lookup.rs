@@ -155,7 +155,8 @@ fn lookup_address(nar: &Narrator, ip: IpAddr) -> Result<()> {
     let Some(name) = reverse(nar, ip) else {
         return Ok(());
     };
-    let answers = forward(nar, &name)?;
+    // A name that does not resolve forward is an answer too: "not confirmed".
+    let answers = forward(nar, &name).unwrap_or_default();
     let back = answers.iter().any(|answer| answer.addr.ip() == ip);
     nar.info(
         "forward_confirmed",
