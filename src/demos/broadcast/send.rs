@@ -134,8 +134,12 @@ pub fn run(nar: &Narrator, args: &SendArgs) -> Result<()> {
 
 /// getifaddrs(): find `name`'s IPv4 broadcast address, or explain why not.
 fn interface_broadcast(nar: &Narrator, name: &str) -> Result<Ipv4Addr> {
+    // One entry per address of each interface (and one for its link).
     let step = nar.call("getifaddrs", "");
-    let entries: Vec<_> = step.check(getifaddrs(), |_| "0".into())?.collect();
+    let entries: Vec<_> = step
+        .check(getifaddrs().map(|list| list.collect::<Vec<_>>()), |list| {
+            format!("0, a list of {} entries", list.len())
+        })?;
     let mut names: Vec<String> = entries
         .iter()
         .map(|entry| entry.interface_name.clone())
