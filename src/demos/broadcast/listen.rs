@@ -7,7 +7,8 @@ use anyhow::Result;
 use nix::errno::Errno;
 use serde_json::json;
 
-use super::{open_listener, receive, DATAGRAM_MAX, SHOW_CHARS};
+use super::sockets::{open_listener, receive};
+use super::{DATAGRAM_MAX, SHOW_CHARS};
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::Narrator;
 use crate::stop;

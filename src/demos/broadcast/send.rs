@@ -13,7 +13,8 @@ use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 use serde_json::json;
 
-use super::{is_kernel_broadcast, open_sender, pause, send_datagram, LOOPBACK_BROADCAST};
+use super::sockets::{is_kernel_broadcast, open_sender, pause, send_datagram};
+use super::LOOPBACK_BROADCAST;
 use crate::cli::parse_seconds;
 use crate::error::Failure;
 use crate::narrate::Narrator;
