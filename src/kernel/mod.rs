@@ -5,7 +5,7 @@
 //! connections wait in the accept queue", "the child is a zombie") must be
 //! something the kernel told us *in that run*, not something we assume.
 //! This module is where those facts are read. It never changes anything: it
-//! only asks the kernel questions, through five windows:
+//! only asks the kernel questions, through these windows:
 //!
 //! | file                      | window into the kernel |
 //! |---------------------------|------------------------|
@@ -14,6 +14,8 @@
 //! | [`process`]               | `/proc/PID/stat`: a process's (or thread's) state letter, parent, threads and CPU time |
 //! | [`fds`]                   | `/proc/PID/fd`: what each file descriptor of a process points at (socket, pipe, file, ...) |
 //! | [`sysctl`]                | `/proc/sys/net/...`: the tunables that shape what we see (port range, `somaxconn`, ...) |
+//! | [`udp`]                   | `/proc/net/udp` and `/proc/net/udp6`: every UDP socket, with its queues and its count of dropped datagrams |
+//! | [`snmp`]                  | `/proc/net/snmp`: the namespace's protocol counters (`Udp RcvbufErrors`, `Udp NoPorts`, `Icmp InDestUnreachs`, ...) |
 //!
 //! The TCP state machine itself, [`TcpState`], lives here because both
 //! `getsockopt(TCP_INFO)` and `/proc/net/tcp` report it with the same
@@ -31,8 +33,10 @@
 pub mod fds;
 pub mod proc_net;
 pub mod process;
+pub mod snmp;
 pub mod sysctl;
 pub mod tcp_info;
+pub mod udp;
 
 // The main items, re-exported so callers can write `kernel::tcp_info(fd)`.
 // A binary that does not use all of them would otherwise warn.
