@@ -280,7 +280,7 @@ fn exchange(nar: &Narrator, client: &mut Client, message: &[u8], tally: &mut Tal
     }
     // The counters before, to show whether an ICMP "port unreachable" came back.
     let before = read_unreachable_counters();
-    match send_datagram(nar, client, message) {
+    match send_datagram(nar, client, message, false) {
         Ok(_) => tally.sent += 1,
         Err(Errno::ECONNREFUSED) => {
             tally.sent += 1;
@@ -312,7 +312,14 @@ fn exchange(nar: &Narrator, client: &mut Client, message: &[u8], tally: &mut Tal
 }
 
 /// sendto() (send() when connected). Returns the bytes sent, or the errno.
-fn send_datagram(nar: &Narrator, client: &Client, data: &[u8]) -> Result<usize, Errno> {
+/// In a flood (`flood` true) failures are counted by the caller, not warned
+/// about one by one.
+fn send_datagram(
+    nar: &Narrator,
+    client: &Client,
+    data: &[u8],
+    flood: bool,
+) -> Result<usize, Errno> {
     let fd = client.sock.as_raw_fd();
     let shown = show_bytes(data, SHOW_CHARS);
     let (step, sent) = if client.connected {
@@ -341,6 +348,7 @@ fn send_datagram(nar: &Narrator, client: &Client, data: &[u8]) -> Result<usize, 
                 Errno::ECONNREFUSED => nar.note("ECONNREFUSED on a send: an ICMP port unreachable for an earlier datagram was waiting in the socket, and this call reported it. This datagram was not sent."),
                 Errno::EMSGSIZE => nar.note("EMSGSIZE: one UDP datagram carries at most 65507 bytes over IPv4. UDP never splits a message; a larger one must be cut by the program."),
                 Errno::EINTR => {}
+                _ if flood => {}
                 _ => nar.warning(format!("sending failed with {}; the client goes on", errno_name(errno)), None),
             }
             Err(errno)
@@ -369,14 +377,13 @@ fn wait_for_reply(nar: &Narrator, client: &Client, flood: bool) -> Reply {
         let received = receive_one(fd, &mut buf, client);
         match received {
             Ok((length, from)) => {
-                let data = &buf[..length];
+                let shown = match length {
+                    0 => "an empty datagram".to_string(),
+                    _ => show_bytes(&buf[..length], SHOW_CHARS),
+                };
                 step.ok_value(
                     length as i64,
-                    format!(
-                        "{} from {from}: {}",
-                        bytes(length),
-                        show_bytes(data, SHOW_CHARS)
-                    ),
+                    format!("{} from {from}: {shown}", bytes(length)),
                 );
                 if from != client.server {
                     strangers += 1;
@@ -467,7 +474,7 @@ fn flood(nar: &Narrator, client: &mut Client, count: u64, size: usize, tally: &m
             break;
         }
         let payload = flood_payload(number, size);
-        match send_datagram(nar, client, &payload) {
+        match send_datagram(nar, client, &payload, true) {
             Ok(_) => tally.sent += 1,
             Err(Errno::EINTR) => {}
             Err(Errno::ECONNREFUSED) => {
@@ -481,6 +488,12 @@ fn flood(nar: &Narrator, client: &mut Client, count: u64, size: usize, tally: &m
         }
     }
     let sending = started.elapsed();
+    if send_errors > 0 {
+        nar.warning(
+            format!("{send_errors} of the {count} datagrams could not be sent"),
+            Some("the failed calls above, or the summary lines, name the errors"),
+        );
+    }
     nar.info(
         "flood_sent",
         json!({ "sent": tally.sent, "errors": send_errors, "seconds": sending.as_secs_f64() }),
@@ -526,8 +539,8 @@ fn flood(nar: &Narrator, client: &mut Client, count: u64, size: usize, tally: &m
         "flood",
         json!({ "sent": tally.sent, "replies": tally.replies, "lost": tally.lost, "refused": tally.refused, "client_drops": own_drops }),
         format!(
-            "{} sent, {} replies, {} lost",
-            tally.sent, tally.replies, tally.lost
+            "{} sent, {} replies, {} lost; ECONNREFUSED {} time(s)",
+            tally.sent, tally.replies, tally.lost, tally.refused
         ),
     );
     if tally.lost > 0 {

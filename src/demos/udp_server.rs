@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::socket::{
     bind, getsockopt, recvmsg, sendto, setsockopt, socket, sockopt, ControlMessageOwned, MsgFlags,
@@ -124,7 +124,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         if args.slow > 0 && !slow_down(nar, fd, args.slow, inode) {
             break;
         }
-        let Some((length, peer)) = receive(nar, fd, &mut buf, &mut tally) else {
+        let Some((length, peer)) = receive(nar, fd, &mut buf, &mut tally)? else {
             continue;
         };
         let kept = length.min(buf.len());
@@ -355,13 +355,14 @@ fn slow_down(nar: &Narrator, fd: RawFd, millis: u64, inode: Option<u64>) -> bool
 }
 
 /// recvmsg(): one datagram, its sender, its real length, the drop count.
-/// None when interrupted or failed (the loop checks for a stop).
+/// None when interrupted (the loop checks for a stop) or when there is
+/// nothing to answer.
 fn receive(
     nar: &Narrator,
     fd: RawFd,
     buf: &mut [u8],
     tally: &mut Tally,
-) -> Option<(usize, SocketAddr)> {
+) -> Result<Option<(usize, SocketAddr)>> {
     let capacity = buf.len();
     let step = nar.blocking(
         "recvmsg",
@@ -376,18 +377,27 @@ fn receive(
         recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut control), MsgFlags::MSG_TRUNC);
     let message = match received {
         Ok(message) => message,
+        // A signal (Ctrl-C, a closed output): the loop checks why.
+        Err(Errno::EINTR) => {
+            step.fail(Errno::EINTR);
+            return Ok(None);
+        }
+        // Short of memory for a moment: not a reason to stop serving.
+        Err(errno @ (Errno::ENOMEM | Errno::ENOBUFS)) => {
+            step.fail(errno);
+            nar.warning(
+                format!(
+                    "recvmsg() failed with {}; the server goes on",
+                    errno_name(errno)
+                ),
+                None,
+            );
+            let _ = sys::nanosleep(Duration::from_millis(100));
+            return Ok(None);
+        }
         Err(errno) => {
             step.fail(errno);
-            if errno != Errno::EINTR {
-                nar.warning(
-                    format!(
-                        "recvmsg() failed with {}; the server goes on",
-                        errno_name(errno)
-                    ),
-                    None,
-                );
-            }
-            return None;
+            return Err(errno).context("recvmsg() failed");
         }
     };
     let length = message.bytes;
@@ -435,7 +445,7 @@ fn receive(
             "the datagram came without a sender address we understand; it is not answered",
             None,
         );
-        return None;
+        return Ok(None);
     };
     if tally.datagrams == 1 {
         nar.note("recvmsg() returned one whole datagram and the address of whoever sent it. There was no accept() and there is no connection: the next datagram may come from someone else.");
@@ -466,7 +476,7 @@ fn receive(
             format!("a new sender: {peer}"),
         );
     }
-    Some((length, peer))
+    Ok(Some((length, peer)))
 }
 
 /// sendto(): the reply goes to the address the datagram came from.
@@ -576,7 +586,7 @@ fn report_drops(
         json!({ "drops": entry.drops, "rxq_ovfl": tally.drops_seen, "rx_queue": entry.rx_queue }),
         "/proc/net/udp",
         format!(
-            "the kernel has dropped {} datagram(s) for {subject} since it was created (its drops column)",
+            "{subject}: {} datagram(s) dropped since the socket was created (its drops column)",
             entry.drops
         ),
     ));
