@@ -250,21 +250,22 @@ fn learn_local_address(nar: &Narrator, client: &mut Client) {
     } else {
         nar.note("The first sendto() bound the socket to an ephemeral port: the server needs an address to answer to.");
     }
+    let table = kernel::udp::table_of(&local);
     let inode = kernel::socket_inode_of(client.sock.as_fd());
     match inode.and_then(kernel::udp::udp_socket) {
         Ok(Some(entry)) => nar.kernel(Fact::new(
             format!("fd {fd}"),
             "udp_socket",
             json!({ "local": entry.local.to_string(), "remote": entry.remote.to_string(), "connected": entry.connected }),
-            "/proc/net/udp",
+            table,
             if entry.connected {
                 format!("fd {fd} is listed as {} <-> {}, state 01 (ESTABLISHED): UDP borrows the word, but no handshake happened", entry.local, entry.remote)
             } else {
                 format!("fd {fd} is listed as {} with no remote address: it takes datagrams from anyone", entry.local)
             },
         )),
-        Ok(None) => nar.kernel(Fact::unavailable(format!("fd {fd}"), "udp_socket", "/proc/net/udp", "the socket is not in the table")),
-        Err(err) => nar.kernel(Fact::unavailable(format!("fd {fd}"), "udp_socket", "/proc/net/udp", err)),
+        Ok(None) => nar.kernel(Fact::unavailable(format!("fd {fd}"), "udp_socket", table, "the socket is not in the table")),
+        Err(err) => nar.kernel(Fact::unavailable(format!("fd {fd}"), "udp_socket", table, err)),
     }
     nar.info(
         "bound",

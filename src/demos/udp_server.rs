@@ -89,6 +89,13 @@ pub struct Args {
     pub max_datagrams: Option<u64>,
 }
 
+/// Where the kernel lists our socket: its inode and its table.
+#[derive(Clone, Copy)]
+struct Listing {
+    inode: Option<u64>,
+    table: &'static str,
+}
+
 /// What the server has seen so far.
 #[derive(Default)]
 struct Tally {
@@ -115,13 +122,16 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let sock = open_socket(nar, args, wanted)?;
     let fd = sock.as_raw_fd();
-    let inode = kernel::socket_inode_of(sock.as_fd()).ok();
+    let listing = Listing {
+        inode: kernel::socket_inode_of(sock.as_fd()).ok(),
+        table: kernel::udp::table_of(&wanted),
+    };
     let mut buf = vec![0u8; args.bufsize as usize];
     let mut tally = Tally::default();
 
     while stop::requested().is_none() && args.max_datagrams.is_none_or(|max| tally.datagrams < max)
     {
-        if args.slow > 0 && !slow_down(nar, fd, args.slow, inode) {
+        if args.slow > 0 && !slow_down(nar, fd, args.slow, listing) {
             break;
         }
         let Some((length, peer)) = receive(nar, fd, &mut buf, &mut tally)? else {
@@ -133,11 +143,11 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
             None => buf[..kept].to_vec(),
         };
         send_reply(nar, fd, &reply, peer, tally.datagrams == 1);
-        report_drops_when_due(nar, &sock, inode, &mut tally, counters_before.as_ref());
+        report_drops_when_due(nar, &sock, listing, &mut tally, counters_before.as_ref());
     }
 
     // Before close: the socket's own drop counter only exists while it does.
-    report_drops(nar, fd, inode, &mut tally, counters_before.as_ref());
+    report_drops(nar, fd, listing, &mut tally, counters_before.as_ref());
     nar.info(
         "datagrams",
         json!({
@@ -323,7 +333,7 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
 
 /// --slow: sleep without reading, then show how full the receive queue is.
 /// Returns false if a stop came.
-fn slow_down(nar: &Narrator, fd: RawFd, millis: u64, inode: Option<u64>) -> bool {
+fn slow_down(nar: &Narrator, fd: RawFd, millis: u64, listing: Listing) -> bool {
     let step = nar.blocking(
         "nanosleep",
         format!("{millis} ms"),
@@ -338,12 +348,12 @@ fn slow_down(nar: &Narrator, fd: RawFd, millis: u64, inode: Option<u64>) -> bool
             }
         }
     }
-    if let Some(Ok(Some(entry))) = inode.map(kernel::udp::udp_socket) {
+    if let Some(Ok(Some(entry))) = listing.inode.map(kernel::udp::udp_socket) {
         nar.kernel(Fact::new(
             format!("fd {fd}"),
             "receive_queue",
             json!({ "bytes": entry.rx_queue, "drops": entry.drops }),
-            "/proc/net/udp",
+            listing.table,
             format!(
                 "{} of the receive buffer in use; {} datagram(s) dropped so far",
                 bytes(entry.rx_queue as usize),
@@ -519,7 +529,7 @@ fn send_reply(nar: &Narrator, fd: RawFd, reply: &[u8], peer: SocketAddr, first: 
 fn report_drops_when_due(
     nar: &Narrator,
     sock: &OwnedFd,
-    inode: Option<u64>,
+    listing: Listing,
     tally: &mut Tally,
     before: Option<&snmp::Counters>,
 ) {
@@ -533,7 +543,7 @@ fn report_drops_when_due(
         .last_report
         .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
     if memory.rmem_alloc == 0 || second_passed {
-        report_drops(nar, sock.as_raw_fd(), inode, tally, before);
+        report_drops(nar, sock.as_raw_fd(), listing, tally, before);
     }
 }
 
@@ -542,19 +552,19 @@ fn report_drops_when_due(
 fn report_drops(
     nar: &Narrator,
     fd: RawFd,
-    inode: Option<u64>,
+    listing: Listing,
     tally: &mut Tally,
     before: Option<&snmp::Counters>,
 ) {
     tally.last_report = Some(Instant::now());
     let subject = format!("fd {fd}");
-    let entry = match inode.map(kernel::udp::udp_socket) {
+    let entry = match listing.inode.map(kernel::udp::udp_socket) {
         Some(Ok(Some(entry))) => entry,
         Some(Ok(None)) => {
             nar.kernel_always(Fact::unavailable(
                 subject,
                 "socket_drops",
-                "/proc/net/udp",
+                listing.table,
                 "the socket is not in the table",
             ));
             return;
@@ -563,7 +573,7 @@ fn report_drops(
             nar.kernel_always(Fact::unavailable(
                 subject,
                 "socket_drops",
-                "/proc/net/udp",
+                listing.table,
                 err,
             ));
             return;
@@ -572,7 +582,7 @@ fn report_drops(
             nar.kernel_always(Fact::unavailable(
                 subject,
                 "socket_drops",
-                "/proc/net/udp",
+                listing.table,
                 "its inode could not be read",
             ));
             return;
@@ -584,7 +594,7 @@ fn report_drops(
         &subject,
         "socket_drops",
         json!({ "drops": entry.drops, "rxq_ovfl": tally.drops_seen, "rx_queue": entry.rx_queue }),
-        "/proc/net/udp",
+        listing.table,
         format!(
             "{subject}: {} datagram(s) dropped since the socket was created (its drops column)",
             entry.drops

@@ -78,6 +78,15 @@ pub fn read_udp_table() -> io::Result<Vec<UdpEntry>> {
     Ok(entries)
 }
 
+/// The table that lists a socket bound to `addr`: `/proc/net/udp6` for
+/// IPv6 sockets (IPv4-mapped peers included), `/proc/net/udp` otherwise.
+pub fn table_of(addr: &SocketAddr) -> &'static str {
+    match addr {
+        SocketAddr::V4(_) => PROC_NET_UDP,
+        SocketAddr::V6(_) => PROC_NET_UDP6,
+    }
+}
+
 /// The socket with this inode (from [`super::socket_inode_of`]), read now.
 /// `Ok(None)` when no UDP socket has it.
 pub fn udp_socket(inode: u64) -> io::Result<Option<UdpEntry>> {
