@@ -517,3 +517,26 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn a_fixed_reply_replaces_the_echo() {
+    let (demo, addr) = udp_server(&["--reply", "OK", "--max-datagrams", "1"]);
+    let (reply, _) = echo(&peer(), addr, b"anything");
+    assert_eq!(reply, b"OK\n");
+    let (status, _, _) = demo.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn a_quiet_client_prints_only_its_start_and_end() {
+    let (python, port) = python_udp_server(&["1"]);
+    let (status, events, stderr) =
+        udp_client(&["--quiet", "--port", &port.to_string(), "--message", "hi"]);
+    reap(python);
+    assert!(status.success(), "{stderr}");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["start", "end"]);
+}
