@@ -107,6 +107,8 @@ struct Tally {
     /// The drop count in the last loss report.
     drops_reported: u64,
     last_report: Option<Instant>,
+    /// When drops were first seen that no report has shown yet.
+    unreported_since: Option<Instant>,
     peers: HashSet<SocketAddr>,
 }
 
@@ -523,9 +525,11 @@ fn send_reply(nar: &Narrator, fd: RawFd, reply: &[u8], peer: SocketAddr, first: 
 }
 
 /// After each datagram, ask the kernel (getsockopt(SO_MEMINFO), one cheap
-/// call) whether it dropped any since the last report. Report them once the
-/// receive queue has drained, that is, the flood is over, or once a second
-/// while it lasts.
+/// call) whether it dropped any since the last report. Report them when the
+/// receive queue has drained, which is when a flood is over (at most four
+/// times a second, for a server that keeps catching up), or a second after
+/// the first unreported drop while the queue stays full. The end of the run
+/// always reports.
 fn report_drops_when_due(
     nar: &Narrator,
     sock: &OwnedFd,
@@ -539,10 +543,12 @@ fn report_drops_when_due(
     if u64::from(memory.drops) <= tally.drops_reported {
         return;
     }
-    let second_passed = tally
-        .last_report
-        .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-    if memory.rmem_alloc == 0 || second_passed {
+    let waiting = *tally.unreported_since.get_or_insert_with(Instant::now);
+    let drained = memory.rmem_alloc == 0
+        && tally
+            .last_report
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(250));
+    if drained || waiting.elapsed() >= Duration::from_secs(1) {
         report_drops(nar, sock.as_raw_fd(), listing, tally, before);
     }
 }
@@ -557,6 +563,7 @@ fn report_drops(
     before: Option<&snmp::Counters>,
 ) {
     tally.last_report = Some(Instant::now());
+    tally.unreported_since = None;
     let subject = format!("fd {fd}");
     let entry = match listing.inode.map(kernel::udp::udp_socket) {
         Some(Ok(Some(entry))) => entry,
