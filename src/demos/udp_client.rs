@@ -155,7 +155,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     step.check(nix::unistd::close(client.sock), |_| "0".into())?;
     nar.note("The socket is closed. The server is not told: UDP has no connection, so there is nothing to close on its side.");
 
-    if stop::requested().is_none() && tally.sent > 0 && tally.replies == 0 {
+    let tried = tally.sent + tally.refused;
+    if stop::requested().is_none() && tried > 0 && tally.replies == 0 {
         let port = server.port();
         return Err(if tally.refused > 0 {
             Failure::with_hint(
@@ -283,8 +284,8 @@ fn exchange(nar: &Narrator, client: &mut Client, message: &[u8], tally: &mut Tal
     let before = read_unreachable_counters();
     match send_datagram(nar, client, message, false) {
         Ok(_) => tally.sent += 1,
+        // An earlier datagram's ICMP error: this one was not sent.
         Err(Errno::ECONNREFUSED) => {
-            tally.sent += 1;
             tally.refused += 1;
             return;
         }

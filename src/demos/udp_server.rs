@@ -290,7 +290,7 @@ fn read_rcvbuf(nar: &Narrator, sock: &OwnedFd, asked: Option<u32>) {
         return;
     };
     if granted == asked * 2 {
-        nar.note("Linux doubled the value we set: it keeps half of the buffer for its own bookkeeping, and getsockopt() reports the doubled size.");
+        nar.note("Linux doubled the value we set, to leave room for its own bookkeeping, and getsockopt() reports the doubled size.");
     } else if granted > asked * 2 {
         nar.note("The kernel raised the value to its minimum receive buffer: a buffer too small for one datagram would be useless.");
     } else {
@@ -318,10 +318,15 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
                 format!("stop the other program or choose another port (--port 0 lets the kernel pick one); `ss -lunp 'sport = :{port}'` shows who holds it"),
             )
         }
-        Errno::EACCES => Failure::with_hint(
-            format!("cannot bind {wanted}: permission denied; low ports need root or CAP_NET_BIND_SERVICE"),
-            "use a port of 1024 or above, e.g. --port 9999 (the limit is /proc/sys/net/ipv4/ip_unprivileged_port_start)",
-        ),
+        Errno::EACCES => {
+            let first_free = kernel::sysctl::unprivileged_port_start()
+                .map(|start| start.to_string())
+                .unwrap_or_else(|_| "1024".into());
+            Failure::with_hint(
+                format!("cannot bind {wanted}: permission denied; ports below {first_free} need root or CAP_NET_BIND_SERVICE"),
+                format!("use a port of {first_free} or above, e.g. --port 9999 (the limit is /proc/sys/net/ipv4/ip_unprivileged_port_start)"),
+            )
+        }
         Errno::EADDRNOTAVAIL => Failure::new(
             format!("cannot bind {wanted}: {} is not an address of this machine", wanted.ip()),
             Some("use 0.0.0.0 (every interface), 127.0.0.1 (this machine only), or one of the addresses `ip -brief address` lists"),
