@@ -77,15 +77,15 @@ pub enum Command {
     )]
     TcpClient(crate::demos::tcp_client::Args),
 
-    /// A UDP echo server: socket(SOCK_DGRAM), bind, recvfrom and sendto; no listen, no accept.
+    /// A UDP echo server: socket(SOCK_DGRAM), bind, recvmsg and sendto; no listen, no accept.
     #[command(
-        after_help = "Lesson: netlab lesson udp\n\nExample:\n  netlab udp-server --port 9999\n  (then, in another terminal: nc -u 127.0.0.1 9999)"
+        after_help = "Lesson: netlab lesson udp\n\nExample:\n  netlab udp-server --port 9999\n  (then, in another terminal: nc -u 127.0.0.1 9999)\n  netlab udp-server --port 9999 --rcvbuf 4096 --slow 20\n  (then: netlab udp-client --port 9999 --count 500 --size 200)"
     )]
     UdpServer(crate::demos::udp_server::Args),
 
-    /// A UDP client: sendto, a reply that may never come, and connected UDP.
+    /// A UDP client: sendto, a reply that may never come, connected UDP, and floods.
     #[command(
-        after_help = "Lesson: netlab lesson udp\n\nExample:\n  netlab udp-client --port 9999 --message hello"
+        after_help = "Lesson: netlab lesson udp\n\nExample:\n  netlab udp-client --port 9999 --message hello\n  netlab udp-client --port 9998 --message anyone --connect"
     )]
     UdpClient(crate::demos::udp_client::Args),
 

@@ -16,6 +16,8 @@
 //! | [`sysctl`]                | `/proc/sys/net/...`: the tunables that shape what we see (port range, `somaxconn`, ...) |
 //! | [`broadcast`]             | `/proc/net/fib_trie` and `/proc/net/udp`: the addresses the kernel treats as broadcast, and the UDP sockets sharing a port |
 //! | [`socket_limits`]         | `/proc/sys/net/core/rmem_max`, `wmem_max`: the caps on SO_RCVBUF and SO_SNDBUF |
+//! | [`udp`]                   | `/proc/net/udp` and `/proc/net/udp6`: every UDP socket, with its queues and its count of dropped datagrams |
+//! | [`snmp`]                  | `/proc/net/snmp`: the namespace's protocol counters (`Udp RcvbufErrors`, `Udp NoPorts`, `Icmp InDestUnreachs`, ...) |
 //!
 //! The TCP state machine itself, [`TcpState`], lives here because both
 //! `getsockopt(TCP_INFO)` and `/proc/net/tcp` report it with the same
@@ -35,8 +37,10 @@ pub mod fds;
 pub mod proc_net;
 pub mod process;
 pub mod socket_limits;
+pub mod snmp;
 pub mod sysctl;
 pub mod tcp_info;
+pub mod udp;
 
 // The main items, re-exported so callers can write `kernel::tcp_info(fd)`.
 // A binary that does not use all of them would otherwise warn.

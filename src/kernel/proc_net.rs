@@ -200,7 +200,7 @@ fn parse_line(line: &str) -> Option<TcpEntry> {
 }
 
 /// Parses `"0100007F:1F90"` (IPv4) or 32 hex digits, a colon and a port (IPv6).
-fn parse_endpoint(text: &str) -> Option<SocketAddr> {
+pub(super) fn parse_endpoint(text: &str) -> Option<SocketAddr> {
     let (ip_hex, port_hex) = text.split_once(':')?;
     if port_hex.len() != 4 {
         return None;
@@ -228,7 +228,7 @@ fn is_hex(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn parse_hex_u32(text: &str) -> Option<u32> {
+pub(super) fn parse_hex_u32(text: &str) -> Option<u32> {
     if !is_hex(text) {
         return None;
     }

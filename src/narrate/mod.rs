@@ -207,6 +207,17 @@ impl Narrator {
         self.emit(step, fact.into_kind());
     }
 
+    /// A fact read from the kernel that a summary must not swallow (how
+    /// many datagrams were dropped, read once a flood is over): shown even
+    /// when the throttle hides the current step; only `--quiet` hides it.
+    pub fn kernel_always(&self, fact: Fact) {
+        if self.settings.quiet {
+            return;
+        }
+        let (step, _) = CURRENT.get();
+        self.emit(step, fact.into_kind());
+    }
+
     /// An explanation for the class: one whole sentence (or a few), written
     /// out in full in the demo's source so it can be read and translated.
     pub fn note(&self, text: &'static str) {
