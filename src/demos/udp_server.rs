@@ -265,7 +265,7 @@ fn read_rcvbuf(nar: &Narrator, sock: &OwnedFd, asked: Option<u32>) {
     let Ok(granted) = step.check(getsockopt(sock, sockopt::RcvBuf), |size| bytes(*size)) else {
         return;
     };
-    let rmem_max = kernel::udp::rmem_max().ok();
+    let rmem_max = kernel::socket_limits::rmem_max().ok();
     let text = match asked {
         None => format!(
             "fd {fd} may hold {} of datagrams waiting to be read",

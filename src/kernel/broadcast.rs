@@ -1,5 +1,5 @@
 //! What the kernel says about broadcast: which IPv4 addresses it treats as
-//! broadcast addresses, and which UDP sockets share a port.
+//! broadcast addresses. (Which UDP sockets share a port is in [`super::udp`].)
 //!
 //! **Broadcast addresses.** When an address is added to an interface, the
 //! kernel puts routes for it in its `local` routing table: a `LOCAL` route
@@ -17,18 +17,11 @@
 //! bound to the port on that subnet, and `sendto()` refuses it with EACCES
 //! unless the socket has SO_BROADCAST. (255.255.255.255, the "limited
 //! broadcast", needs no route and never appears in the file.)
-//!
-//! **UDP sockets on a port.** `/proc/net/udp` has the same columns as
-//! `/proc/net/tcp` (a UDP socket's "state" is 07, CLOSE, or 01 when it is
-//! connected), so [`super::proc_net::parse_tcp_table`] reads it too.
 
 use std::io;
 use std::net::Ipv4Addr;
 
-use super::proc_net::{parse_tcp_table, TcpEntry};
-
 pub const PROC_NET_FIB_TRIE: &str = "/proc/net/fib_trie";
-pub const PROC_NET_UDP: &str = "/proc/net/udp";
 
 /// The IPv4 addresses the kernel's routing tables mark as broadcast,
 /// sorted and without repeats (the file lists the main and local tables).
@@ -58,15 +51,6 @@ pub fn parse_fib_trie(text: &str) -> Vec<Ipv4Addr> {
     found.sort();
     found.dedup();
     found
-}
-
-/// The UDP sockets (IPv4) bound to local port `port`, from `/proc/net/udp`.
-pub fn udp_sockets_on_port(port: u16) -> io::Result<Vec<TcpEntry>> {
-    let text = std::fs::read_to_string(PROC_NET_UDP)?;
-    Ok(parse_tcp_table(&text)
-        .into_iter()
-        .filter(|entry| entry.local.port() == port)
-        .collect())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! | [`process`]               | `/proc/PID/stat`: a process's (or thread's) state letter, parent, threads and CPU time |
 //! | [`fds`]                   | `/proc/PID/fd`: what each file descriptor of a process points at (socket, pipe, file, ...) |
 //! | [`sysctl`]                | `/proc/sys/net/...`: the tunables that shape what we see (port range, `somaxconn`, ...) |
-//! | [`broadcast`]             | `/proc/net/fib_trie` and `/proc/net/udp`: the addresses the kernel treats as broadcast, and the UDP sockets sharing a port |
+//! | [`broadcast`]             | `/proc/net/fib_trie`: the addresses the kernel treats as broadcast |
 //! | [`socket_limits`]         | `/proc/sys/net/core/rmem_max`, `wmem_max`: the caps on SO_RCVBUF and SO_SNDBUF |
 //! | [`udp`]                   | `/proc/net/udp` and `/proc/net/udp6`: every UDP socket, with its queues and its count of dropped datagrams |
 //! | [`snmp`]                  | `/proc/net/snmp`: the namespace's protocol counters (`Udp RcvbufErrors`, `Udp NoPorts`, `Icmp InDestUnreachs`, ...) |
@@ -36,8 +36,8 @@ pub mod broadcast;
 pub mod fds;
 pub mod proc_net;
 pub mod process;
-pub mod socket_limits;
 pub mod snmp;
+pub mod socket_limits;
 pub mod sysctl;
 pub mod tcp_info;
 pub mod udp;

@@ -37,8 +37,6 @@ use super::proc_net::{parse_endpoint, parse_hex_u32};
 pub const PROC_NET_UDP: &str = "/proc/net/udp";
 /// The IPv6 table (absent when IPv6 is disabled).
 pub const PROC_NET_UDP6: &str = "/proc/net/udp6";
-/// `net.core.rmem_max`: the largest SO_RCVBUF an unprivileged program may set.
-pub const RMEM_MAX: &str = "/proc/sys/net/core/rmem_max";
 
 /// One line of `/proc/net/udp` or `/proc/net/udp6`: one UDP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,18 +100,6 @@ pub fn udp_sockets_on_port(port: u16) -> io::Result<Vec<UdpEntry>> {
         .into_iter()
         .filter(|e| e.local.port() == port)
         .collect())
-}
-
-/// `net.core.rmem_max`: SO_RCVBUF asks above it are silently capped to it
-/// (before the kernel doubles the value).
-pub fn rmem_max() -> io::Result<u32> {
-    let text = std::fs::read_to_string(RMEM_MAX)?;
-    text.trim().parse::<u32>().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{RMEM_MAX}: not a number: {text:?}"),
-        )
-    })
 }
 
 /// One socket's memory, from `getsockopt(SO_MEMINFO)` (Linux 4.12 and later).

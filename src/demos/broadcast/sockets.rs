@@ -84,7 +84,7 @@ pub fn bind_failure(errno: Errno, wanted: SocketAddrV4) -> Failure {
     let port = wanted.port();
     match errno {
         Errno::EADDRINUSE => {
-            let holders = kernel::broadcast::udp_sockets_on_port(port)
+            let holders = kernel::udp::udp_sockets_on_port(port)
                 .map(|found| found.len())
                 .unwrap_or(0);
             Failure::with_hint(
@@ -247,21 +247,21 @@ pub fn is_kernel_broadcast(nar: &Narrator, ip: Ipv4Addr) -> Option<bool> {
 /// How many UDP sockets the kernel has bound to `port` (/proc/net/udp).
 pub fn show_sockets_on_port(nar: &Narrator, port: u16) {
     let subject = format!("UDP port {port}");
-    match kernel::broadcast::udp_sockets_on_port(port) {
+    match kernel::udp::udp_sockets_on_port(port) {
         Ok(found) => {
             let inodes: Vec<u64> = found.iter().map(|entry| entry.inode).collect();
             nar.kernel(Fact::new(
                 &subject,
                 "udp_sockets_on_port",
                 json!({ "port": port, "sockets": found.len(), "inodes": inodes }),
-                kernel::broadcast::PROC_NET_UDP,
+                kernel::udp::PROC_NET_UDP,
                 format!("{} UDP sockets are bound to port {port}", found.len()),
             ));
         }
         Err(err) => nar.kernel(Fact::unavailable(
             subject,
             "udp_sockets_on_port",
-            kernel::broadcast::PROC_NET_UDP,
+            kernel::udp::PROC_NET_UDP,
             err,
         )),
     }
