@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod byteorder;
+pub mod children;
 pub mod fork_demo;
 pub mod io_demo;
 pub mod lookup;

@@ -99,6 +99,10 @@ struct Output {
     throttle: Throttle,
     /// Set once a write failed: nothing more is written.
     closed: bool,
+    /// A quick call's line, held until its result arrives, so that the
+    /// line is written whole: a forked child that prints at the same time
+    /// cannot land in the middle of it.
+    held: String,
 }
 
 thread_local! {
@@ -127,6 +131,7 @@ impl Narrator {
                 human: HumanState::new(wrap_width),
                 throttle: Throttle::new(settings.rate),
                 closed: false,
+                held: String::new(),
             }),
             settings,
             start: Instant::now(),
@@ -255,6 +260,12 @@ impl Narrator {
         );
     }
 
+    /// Call first thing in a forked child. The child never pauses for keys
+    /// (the parent owns the terminal's keys); its events carry its own pid.
+    pub fn forked_child(&self) {
+        self.stepper.disable();
+    }
+
     /// Add to a counter that appears in the summaries under load.
     pub fn count(&self, key: &'static str, amount: u64) {
         if self.settings.quiet || self.settings.rate == 0 {
@@ -329,7 +340,12 @@ impl Narrator {
             line.push('\n');
             line
         } else {
-            human::render(&event, &mut out.human)
+            let text = human::render(&event, &mut out.human);
+            if out.human.line_open() {
+                out.held.push_str(&text);
+                return;
+            }
+            std::mem::take(&mut out.held) + &text
         };
         let mut stdout = std::io::stdout().lock();
         let written = stdout
