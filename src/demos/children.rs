@@ -249,11 +249,7 @@ pub fn watch(pid: Pid, limit: Duration, want: impl Fn(&ProcStat) -> bool) -> Opt
 /// Returns None if the wait was given up (a stop, or ECHILD).
 pub fn wait_for(nar: &Narrator, pid: Pid, who: &str) -> Option<WaitStatus> {
     loop {
-        let step = nar.blocking(
-            "waitpid",
-            format!("{pid}, 0"),
-            format!("waiting for {who}"),
-        );
+        let step = nar.blocking("waitpid", format!("{pid}, 0"), format!("waiting for {who}"));
         match waitpid(pid, None) {
             Ok(status) => {
                 step.ok_value(i64::from(pid.as_raw()), describe_status(&status));
