@@ -150,9 +150,9 @@ fn three_generations(nar: &Narrator, args: &Args, me: Pid, family: &mut Family) 
     // the parent when to exit by closing our end of `go`.
     let step = nar.call("pipe2", "O_CLOEXEC");
     let (report_read, report_write) =
-        step.check(nix::unistd::pipe2(OFlag::O_CLOEXEC), |p| pipe_text(p))?;
+        step.check(nix::unistd::pipe2(OFlag::O_CLOEXEC), pipe_text)?;
     let step = nar.call("pipe2", "O_CLOEXEC");
-    let (go_read, go_write) = step.check(nix::unistd::pipe2(OFlag::O_CLOEXEC), |p| pipe_text(p))?;
+    let (go_read, go_write) = step.check(nix::unistd::pipe2(OFlag::O_CLOEXEC), pipe_text)?;
 
     let parent = match children::fork(nar, "creating the parent-to-be")? {
         Forked::Child => {
@@ -271,8 +271,7 @@ fn parent_life(nar: &Narrator, report: OwnedFd, go: OwnedFd) -> ! {
     // The child closes its end of `ready` once it has called getppid(), so
     // that it surely reads its parent before the parent is gone.
     let step = nar.call("pipe2", "O_CLOEXEC");
-    let Ok((ready_read, ready_write)) =
-        step.check(nix::unistd::pipe2(OFlag::O_CLOEXEC), |p| pipe_text(p))
+    let Ok((ready_read, ready_write)) = step.check(nix::unistd::pipe2(OFlag::O_CLOEXEC), pipe_text)
     else {
         children::exit_child(1)
     };
