@@ -94,7 +94,9 @@ fn fork_serves_five_concurrent_python_clients_and_reaps_every_child() {
     assert_eq!(kids.len(), 5, "one child per client: {kids:?}");
     // The parent closed every connection fd, each child the listening fd.
     let closes = returns(&events, "close");
-    assert!(closes.len() >= 5 + 5 + 1);
+    // 5 connection fds in the parent, 5 listening fds and 5 connection fds
+    // in the children, and the listening socket at the end.
+    assert_eq!(closes.len(), 5 + 5 + 5 + 1, "{closes:?}");
     for kid in &kids {
         assert!(
             closes.iter().any(|e| e["pid"] == *kid),
