@@ -4,7 +4,8 @@
 //! one client served at a time from accept() to close(). It shows the whole
 //! life of a TCP connection as the kernel sees it, and its one big flaw: while
 //! it talks to one client, the next one waits in the accept queue. That flaw
-//! is what select, poll, epoll and fork will fix.
+//! is what select, poll, epoll and fork will fix. `--model fork` and
+//! `--model thread` (in `tcp_models.rs`) are the fork and thread fixes.
 //!
 //! System calls, in order: sigaction(SIGPIPE), socket, setsockopt
 //! (SO_REUSEADDR), bind, getsockname, listen, then for each client: accept,
