@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use colored::Colorize;
 use nix::errno::Errno;
 use serde_json::Value;
 
@@ -103,6 +104,9 @@ struct Output {
     /// line is written whole: a forked child that prints at the same time
     /// cannot land in the middle of it.
     held: String,
+    /// In a forked child's human output, the start of every line
+    /// (`[4321] `), so the class can tell the two processes apart.
+    prefix: Option<String>,
 }
 
 thread_local! {
@@ -132,6 +136,7 @@ impl Narrator {
                 throttle: Throttle::new(settings.rate),
                 closed: false,
                 held: String::new(),
+                prefix: None,
             }),
             settings,
             start: Instant::now(),
@@ -261,9 +266,12 @@ impl Narrator {
     }
 
     /// Call first thing in a forked child. The child never pauses for keys
-    /// (the parent owns the terminal's keys); its events carry its own pid.
+    /// (the parent owns the terminal's keys); its events carry its own pid,
+    /// and in human output each of its lines starts with `[PID] `.
     pub fn forked_child(&self) {
         self.stepper.disable();
+        let mut out = self.lock();
+        out.prefix = Some(format!("[{}] ", std::process::id()).dimmed().to_string());
     }
 
     /// Add to a counter that appears in the summaries under load.
@@ -345,7 +353,14 @@ impl Narrator {
                 out.held.push_str(&text);
                 return;
             }
-            std::mem::take(&mut out.held) + &text
+            let text = std::mem::take(&mut out.held) + &text;
+            match &out.prefix {
+                Some(prefix) => text
+                    .split_inclusive('\n')
+                    .map(|line| format!("{prefix}{line}"))
+                    .collect(),
+                None => text,
+            }
         };
         let mut stdout = std::io::stdout().lock();
         let written = stdout
