@@ -158,7 +158,9 @@ fn a_zombie_is_z_survives_sigkill_and_wait_once_leaks_the_rest() {
         "20",
     ]);
     let pid = i64::from(demo.pid());
-    demo.wait_for("the hold", |e| e["event"] == "info" && e["key"] == "hold");
+    let hold = demo.wait_for("the hold", |e| e["event"] == "info" && e["key"] == "hold");
+    assert_eq!(hold["value"]["command"], "ps -el | grep Z");
+    assert_eq!(hold["value"]["parent"], pid);
     // Our own reading of /proc, while the demo holds: 4 zombies remain.
     assert_eq!(zombies_of(pid), 4);
     let (status, events, _) = demo.signal(Signal::SIGINT);

@@ -150,6 +150,44 @@ fn fork_children_are_alive_while_serving_and_the_handler_reaps_them() {
 }
 
 #[test]
+fn sigterm_ends_the_children_still_serving_and_reaps_them() {
+    let (mut demo, addr) = tcp_server(&["--model", "fork"]);
+    let server = demo.pid();
+    let mut client = connect(addr);
+    echo(&mut client, b"still here\n");
+    demo.wait_for("the child's fd table", |e| {
+        e["event"] == "kernel" && e["fact"] == "open_fds" && e["pid"] != server
+    });
+    wait_children(server, "one child serving", |kids| {
+        kids.len() == 1 && kids[0].1 != 'Z'
+    });
+    let (status, events, _) = demo.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(143));
+    // The child had its own default SIGTERM action: the parent's kill()
+    // ended it, and waitpid() decoded that.
+    let killed = returns(&events, "waitpid").into_iter().any(|e| {
+        e["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("killed by SIGTERM")
+    });
+    assert!(
+        killed,
+        "{}",
+        dump(
+            &returns(&events, "waitpid")
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_gone(&child_pids(&events, server));
+    // The client sees the connection end.
+    let mut buf = [0u8; 8];
+    assert_eq!(client.read(&mut buf).expect("read"), 0);
+}
+
+#[test]
 fn without_close_in_parent_the_client_never_sees_end_of_file() {
     let (mut demo, addr) = tcp_server(&["--model", "fork", "--no-close-in-parent"]);
     let server = demo.pid();
