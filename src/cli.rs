@@ -65,9 +65,9 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// An iterative TCP echo server: socket, bind, listen, accept, recv, send, close.
+    /// A TCP echo server: socket, bind, listen, accept, recv, send, close; one client at a time, or a process or thread each.
     #[command(
-        after_help = "Lesson: netlab lesson tcp\n\nExample:\n  netlab tcp-server --port 8888\n  (then, in another terminal: nc 127.0.0.1 8888)"
+        after_help = "Lesson: netlab lesson tcp\n\nExample:\n  netlab tcp-server --port 8888\n  (then, in another terminal: nc 127.0.0.1 8888)\n  netlab tcp-server --model fork   (one child process per client)"
     )]
     TcpServer(crate::demos::tcp_server::Args),
 
@@ -148,17 +148,21 @@ pub enum Command {
     EpollDemo(crate::demos::mux::epoll::Args),
 
     /// fork(): one process becomes two, with separate memory.
-    #[command(after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab fork-demo")]
+    #[command(
+        after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab fork-demo --children 2\n  netlab fork-demo --no-flush   (the buffered line is written once per process)"
+    )]
     ForkDemo(crate::demos::fork_demo::Args),
 
     /// Zombies: a child that exited and was not waited for, and the ways to reap it.
     #[command(
-        after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab zombie-demo --reap wait-once --children 5"
+        after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab zombie-demo --reap wait-once --children 5\n  netlab zombie-demo --hold 30   (then, in another terminal: ps -el | grep Z)"
     )]
     ZombieDemo(crate::demos::zombie::Args),
 
     /// Orphans: a child whose parent exited first, and who adopts it.
-    #[command(after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab orphan-demo")]
+    #[command(
+        after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab orphan-demo\n  netlab orphan-demo --no-subreaper   (init, or a subreaper above netlab, adopts it)"
+    )]
     OrphanDemo(crate::demos::orphan::Args),
 
     /// Load an echo server and measure it: round trips a second, latency, CPU and memory.

@@ -235,12 +235,15 @@ fn helper_thread(wake_read: OwnedFd, watch_stdout: bool) {
 }
 
 /// Helper threads call this first, so that Ctrl-C is delivered to the main
-/// thread (the one blocked in the demo's system call), not to them.
+/// thread (the one blocked in the demo's system call), not to them. SIGCHLD
+/// too: a demo that forks handles (or blocks) it in the main thread, and a
+/// process-wide signal goes to any thread that does not block it.
 pub fn block_stop_signals_in_this_thread() {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGHUP);
+    set.add(Signal::SIGCHLD);
     let _ = set.thread_block();
 }
 

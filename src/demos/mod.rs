@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod byteorder;
+pub mod children;
 pub mod fork_demo;
 pub mod io_demo;
 pub mod lookup;
@@ -15,6 +16,7 @@ pub mod sigpipe;
 pub mod sockinfo;
 pub mod sticky;
 pub mod tcp_client;
+pub mod tcp_models;
 pub mod tcp_server;
 pub mod udp_client;
 pub mod udp_server;

@@ -4,7 +4,8 @@
 //! one client served at a time from accept() to close(). It shows the whole
 //! life of a TCP connection as the kernel sees it, and its one big flaw: while
 //! it talks to one client, the next one waits in the accept queue. That flaw
-//! is what select, poll, epoll and fork will fix.
+//! is what select, poll, epoll and fork will fix. `--model fork` and
+//! `--model thread` (in `tcp_models.rs`) are the fork and thread fixes.
 //!
 //! System calls, in order: sigaction(SIGPIPE), socket, setsockopt
 //! (SO_REUSEADDR), bind, getsockname, listen, then for each client: accept,
@@ -31,7 +32,7 @@ use nix::sys::socket::{
 };
 use serde_json::json;
 
-use super::sigpipe;
+use super::{sigpipe, tcp_models};
 use crate::cli::{parse_seconds, SigpipeChoice};
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
@@ -80,14 +81,51 @@ pub struct Args {
     /// Exit after serving this many clients.
     #[arg(long, value_name = "N")]
     pub max_clients: Option<u64>,
+
+    /// How to serve clients: one at a time (iterative), one child process
+    /// per client (fork), or one thread per client (thread).
+    #[arg(long, value_enum, default_value_t = Model::Iterative)]
+    pub model: Model,
+
+    /// With --model fork: the parent keeps its copy of each connection, so
+    /// the client never sees end-of-file after the child has closed its copy.
+    #[arg(long)]
+    pub no_close_in_parent: bool,
+
+    /// With --model fork: no SIGCHLD handler, so finished children pile up
+    /// as zombies (they are still reaped when the server exits).
+    #[arg(long)]
+    pub no_reap: bool,
+}
+
+/// How the server serves its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Model {
+    /// One client at a time, from accept() to close().
+    Iterative,
+    /// One child process per client (fork after accept).
+    Fork,
+    /// One thread per client, in one shared address space.
+    Thread,
 }
 
 pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
         "tcp-server",
         "tcp",
-        "An iterative TCP echo server: it serves one client at a time, from accept() to close().",
+        match args.model {
+            Model::Iterative => "An iterative TCP echo server: it serves one client at a time, from accept() to close().",
+            Model::Fork => "A forking TCP echo server: one child process per client, so clients are served at the same time.",
+            Model::Thread => "A threaded TCP echo server: one thread per client, all in one process.",
+        },
     );
+    if (args.no_close_in_parent || args.no_reap) && args.model != Model::Fork {
+        return Err(Failure::new(
+            "--no-close-in-parent and --no-reap show mistakes of a forking server",
+            Some("add --model fork"),
+        )
+        .into());
+    }
     let wanted = sys::resolve(&args.host, args.port)?;
 
     // A server must not die because one client vanished: ignore SIGPIPE,
@@ -95,16 +133,10 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     sigpipe::set(nar, SigpipeChoice::Ignore)?;
     let listen_fd = open_listener(nar, args, wanted)?;
 
-    let mut served: u64 = 0;
-    while stop::requested().is_none() && args.max_clients.is_none_or(|max| served < max) {
-        if args.accept_delay > 0.0 && !delay_before_accept(nar, &listen_fd, args.accept_delay) {
-            break;
-        }
-        let Some((conn_fd, peer)) = accept_client(nar, &listen_fd)? else {
-            continue;
-        };
-        served += 1;
-        serve_client(nar, args, &listen_fd, conn_fd, peer)?;
+    match args.model {
+        Model::Iterative => serve_one_at_a_time(nar, args, &listen_fd)?,
+        Model::Fork => tcp_models::serve_with_fork(nar, args, &listen_fd)?,
+        Model::Thread => tcp_models::serve_with_threads(nar, args, &listen_fd)?,
     }
 
     // The listening socket goes last: once it is closed, new clients get
@@ -112,6 +144,22 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     let step = nar.call("close", format!("fd {}", listen_fd.as_raw_fd()));
     step.check(nix::unistd::close(listen_fd), |_| "0".into())?;
     nar.note("The listening socket is closed: from now on the kernel refuses new connections to this port.");
+    Ok(())
+}
+
+/// The iterative model: accept one client, serve it to the end, repeat.
+fn serve_one_at_a_time(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> Result<()> {
+    let mut served: u64 = 0;
+    while stop::requested().is_none() && args.max_clients.is_none_or(|max| served < max) {
+        if args.accept_delay > 0.0 && !delay_before_accept(nar, listen_fd, args.accept_delay) {
+            break;
+        }
+        let Some((conn_fd, peer)) = accept_client(nar, listen_fd)? else {
+            continue;
+        };
+        served += 1;
+        serve_client(nar, args, Some(listen_fd), conn_fd, peer)?;
+    }
     Ok(())
 }
 
@@ -257,7 +305,7 @@ fn announce(nar: &Narrator, bound: SocketAddr) {
 
 /// --accept-delay: sleep without accepting, so the class can watch new
 /// connections pile up in the accept queue. Returns false if a stop came.
-fn delay_before_accept(nar: &Narrator, listen_fd: &OwnedFd, seconds: f64) -> bool {
+pub(super) fn delay_before_accept(nar: &Narrator, listen_fd: &OwnedFd, seconds: f64) -> bool {
     let step = nar.blocking(
         "nanosleep",
         format!("{seconds} s"),
@@ -278,7 +326,10 @@ fn delay_before_accept(nar: &Narrator, listen_fd: &OwnedFd, seconds: f64) -> boo
 
 /// accept(): take the next finished handshake off the queue. Returns None
 /// when the call was interrupted or failed in a way worth retrying.
-fn accept_client(nar: &Narrator, listen_fd: &OwnedFd) -> Result<Option<(OwnedFd, SocketAddr)>> {
+pub(super) fn accept_client(
+    nar: &Narrator,
+    listen_fd: &OwnedFd,
+) -> Result<Option<(OwnedFd, SocketAddr)>> {
     let step = nar.blocking(
         "accept",
         format!("fd {}", listen_fd.as_raw_fd()),
@@ -348,10 +399,12 @@ enum Ending {
 }
 
 /// recv and send until the client is done, then close its socket.
-fn serve_client(
+/// `listen_fd` is given when this process also holds the listening socket
+/// and serves one client at a time, to point out clients left waiting.
+pub(super) fn serve_client(
     nar: &Narrator,
     args: &Args,
-    listen_fd: &OwnedFd,
+    listen_fd: Option<&OwnedFd>,
     conn_fd: OwnedFd,
     peer: SocketAddr,
 ) -> Result<()> {
@@ -392,7 +445,9 @@ fn serve_client(
                     Err(Errno::EINTR) => break Ending::Stopped,
                     Err(_) => break Ending::Broken,
                 }
-                queued_before = point_out_waiting_clients(nar, listen_fd, queued_before);
+                if let Some(listen_fd) = listen_fd {
+                    queued_before = point_out_waiting_clients(nar, listen_fd, queued_before);
+                }
             }
             Err(Errno::EINTR) => {
                 step.fail(Errno::EINTR);

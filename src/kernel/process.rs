@@ -173,6 +173,49 @@ fn vanished(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ESRCH)
 }
 
+/// The signals waiting to be delivered to process `pid`: the `ShdPnd`
+/// (sent to the whole process) and `SigPnd` (sent to its main thread)
+/// lines of `/proc/PID/status`, ORed together. Bit `n - 1` is signal `n`,
+/// so SIGCHLD (17) is bit 16. A standard signal is one bit: however many
+/// times it is sent while it is blocked, it is pending once.
+pub fn pending_signals(pid: i32) -> io::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path)?;
+    parse_pending(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path}: no readable ShdPnd and SigPnd lines"),
+        )
+    })
+}
+
+/// The `ShdPnd | SigPnd` mask from the text of a `/proc/PID/status` file.
+pub fn parse_pending(status: &str) -> Option<u64> {
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    };
+    Some(mask("ShdPnd:")? | mask("SigPnd:")?)
+}
+
+/// Is this process a *child subreaper* (`prctl(PR_GET_CHILD_SUBREAPER)`)?
+/// An orphan is adopted by its nearest ancestor that is one, or by init
+/// (pid 1 of the pid namespace) when none is. No /proc file shows the flag,
+/// so it can only be read for the calling process.
+pub fn is_child_subreaper() -> io::Result<bool> {
+    let mut flag: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer,
+    // which points at `flag`, alive for the whole call.
+    let result =
+        unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int) };
+    if result == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flag != 0)
+}
+
 /// How many clock ticks make one second: the unit of `utime_ticks` and
 /// `stime_ticks` (`sysconf(_SC_CLK_TCK)`, which is `USER_HZ`, 100 on
 /// practically every Linux). Falls back to 100 if sysconf fails.
@@ -232,6 +275,17 @@ mod tests {
         ] {
             assert_eq!(parse_stat(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn pending_signals_are_read_from_status() {
+        let status = "Name:\tx\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000010000\nSigBlk:\t0000000000010000\n";
+        assert_eq!(parse_pending(status), Some(1 << 16));
+        assert_eq!(parse_pending("Name:\tx\nSigPnd:\tzz\nShdPnd:\t0\n"), None);
+        assert_eq!(parse_pending(""), None);
+        let own = pending_signals(std::process::id() as i32).expect("own status");
+        assert_eq!(own & (1 << 16), 0, "no SIGCHLD pending here");
+        assert!(!is_child_subreaper().expect("prctl"));
     }
 
     #[test]

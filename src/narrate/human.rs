@@ -41,6 +41,11 @@ impl HumanState {
             ..HumanState::default()
         }
     }
+
+    /// Is a quick call's line still waiting for its result?
+    pub fn line_open(&self) -> bool {
+        self.line_open
+    }
 }
 
 /// Render one event as text to append to the output (with its newlines).

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use colored::Colorize;
 use nix::errno::Errno;
 use serde_json::Value;
 
@@ -99,6 +100,13 @@ struct Output {
     throttle: Throttle,
     /// Set once a write failed: nothing more is written.
     closed: bool,
+    /// A quick call's line, held until its result arrives, so that the
+    /// line is written whole: a forked child that prints at the same time
+    /// cannot land in the middle of it.
+    held: String,
+    /// In a forked child's human output, the start of every line
+    /// (`[4321] `), so the class can tell the two processes apart.
+    prefix: Option<String>,
 }
 
 thread_local! {
@@ -127,6 +135,8 @@ impl Narrator {
                 human: HumanState::new(wrap_width),
                 throttle: Throttle::new(settings.rate),
                 closed: false,
+                held: String::new(),
+                prefix: None,
             }),
             settings,
             start: Instant::now(),
@@ -266,6 +276,15 @@ impl Narrator {
         );
     }
 
+    /// Call first thing in a forked child. The child never pauses for keys
+    /// (the parent owns the terminal's keys); its events carry its own pid,
+    /// and in human output each of its lines starts with `[PID] `.
+    pub fn forked_child(&self) {
+        self.stepper.disable();
+        let mut out = self.lock();
+        out.prefix = Some(format!("[{}] ", std::process::id()).dimmed().to_string());
+    }
+
     /// Add to a counter that appears in the summaries under load.
     pub fn count(&self, key: &'static str, amount: u64) {
         if self.settings.quiet || self.settings.rate == 0 {
@@ -340,7 +359,19 @@ impl Narrator {
             line.push('\n');
             line
         } else {
-            human::render(&event, &mut out.human)
+            let text = human::render(&event, &mut out.human);
+            if out.human.line_open() {
+                out.held.push_str(&text);
+                return;
+            }
+            let text = std::mem::take(&mut out.held) + &text;
+            match &out.prefix {
+                Some(prefix) => text
+                    .split_inclusive('\n')
+                    .map(|line| format!("{prefix}{line}"))
+                    .collect(),
+                None => text,
+            }
         };
         let mut stdout = std::io::stdout().lock();
         let written = stdout

@@ -52,6 +52,12 @@ impl Stepper {
         (stepper, wanted && !possible)
     }
 
+    /// Never pause again. A forked child calls it (through
+    /// `Narrator::forked_child`): only one process may read the keys.
+    pub fn disable(&self) {
+        self.enabled.store(false, Ordering::Relaxed);
+    }
+
     /// Wait for a key before `call` runs. Enter or space: run it. `c`: run
     /// on without pausing again. `q` or Ctrl-C: stop the demo.
     /// `call` is only formatted when we really pause.

@@ -1,0 +1,289 @@
+//! tcp-server --model fork|thread against real peers, checked in /proc.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to netlab");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+}
+
+fn echo(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).expect("send");
+    let mut reply = vec![0u8; message.len()];
+    stream.read_exact(&mut reply).expect("read the echo");
+    assert_eq!(reply, message);
+}
+
+/// (pid, state) of every child of `parent`, read by the test from /proc.
+fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = text.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let state = fields.first().and_then(|s| s.chars().next());
+        if fields.get(1).and_then(|p| p.parse().ok()) == Some(parent) {
+            found.push((pid, state.unwrap_or('?')));
+        }
+    }
+    found
+}
+
+/// Poll /proc until `want` holds for the children of `parent`.
+fn wait_children(parent: i32, what: &str, want: impl Fn(&[(i32, char)]) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = children_of(parent);
+        if want(&now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: children now {now:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every pid other than the server's that printed an event.
+fn child_pids(events: &[Value], server: i32) -> BTreeSet<i64> {
+    events
+        .iter()
+        .filter_map(|e| e["pid"].as_i64())
+        .filter(|pid| *pid != i64::from(server))
+        .collect()
+}
+
+fn assert_gone(pids: &BTreeSet<i64>) {
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} is still in /proc"
+        );
+    }
+}
+
+#[test]
+fn fork_serves_five_concurrent_python_clients_and_reaps_every_child() {
+    let (demo, addr) = tcp_server(&["--model", "fork", "--max-clients", "5"]);
+    let server = demo.pid();
+    // Five connections held open at once, each echoed while all are open.
+    let out = python(
+        "concurrent_clients.py",
+        &["127.0.0.1", &addr.port().to_string(), "5"],
+    );
+    assert_eq!(out.trim(), "5 echoed");
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "exit {status}; stderr: {stderr}");
+
+    let kids = child_pids(&events, server);
+    assert_eq!(kids.len(), 5, "one child per client: {kids:?}");
+    // The parent closed every connection fd, each child the listening fd.
+    let closes = returns(&events, "close");
+    // 5 connection fds in the parent, 5 listening fds and 5 connection fds
+    // in the children, and the listening socket at the end.
+    assert_eq!(closes.len(), 5 + 5 + 5 + 1, "{closes:?}");
+    for kid in &kids {
+        assert!(
+            closes.iter().any(|e| e["pid"] == *kid),
+            "child {kid} closed the listening socket"
+        );
+        // The child's fd table (from its own /proc/PID/fd) has no LISTEN socket.
+        let table = facts(&events, "open_fds")
+            .into_iter()
+            .find(|e| e["pid"] == *kid)
+            .expect("child's fd table");
+        let states: Vec<&Value> = table["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|fd| &fd["tcp_state"])
+            .collect();
+        assert!(!states.contains(&&Value::from("LISTEN")), "{table}");
+        assert!(states.contains(&&Value::from("ESTABLISHED")), "{table}");
+    }
+    // Every child was reaped, by the handler or at the end: nothing is left.
+    let last = facts(&events, "children").pop().expect("children fact");
+    assert_eq!(last["value"]["pids"], serde_json::json!([]));
+    assert_gone(&kids);
+}
+
+#[test]
+fn fork_children_are_alive_while_serving_and_the_handler_reaps_them() {
+    let (mut demo, addr) = tcp_server(&["--model", "fork"]);
+    let server = demo.pid();
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    for (number, client) in clients.iter_mut().enumerate() {
+        echo(client, format!("hello {number}\n").as_bytes());
+    }
+    wait_children(server, "three children serving", |kids| {
+        kids.len() == 3 && kids.iter().all(|(_, state)| *state != 'Z')
+    });
+    drop(clients);
+    // The SIGCHLD handler interrupts accept() and reaps each child.
+    for _ in 0..3 {
+        demo.wait_for("a reaped child", |e| {
+            e["event"] == "info" && e["key"] == "reaped"
+        });
+    }
+    wait_children(server, "no child left", |kids| kids.is_empty());
+    let (status, events, _) = demo.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(143));
+    let eintr = returns(&events, "accept")
+        .into_iter()
+        .any(|e| e["errno"] == "EINTR" && e["pid"] == server);
+    assert!(eintr, "accept() was interrupted by SIGCHLD");
+}
+
+#[test]
+fn sigterm_ends_the_children_still_serving_and_reaps_them() {
+    let (mut demo, addr) = tcp_server(&["--model", "fork"]);
+    let server = demo.pid();
+    let mut client = connect(addr);
+    echo(&mut client, b"still here\n");
+    demo.wait_for("the child's fd table", |e| {
+        e["event"] == "kernel" && e["fact"] == "open_fds" && e["pid"] != server
+    });
+    wait_children(server, "one child serving", |kids| {
+        kids.len() == 1 && kids[0].1 != 'Z'
+    });
+    let (status, events, _) = demo.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(143));
+    // The child had its own default SIGTERM action: the parent's kill()
+    // ended it, and waitpid() decoded that.
+    let killed = returns(&events, "waitpid").into_iter().any(|e| {
+        e["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("killed by SIGTERM")
+    });
+    assert!(
+        killed,
+        "{}",
+        dump(
+            &returns(&events, "waitpid")
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_gone(&child_pids(&events, server));
+    // The client sees the connection end.
+    let mut buf = [0u8; 8];
+    assert_eq!(client.read(&mut buf).expect("read"), 0);
+}
+
+#[test]
+fn without_close_in_parent_the_client_never_sees_end_of_file() {
+    let (mut demo, addr) = tcp_server(&["--model", "fork", "--no-close-in-parent"]);
+    let server = demo.pid();
+    let mut client = connect(addr);
+    echo(&mut client, b"ping\n");
+    client.shutdown(Shutdown::Write).expect("half-close");
+    // The child reads EOF, closes its copy and exits; the parent reaps it.
+    demo.wait_for("the child reaped", |e| {
+        e["event"] == "info" && e["key"] == "reaped"
+    });
+    wait_children(server, "no child left", |kids| kids.is_empty());
+
+    // But no FIN comes: the parent's copy keeps the connection open.
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("expected no end-of-file, got {other:?}"),
+    }
+    let local = client.local_addr().expect("local");
+    assert_eq!(proc_tcp_state(addr, local).as_deref(), Some("CLOSE_WAIT"));
+    assert_eq!(proc_tcp_state(local, addr).as_deref(), Some("FIN_WAIT2"));
+
+    // Once the parent exits and closes its copy, the client gets EOF.
+    let (status, events, _) = demo.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(143));
+    client.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    assert_eq!(
+        client.read(&mut buf).expect("read"),
+        0,
+        "end-of-file at last"
+    );
+    let kept = facts(&events, "connection_state")
+        .into_iter()
+        .any(|e| e["value"]["whose"] == "the server's end" && e["value"]["state"] == "CLOSE_WAIT");
+    assert!(kept, "the server narrated its kept connection");
+}
+
+#[test]
+fn without_reaping_zombies_pile_up_and_are_reaped_at_exit() {
+    let (demo, addr) = tcp_server(&["--model", "fork", "--no-reap"]);
+    let server = demo.pid();
+    for number in 0..3 {
+        let mut client = connect(addr);
+        echo(&mut client, format!("client {number}\n").as_bytes());
+    }
+    wait_children(server, "three zombies", |kids| {
+        kids.len() == 3 && kids.iter().all(|(_, state)| *state == 'Z')
+    });
+    let (status, events, _) = demo.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(143));
+    let zombies = events
+        .iter()
+        .find(|e| e["event"] == "info" && e["key"] == "zombies")
+        .expect("zombies counted");
+    assert_eq!(zombies["value"]["zombies"], 3);
+    let last = facts(&events, "children").pop().expect("children fact");
+    assert_eq!(last["value"]["pids"], serde_json::json!([]));
+    assert_gone(&child_pids(&events, server));
+}
+
+#[test]
+fn threads_serve_clients_at_once_in_one_process() {
+    let (demo, addr) = tcp_server(&["--model", "thread", "--max-clients", "4"]);
+    let server = demo.pid();
+    let mut clients: Vec<TcpStream> = (0..4).map(|_| connect(addr)).collect();
+    for (number, client) in clients.iter_mut().enumerate() {
+        echo(client, format!("thread {number}\n").as_bytes());
+    }
+    // One process, 4 client threads + main + the stop helper; no children.
+    let status = std::fs::read_to_string(format!("/proc/{server}/status")).expect("status");
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads line");
+    assert_eq!(threads, 6);
+    assert!(children_of(server).is_empty());
+    drop(clients);
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "exit {status}; stderr: {stderr}");
+    assert_eq!(returns(&events, "gettid").len(), 4);
+    assert!(
+        child_pids(&events, server).is_empty(),
+        "threads share the pid"
+    );
+}
+
+#[test]
+fn model_flags_need_the_fork_model() {
+    let output = netlab()
+        .args(["tcp-server", "--port", "0", "--no-reap"])
+        .output()
+        .expect("run netlab");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--model fork"));
+}
