@@ -14,6 +14,8 @@
 //! | [`process`]               | `/proc/PID/stat`: a process's (or thread's) state letter, parent, threads and CPU time |
 //! | [`fds`]                   | `/proc/PID/fd`: what each file descriptor of a process points at (socket, pipe, file, ...) |
 //! | [`sysctl`]                | `/proc/sys/net/...`: the tunables that shape what we see (port range, `somaxconn`, ...) |
+//! | [`io`]                    | `ioctl(SIOCINQ/SIOCOUTQ)`, `/proc/PID/task/TID/wchan`, `getrusage`: bytes waiting in a socket's queues, where a thread sleeps, its CPU time |
+//! | [`proc_unix`]             | `/proc/net/unix`: every Unix domain socket, with its state and bound name |
 //!
 //! The TCP state machine itself, [`TcpState`], lives here because both
 //! `getsockopt(TCP_INFO)` and `/proc/net/tcp` report it with the same
@@ -29,7 +31,9 @@
 #![allow(dead_code)]
 
 pub mod fds;
+pub mod io;
 pub mod proc_net;
+pub mod proc_unix;
 pub mod process;
 pub mod sysctl;
 pub mod tcp_info;
