@@ -82,20 +82,26 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
         } else {
             nar.note("A short write: send() returns how many bytes it took, which here is fewer than it was given. The rest is still ours to send; Python's send() returns this count too, and sendall() loops over it.");
 
-            // 2. Try to send the rest right away: there is no room left.
-            let step = nar.call("send", format!("fd {fd}, {}, 0", bytes(total - sent)));
-            match send(fd, &data[sent..], MsgFlags::empty()) {
-                Err(Errno::EAGAIN) => {
-                    step.fail(Errno::EAGAIN);
-                    nar.note("EAGAIN: the send buffer is full and the socket is non-blocking, so send() cannot wait for room. A blocking socket would sleep here until the peer reads.");
-                }
-                Ok(count) => {
-                    step.ok_value(count as i64, bytes(count));
-                    sent += count;
-                }
-                Err(errno) => {
-                    step.fail(errno);
-                    return Err(anyhow::anyhow!("send() failed: {}", errno.desc()));
+            // 2. Try to send the rest right away, until the kernel says
+            //    there is no room left. (It may first find a little more
+            //    room, as the peer's kernel acknowledges what it holds.)
+            while sent < total {
+                let step = nar.call("send", format!("fd {fd}, {}, 0", bytes(total - sent)));
+                match send(fd, &data[sent..], MsgFlags::empty()) {
+                    Err(Errno::EAGAIN) => {
+                        step.fail(Errno::EAGAIN);
+                        nar.note("EAGAIN: the send buffer is full and the socket is non-blocking, so send() cannot wait for room. A blocking socket would sleep here until the peer reads.");
+                        break;
+                    }
+                    Ok(count) => {
+                        step.ok_value(count as i64, bytes(count));
+                        nar.note("Another short write: some room had opened up in the meantime, but not enough for everything.");
+                        sent += count;
+                    }
+                    Err(errno) => {
+                        step.fail(errno);
+                        return Err(anyhow::anyhow!("send() failed: {}", errno.desc()));
+                    }
                 }
             }
         }
