@@ -27,23 +27,26 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     std::thread::scope(|scope| -> Result<()> {
         // Dropping these senders tells the helper threads the scene is over.
-        let (cancel, cancelled) = mpsc::channel::<()>();
-        let (done, finished) = mpsc::channel::<()>();
+        let (cue, cues) = mpsc::channel::<()>();
+        let (watch, watching) = mpsc::channel::<()>();
         let theirs = pair.theirs.as_fd();
-        scope.spawn(move || peer_sends_after(nar, theirs, delay, &cancelled));
-        scope.spawn(move || watch_thread(nar, tid, &finished, 3));
+        scope.spawn(move || peer_sends_after(nar, theirs, delay, &cues));
+        scope.spawn(move || watch_thread(nar, tid, &watching, 3));
 
         let fd = pair.ours.as_raw_fd();
         let mut buf = [0u8; 1024];
-        let cpu_before = kernel::io::thread_cpu_time().ok();
-        let started = Instant::now();
         let step = nar.blocking(
             "recv",
             format!("fd {fd}, {}, 0", bytes(buf.len())),
             "no data yet: this thread sleeps until the peer sends; a watcher thread looks at it meanwhile",
         );
+        // Measured from here: a --step pause before the call is not waiting.
+        let cpu_before = kernel::io::thread_cpu_time().ok();
+        let started = Instant::now();
+        let _ = cue.send(()); // the peer's --delay starts now
+        let _ = watch.send(()); // and the watcher starts looking
         let result = recv(fd, &mut buf, MsgFlags::empty());
-        drop(done);
+        drop(watch);
         match result {
             Ok(count) => {
                 step.ok_value(
@@ -59,7 +62,7 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
                 return Err(anyhow::anyhow!("recv() failed: {}", errno.desc()));
             }
         }
-        drop(cancel);
+        drop(cue);
         Ok(())
     })?;
 

@@ -207,22 +207,17 @@ fn set_nonblocking(nar: &Narrator, fd: BorrowedFd<'_>) -> Result<()> {
 /// Wait `duration` unless the scene is over first (its sender dropped).
 /// Returns true if the whole pause passed. The peer thread uses this
 /// instead of sleep, so a Ctrl-C never waits for a long `--delay`.
-fn pause(cancel: &Receiver<()>, duration: Duration) -> bool {
-    matches!(
-        cancel.recv_timeout(duration),
-        Err(RecvTimeoutError::Timeout)
-    )
+fn pause(cues: &Receiver<()>, duration: Duration) -> bool {
+    matches!(cues.recv_timeout(duration), Err(RecvTimeoutError::Timeout))
 }
 
-/// The peer thread's part in the receiving scenes: wait, then send MESSAGE.
-fn peer_sends_after(
-    nar: &Narrator,
-    theirs: BorrowedFd<'_>,
-    delay: Duration,
-    cancel: &Receiver<()>,
-) {
+/// The peer thread's part in the receiving scenes: wait for the main
+/// thread's cue (given right before it starts to wait, so that `--step`
+/// pauses do not eat the delay), wait `delay`, then send MESSAGE. When the
+/// main thread drops its sender, the peer gives up at once.
+fn peer_sends_after(nar: &Narrator, theirs: BorrowedFd<'_>, delay: Duration, cues: &Receiver<()>) {
     crate::stop::block_stop_signals_in_this_thread();
-    if !pause(cancel, delay) {
+    if cues.recv().is_err() || !pause(cues, delay) {
         return;
     }
     match send(theirs.as_raw_fd(), MESSAGE, MsgFlags::empty()) {
@@ -302,16 +297,20 @@ fn ms(duration: Duration) -> f64 {
 
 /// The watcher thread: while thread `tid` of this process waits (or spins),
 /// read its state from `/proc/self/task/TID/stat` and its wait channel from
-/// `.../wchan`, and narrate what the kernel says, at most `reports` times,
-/// until `done` says the wait is over.
-fn watch_thread(nar: &Narrator, tid: i32, done: &Receiver<()>, reports: usize) {
+/// `.../wchan`, and narrate what the kernel says, at most `reports` times.
+/// It starts on the first message from `control` (sent when the wait
+/// begins) and stops when the main thread drops the sender.
+fn watch_thread(nar: &Narrator, tid: i32, control: &Receiver<()>, reports: usize) {
     crate::stop::block_stop_signals_in_this_thread();
     let pid = std::process::id() as i32;
+    if control.recv().is_err() {
+        return;
+    }
     let started = Instant::now();
     // Give the main thread time to enter its call, then look now and then.
     let mut interval = Duration::from_millis(200);
     for _ in 0..reports {
-        if !pause(done, interval) {
+        if !pause(control, interval) {
             return;
         }
         interval = Duration::from_millis(300);

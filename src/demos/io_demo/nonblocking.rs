@@ -31,13 +31,13 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
     set_nonblocking(nar, pair.ours.as_fd())?;
 
     std::thread::scope(|scope| -> Result<()> {
-        let (cancel, cancelled) = mpsc::channel::<()>();
+        let (cue, cues) = mpsc::channel::<()>();
         let theirs = pair.theirs.as_fd();
         // The peer sends twice, each time after --delay: once while we
         // spin, once while poll() waits.
         scope.spawn(move || {
-            peer_sends_after(nar, theirs, delay, &cancelled);
-            peer_sends_after(nar, theirs, delay, &cancelled);
+            peer_sends_after(nar, theirs, delay, &cues);
+            peer_sends_after(nar, theirs, delay, &cues);
         });
         let ours = pair.ours.as_fd();
         let mut buf = [0u8; 1024];
@@ -60,15 +60,15 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
         }
 
         // 2. The naive loop: call recv() again and again until data comes.
-        let Some(spun) = spin_until_data(nar, scope, ours, tid, &mut buf) else {
+        let Some(spun) = spin_until_data(nar, scope, ours, tid, &mut buf, &cue) else {
             return Ok(()); // stopped with Ctrl-C
         };
         nar.note("Each EAGAIN cost a system call and the thread never slept: the watcher saw it running (R), and one core stayed busy doing nothing useful. A loop around a non-blocking call needs something that can sleep until the socket is ready.");
         let _ = spun;
 
         // 3. The right way: poll() sleeps until the socket is readable.
-        wait_with_poll(nar, scope, ours, tid, &mut buf)?;
-        drop(cancel);
+        wait_with_poll(nar, scope, ours, tid, &mut buf, &cue)?;
+        drop(cue);
         Ok(())
     })?;
 
@@ -88,9 +88,10 @@ fn spin_until_data<'scope>(
     ours: BorrowedFd<'_>,
     tid: i32,
     buf: &mut [u8],
+    cue: &mpsc::Sender<()>,
 ) -> Option<u64> {
-    let (done, finished) = mpsc::channel::<()>();
-    scope.spawn(move || watch_thread(nar, tid, &finished, 2));
+    let (watch, watching) = mpsc::channel::<()>();
+    scope.spawn(move || watch_thread(nar, tid, &watching, 2));
     let fd = ours.as_raw_fd();
     let step = nar.call(
         "recv",
@@ -99,6 +100,8 @@ fn spin_until_data<'scope>(
             bytes(buf.len())
         ),
     );
+    let _ = cue.send(()); // the peer's --delay starts now
+    let _ = watch.send(()); // and the watcher starts looking
     let cpu_before = kernel::io::thread_cpu_time().ok();
     let started = Instant::now();
     let mut eagain: u64 = 0;
@@ -116,7 +119,7 @@ fn spin_until_data<'scope>(
         }
     };
     let wall = started.elapsed();
-    drop(done);
+    drop(watch);
     match result {
         Ok(count) => {
             step.ok_value(
@@ -149,20 +152,23 @@ fn wait_with_poll<'scope>(
     ours: BorrowedFd<'_>,
     tid: i32,
     buf: &mut [u8],
+    cue: &mpsc::Sender<()>,
 ) -> Result<()> {
     let fd = ours.as_raw_fd();
-    let (done, finished) = mpsc::channel::<()>();
-    scope.spawn(move || watch_thread(nar, tid, &finished, 2));
-    let cpu_before = kernel::io::thread_cpu_time().ok();
-    let started = Instant::now();
+    let (watch, watching) = mpsc::channel::<()>();
+    scope.spawn(move || watch_thread(nar, tid, &watching, 2));
     let step = nar.blocking(
         "poll",
         format!("[fd {fd} POLLIN], timeout -1"),
         "sleeping until fd is readable: the peer sends again after --delay",
     );
+    let cpu_before = kernel::io::thread_cpu_time().ok();
+    let started = Instant::now();
+    let _ = cue.send(()); // the peer's --delay starts now
+    let _ = watch.send(()); // and the watcher starts looking
     let mut fds = [PollFd::new(ours, PollFlags::POLLIN)];
     let result = poll(&mut fds, PollTimeout::NONE);
-    drop(done);
+    drop(watch);
     match result {
         Ok(ready) => {
             let revents = fds[0].revents().unwrap_or(PollFlags::empty());

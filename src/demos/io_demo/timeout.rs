@@ -58,17 +58,20 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
     // The peer stays quiet past the first timeout, then sends during the second wait.
     let peer_delay = timeout.mul_f64(1.5);
     let outcome = std::thread::scope(|scope| -> Result<bool> {
-        let (cancel, cancelled) = mpsc::channel::<()>();
+        let (cue, cues) = mpsc::channel::<()>();
         let theirs = pair.theirs.as_fd();
-        scope.spawn(move || peer_sends_after(nar, theirs, peer_delay, &cancelled));
+        scope.spawn(move || peer_sends_after(nar, theirs, peer_delay, &cues));
         let mut buf = [0u8; 1024];
         for attempt in 1..=2 {
-            let started = Instant::now();
             let step = nar.blocking(
                 "recv",
                 format!("fd {fd}, {}, 0", bytes(buf.len())),
                 format!("waiting at most {:.3} s for data", timeout.as_secs_f64()),
             );
+            if attempt == 1 {
+                let _ = cue.send(()); // the peer's 1.5 timeouts start now
+            }
+            let started = Instant::now();
             let result = recv(fd, &mut buf, MsgFlags::empty());
             let waited = started.elapsed();
             match result {
@@ -112,7 +115,7 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
                 }
             }
         }
-        drop(cancel);
+        drop(cue);
         Ok(true)
     })?;
     if !outcome {
