@@ -111,7 +111,7 @@ fn attempt(nar: &Narrator, target: SocketAddr, what: &str) -> Result<bool> {
             let revents = fds[0].revents().unwrap_or(PollFlags::empty());
             step.ok_value(
                 i64::from(ready),
-                format!("{ready} ready: fd {fd} {revents:?}"),
+                format!("{ready} ready: fd {fd} {}", super::poll_flags(revents)),
             );
             if revents.contains(PollFlags::POLLERR) {
                 nar.note("POLLERR with POLLOUT: writable, but only because the attempt is over and failed. Being writable alone does not mean connected.");

@@ -220,16 +220,18 @@ fn peer_sends_after(nar: &Narrator, theirs: BorrowedFd<'_>, delay: Duration, cue
     if cues.recv().is_err() || !pause(cues, delay) {
         return;
     }
-    match send(theirs.as_raw_fd(), MESSAGE, MsgFlags::empty()) {
-        Ok(count) => nar.info(
-            "peer_sent",
-            json!({ "bytes": count, "after_ms": delay.as_millis() as u64 }),
-            format!(
-                "peer thread: sent {} after {:.2} s",
-                bytes(count),
-                delay.as_secs_f64()
-            ),
+    // Said before the send, so that it shows up before the other end wakes.
+    nar.info(
+        "peer_sends",
+        json!({ "bytes": MESSAGE.len(), "after_ms": delay.as_millis() as u64 }),
+        format!(
+            "peer thread: sends {} after {:.2} s",
+            bytes(MESSAGE.len()),
+            delay.as_secs_f64()
         ),
+    );
+    match send(theirs.as_raw_fd(), MESSAGE, MsgFlags::empty()) {
+        Ok(_) => {}
         Err(errno) => nar.warning(
             format!(
                 "peer thread: send() failed with {}",
@@ -354,4 +356,13 @@ fn watch_thread(nar: &Narrator, tid: i32, control: &Receiver<()>, reports: usize
             ),
         ));
     }
+}
+
+/// Poll bits as C names them: "POLLOUT | POLLERR | POLLHUP".
+fn poll_flags(flags: nix::poll::PollFlags) -> String {
+    let shown = format!("{flags:?}");
+    shown
+        .trim_start_matches("PollFlags(")
+        .trim_end_matches(')')
+        .to_string()
 }

@@ -174,7 +174,7 @@ fn wait_with_poll<'scope>(
             let revents = fds[0].revents().unwrap_or(PollFlags::empty());
             step.ok_value(
                 i64::from(ready),
-                format!("{ready} ready: fd {fd} {revents:?}"),
+                format!("{ready} ready: fd {fd} {}", super::poll_flags(revents)),
             );
         }
         Err(Errno::EINTR) => {

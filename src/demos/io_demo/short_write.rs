@@ -262,7 +262,10 @@ fn wait_writable(nar: &Narrator, ours: BorrowedFd<'_>) -> Result<bool> {
         }
         Ok(ready) => {
             let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-            step.ok_value(i64::from(ready), format!("{ready} ready: {revents:?}"));
+            step.ok_value(
+                i64::from(ready),
+                format!("{ready} ready: {}", super::poll_flags(revents)),
+            );
             Ok(true)
         }
         Err(Errno::EINTR) => {
