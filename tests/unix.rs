@@ -274,3 +274,33 @@ fn a_client_without_a_server_gets_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("108 bytes"));
 }
+
+#[test]
+fn openbsd_nc_is_a_client_too() {
+    let path = TempPath::new("nc");
+    let mut demo = Demo::start(&[
+        "unix-demo",
+        "--role",
+        "server",
+        "--path",
+        path.str(),
+        "--max-clients",
+        "1",
+    ]);
+    demo.wait_for("the listening line", |e| {
+        e["event"] == "info" && e["key"] == "unix_listening"
+    });
+    // -N: shut down the sending side at end of input, so the server sees EOF.
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'hi from nc\\n' | nc -N -U '{}'",
+            path.str()
+        ))
+        .output()
+        .expect("run nc");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hi from nc\n");
+    let events = finish_ok(demo);
+    assert_eq!(returns(&events, "recv")[0]["value"], 11);
+    assert!(!path.exists());
+}
