@@ -53,6 +53,7 @@ use nix::sys::socket::{
 use serde_json::json;
 
 use crate::cli::parse_seconds;
+use crate::error::Failure;
 use crate::kernel;
 use crate::narrate::text::bytes;
 use crate::narrate::{errno_name, Fact, Narrator};
@@ -394,8 +395,23 @@ fn receive_from_a_client(nar: &Narrator, args: &Args, framing: Framing, port: u1
         "0".into()
     })?;
     let step = nar.call("bind", format!("fd {fd}, {wanted}"));
-    step.check(bind(fd, &sys::to_kernel(wanted)), |_| "0".into())
-        .with_context(|| format!("cannot bind {wanted}"))?;
+    if let Err(errno) = step.check(bind(fd, &sys::to_kernel(wanted)), |_| "0".into()) {
+        let hint = match errno {
+            Errno::EADDRINUSE => "another program uses this port: choose another, or --port 0 to let the kernel pick a free one",
+            Errno::EACCES => "ports below 1024 need root: choose a port of 1024 or above",
+            Errno::EADDRNOTAVAIL => "that address is not one of this machine's: use 127.0.0.1 or 0.0.0.0",
+            _ => "check --host and --port",
+        };
+        return Err(Failure::new(
+            format!(
+                "cannot bind {wanted}: {} ({})",
+                errno_name(errno),
+                errno.desc()
+            ),
+            Some(hint),
+        )
+        .into());
+    }
     let step = nar.call("getsockname", format!("fd {fd}"));
     let bound = step.check(sys::local_addr(fd), |addr| addr.to_string())?;
     let step = nar.call("listen", format!("fd {fd}, backlog 1"));
