@@ -266,6 +266,13 @@ fn a_client_without_a_server_gets_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no such file"), "{stderr}");
+    std::fs::write(&path.0, "plain").unwrap();
+    let output = netlab()
+        .args(["unix-demo", "--role", "client", "--path", path.str()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a socket"));
     let long = "x".repeat(200);
     let output = netlab()
         .args(["unix-demo", "--path", &long])

@@ -93,6 +93,10 @@ fn connect_failure(errno: Errno, place: &Place) -> Failure {
             format!("cannot connect to {}: there is no such file, so no server has bound it", path.display()),
             format!("start a server first: netlab unix-demo --role server --path {}", path.display()),
         ),
+        (Errno::ECONNREFUSED, Place::File(path)) if !is_socket_file(path) => Failure::new(
+            format!("cannot connect to {}: the file is not a socket", path.display()),
+            Some("give the path a server bound with --role server --path"),
+        ),
         (Errno::ECONNREFUSED, Place::File(path)) => Failure::with_hint(
             format!("cannot connect to {}: the socket file exists but nobody listens on it (Connection refused)", path.display()),
             "the file was probably left by a server that crashed; a new server can remove it with --unlink-stale",
@@ -114,4 +118,11 @@ fn connect_failure(errno: Errno, place: &Place) -> Failure {
             None,
         ),
     }
+}
+
+/// Is there a socket file at `path`? (Linux refuses a connect() to any
+/// other kind of file with the same ECONNREFUSED as a stale socket.)
+fn is_socket_file(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
 }
