@@ -5,7 +5,7 @@
 //! connections wait in the accept queue", "the child is a zombie") must be
 //! something the kernel told us *in that run*, not something we assume.
 //! This module is where those facts are read. It never changes anything: it
-//! only asks the kernel questions, through five windows:
+//! only asks the kernel questions, through these windows:
 //!
 //! | file                      | window into the kernel |
 //! |---------------------------|------------------------|
