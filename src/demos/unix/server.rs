@@ -48,7 +48,10 @@ pub(super) fn run(
     );
 
     let mut child = match fork_client {
-        Some(message) => Some(fork_the_client(nar, &listener, place, message)?),
+        Some(message) => {
+            limit_the_wait(nar, &listener)?;
+            Some(fork_the_client(nar, &listener, place, message)?)
+        }
         None => None,
     };
     let max_clients = if child.is_some() {
@@ -73,6 +76,14 @@ pub(super) fn run(
                 step.fail(Errno::EINTR);
                 continue;
             }
+            Err(Errno::EAGAIN) if child.is_some() => {
+                step.fail(Errno::EAGAIN);
+                nar.warning(
+                    format!("no client connected within {} s; the client child must have failed (see its lines above)", ACCEPT_LIMIT.as_secs()),
+                    None,
+                );
+                break;
+            }
             Err(errno) => {
                 step.fail(errno);
                 return Err(errno).context("accept() failed");
@@ -94,6 +105,32 @@ pub(super) fn run(
     if let Some(child) = child.as_mut() {
         child.reap(nar);
     }
+    Ok(())
+}
+
+/// With --role both, the only client is our own child.
+const ACCEPT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// setsockopt(SO_RCVTIMEO) on the listening socket: accept() honours the
+/// receive timeout too. With --role both the only client is the child, and
+/// if it failed before connecting, the server must not wait for ever.
+fn limit_the_wait(nar: &Narrator, listener: &OwnedFd) -> Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    use nix::sys::time::{TimeVal, TimeValLike};
+    let step = nar.call(
+        "setsockopt",
+        format!(
+            "fd {}, SOL_SOCKET, SO_RCVTIMEO, {} s",
+            listener.as_raw_fd(),
+            ACCEPT_LIMIT.as_secs()
+        ),
+    );
+    let limit = TimeVal::seconds(ACCEPT_LIMIT.as_secs() as i64);
+    step.check(
+        setsockopt(listener, sockopt::ReceiveTimeout, &limit),
+        |_| "0".into(),
+    )?;
+    nar.note("A receive timeout on the listening socket limits accept() too: the only client will be our child, and if it fails before it connects, accept() gives up with EAGAIN instead of waiting for ever.");
     Ok(())
 }
 
