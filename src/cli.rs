@@ -121,7 +121,7 @@ pub enum Command {
     )]
     StickyDemo(crate::demos::sticky::Args),
 
-    /// Unix domain sockets: a socket file (or an abstract name), SO_PEERCRED, cleanup.
+    /// Unix domain sockets: a socket file or an abstract name, stale files, SO_PEERCRED, socketpair.
     #[command(
         after_help = "Lesson: netlab lesson unix-sockets\n\nExample:\n  netlab unix-demo --role both\n  netlab unix-demo --role server --path /tmp/demo.sock   (then: nc -U /tmp/demo.sock)"
     )]

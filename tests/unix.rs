@@ -311,3 +311,34 @@ fn openbsd_nc_is_a_client_too() {
     assert_eq!(returns(&events, "recv")[0]["value"], 11);
     assert!(!path.exists());
 }
+
+#[test]
+fn a_socketpair_needs_no_name_and_reports_its_creator_at_both_ends() {
+    let events = finish_ok(Demo::start(&[
+        "unix-demo",
+        "--role",
+        "pair",
+        "--message",
+        "over the pair",
+    ]));
+    let parent = events[0]["pid"].as_i64().unwrap();
+    assert_eq!(returns(&events, "socketpair")[0]["ok"], true);
+    let listed = &facts(&events, "unix_socket")[0]["value"];
+    assert_eq!(listed["state"], "connected");
+    assert!(listed["path"].is_null(), "{listed}");
+    // Both ends name the process that made the pair, the child's too.
+    let creds = facts(&events, "peer_cred");
+    assert_eq!(creds.len(), 2);
+    assert!(
+        creds.iter().any(|c| c["pid"].as_i64() != Some(parent)),
+        "one is read by the child"
+    );
+    for cred in &creds {
+        assert_eq!(cred["value"]["pid"].as_i64(), Some(parent), "{cred}");
+    }
+    assert_eq!(info(&events, "echo")[0]["value"]["text"], "over the pair");
+    assert_eq!(
+        info(&events, "reaped")[0]["value"]["status"],
+        "exited with status 0"
+    );
+}

@@ -1,7 +1,6 @@
-//! The client child of `--role both`: fork it, and reap it.
+//! The child of `--role both` and `--role pair`: fork it, and reap it.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -10,7 +9,6 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use serde_json::json;
 
-use super::{client, Place};
 use crate::kernel;
 use crate::narrate::{Fact, Narrator};
 use crate::stop;
@@ -60,7 +58,7 @@ impl Child {
             let step = nar.blocking(
                 "waitpid",
                 format!("{}, 0", self.pid),
-                "waiting for the client child to exit",
+                "waiting for the child to exit",
             );
             match waitpid(self.pid, None) {
                 Ok(status) => {
@@ -101,18 +99,18 @@ fn describe(status: WaitStatus) -> String {
     }
 }
 
-/// fork(): the child becomes the client and never returns from here.
+/// fork(): the child runs `work`, then ends with _exit(); only the parent
+/// returns from here, with the child's pid.
 ///
 /// The child inherits netlab's stop handlers and the write end of its
 /// self-pipe, but not the helper thread that reads the pipe (see stop.rs).
 /// So it puts SIGINT, SIGTERM and SIGHUP back to their default action:
 /// Ctrl-C or a SIGTERM to its pid ends it at once, and the parent reaps
 /// it. The signals are blocked around fork() so none lands in between.
-pub(super) fn fork_the_client(
+pub(super) fn fork_child(
     nar: &Narrator,
-    listener: &OwnedFd,
-    place: &Place,
-    message: &[u8],
+    why: &str,
+    work: impl FnOnce() -> Result<()>,
 ) -> Result<Child> {
     let _ = std::io::stdout().flush();
     let mut stop_signals = SigSet::empty();
@@ -122,7 +120,7 @@ pub(super) fn fork_the_client(
     let old_mask = stop_signals
         .thread_swap_mask(SigmaskHow::SIG_BLOCK)
         .context("blocking the stop signals around fork()")?;
-    let step = nar.blocking("fork", "", "making a child process to be the client");
+    let step = nar.blocking("fork", "", why);
     // SAFETY: the only other thread is netlab's stop helper, which waits in
     // poll() and holds no lock the child needs; the narrator's lock is free
     // between events. The child makes system calls, narrates and _exit()s.
@@ -138,18 +136,10 @@ pub(super) fn fork_the_client(
                 0,
                 format!("0: this is the child, pid {}", std::process::id()),
             );
-            // The child is only a client: it closes its copy of the
-            // listening socket, as every forked process should close what
-            // it does not use.
-            let step = nar.call(
-                "close",
-                format!("fd {} (the child's copy)", listener.as_raw_fd()),
-            );
-            let _ = step.check(nix::unistd::close(listener.as_raw_fd()), |_| "0".into());
-            let code = match client::run(nar, place, message) {
+            let code = match work() {
                 Ok(()) => 0,
                 Err(err) => {
-                    nar.warning(format!("client child: {err:#}"), None);
+                    nar.warning(format!("child: {err:#}"), None);
                     1
                 }
             };
@@ -162,7 +152,7 @@ pub(super) fn fork_the_client(
             let _ = old_mask.thread_set_mask();
             step.ok_value(
                 i64::from(child.as_raw()),
-                format!("{child}: the client child's pid"),
+                format!("{child}: the child's pid"),
             );
             Ok(Child {
                 pid: child,

@@ -30,15 +30,23 @@ pub(super) fn run(nar: &Narrator, place: &Place, message: &[u8]) -> Result<()> {
     }
     nar.note("Connected. There was no handshake on any wire: the kernel joined the two sockets directly, and the data will be copied from one process's buffer to the other's.");
     peer_credentials(nar, &socket, "the server");
+    talk(nar, &socket, message);
+    let step = nar.call("close", format!("fd {fd}"));
+    step.check(nix::unistd::close(socket), |_| "0".into())?;
+    Ok(())
+}
 
-    if !send_all(nar, &socket, message) {
-        return Ok(());
+/// send() the message, then recv() the echo.
+pub(super) fn talk(nar: &Narrator, socket: &OwnedFd, message: &[u8]) {
+    let fd = socket.as_raw_fd();
+    if !send_all(nar, socket, message) {
+        return;
     }
     let mut buf = vec![0u8; 1024];
     let step = nar.blocking(
         "recv",
         format!("fd {fd}, {}, 0", bytes(buf.len())),
-        "waiting for the server's echo",
+        "waiting for the echo",
     );
     match recv(fd, &mut buf, MsgFlags::empty()) {
         Ok(0) => step.ok_value(0, "0: end of stream"),
@@ -50,14 +58,11 @@ pub(super) fn run(nar: &Narrator, place: &Place, message: &[u8]) -> Result<()> {
             nar.info(
                 "echo",
                 json!({ "bytes": count, "text": String::from_utf8_lossy(&buf[..count]) }),
-                format!("the server echoed {}", bytes(count)),
+                format!("the other end echoed {}", bytes(count)),
             );
         }
         Err(errno) => step.fail(errno),
     }
-    let step = nar.call("close", format!("fd {fd}"));
-    step.check(nix::unistd::close(socket), |_| "0".into())?;
-    Ok(())
 }
 
 /// send() until every byte is out. False if the connection broke.

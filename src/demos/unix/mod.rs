@@ -17,11 +17,14 @@
 //!   the kernel, not in the file system, and vanishes with the socket.
 //!
 //! `--role both` runs the server and forks a child that is the client; the
-//! parent reaps it before it exits, also after Ctrl-C.
+//! parent reaps it before it exits, also after Ctrl-C. `--role pair` needs
+//! no name at all: socketpair() makes two connected sockets, and after
+//! fork() parent and child each keep one.
 //!
 //! System calls: socket(AF_UNIX, SOCK_STREAM), bind, stat, listen, fork,
 //! accept, getsockopt(SO_PEERCRED), recv, send, close, unlink, waitpid;
-//! the client: socket, connect, send, recv, close.
+//! the client: socket, connect, send, recv, close; `--role pair`:
+//! socketpair, fork, close, getsockopt(SO_PEERCRED), send, recv, waitpid.
 //!
 //! Try it:
 //!
@@ -30,12 +33,14 @@
 //! netlab unix-demo --role server --path /tmp/demo.sock
 //! netlab unix-demo --role client --path /tmp/demo.sock --message hi
 //! netlab unix-demo --abstract netlab-demo
+//! netlab unix-demo --role pair
 //! ```
 //!
 //! Lesson: `netlab lesson unix-sockets`.
 
 mod child;
 mod client;
+mod pair;
 mod server;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -89,6 +94,8 @@ pub enum Role {
     Client,
     /// The server, with a forked child as its client.
     Both,
+    /// No server and no name: socketpair(), then fork(); parent and child each keep one end.
+    Pair,
 }
 
 /// Where the socket lives: a file, or a name in the abstract namespace.
@@ -161,6 +168,12 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         Role::Client => client::run(nar, &place, args.message.as_bytes()),
         Role::Server => server::run(nar, args, &place, None),
         Role::Both => server::run(nar, args, &place, Some(args.message.as_bytes())),
+        Role::Pair => {
+            if args.path.is_some() || args.abstract_name.is_some() {
+                nar.note("--path and --abstract have no effect with --role pair: a socketpair has no name.");
+            }
+            pair::run(nar, args.message.as_bytes())
+        }
     }
 }
 

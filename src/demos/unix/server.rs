@@ -11,8 +11,8 @@ use nix::sys::socket::{bind, connect, listen, recv, send, Backlog, MsgFlags, Uni
 use nix::sys::stat::{lstat, SFlag};
 use serde_json::json;
 
-use super::child::fork_the_client;
-use super::{peer_credentials, unix_socket, unix_table_entry, Args, Place};
+use super::child::fork_child;
+use super::{client, peer_credentials, unix_socket, unix_table_entry, Args, Place};
 use crate::error::Failure;
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
@@ -50,7 +50,19 @@ pub(super) fn run(
     let mut child = match fork_client {
         Some(message) => {
             limit_the_wait(nar, &listener)?;
-            Some(fork_the_client(nar, &listener, place, message)?)
+            let listen_fd = listener.as_raw_fd();
+            Some(fork_child(
+                nar,
+                "making a child process to be the client",
+                || {
+                    // The child is only a client: it closes its copy of the
+                    // listening socket, as a forked process should close every
+                    // descriptor it does not use.
+                    let step = nar.call("close", format!("fd {listen_fd} (the child's copy)"));
+                    step.check(nix::unistd::close(listen_fd), |_| "0".into())?;
+                    client::run(nar, place, message)
+                },
+            )?)
         }
         None => None,
     };
@@ -292,19 +304,19 @@ fn show_the_name(nar: &Narrator, place: &Place) {
 }
 
 /// Echo what one client sends until it closes, then close its socket.
-fn serve(nar: &Narrator, conn: OwnedFd) -> Result<()> {
+pub(super) fn serve(nar: &Narrator, conn: OwnedFd) -> Result<()> {
     let fd = conn.as_raw_fd();
     let mut buf = vec![0u8; 1024];
     loop {
         let step = nar.blocking(
             "recv",
             format!("fd {fd}, {}, 0", bytes(buf.len())),
-            "waiting for the client's data",
+            "waiting for data from the other end",
         );
         match recv(fd, &mut buf, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_value(0, "0: end of stream");
-                nar.note("recv() returned 0: the client closed its end.");
+                nar.note("recv() returned 0: the other end closed its socket.");
                 break;
             }
             Ok(count) => {
