@@ -113,19 +113,19 @@ pub enum Command {
 
     /// Blocking, non-blocking, timeouts, non-blocking connect and short writes, one scene each.
     #[command(
-        after_help = "Lesson: netlab lesson io-models\n\nExample:\n  netlab io-demo --mode nonblocking"
+        after_help = "Lesson: netlab lesson io-models\n\nExample:\n  netlab io-demo --mode nonblocking\n  netlab io-demo --mode short-write --sndbuf 8192"
     )]
     IoDemo(crate::demos::io_demo::Args),
 
     /// Sticky packets: TCP is a byte stream, so messages merge and split; and the fixes.
     #[command(
-        after_help = "Lesson: netlab lesson sticky-packets\n\nExample:\n  netlab sticky-demo --fix length"
+        after_help = "Lesson: netlab lesson sticky-packets\n\nExample:\n  netlab sticky-demo --fix length\n  netlab sticky-demo --fix delimiter --port 9000   (then: nc 127.0.0.1 9000)"
     )]
     StickyDemo(crate::demos::sticky::Args),
 
-    /// Unix domain sockets: a socket file (or an abstract name), SO_PEERCRED, cleanup.
+    /// Unix domain sockets: a socket file or an abstract name, stale files, SO_PEERCRED, socketpair.
     #[command(
-        after_help = "Lesson: netlab lesson unix-sockets\n\nExample:\n  netlab unix-demo --role both"
+        after_help = "Lesson: netlab lesson unix-sockets\n\nExample:\n  netlab unix-demo --role both\n  netlab unix-demo --role server --path /tmp/demo.sock   (then: nc -U /tmp/demo.sock)"
     )]
     UnixDemo(crate::demos::unix::Args),
 

@@ -18,6 +18,8 @@
 //! | [`socket_limits`]         | `/proc/sys/net/core/rmem_max`, `wmem_max`: the caps on SO_RCVBUF and SO_SNDBUF |
 //! | [`udp`]                   | `/proc/net/udp` and `/proc/net/udp6`: every UDP socket, with its queues and its count of dropped datagrams |
 //! | [`snmp`]                  | `/proc/net/snmp`: the namespace's protocol counters (`Udp RcvbufErrors`, `Udp NoPorts`, `Icmp InDestUnreachs`, ...) |
+//! | [`io`]                    | `ioctl(SIOCINQ/SIOCOUTQ)`, `/proc/PID/task/TID/wchan`, `getrusage`: bytes waiting in a socket's queues, where a thread sleeps, its CPU time |
+//! | [`proc_unix`]             | `/proc/net/unix`: every Unix domain socket, with its state and bound name |
 //!
 //! The TCP state machine itself, [`TcpState`], lives here because both
 //! `getsockopt(TCP_INFO)` and `/proc/net/tcp` report it with the same
@@ -34,7 +36,9 @@
 
 pub mod broadcast;
 pub mod fds;
+pub mod io;
 pub mod proc_net;
+pub mod proc_unix;
 pub mod process;
 pub mod snmp;
 pub mod socket_limits;
