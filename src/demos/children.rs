@@ -1,5 +1,6 @@
 //! Forking, watching and reaping child processes: what fork-demo,
-//! zombie-demo, orphan-demo and `tcp-server --model fork` share.
+//! zombie-demo, orphan-demo, `tcp-server --model fork` and unix-demo's
+//! `--role both|pair` share.
 //!
 //! Every demo that forks follows three rules, and this file is where they
 //! are kept:
@@ -17,7 +18,7 @@
 //!    child at once, and the parent reaps it. The three signals are blocked
 //!    around fork() so that none lands in the gap before the reset.
 //! 3. **The parent reaps every child before it exits**, after Ctrl-C too
-//!    ([`reap_all`]).
+//!    ([`reap_all`]), and after an early return ([`ForkedChild`]).
 //!
 //! The SIGCHLD handlers live here as well. A handler may only make
 //! async-signal-safe calls, so it reaps with waitpid() and writes what it
@@ -118,18 +119,30 @@ pub fn exit_child(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// "exited with status 3", "was killed by SIGKILL": what waitpid's status
-/// means, the way WIFEXITED/WEXITSTATUS and WIFSIGNALED/WTERMSIG decode it.
+/// "pid 42 exited with status 3", "pid 42 was killed by SIGKILL": what
+/// waitpid's status means, the way WIFEXITED/WEXITSTATUS and
+/// WIFSIGNALED/WTERMSIG decode it.
 pub fn describe_status(status: &WaitStatus) -> String {
     match status {
-        WaitStatus::Exited(pid, code) => format!("pid {pid} exited with status {code}"),
-        WaitStatus::Signaled(pid, signal, true) => {
-            format!("pid {pid} was killed by {signal} (core dumped)")
-        }
-        WaitStatus::Signaled(pid, signal, false) => format!("pid {pid} was killed by {signal}"),
-        WaitStatus::Stopped(pid, signal) => format!("pid {pid} was stopped by {signal}"),
-        WaitStatus::Continued(pid) => format!("pid {pid} was continued"),
+        WaitStatus::Exited(pid, _)
+        | WaitStatus::Signaled(pid, _, _)
+        | WaitStatus::Stopped(pid, _)
+        | WaitStatus::Continued(pid) => format!("pid {pid} {}", describe_end(status)),
         WaitStatus::StillAlive => "no child has ended yet".to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The same without the pid: "exited with status 3", "was killed by
+/// SIGKILL", for a line that has already named the child.
+pub fn describe_end(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, signal, true) => format!("was killed by {signal} (core dumped)"),
+        WaitStatus::Signaled(_, signal, false) => format!("was killed by {signal}"),
+        WaitStatus::Stopped(_, signal) => format!("was stopped by {signal}"),
+        WaitStatus::Continued(_) => "was continued".to_string(),
+        WaitStatus::StillAlive => "has not ended yet".to_string(),
         other => format!("{other:?}"),
     }
 }
@@ -248,6 +261,14 @@ pub fn watch(pid: Pid, limit: Duration, want: impl Fn(&ProcStat) -> bool) -> Opt
 /// waitpid(pid, 0), narrated; EINTR is retried while no stop is pending.
 /// Returns None if the wait was given up (a stop, or ECHILD).
 pub fn wait_for(nar: &Narrator, pid: Pid, who: &str) -> Option<WaitStatus> {
+    wait_narrated(nar, pid, who, false)
+}
+
+/// waitpid(pid, 0), narrated. EINTR is retried; after a stop request too
+/// when `through_stop` is set (the caller has asked the child to end, so
+/// the wait will not be long), otherwise the wait is given up. None after
+/// a wait given up or a waitpid() error (ECHILD: not our child).
+fn wait_narrated(nar: &Narrator, pid: Pid, who: &str, through_stop: bool) -> Option<WaitStatus> {
     loop {
         let step = nar.blocking("waitpid", format!("{pid}, 0"), format!("waiting for {who}"));
         match waitpid(pid, None) {
@@ -257,7 +278,7 @@ pub fn wait_for(nar: &Narrator, pid: Pid, who: &str) -> Option<WaitStatus> {
             }
             Err(Errno::EINTR) => {
                 step.fail(Errno::EINTR);
-                if stop::requested().is_some() {
+                if !through_stop && stop::requested().is_some() {
                     return None;
                 }
             }
@@ -265,6 +286,52 @@ pub fn wait_for(nar: &Narrator, pid: Pid, who: &str) -> Option<WaitStatus> {
                 step.fail(errno);
                 return None;
             }
+        }
+    }
+}
+
+/// One forked child that the parent waits for by its pid, for a demo that
+/// may return early (an error) before it gets to the wait: dropping a
+/// `ForkedChild` that was not waited for sends it SIGTERM by its pid and reaps
+/// it, quietly, so no run leaves a child behind.
+pub struct ForkedChild {
+    pid: Pid,
+    /// Set once waitpid() has collected the child (or said it is not ours).
+    reaped: bool,
+}
+
+impl ForkedChild {
+    /// Take charge of the child whose pid fork() returned to the parent.
+    pub fn new(pid: Pid) -> ForkedChild {
+        ForkedChild { pid, reaped: false }
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// waitpid(pid, 0), narrated. After Ctrl-C or SIGTERM the child may
+    /// still be waiting for us, so it is asked to end first (SIGTERM to its
+    /// pid, narrated) and the wait goes on until it has.
+    pub fn wait(&mut self, nar: &Narrator, who: &str) -> Option<WaitStatus> {
+        if stop::requested().is_some() {
+            let step = nar.call("kill", format!("{}, SIGTERM", self.pid));
+            match signal::kill(self.pid, Signal::SIGTERM) {
+                Ok(()) => step.ok("0"),
+                Err(errno) => step.fail(errno),
+            }
+        }
+        let status = wait_narrated(nar, self.pid, who, true);
+        self.reaped = true;
+        status
+    }
+}
+
+impl Drop for ForkedChild {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = signal::kill(self.pid, Signal::SIGTERM);
+            while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
         }
     }
 }
@@ -497,5 +564,9 @@ mod tests {
             "SIGTERM"
         );
         assert_eq!(status_value(&WaitStatus::Exited(pid, 0))["exit_code"], 0);
+        assert_eq!(
+            describe_end(&WaitStatus::Exited(pid, 0)),
+            "exited with status 0"
+        );
     }
 }

@@ -38,18 +38,19 @@
 //!
 //! Lesson: `netlab lesson unix-sockets`.
 
-mod child;
 mod client;
 mod pair;
 mod server;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use serde_json::json;
 
+use super::children::{self, ForkedChild};
 use crate::error::Failure;
 use crate::kernel;
 use crate::narrate::{Fact, Narrator};
@@ -242,5 +243,47 @@ fn unix_table_entry(nar: &Narrator, fd: &OwnedFd) {
         )),
         Ok(None) => nar.kernel(Fact::unavailable(subject, "unix_socket", "/proc/net/unix", "the socket is not listed")),
         Err(err) => nar.kernel(Fact::unavailable(subject, "unix_socket", "/proc/net/unix", err)),
+    }
+}
+
+/// The last step of the forked child of `--role both` and `--role pair`:
+/// an error is reported on the child's own line, then the child _exit()s
+/// with status 1 (0 when all went well).
+fn end_child(nar: &Narrator, result: Result<()>) -> ! {
+    let code = match result {
+        Ok(()) => 0,
+        Err(err) => {
+            nar.warning(format!("child: {err:#}"), None);
+            1
+        }
+    };
+    children::exit_child(code)
+}
+
+/// Reap the forked child with waitpid(), after showing it as a zombie.
+fn reap_child(nar: &Narrator, child: &mut ForkedChild) {
+    let pid = child.pid();
+    // The child is about to exit (or has): give it a moment to become a
+    // zombie, the state in which it waits for our waitpid().
+    let stat = children::watch(pid, Duration::from_millis(500), |stat| stat.state == 'Z');
+    if let Some(stat) = stat {
+        nar.kernel(Fact::new(
+            format!("pid {pid}"),
+            "child_state",
+            json!({ "pid": pid.as_raw(), "state": stat.state.to_string(), "name": kernel::state_name(stat.state) }),
+            "/proc/PID/stat",
+            format!("the child pid {pid} is {} ({})", stat.state, kernel::state_name(stat.state)),
+        ));
+        if stat.state == 'Z' {
+            nar.note("The child has exited but stays a zombie: the kernel keeps its exit status until the parent collects it with waitpid().");
+        }
+    }
+    if let Some(status) = child.wait(nar, "the child to exit") {
+        let ended = children::describe_end(&status);
+        nar.info(
+            "reaped",
+            json!({ "pid": pid.as_raw(), "status": ended }),
+            format!("child {pid} reaped: {ended}"),
+        );
     }
 }

@@ -11,8 +11,10 @@ use nix::sys::socket::{bind, connect, listen, recv, send, Backlog, MsgFlags, Uni
 use nix::sys::stat::{lstat, SFlag};
 use serde_json::json;
 
-use super::child::fork_child;
-use super::{client, peer_credentials, unix_socket, unix_table_entry, Args, Place};
+use super::{
+    client, end_child, peer_credentials, reap_child, unix_socket, unix_table_entry, Args, Place,
+};
+use crate::demos::children::{self, Forked, ForkedChild};
 use crate::error::Failure;
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
@@ -50,19 +52,10 @@ pub(super) fn run(
     let mut child = match fork_client {
         Some(message) => {
             limit_the_wait(nar, &listener)?;
-            let listen_fd = listener.as_raw_fd();
-            Some(fork_child(
-                nar,
-                "making a child process to be the client",
-                || {
-                    // The child is only a client: it closes its copy of the
-                    // listening socket, as a forked process should close every
-                    // descriptor it does not use.
-                    let step = nar.call("close", format!("fd {listen_fd} (the child's copy)"));
-                    step.check(nix::unistd::close(listen_fd), |_| "0".into())?;
-                    client::run(nar, place, message)
-                },
-            )?)
+            match children::fork(nar, "making a child process to be the client")? {
+                Forked::Child => end_child(nar, client_child(nar, &listener, place, message)),
+                Forked::Parent { child } => Some(ForkedChild::new(child)),
+            }
         }
         None => None,
     };
@@ -104,7 +97,7 @@ pub(super) fn run(
         served += 1;
         let peer_pid = peer_credentials(nar, &conn, "the client");
         if let (Some(pid), Some(child)) = (peer_pid, &child) {
-            if pid == child.pid.as_raw() {
+            if pid == child.pid().as_raw() {
                 nar.note("The pid the kernel reports is the child we forked: SO_PEERCRED tells a server exactly which local process connected, something a TCP server cannot know.");
             }
         }
@@ -115,9 +108,21 @@ pub(super) fn run(
     step.check(nix::unistd::close(listener), |_| "0".into())?;
     file.remove(nar);
     if let Some(child) = child.as_mut() {
-        child.reap(nar);
+        reap_child(nar, child);
     }
     Ok(())
+}
+
+/// The forked child of `--role both` is only a client: it closes its copy
+/// of the listening socket, as a forked process should close every
+/// descriptor it does not use, and connects like any other client. (The
+/// copy is closed by number: the child ends in _exit(), so its `OwnedFd`
+/// is never dropped.)
+fn client_child(nar: &Narrator, listener: &OwnedFd, place: &Place, message: &[u8]) -> Result<()> {
+    let listen_fd = listener.as_raw_fd();
+    let step = nar.call("close", format!("fd {listen_fd} (the child's copy)"));
+    step.check(nix::unistd::close(listen_fd), |_| "0".into())?;
+    client::run(nar, place, message)
 }
 
 /// With --role both, the only client is our own child.
