@@ -5,6 +5,12 @@
 //! returns a `Failure` instead, and `main` prints the hint under the message.
 
 use std::fmt;
+use std::net::SocketAddr;
+
+use nix::errno::Errno;
+
+use crate::kernel;
+use crate::narrate::errno_name;
 
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -25,6 +31,36 @@ impl Failure {
         Failure {
             message: message.into(),
             hint: Some(hint.into()),
+        }
+    }
+}
+
+impl Failure {
+    /// A failed bind() of `wanted`, explained for the errors that mean the
+    /// same for every socket: EACCES (a port below the unprivileged start),
+    /// EADDRNOTAVAIL (not an address of this machine), and any other by
+    /// name. EADDRINUSE is the caller's to explain, since which table shows
+    /// the port's holder depends on the protocol. `example_port` is the
+    /// port the hint suggests instead.
+    pub fn of_bind(errno: Errno, wanted: SocketAddr, example_port: u16) -> Failure {
+        match errno {
+            Errno::EACCES => {
+                let first_free = kernel::sysctl::unprivileged_port_start()
+                    .map(|start| start.to_string())
+                    .unwrap_or_else(|_| "1024".into());
+                Failure::with_hint(
+                    format!("cannot bind {wanted}: permission denied; ports below {first_free} need root or CAP_NET_BIND_SERVICE"),
+                    format!("use a port of {first_free} or above, e.g. --port {example_port} (the limit is /proc/sys/net/ipv4/ip_unprivileged_port_start)"),
+                )
+            }
+            Errno::EADDRNOTAVAIL => Failure::new(
+                format!("cannot bind {wanted}: {} is not an address of this machine", wanted.ip()),
+                Some("use 0.0.0.0 (every interface), 127.0.0.1 (this machine only), or one of the addresses `ip -brief address` lists"),
+            ),
+            other => Failure::new(
+                format!("cannot bind {wanted}: {} ({})", errno_name(other), other.desc()),
+                None,
+            ),
         }
     }
 }

@@ -241,7 +241,10 @@ fn bind_failure(errno: Errno, wanted: SocketAddr, no_reuseaddr: bool) -> Failure
             let entries = kernel::proc_net::read_tcp_table().unwrap_or_default();
             let on_port = kernel::proc_net::entries_on_local_port(&entries, port);
             let listening = on_port.iter().any(|entry| entry.state == TcpState::Listen);
-            let time_wait = on_port.iter().filter(|entry| entry.state == TcpState::TimeWait).count();
+            let time_wait = on_port
+                .iter()
+                .filter(|entry| entry.state == TcpState::TimeWait)
+                .count();
             if listening {
                 Failure::with_hint(
                     format!("cannot bind {wanted}: another socket is already listening on port {port} (Address already in use)"),
@@ -259,20 +262,7 @@ fn bind_failure(errno: Errno, wanted: SocketAddr, no_reuseaddr: bool) -> Failure
                 )
             }
         }
-        Errno::EACCES => {
-            let first_free = kernel::sysctl::unprivileged_port_start()
-                .map(|start| start.to_string())
-                .unwrap_or_else(|_| "1024".into());
-            Failure::with_hint(
-                format!("cannot bind {wanted}: permission denied; ports below {first_free} need root or CAP_NET_BIND_SERVICE"),
-                format!("use a port of {first_free} or above, e.g. --port 8888 (the limit is /proc/sys/net/ipv4/ip_unprivileged_port_start)"),
-            )
-        }
-        Errno::EADDRNOTAVAIL => Failure::new(
-            format!("cannot bind {wanted}: {} is not an address of this machine", wanted.ip()),
-            Some("use 0.0.0.0 (every interface), 127.0.0.1 (this machine only), or one of the addresses `ip -brief address` lists"),
-        ),
-        other => Failure::new(format!("cannot bind {wanted}: {} ({})", crate::narrate::errno_name(other), other.desc()), None),
+        other => Failure::of_bind(other, wanted, 8888),
     }
 }
 

@@ -38,7 +38,7 @@ use nix::sys::socket::{
     bind, getsockopt, recvmsg, sendto, setsockopt, socket, sockopt, ControlMessageOwned, MsgFlags,
     SockFlag, SockType, SockaddrStorage,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::error::Failure;
 use crate::kernel::{self, snmp};
@@ -89,13 +89,6 @@ pub struct Args {
     pub max_datagrams: Option<u64>,
 }
 
-/// Where the kernel lists our socket: its inode and its table.
-#[derive(Clone, Copy)]
-struct Listing {
-    inode: Option<u64>,
-    table: &'static str,
-}
-
 /// What the server has seen so far.
 #[derive(Default)]
 struct Tally {
@@ -124,16 +117,14 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let sock = open_socket(nar, args, wanted)?;
     let fd = sock.as_raw_fd();
-    let listing = Listing {
-        inode: kernel::socket_inode_of(sock.as_fd()).ok(),
-        table: kernel::udp::table_of(&wanted),
-    };
+    // Where the kernel lists the socket: /proc/net/udp, or udp6 for IPv6.
+    let table = kernel::udp::table_of(&wanted);
     let mut buf = vec![0u8; args.bufsize as usize];
     let mut tally = Tally::default();
 
     while stop::requested().is_none() && args.max_datagrams.is_none_or(|max| tally.datagrams < max)
     {
-        if args.slow > 0 && !slow_down(nar, fd, args.slow, listing) {
+        if args.slow > 0 && !slow_down(nar, &sock, args.slow, table) {
             break;
         }
         let Some((length, peer)) = receive(nar, fd, &mut buf, &mut tally)? else {
@@ -145,11 +136,11 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
             None => buf[..kept].to_vec(),
         };
         send_reply(nar, fd, &reply, peer, tally.datagrams == 1);
-        report_drops_when_due(nar, &sock, listing, &mut tally, counters_before.as_ref());
+        report_drops_when_due(nar, &sock, table, &mut tally, counters_before.as_ref());
     }
 
     // Before close: the socket's own drop counter only exists while it does.
-    report_drops(nar, fd, listing, &mut tally, counters_before.as_ref());
+    report_drops(nar, &sock, table, &mut tally, counters_before.as_ref());
     nar.info(
         "datagrams",
         json!({
@@ -318,29 +309,13 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
                 format!("stop the other program or choose another port (--port 0 lets the kernel pick one); `ss -lunp 'sport = :{port}'` shows who holds it"),
             )
         }
-        Errno::EACCES => {
-            let first_free = kernel::sysctl::unprivileged_port_start()
-                .map(|start| start.to_string())
-                .unwrap_or_else(|_| "1024".into());
-            Failure::with_hint(
-                format!("cannot bind {wanted}: permission denied; ports below {first_free} need root or CAP_NET_BIND_SERVICE"),
-                format!("use a port of {first_free} or above, e.g. --port 9999 (the limit is /proc/sys/net/ipv4/ip_unprivileged_port_start)"),
-            )
-        }
-        Errno::EADDRNOTAVAIL => Failure::new(
-            format!("cannot bind {wanted}: {} is not an address of this machine", wanted.ip()),
-            Some("use 0.0.0.0 (every interface), 127.0.0.1 (this machine only), or one of the addresses `ip -brief address` lists"),
-        ),
-        other => Failure::new(
-            format!("cannot bind {wanted}: {} ({})", errno_name(other), other.desc()),
-            None,
-        ),
+        other => Failure::of_bind(other, wanted, 9999),
     }
 }
 
 /// --slow: sleep without reading, then show how full the receive queue is.
 /// Returns false if a stop came.
-fn slow_down(nar: &Narrator, fd: RawFd, millis: u64, listing: Listing) -> bool {
+fn slow_down(nar: &Narrator, sock: &OwnedFd, millis: u64, table: &'static str) -> bool {
     let step = nar.blocking(
         "nanosleep",
         format!("{millis} ms"),
@@ -355,12 +330,12 @@ fn slow_down(nar: &Narrator, fd: RawFd, millis: u64, listing: Listing) -> bool {
             }
         }
     }
-    if let Some(Ok(Some(entry))) = listing.inode.map(kernel::udp::udp_socket) {
+    if let Ok(entry) = kernel::udp::udp_socket_of(sock.as_fd()) {
         nar.kernel(Fact::new(
-            format!("fd {fd}"),
+            format!("fd {}", sock.as_raw_fd()),
             "receive_queue",
             json!({ "bytes": entry.rx_queue, "drops": entry.drops }),
-            listing.table,
+            table,
             format!(
                 "{} of the receive buffer in use; {} datagram(s) dropped so far",
                 bytes(entry.rx_queue as usize),
@@ -538,7 +513,7 @@ fn send_reply(nar: &Narrator, fd: RawFd, reply: &[u8], peer: SocketAddr, first: 
 fn report_drops_when_due(
     nar: &Narrator,
     sock: &OwnedFd,
-    listing: Listing,
+    table: &'static str,
     tally: &mut Tally,
     before: Option<&snmp::Counters>,
 ) {
@@ -554,7 +529,7 @@ fn report_drops_when_due(
             .last_report
             .is_none_or(|at| at.elapsed() >= Duration::from_millis(250));
     if drained || waiting.elapsed() >= Duration::from_secs(1) {
-        report_drops(nar, sock.as_raw_fd(), listing, tally, before);
+        report_drops(nar, sock, table, tally, before);
     }
 }
 
@@ -562,41 +537,19 @@ fn report_drops_when_due(
 /// namespace's UDP counters grew since the server started.
 fn report_drops(
     nar: &Narrator,
-    fd: RawFd,
-    listing: Listing,
+    sock: &OwnedFd,
+    table: &'static str,
     tally: &mut Tally,
     before: Option<&snmp::Counters>,
 ) {
     tally.last_report = Some(Instant::now());
     tally.unreported_since = None;
-    let subject = format!("fd {fd}");
-    let entry = match listing.inode.map(kernel::udp::udp_socket) {
-        Some(Ok(Some(entry))) => entry,
-        Some(Ok(None)) => {
-            nar.kernel_always(Fact::unavailable(
-                subject,
-                "socket_drops",
-                listing.table,
-                "the socket is not in the table",
-            ));
-            return;
-        }
-        Some(Err(err)) => {
-            nar.kernel_always(Fact::unavailable(
-                subject,
-                "socket_drops",
-                listing.table,
-                err,
-            ));
-            return;
-        }
-        None => {
-            nar.kernel_always(Fact::unavailable(
-                subject,
-                "socket_drops",
-                listing.table,
-                "its inode could not be read",
-            ));
+    let subject = format!("fd {}", sock.as_raw_fd());
+    let entry = match kernel::udp::udp_socket_of(sock.as_fd()) {
+        Ok(entry) => entry,
+        Err(err) => {
+            let fact = Fact::unavailable(subject, "socket_drops", table, err);
+            nar.kernel_always(fact);
             return;
         }
     };
@@ -606,7 +559,7 @@ fn report_drops(
         &subject,
         "socket_drops",
         json!({ "drops": entry.drops, "rxq_ovfl": tally.drops_seen, "rx_queue": entry.rx_queue }),
-        listing.table,
+        table,
         format!(
             "{subject}: {} datagram(s) dropped since the socket was created (its drops column)",
             entry.drops
@@ -621,13 +574,13 @@ fn report_drops(
             nar.kernel_always(Fact::new(
                 "this network namespace",
                 "udp_counters_growth",
-                pick(&grown),
+                json!(snmp::only(&grown, &LESSON_COUNTERS)),
                 "/proc/net/snmp",
                 format!(
                     "since this server started: Udp InDatagrams +{}, RcvbufErrors +{}, InErrors +{} (every UDP socket here adds to them)",
-                    counter(&grown, "InDatagrams"),
-                    counter(&grown, "RcvbufErrors"),
-                    counter(&grown, "InErrors")
+                    snmp::counter(&grown, "InDatagrams"),
+                    snmp::counter(&grown, "RcvbufErrors"),
+                    snmp::counter(&grown, "InErrors")
                 ),
             ));
         }
@@ -641,14 +594,14 @@ fn udp_counters(nar: &Narrator, when: &str) -> Option<snmp::Counters> {
             nar.kernel(Fact::new(
                 "this network namespace",
                 "udp_counters",
-                pick(&counters),
+                json!(snmp::only(&counters, &LESSON_COUNTERS)),
                 "/proc/net/snmp",
                 format!(
                     "Udp counters {when}: InDatagrams {}, NoPorts {}, InErrors {}, RcvbufErrors {}",
-                    counter(&counters, "InDatagrams"),
-                    counter(&counters, "NoPorts"),
-                    counter(&counters, "InErrors"),
-                    counter(&counters, "RcvbufErrors")
+                    snmp::counter(&counters, "InDatagrams"),
+                    snmp::counter(&counters, "NoPorts"),
+                    snmp::counter(&counters, "InErrors"),
+                    snmp::counter(&counters, "RcvbufErrors")
                 ),
             ));
             Some(counters)
@@ -665,23 +618,11 @@ fn udp_counters(nar: &Narrator, when: &str) -> Option<snmp::Counters> {
     }
 }
 
-fn counter(counters: &snmp::Counters, name: &str) -> u64 {
-    counters.get(name).copied().unwrap_or(0)
-}
-
-/// The counters the UDP lesson talks about, as a JSON object.
-fn pick(counters: &snmp::Counters) -> Value {
-    let names = [
-        "InDatagrams",
-        "NoPorts",
-        "InErrors",
-        "RcvbufErrors",
-        "OutDatagrams",
-    ];
-    Value::Object(
-        names
-            .iter()
-            .filter_map(|name| Some((name.to_string(), Value::from(*counters.get(*name)?))))
-            .collect(),
-    )
-}
+/// The counters the UDP lesson talks about.
+const LESSON_COUNTERS: [&str; 5] = [
+    "InDatagrams",
+    "NoPorts",
+    "InErrors",
+    "RcvbufErrors",
+    "OutDatagrams",
+];

@@ -68,6 +68,20 @@ pub fn read_counters(protocol: &str) -> io::Result<Counters> {
     })
 }
 
+/// One counter by name; 0 when the kernel does not have it.
+pub fn counter(counters: &Counters, name: &str) -> u64 {
+    counters.get(name).copied().unwrap_or(0)
+}
+
+/// Only the counters named in `names` (those the kernel has).
+pub fn only(counters: &Counters, names: &[&str]) -> Counters {
+    counters
+        .iter()
+        .filter(|(name, _)| names.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), *value))
+        .collect()
+}
+
 /// How much each counter grew from `before` to `after` (counters missing
 /// from either side are left out; a counter that went down, which only a
 /// wrap-around can cause, counts as 0).

@@ -94,6 +94,14 @@ pub fn udp_socket(inode: u64) -> io::Result<Option<UdpEntry>> {
     Ok(read_udp_table()?.into_iter().find(|e| e.inode == inode))
 }
 
+/// The line of the UDP socket on `fd`, read now: its inode (fstat) looked
+/// up in the table. The error says why there is none to show, "the socket
+/// is not in the table" included.
+pub fn udp_socket_of(fd: BorrowedFd<'_>) -> io::Result<UdpEntry> {
+    udp_socket(super::socket_inode_of(fd)?)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the socket is not in the table"))
+}
+
 /// Every UDP socket bound to local port `port`, whatever its address.
 pub fn udp_sockets_on_port(port: u16) -> io::Result<Vec<UdpEntry>> {
     Ok(read_udp_table()?
