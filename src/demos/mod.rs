@@ -14,6 +14,7 @@ pub mod mux;
 pub mod orphan;
 pub mod sigpipe;
 pub mod sockinfo;
+pub mod stdin_lines;
 pub mod sticky;
 pub mod tcp_client;
 pub mod tcp_models;

@@ -25,14 +25,14 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::socket::{
     connect, recv, send, shutdown, socket, MsgFlags, Shutdown, SockFlag, SockType,
 };
 use serde_json::json;
 
-use super::sigpipe;
+use super::{sigpipe, stdin_lines};
 use crate::cli::SigpipeChoice;
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
@@ -100,7 +100,12 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     let mut buf = vec![0u8; args.bufsize as usize];
 
     if args.message.is_empty() {
-        talk_from_stdin(nar, args, &mut conn, &mut buf)?;
+        // Interactive, like the course's client: each line typed is one message.
+        let how = "Type a line and press Enter to send it; Ctrl-D ends the input.";
+        stdin_lines::send_each_line(nar, how, |line| {
+            exchange(nar, args, &mut conn, line, &mut buf);
+            conn.broken.is_none()
+        })?;
     } else {
         for message in &args.message {
             if stop::requested().is_some() || conn.broken.is_some() {
@@ -354,62 +359,6 @@ fn receive_once(nar: &Narrator, conn: &mut Connection, buf: &mut [u8]) -> usize 
             }
             conn.broken = Some(errno);
             0
-        }
-    }
-}
-
-/// Interactive mode: send each line typed on stdin, like the course's
-/// client. Reading fd 0 is a system call too, and it is where we wait.
-fn talk_from_stdin(
-    nar: &Narrator,
-    args: &Args,
-    conn: &mut Connection,
-    buf: &mut [u8],
-) -> Result<()> {
-    let stdin = std::io::stdin();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 4096];
-    nar.note("Type a line and press Enter to send it; Ctrl-D ends the input.");
-    loop {
-        if stop::requested().is_some() || conn.broken.is_some() {
-            return Ok(());
-        }
-        let step = nar.blocking(
-            "read",
-            format!("fd 0 (stdin), {}", bytes(chunk.len())),
-            "waiting for a line on standard input",
-        );
-        match nix::unistd::read(stdin.as_fd(), &mut chunk) {
-            Ok(0) => {
-                step.ok_value(0, "0: end of input");
-                if !pending.is_empty() {
-                    let rest = std::mem::take(&mut pending);
-                    exchange(nar, args, conn, &rest, buf);
-                }
-                return Ok(());
-            }
-            Ok(count) => {
-                step.ok_value(count as i64, bytes(count));
-                pending.extend_from_slice(&chunk[..count]);
-                // Send every complete line, newline included.
-                while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    exchange(nar, args, conn, &line, buf);
-                    if conn.broken.is_some() {
-                        return Ok(());
-                    }
-                }
-                // A very long line without a newline is sent in pieces.
-                if pending.len() >= chunk.len() {
-                    let piece = std::mem::take(&mut pending);
-                    exchange(nar, args, conn, &piece, buf);
-                }
-            }
-            Err(Errno::EINTR) => step.fail(Errno::EINTR),
-            Err(errno) => {
-                step.fail(errno);
-                return Err(errno).context("reading standard input failed");
-            }
         }
     }
 }

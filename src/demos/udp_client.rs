@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::socket::{
     connect, recv, recvfrom, send, sendto, setsockopt, socket, sockopt, MsgFlags, SockFlag,
@@ -38,6 +38,7 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 use serde_json::json;
 
+use super::stdin_lines;
 use crate::cli::parse_seconds;
 use crate::error::Failure;
 use crate::kernel::{self, snmp};
@@ -140,7 +141,12 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     if let Some(count) = args.count {
         flood(nar, &mut client, count, args.size as usize, &mut tally);
     } else if args.message.is_empty() {
-        talk_from_stdin(nar, &mut client, &mut tally)?;
+        // Interactive: each line typed is one datagram.
+        let how = "Type a line and press Enter to send it as one datagram; Ctrl-D ends the input.";
+        stdin_lines::send_each_line(nar, how, |line| {
+            exchange(nar, &mut client, line, &mut tally);
+            true
+        })?;
     } else {
         for message in &args.message {
             if stop::requested().is_some() {
@@ -252,9 +258,8 @@ fn learn_local_address(nar: &Narrator, client: &mut Client) {
         nar.note("The first sendto() bound the socket to an ephemeral port: the server needs an address to answer to.");
     }
     let table = kernel::udp::table_of(&local);
-    let inode = kernel::socket_inode_of(client.sock.as_fd());
-    match inode.and_then(kernel::udp::udp_socket) {
-        Ok(Some(entry)) => nar.kernel(Fact::new(
+    match kernel::udp::udp_socket_of(client.sock.as_fd()) {
+        Ok(entry) => nar.kernel(Fact::new(
             format!("fd {fd}"),
             "udp_socket",
             json!({ "local": entry.local.to_string(), "remote": entry.remote.to_string(), "connected": entry.connected }),
@@ -265,7 +270,6 @@ fn learn_local_address(nar: &Narrator, client: &mut Client) {
                 format!("fd {fd} is listed as {} with no remote address: it takes datagrams from anyone", entry.local)
             },
         )),
-        Ok(None) => nar.kernel(Fact::unavailable(format!("fd {fd}"), "udp_socket", table, "the socket is not in the table")),
         Err(err) => nar.kernel(Fact::unavailable(format!("fd {fd}"), "udp_socket", table, err)),
     }
     nar.info(
@@ -557,53 +561,6 @@ fn flood_payload(number: u64, size: usize) -> Vec<u8> {
     payload
 }
 
-/// Interactive mode: each line typed on stdin, newline included, is one
-/// datagram. Reading fd 0 is a system call too, and it is where we wait.
-fn talk_from_stdin(nar: &Narrator, client: &mut Client, tally: &mut Tally) -> Result<()> {
-    let stdin = std::io::stdin();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 4096];
-    nar.note("Type a line and press Enter to send it as one datagram; Ctrl-D ends the input.");
-    loop {
-        if stop::requested().is_some() {
-            return Ok(());
-        }
-        let step = nar.blocking(
-            "read",
-            format!("fd 0 (stdin), {}", bytes(chunk.len())),
-            "waiting for a line on standard input",
-        );
-        match nix::unistd::read(stdin.as_fd(), &mut chunk) {
-            Ok(0) => {
-                step.ok_value(0, "0: end of input");
-                if !pending.is_empty() {
-                    let rest = std::mem::take(&mut pending);
-                    exchange(nar, client, &rest, tally);
-                }
-                return Ok(());
-            }
-            Ok(count) => {
-                step.ok_value(count as i64, bytes(count));
-                pending.extend_from_slice(&chunk[..count]);
-                while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    exchange(nar, client, &line, tally);
-                }
-                // A very long line without a newline goes out in pieces.
-                if pending.len() >= chunk.len() {
-                    let piece = std::mem::take(&mut pending);
-                    exchange(nar, client, &piece, tally);
-                }
-            }
-            Err(Errno::EINTR) => step.fail(Errno::EINTR),
-            Err(errno) => {
-                step.fail(errno);
-                return Err(errno).context("reading standard input failed");
-            }
-        }
-    }
-}
-
 /// The counters that move when a datagram meets a closed port.
 fn read_unreachable_counters() -> Option<(snmp::Counters, snmp::Counters)> {
     Some((
@@ -631,14 +588,8 @@ fn show_unreachable_growth(
         ));
         return;
     };
-    let no_ports = snmp::growth(udp_before, &udp_now)
-        .get("NoPorts")
-        .copied()
-        .unwrap_or(0);
-    let unreachable = snmp::growth(icmp_before, &icmp_now)
-        .get("InDestUnreachs")
-        .copied()
-        .unwrap_or(0);
+    let no_ports = snmp::counter(&snmp::growth(udp_before, &udp_now), "NoPorts");
+    let unreachable = snmp::counter(&snmp::growth(icmp_before, &icmp_now), "InDestUnreachs");
     nar.kernel(Fact::new(
         subject,
         "unreachable_growth",
