@@ -23,14 +23,11 @@ use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
 use crate::sys;
 
-/// socket, SO_REUSEADDR, (SO_RCVTIMEO), bind 0.0.0.0:port, getsockname.
-pub fn open_listener(
-    nar: &Narrator,
-    port: u16,
-    timeout: Option<f64>,
-) -> Result<(OwnedFd, SocketAddrV4)> {
+/// socket(AF_INET, SOCK_DGRAM, 0), narrated: listeners and senders alike
+/// are ordinary IPv4 UDP sockets (broadcast is an IPv4 idea).
+fn udp_socket(nar: &Narrator) -> Result<OwnedFd> {
     let step = nar.call("socket", "AF_INET, SOCK_DGRAM, 0");
-    let fd = step.check(
+    Ok(step.check(
         socket(
             AddressFamily::Inet,
             SockType::Datagram,
@@ -38,7 +35,16 @@ pub fn open_listener(
             None,
         ),
         |fd| format!("fd {}", fd.as_raw_fd()),
-    )?;
+    )?)
+}
+
+/// socket, SO_REUSEADDR, (SO_RCVTIMEO), bind 0.0.0.0:port, getsockname.
+pub fn open_listener(
+    nar: &Narrator,
+    port: u16,
+    timeout: Option<f64>,
+) -> Result<(OwnedFd, SocketAddrV4)> {
+    let fd = udp_socket(nar)?;
     let raw = fd.as_raw_fd();
 
     // Two sockets may bind one port only if both ask for it first.
@@ -117,16 +123,7 @@ pub fn receive(fd: RawFd) -> nix::Result<(Vec<u8>, SocketAddr)> {
 
 /// socket, and SO_BROADCAST unless `--no-broadcast-flag` asked us not to.
 pub fn open_sender(nar: &Narrator, broadcast_flag: bool) -> Result<OwnedFd> {
-    let step = nar.call("socket", "AF_INET, SOCK_DGRAM, 0");
-    let fd = step.check(
-        socket(
-            AddressFamily::Inet,
-            SockType::Datagram,
-            SockFlag::empty(),
-            None,
-        ),
-        |fd| format!("fd {}", fd.as_raw_fd()),
-    )?;
+    let fd = udp_socket(nar)?;
     let raw = fd.as_raw_fd();
     if broadcast_flag {
         let step = nar.call(
