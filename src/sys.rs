@@ -44,6 +44,15 @@ pub fn local_addr(fd: RawFd) -> nix::Result<SocketAddr> {
     to_std(&addr).ok_or(Errno::EAFNOSUPPORT)
 }
 
+/// recvfrom(): one datagram into `buf`, its length, and who sent it, as a
+/// std address (EAFNOSUPPORT for a sender of another family, which a UDP
+/// socket never has).
+pub fn recvfrom(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, SocketAddr)> {
+    let (length, from) = nix::sys::socket::recvfrom::<SockaddrStorage>(fd, buf)?;
+    let from = from.as_ref().and_then(to_std).ok_or(Errno::EAFNOSUPPORT)?;
+    Ok((length, from))
+}
+
 /// accept() that also returns the client's address, like C's
 /// `accept(fd, &addr, &len)` and Python's `conn, addr = sock.accept()`.
 /// (nix's `accept` passes NULL for the address.)
@@ -134,6 +143,19 @@ pub fn other_local_addresses(family_of_bound: AddressFamily) -> Vec<IpAddr> {
     found.sort();
     found.dedup();
     found
+}
+
+/// Where other machines can reach a server bound to `bound`: for the
+/// wildcard address, each of [`other_local_addresses`] with the port; for
+/// one address, nowhere else.
+pub fn other_local_endpoints(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return Vec::new();
+    }
+    other_local_addresses(family_of(&bound))
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect()
 }
 
 fn is_link_local(ip: &IpAddr) -> bool {

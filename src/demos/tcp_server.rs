@@ -278,18 +278,16 @@ fn announce(nar: &Narrator, bound: SocketAddr) {
             target.port()
         ),
     );
-    if bound.ip().is_unspecified() {
-        let others: Vec<String> = sys::other_local_addresses(sys::family_of(&bound))
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, bound.port()).to_string())
-            .collect();
-        if !others.is_empty() {
-            nar.startup(
-                "reachable_at",
-                json!(others),
-                format!("other machines can connect to: {}", others.join(", ")),
-            );
-        }
+    let others: Vec<String> = sys::other_local_endpoints(bound)
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect();
+    if !others.is_empty() {
+        nar.startup(
+            "reachable_at",
+            json!(others),
+            format!("other machines can connect to: {}", others.join(", ")),
+        );
     }
 }
 

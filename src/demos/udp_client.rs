@@ -32,8 +32,7 @@ use std::time::Instant;
 use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    connect, recv, recvfrom, send, sendto, setsockopt, socket, sockopt, MsgFlags, SockFlag,
-    SockType, SockaddrStorage,
+    connect, recv, send, sendto, setsockopt, socket, sockopt, MsgFlags, SockFlag, SockType,
 };
 use nix::sys::time::TimeVal;
 use serde_json::json;
@@ -461,12 +460,7 @@ fn receive_one(fd: RawFd, buf: &mut [u8], client: &Client) -> Result<(usize, Soc
         let length = recv(fd, buf, MsgFlags::empty())?;
         return Ok((length, client.server));
     }
-    let (length, from) = recvfrom::<SockaddrStorage>(fd, buf)?;
-    let from = from
-        .as_ref()
-        .and_then(sys::to_std)
-        .ok_or(Errno::EAFNOSUPPORT)?;
-    Ok((length, from))
+    sys::recvfrom(fd, buf)
 }
 
 /// --count: send N datagrams as fast as the kernel takes them, then count

@@ -233,18 +233,16 @@ fn open_socket(nar: &Narrator, args: &Args, wanted: SocketAddr) -> Result<OwnedF
             target.port()
         ),
     );
-    if bound.ip().is_unspecified() {
-        let others: Vec<String> = sys::other_local_addresses(sys::family_of(&bound))
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, bound.port()).to_string())
-            .collect();
-        if !others.is_empty() {
-            nar.startup(
-                "reachable_at",
-                json!(others),
-                format!("other machines can send to: {}", others.join(", ")),
-            );
-        }
+    let others: Vec<String> = sys::other_local_endpoints(bound)
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect();
+    if !others.is_empty() {
+        nar.startup(
+            "reachable_at",
+            json!(others),
+            format!("other machines can send to: {}", others.join(", ")),
+        );
     }
     Ok(sock)
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, getsockopt, recvfrom, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags,
-    SockFlag, SockType, SockaddrIn, SockaddrStorage,
+    bind, getsockopt, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag,
+    SockType, SockaddrIn,
 };
 use nix::sys::time::{TimeVal, TimeValLike};
 use serde_json::json;
@@ -112,12 +112,8 @@ pub fn bind_failure(errno: Errno, wanted: SocketAddrV4) -> Failure {
 /// recvfrom() into a buffer big enough for any datagram.
 pub fn receive(fd: RawFd) -> nix::Result<(Vec<u8>, SocketAddr)> {
     let mut buf = vec![0u8; DATAGRAM_MAX];
-    let (count, from) = recvfrom::<SockaddrStorage>(fd, &mut buf)?;
+    let (count, from) = sys::recvfrom(fd, &mut buf)?;
     buf.truncate(count);
-    let from = from
-        .as_ref()
-        .and_then(sys::to_std)
-        .ok_or(Errno::EAFNOSUPPORT)?;
     Ok((buf, from))
 }
 
