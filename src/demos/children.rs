@@ -261,14 +261,19 @@ pub fn watch(pid: Pid, limit: Duration, want: impl Fn(&ProcStat) -> bool) -> Opt
 /// waitpid(pid, 0), narrated; EINTR is retried while no stop is pending.
 /// Returns None if the wait was given up (a stop, or ECHILD).
 pub fn wait_for(nar: &Narrator, pid: Pid, who: &str) -> Option<WaitStatus> {
-    wait_narrated(nar, pid, who, false)
+    wait_narrated(nar, pid, who, || false)
 }
 
-/// waitpid(pid, 0), narrated. EINTR is retried; after a stop request too
-/// when `through_stop` is set (the caller has asked the child to end, so
-/// the wait will not be long), otherwise the wait is given up. None after
-/// a wait given up or a waitpid() error (ECHILD: not our child).
-fn wait_narrated(nar: &Narrator, pid: Pid, who: &str, through_stop: bool) -> Option<WaitStatus> {
+/// waitpid(pid, 0), narrated, with EINTR retried. When a stop is pending,
+/// `on_stop` decides: false gives the wait up, true waits on (after it has
+/// asked the child to end). None after a wait given up or a waitpid()
+/// error (ECHILD: not our child).
+fn wait_narrated(
+    nar: &Narrator,
+    pid: Pid,
+    who: &str,
+    mut on_stop: impl FnMut() -> bool,
+) -> Option<WaitStatus> {
     loop {
         let step = nar.blocking("waitpid", format!("{pid}, 0"), format!("waiting for {who}"));
         match waitpid(pid, None) {
@@ -278,7 +283,7 @@ fn wait_narrated(nar: &Narrator, pid: Pid, who: &str, through_stop: bool) -> Opt
             }
             Err(Errno::EINTR) => {
                 step.fail(Errno::EINTR);
-                if !through_stop && stop::requested().is_some() {
+                if stop::requested().is_some() && !on_stop() {
                     return None;
                 }
             }
@@ -292,8 +297,8 @@ fn wait_narrated(nar: &Narrator, pid: Pid, who: &str, through_stop: bool) -> Opt
 
 /// One forked child that the parent waits for by its pid, for a demo that
 /// may return early (an error) before it gets to the wait: dropping a
-/// `ForkedChild` that was not waited for sends it SIGTERM by its pid and reaps
-/// it, quietly, so no run leaves a child behind.
+/// `ForkedChild` that was not waited for sends it SIGTERM by its pid and
+/// reaps it, quietly, so no run leaves a child behind.
 pub struct ForkedChild {
     pid: Pid,
     /// Set once waitpid() has collected the child (or said it is not ours).
@@ -310,18 +315,28 @@ impl ForkedChild {
         self.pid
     }
 
-    /// waitpid(pid, 0), narrated. After Ctrl-C or SIGTERM the child may
-    /// still be waiting for us, so it is asked to end first (SIGTERM to its
-    /// pid, narrated) and the wait goes on until it has.
+    /// waitpid(pid, 0), narrated. After Ctrl-C or SIGTERM, before or during
+    /// the wait, the child may still be waiting for us, so it is asked to
+    /// end (SIGTERM to its pid, narrated, once) and the wait goes on until
+    /// it has.
     pub fn wait(&mut self, nar: &Narrator, who: &str) -> Option<WaitStatus> {
-        if stop::requested().is_some() {
-            let step = nar.call("kill", format!("{}, SIGTERM", self.pid));
-            match signal::kill(self.pid, Signal::SIGTERM) {
-                Ok(()) => step.ok("0"),
-                Err(errno) => step.fail(errno),
+        let pid = self.pid;
+        let mut asked = false;
+        let mut ask_to_end = || {
+            if !asked {
+                asked = true;
+                let step = nar.call("kill", format!("{pid}, SIGTERM"));
+                match signal::kill(pid, Signal::SIGTERM) {
+                    Ok(()) => step.ok("0"),
+                    Err(errno) => step.fail(errno),
+                }
             }
+            true
+        };
+        if stop::requested().is_some() {
+            ask_to_end();
         }
-        let status = wait_narrated(nar, self.pid, who, true);
+        let status = wait_narrated(nar, pid, who, ask_to_end);
         self.reaped = true;
         status
     }
