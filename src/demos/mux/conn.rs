@@ -55,6 +55,8 @@ pub enum Ending {
     Reset,
     /// Another error from recv() or send().
     Failed(Errno),
+    /// The server cannot watch this client (select's FD_SETSIZE).
+    Refused,
     /// The server is stopping.
     Shutdown,
 }
@@ -65,6 +67,7 @@ impl Ending {
             Ending::PeerClosed => "closed by the client",
             Ending::Reset => "reset",
             Ending::Failed(_) => "failed",
+            Ending::Refused => "refused: select() cannot watch its fd",
             Ending::Shutdown => "server stopping",
         }
     }
