@@ -239,7 +239,7 @@ impl Server<'_> {
     /// The listener is readable: accept every waiting client.
     fn accept_all(&mut self) -> Result<()> {
         loop {
-            match accept_client(self.nar, self.listen_fd)? {
+            match accept_client(self.nar, self.listen_fd, &self.args.server)? {
                 Accepted::Client(conn) => match self.watch(conn.fd.as_fd(), self.read_interest) {
                     Ok(()) => self.clients.insert(conn),
                     Err(errno) => {

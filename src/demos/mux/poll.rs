@@ -140,7 +140,7 @@ fn event_loop(
 
         for &(fd, revents) in &ready {
             if fd == listen_fd.as_raw_fd() {
-                accept_all(nar, listen_fd, clients)?;
+                accept_all(nar, args, listen_fd, clients)?;
             } else {
                 serve(nar, clients, &mut buf, fd, revents)?;
             }
@@ -156,9 +156,14 @@ fn event_loop(
 
 /// Accept every waiting client and "register" it: from the next call on,
 /// it has an entry in the array.
-fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable) -> Result<()> {
+fn accept_all(
+    nar: &Narrator,
+    args: &Args,
+    listen_fd: BorrowedFd<'_>,
+    clients: &mut ConnTable,
+) -> Result<()> {
     loop {
-        match accept_client(nar, listen_fd)? {
+        match accept_client(nar, listen_fd, &args.server)? {
             Accepted::Client(conn) => {
                 if nar.showing() {
                     let fd = conn.raw_fd();

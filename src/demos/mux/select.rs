@@ -192,7 +192,7 @@ fn event_loop(
         }
         for &fd in &ready.readable {
             if fd == listen_fd.as_raw_fd() {
-                accept_all(nar, listen_fd, clients)?;
+                accept_all(nar, args, listen_fd, clients)?;
                 continue;
             }
             let Some(conn) = clients.get_mut(fd) else {
@@ -221,9 +221,14 @@ fn event_loop(
 }
 
 /// Accept every waiting client, refusing those whose fd select cannot watch.
-fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable) -> Result<()> {
+fn accept_all(
+    nar: &Narrator,
+    args: &Args,
+    listen_fd: BorrowedFd<'_>,
+    clients: &mut ConnTable,
+) -> Result<()> {
     loop {
-        match accept_client(nar, listen_fd)? {
+        match accept_client(nar, listen_fd, &args.server)? {
             Accepted::Client(conn) => {
                 let fd = conn.raw_fd();
                 // FD_SETSIZE: a set has bits for fds 0..1023 only. Setting
