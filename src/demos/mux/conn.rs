@@ -143,7 +143,7 @@ impl Conn {
                         self.unsent.clear();
                         self.unsent.extend_from_slice(&buf[sent..received]);
                         self.unsent_from = 0;
-                        nar.note("A short write: the client's socket buffer is full. The rest is kept, and we stop reading from this client until its socket is writable again.");
+                        nar.note("A short write: this socket's send buffer is full because the client reads slower than it sends. The rest is kept, and we stop reading from this client until its socket is writable again.");
                         Received::Echoed(received)
                     }
                     Ok(_) => Received::Echoed(received),
