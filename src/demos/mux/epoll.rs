@@ -384,14 +384,36 @@ pub fn epoll_bits(flags: EpollFlags) -> String {
     }
 }
 
-/// "2 ready: fd 5 EPOLLIN, fd 6 EPOLLIN | EPOLLHUP".
+/// "2 ready: fd 5 EPOLLIN, fd 6 EPOLLIN | EPOLLHUP" (the first few).
 fn describe_ready(events: &[EpollEvent]) -> String {
+    const SHOW_FDS: usize = 12;
     if events.is_empty() {
         return "0: nothing ready before the timeout".into();
     }
-    let list: Vec<String> = events
+    let mut list: Vec<String> = events
         .iter()
+        .take(SHOW_FDS)
         .map(|event| format!("fd {} {}", event.data(), epoll_bits(event.events())))
         .collect();
+    if events.len() > SHOW_FDS {
+        list.push(format!("... (+{} more)", events.len() - SHOW_FDS));
+    }
     format!("{} ready: {}", events.len(), list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_bits_are_named() {
+        assert_eq!(
+            epoll_bits(EpollFlags::EPOLLIN | EpollFlags::EPOLLET),
+            "EPOLLIN | EPOLLET"
+        );
+        assert_eq!(epoll_bits(EpollFlags::EPOLLOUT), "EPOLLOUT");
+        assert_eq!(epoll_bits(EpollFlags::empty()), "0x0");
+        assert_eq!(timeout_text(EpollTimeout::NONE), "-1 (wait for ever)");
+        assert_eq!(timeout_text(EpollTimeout::from(1000u16)), "1000 ms");
+    }
 }

@@ -142,6 +142,7 @@ pub fn open_listener(nar: &Narrator, args: &ServerArgs) -> Result<OwnedFd> {
         |fd| format!("fd {}", fd.as_raw_fd()),
     )?;
     let fd = listen_fd.as_raw_fd();
+    nar.note("SOCK_NONBLOCK: with no client in the queue, accept() on this socket fails with EAGAIN instead of waiting. The loop calls it only after the kernel said a client waits, and stops at EAGAIN.");
 
     let step = nar.call(
         "setsockopt",

@@ -273,8 +273,17 @@ fn highest(sets: &[&FdSet<'_>]) -> RawFd {
         .unwrap_or(-1)
 }
 
-/// "[3, 5, 6]": the fds in a set.
+/// "[3, 5, 6]": the fds in a set (the first few, when there are many).
 fn fd_list(set: &FdSet<'_>) -> String {
-    let fds: Vec<String> = set.fds(None).map(|fd| fd.as_raw_fd().to_string()).collect();
+    const SHOW_FDS: usize = 16;
+    let mut fds: Vec<String> = set
+        .fds(None)
+        .take(SHOW_FDS)
+        .map(|fd| fd.as_raw_fd().to_string())
+        .collect();
+    let total = set.fds(None).count();
+    if total > SHOW_FDS {
+        fds.push(format!("... (+{} more)", total - SHOW_FDS));
+    }
     format!("[{}]", fds.join(", "))
 }
