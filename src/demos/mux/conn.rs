@@ -22,7 +22,6 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, send, MsgFlags};
 use serde_json::json;
@@ -225,7 +224,7 @@ impl Conn {
     }
 
     /// close(): our end sends FIN (or nothing, if the connection is dead).
-    pub fn close(self, nar: &Narrator, why: Ending) -> Result<()> {
+    pub fn close(self, nar: &Narrator, why: Ending) {
         let fd = self.raw_fd();
         let peer = self.peer;
         if let Ending::Failed(errno) = why {
@@ -251,7 +250,6 @@ impl Conn {
                 format!("client {peer} on fd {fd}: {}", why.name()),
             );
         }
-        Ok(())
     }
 }
 
@@ -300,13 +298,12 @@ impl ConnTable {
     }
 
     /// Close every client (the server is stopping).
-    pub fn close_all(&mut self, nar: &Narrator) -> Result<()> {
+    pub fn close_all(&mut self, nar: &Narrator) {
         for slot in &mut self.slots {
             if let Some(conn) = slot.take() {
-                conn.close(nar, Ending::Shutdown)?;
+                conn.close(nar, Ending::Shutdown);
             }
         }
         self.open = 0;
-        Ok(())
     }
 }

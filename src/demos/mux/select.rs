@@ -83,7 +83,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let mut clients = ConnTable::new();
     let result = event_loop(nar, args, listen_fd.as_fd(), &mut clients);
-    clients.close_all(nar)?;
+    clients.close_all(nar);
     close_listener(nar, listen_fd)?;
     result
 }
@@ -187,7 +187,7 @@ fn event_loop(
             };
             match conn.flush(nar) {
                 Flushed::AllSent | Flushed::StillBackedUp => {}
-                Flushed::Gone(ending) => close_client(nar, clients, fd, ending)?,
+                Flushed::Gone(ending) => close_client(nar, clients, fd, ending),
             }
         }
         for &fd in &ready.readable {
@@ -205,7 +205,7 @@ fn event_loop(
             // is left is reported again by the next call.
             match conn.receive_and_echo(nar, &mut buf) {
                 Received::Echoed(_) | Received::Drained => {}
-                Received::Gone(ending) => close_client(nar, clients, fd, ending)?,
+                Received::Gone(ending) => close_client(nar, clients, fd, ending),
             }
         }
         if !ready.exceptional.is_empty() && nar.showing() {
@@ -247,7 +247,7 @@ fn accept_all(
                         json!({ "fd": fd, "peer": conn.peer.to_string(), "fd_setsize": FD_SETSIZE }),
                         format!("fd {fd} is beyond FD_SETSIZE"),
                     );
-                    conn.close(nar, Ending::Refused)?;
+                    conn.close(nar, Ending::Refused);
                     continue;
                 }
                 clients.insert(conn);
@@ -257,10 +257,9 @@ fn accept_all(
     }
 }
 
-fn close_client(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) -> Result<()> {
-    match clients.remove(fd) {
-        Some(conn) => conn.close(nar, ending),
-        None => Ok(()),
+fn close_client(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) {
+    if let Some(conn) = clients.remove(fd) {
+        conn.close(nar, ending);
     }
 }
 
