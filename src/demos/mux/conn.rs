@@ -20,7 +20,7 @@
 //! closure the narrator calls only if it prints the step.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{recv, send, MsgFlags};
@@ -122,6 +122,9 @@ impl Conn {
         match recv(fd, buf, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_with(0, || "0: end of stream".into());
+                if nar.showing() {
+                    nar.tcp_state(self.fd.as_fd());
+                }
                 nar.note("recv() returned 0: the client sent FIN and will send nothing more, so we close our end too.");
                 Received::Gone(Ending::PeerClosed)
             }

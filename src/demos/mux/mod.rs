@@ -277,6 +277,9 @@ pub fn accept_client(
     };
     let fd = conn_fd.as_raw_fd();
     step.ok_with(i64::from(fd), || format!("fd {fd}, peer {peer}"));
+    if nar.showing() {
+        nar.tcp_state(conn_fd.as_fd());
+    }
 
     // accept() does not pass O_NONBLOCK on from the listener (on Linux), so
     // the new socket is set non-blocking here: a recv() or send() that
