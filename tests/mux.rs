@@ -408,6 +408,33 @@ fn select_timeout_returns_with_nothing_ready() {
 }
 
 #[test]
+fn select_reads_an_urgent_byte_instead_of_spinning_on_xlist() {
+    use std::os::fd::AsRawFd;
+    let (mut server, addr) = server("select-demo", &[]);
+    let mut client = connect(addr);
+    nix::sys::socket::send(
+        client.as_raw_fd(),
+        b"!",
+        nix::sys::socket::MsgFlags::MSG_OOB,
+    )
+    .expect("send an urgent byte");
+    let urgent = server.wait_for("the MSG_OOB recv", |e| {
+        e["event"] == "return" && e["call"] == "recv" && e["result"] == "1 byte: \"!\""
+    });
+    assert_eq!(urgent["value"], 1);
+    // Left unread, the urgent byte would make select() return at once, for
+    // ever: a quiet half second must cost only a few wakeups.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(echo(&mut client, b"normal\n"), b"normal\n");
+    drop(client);
+    let events = stop(server);
+    let wakeups = infos(&events, "wakeups")[0]["value"]["select"]
+        .as_u64()
+        .unwrap();
+    assert!(wakeups < 20, "select spun {wakeups} times");
+}
+
+#[test]
 fn poll_narrates_its_event_bits() {
     let (mut server, addr) = server("poll-demo", &[]);
     let mut client = connect(addr);

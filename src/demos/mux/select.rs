@@ -30,12 +30,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::select::{select, FdSet};
+use nix::sys::socket::{recv, MsgFlags};
 use nix::sys::time::{TimeVal, TimeValLike};
 use serde_json::json;
 
 use super::conn::{ConnTable, Ending, Flushed, Received};
 use super::{accept_client, close_listener, open_listener, raise_fd_limit, Accepted, ServerArgs};
 use crate::cli::parse_seconds;
+use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::Narrator;
 use crate::stop;
 
@@ -208,8 +210,10 @@ fn event_loop(
                 Received::Gone(ending) => close_client(nar, clients, fd, ending),
             }
         }
-        if !ready.exceptional.is_empty() && nar.showing() {
-            nar.note("An fd in xlist is ready: on TCP that means out-of-band (urgent) data arrived, which this echo server does not use.");
+        for &fd in &ready.exceptional {
+            if clients.get_mut(fd).is_some() {
+                read_urgent_byte(nar, fd);
+            }
         }
     }
     nar.info(
@@ -218,6 +222,23 @@ fn event_loop(
         format!("select returned {wakeups} times with something ready"),
     );
     Ok(())
+}
+
+/// An fd in xlist: on TCP, the client sent an urgent byte (send with
+/// MSG_OOB). It stays "exceptional" until it is read with MSG_OOB, and an
+/// unread one would make every select() return at once, so it is read and
+/// dropped: an echo server has no use for it.
+fn read_urgent_byte(nar: &Narrator, fd: RawFd) {
+    let mut byte = [0u8; 1];
+    let step = nar.call_with("recv", || format!("fd {fd}, 1 byte, MSG_OOB"));
+    match recv(fd, &mut byte, MsgFlags::MSG_OOB) {
+        Ok(count) => step.ok_with(count as i64, || {
+            format!("{}: {}", bytes(count), show_bytes(&byte[..count], 4))
+        }),
+        // EINVAL: the urgent byte was already consumed; nothing to do.
+        Err(errno) => step.fail(errno),
+    }
+    nar.note("xlist reported this client: it sent an urgent (out-of-band) byte. It is read with MSG_OOB and dropped; left unread, it would make every select() return at once.");
 }
 
 /// Accept every waiting client, refusing those whose fd select cannot watch.
