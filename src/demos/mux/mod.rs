@@ -86,10 +86,24 @@ pub fn raise_fd_limit(nar: &Narrator) -> Result<()> {
                 limit_text(hard)
             ),
         );
-        step.check(setrlimit(Resource::RLIMIT_NOFILE, hard, hard), |_| {
-            "0".into()
-        })?;
-        nar.note("The soft limit on open files is raised to the hard limit, so this one process can hold thousands of client sockets at once.");
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                step.ok("0");
+                nar.note("The soft limit on open files is raised to the hard limit, so this one process can hold thousands of client sockets at once.");
+            }
+            // Not fatal: the server works, it only holds fewer clients.
+            Err(errno) => {
+                step.fail(errno);
+                nar.warning(
+                    format!(
+                        "cannot raise the open-file limit ({}); serving at most {} fds",
+                        errno_name(errno),
+                        limit_text(soft)
+                    ),
+                    Some("`ulimit -n` shows the limit in your shell"),
+                );
+            }
+        }
     } else {
         nar.note("The soft limit on open files is already the hard limit: this process may open that many descriptors, clients included.");
     }
