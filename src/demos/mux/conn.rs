@@ -79,6 +79,8 @@ pub enum Received {
     Echoed(usize),
     /// EAGAIN: nothing more to read for now.
     Drained,
+    /// EINTR: a signal came first; nothing was read, call again.
+    Interrupted,
     /// The client is gone; close it.
     Gone(Ending),
 }
@@ -157,10 +159,11 @@ impl Conn {
                 nar.note("EAGAIN: the receive queue is empty. A blocking socket would wait here; a non-blocking one returns, and the loop goes back to waiting for readiness.");
                 Received::Drained
             }
-            // Only a signal; the loop checks whether it asks us to stop.
+            // A non-blocking recv() does not sleep, so this is rare; the
+            // data (if any) is still there for the next call.
             Err(Errno::EINTR) => {
                 step.fail(Errno::EINTR);
-                Received::Drained
+                Received::Interrupted
             }
             Err(Errno::ECONNRESET) => {
                 step.fail(Errno::ECONNRESET);

@@ -300,7 +300,8 @@ impl Server<'_> {
                     return self.rewatch(fd, self.write_interest);
                 }
                 Received::Echoed(_) if one_read_only => break,
-                Received::Echoed(_) => continue,
+                // Edge-triggered: keep reading until EAGAIN.
+                Received::Echoed(_) | Received::Interrupted => continue,
                 Received::Drained => break,
                 Received::Gone(ending) => return Some(ending),
             }

@@ -214,7 +214,7 @@ fn serve(nar: &Narrator, clients: &mut ConnTable, buf: &mut [u8], fd: RawFd, rev
         // left is reported again by the next call.
         match conn.receive_and_echo(nar, buf) {
             Received::Echoed(_) if conn.backed_up() => watch_for(nar, fd, WRITE_EVENTS),
-            Received::Echoed(_) | Received::Drained => {}
+            Received::Echoed(_) | Received::Drained | Received::Interrupted => {}
             Received::Gone(ending) => unregister(nar, clients, fd, ending),
         }
     }

@@ -206,7 +206,7 @@ fn event_loop(
             // One recv() per report: select is level-triggered, so whatever
             // is left is reported again by the next call.
             match conn.receive_and_echo(nar, &mut buf) {
-                Received::Echoed(_) | Received::Drained => {}
+                Received::Echoed(_) | Received::Drained | Received::Interrupted => {}
                 Received::Gone(ending) => close_client(nar, clients, fd, ending),
             }
         }
