@@ -144,10 +144,11 @@ fn megabyte_through(addr: SocketAddr) {
     use std::os::fd::AsRawFd;
     // SO_RCVBUF before connect(), so the window the handshake advertises
     // is small too: 1 MB cannot hide in the client's receive buffer.
+    // CLOEXEC, as std would: servers other tests start must not inherit it.
     let fd = socket(
         AddressFamily::Inet,
         SockType::Stream,
-        SockFlag::empty(),
+        SockFlag::SOCK_CLOEXEC,
         None,
     )
     .expect("socket");
