@@ -393,7 +393,11 @@ fn select_refuses_a_client_whose_fd_is_beyond_fd_setsize_and_serves_the_rest() {
         assert_eq!(echo(client, b"still served\n"), b"still served\n");
     }
     drop(clients);
-    stop(server);
+    let events = stop(server);
+    // About ten clients were refused, but a flood of refusals must not flood
+    // the output: a warning for the first and one at 10 (then 100, 1000...).
+    let warnings = events.iter().filter(|e| e["event"] == "warning").count();
+    assert!((1..=2).contains(&warnings), "{warnings} warnings");
 }
 
 #[test]

@@ -101,6 +101,7 @@ fn event_loop(
     // dropped before a client is closed. Reused: no allocation per call.
     let mut ready = Ready::default();
     let mut wakeups = 0u64;
+    let mut refused = 0u64;
 
     while stop::requested().is_none() {
         ready.clear();
@@ -194,7 +195,7 @@ fn event_loop(
         }
         for &fd in &ready.readable {
             if fd == listen_fd.as_raw_fd() {
-                accept_all(nar, args, listen_fd, clients)?;
+                accept_all(nar, args, listen_fd, clients, &mut refused)?;
                 continue;
             }
             let Some(conn) = clients.get_mut(fd) else {
@@ -242,40 +243,54 @@ fn read_urgent_byte(nar: &Narrator, fd: RawFd) {
 }
 
 /// Accept every waiting client, refusing those whose fd select cannot watch.
+/// `refused` counts the refusals of the whole run.
 fn accept_all(
     nar: &Narrator,
     args: &Args,
     listen_fd: BorrowedFd<'_>,
     clients: &mut ConnTable,
+    refused: &mut u64,
 ) -> Result<()> {
     loop {
         match accept_client(nar, listen_fd, &args.server)? {
-            Accepted::Client(conn) => {
-                let fd = conn.raw_fd();
+            Accepted::Client(conn) if conn.raw_fd() >= FD_SETSIZE => {
                 // FD_SETSIZE: a set has bits for fds 0..1023 only. Setting
                 // bit 1024 would write past the end of the set (C) or panic
                 // (nix), so this one client is refused; the rest go on.
-                if fd >= FD_SETSIZE {
-                    nar.warning(
-                        format!(
-                            "client {} got fd {fd}, but select() can only watch fds below FD_SETSIZE ({FD_SETSIZE}); closing this connection",
-                            conn.peer
-                        ),
-                        Some("this is select()'s built-in limit: poll-demo and epoll-demo have no such limit"),
-                    );
-                    nar.info(
-                        "refused",
-                        json!({ "fd": fd, "peer": conn.peer.to_string(), "fd_setsize": FD_SETSIZE }),
-                        format!("fd {fd} is beyond FD_SETSIZE"),
-                    );
-                    conn.close(nar, Ending::Refused);
-                    continue;
-                }
-                clients.insert(conn);
+                *refused += 1;
+                warn_refused(nar, conn.raw_fd(), conn.peer, *refused);
+                conn.close(nar, Ending::Refused);
             }
+            Accepted::Client(conn) => clients.insert(conn),
             Accepted::QueueEmpty | Accepted::Failed => return Ok(()),
         }
     }
+}
+
+/// The warning for a refused client: the first in full, then at 10, 100,
+/// 1000... refusals, so that a flood of clients cannot flood the output.
+fn warn_refused(nar: &Narrator, fd: RawFd, peer: std::net::SocketAddr, refused: u64) {
+    if refused == 1 {
+        nar.warning(
+            format!("client {peer} got fd {fd}, but select() can only watch fds below FD_SETSIZE ({FD_SETSIZE}); closing this connection"),
+            Some("this is select()'s built-in limit: poll-demo and epoll-demo have no such limit"),
+        );
+    } else if is_power_of_ten(refused) {
+        nar.warning(
+            format!("{refused} clients refused so far: their fds were at or above FD_SETSIZE ({FD_SETSIZE})"),
+            None,
+        );
+    }
+    nar.info(
+        "refused",
+        json!({ "fd": fd, "peer": peer.to_string(), "fd_setsize": FD_SETSIZE, "refused": refused }),
+        format!("client {peer} refused: fd {fd} is beyond FD_SETSIZE"),
+    );
+}
+
+/// 10, 100, 1000, ...: when a count is worth saying again.
+fn is_power_of_ten(count: u64) -> bool {
+    count >= 10 && 10u64.pow(count.ilog10()) == count
 }
 
 fn close_client(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) {
@@ -306,4 +321,15 @@ fn fd_list(set: &FdSet<'_>) -> String {
         fds.push(format!("... (+{} more)", total - SHOW_FDS));
     }
     format!("[{}]", fds.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_counted_aloud_at_powers_of_ten() {
+        let said: Vec<u64> = (1..=20_000).filter(|&n| is_power_of_ten(n)).collect();
+        assert_eq!(said, [10, 100, 1000, 10_000]);
+    }
 }
