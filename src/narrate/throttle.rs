@@ -117,6 +117,14 @@ impl Throttle {
         }
     }
 
+    /// Set a demo's level (connections open); shown only in summaries, with
+    /// the last value set during the window.
+    pub fn gauge(&mut self, key: &'static str, value: u64) {
+        if self.summarising {
+            self.hidden.counters.insert(key, value);
+        }
+    }
+
     /// The summary of a window that has ended by `now`, if one is due. The
     /// narrator also asks before a blocking call, so the last busy second is
     /// not left unprinted while the program waits.
@@ -228,6 +236,18 @@ mod tests {
         assert_eq!(summary.counters.get("bytes"), Some(&128));
         assert!((summary.seconds - 0.3).abs() < 1e-9);
         assert_eq!(throttle.take_pending(ms(base, 400)), None);
+    }
+
+    #[test]
+    fn a_gauge_keeps_its_last_value() {
+        let base = Instant::now();
+        let mut throttle = Throttle::new(1);
+        throttle.admit(base);
+        throttle.admit(base);
+        throttle.gauge("connections_open", 10);
+        throttle.gauge("connections_open", 7);
+        let summary = throttle.take_pending(ms(base, 100)).expect("pending");
+        assert_eq!(summary.counters.get("connections_open"), Some(&7));
     }
 
     #[test]
