@@ -41,11 +41,14 @@ use nix::sys::socket::{
 use serde_json::json;
 
 use crate::error::Failure;
-use crate::kernel::{self, snmp};
+use crate::kernel;
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
 use crate::stop;
 use crate::sys;
+
+mod drops;
+use drops::{report_drops, report_drops_when_due, udp_counters};
 
 /// How much of each datagram the narration shows.
 const SHOW_CHARS: usize = 60;
@@ -501,126 +504,3 @@ fn send_reply(nar: &Narrator, fd: RawFd, reply: &[u8], peer: SocketAddr, first: 
         }
     }
 }
-
-/// After each datagram, ask the kernel (getsockopt(SO_MEMINFO), one cheap
-/// call) whether it dropped any since the last report. Report them when the
-/// receive queue has drained, which is when a flood is over (at most four
-/// times a second, for a server that keeps catching up), or a second after
-/// the first unreported drop while the queue stays full. The end of the run
-/// always reports.
-fn report_drops_when_due(
-    nar: &Narrator,
-    sock: &OwnedFd,
-    table: &'static str,
-    tally: &mut Tally,
-    before: Option<&snmp::Counters>,
-) {
-    let Ok(memory) = kernel::udp::socket_memory(sock.as_fd()) else {
-        return;
-    };
-    if u64::from(memory.drops) <= tally.drops_reported {
-        return;
-    }
-    let waiting = *tally.unreported_since.get_or_insert_with(Instant::now);
-    let drained = memory.rmem_alloc == 0
-        && tally
-            .last_report
-            .is_none_or(|at| at.elapsed() >= Duration::from_millis(250));
-    if drained || waiting.elapsed() >= Duration::from_secs(1) {
-        report_drops(nar, sock, table, tally, before);
-    }
-}
-
-/// The loss report: the socket's drop counter in /proc/net/udp, and how the
-/// namespace's UDP counters grew since the server started.
-fn report_drops(
-    nar: &Narrator,
-    sock: &OwnedFd,
-    table: &'static str,
-    tally: &mut Tally,
-    before: Option<&snmp::Counters>,
-) {
-    tally.last_report = Some(Instant::now());
-    tally.unreported_since = None;
-    let subject = format!("fd {}", sock.as_raw_fd());
-    let entry = match kernel::udp::udp_socket_of(sock.as_fd()) {
-        Ok(entry) => entry,
-        Err(err) => {
-            let fact = Fact::unavailable(subject, "socket_drops", table, err);
-            nar.kernel_always(fact);
-            return;
-        }
-    };
-    let drops = entry.drops.max(tally.drops_seen);
-    tally.drops_reported = drops;
-    nar.kernel_always(Fact::new(
-        &subject,
-        "socket_drops",
-        json!({ "drops": entry.drops, "rxq_ovfl": tally.drops_seen, "rx_queue": entry.rx_queue }),
-        table,
-        format!(
-            "{subject}: {} datagram(s) dropped since the socket was created (its drops column)",
-            entry.drops
-        ),
-    ));
-    if drops > 0 {
-        nar.note("Those datagrams arrived while the receive buffer was full, so the kernel threw them away. The senders were not told: for them, sendto() succeeded.");
-    }
-    if let Some(before) = before {
-        if let Ok(now) = snmp::read_counters("Udp") {
-            let grown = snmp::growth(before, &now);
-            nar.kernel_always(Fact::new(
-                "this network namespace",
-                "udp_counters_growth",
-                json!(snmp::only(&grown, &LESSON_COUNTERS)),
-                "/proc/net/snmp",
-                format!(
-                    "since this server started: Udp InDatagrams +{}, RcvbufErrors +{}, InErrors +{} (every UDP socket here adds to them)",
-                    snmp::counter(&grown, "InDatagrams"),
-                    snmp::counter(&grown, "RcvbufErrors"),
-                    snmp::counter(&grown, "InErrors")
-                ),
-            ));
-        }
-    }
-}
-
-/// Read and narrate the namespace's UDP counters; `when` says when.
-fn udp_counters(nar: &Narrator, when: &str) -> Option<snmp::Counters> {
-    match snmp::read_counters("Udp") {
-        Ok(counters) => {
-            nar.kernel(Fact::new(
-                "this network namespace",
-                "udp_counters",
-                json!(snmp::only(&counters, &LESSON_COUNTERS)),
-                "/proc/net/snmp",
-                format!(
-                    "Udp counters {when}: InDatagrams {}, NoPorts {}, InErrors {}, RcvbufErrors {}",
-                    snmp::counter(&counters, "InDatagrams"),
-                    snmp::counter(&counters, "NoPorts"),
-                    snmp::counter(&counters, "InErrors"),
-                    snmp::counter(&counters, "RcvbufErrors")
-                ),
-            ));
-            Some(counters)
-        }
-        Err(err) => {
-            nar.kernel(Fact::unavailable(
-                "this network namespace",
-                "udp_counters",
-                "/proc/net/snmp",
-                err,
-            ));
-            None
-        }
-    }
-}
-
-/// The counters the UDP lesson talks about.
-const LESSON_COUNTERS: [&str; 5] = [
-    "InDatagrams",
-    "NoPorts",
-    "InErrors",
-    "RcvbufErrors",
-    "OutDatagrams",
-];
