@@ -1,0 +1,524 @@
+//! How results are shown: result lines for one run, and for `bench mux` a
+//! table, a chart in the terminal, CSV and SVG.
+//!
+//! Results are printed with `startup`, so they appear even with `--quiet`:
+//! they are what the command is for.
+
+use serde_json::json;
+
+use super::load::{Outcome, ServerUsage};
+use super::mux::{Point, PointResult, FD_SETSIZE, SERVERS};
+use crate::narrate::Narrator;
+
+/// The result lines of one run.
+pub fn announce(nar: &Narrator, outcome: &Outcome) {
+    nar.startup(
+        "round_trips",
+        json!({
+            "round_trips": outcome.round_trips,
+            "seconds": round(outcome.seconds, 3),
+            "per_second": round(outcome.per_second(), 1),
+            "active": outcome.active_open,
+            "stalled": outcome.stalled,
+        }),
+        format!(
+            "{} round trips in {:.1} s: {} a second over {} connections",
+            outcome.round_trips,
+            outcome.seconds,
+            thousands(outcome.per_second()),
+            outcome.active_open
+        ),
+    );
+    let micros = |fraction: f64| {
+        outcome
+            .latency
+            .percentile(fraction)
+            .map(|ns| round(ns as f64 / 1000.0, 1))
+    };
+    let (p50, p99) = (micros(0.5), micros(0.99));
+    let max =
+        (outcome.latency.count() > 0).then(|| round(outcome.latency.max() as f64 / 1000.0, 1));
+    nar.startup(
+        "latency",
+        json!({ "p50_us": p50, "p99_us": p99, "max_us": max }),
+        match (p50, p99, max) {
+            (Some(p50), Some(p99), Some(max)) => {
+                format!("latency: p50 {p50} µs, p99 {p99} µs, max {max} µs")
+            }
+            _ => "latency: no round trip completed".to_string(),
+        },
+    );
+    nar.startup(
+        "errors",
+        json!({
+            "total": outcome.error_count(),
+            "kinds": outcome.errors,
+            "idle": outcome.idle_open,
+            "idle_lost": outcome.idle_lost,
+        }),
+        format!(
+            "errors: {}; idle connections: {} open, {} lost",
+            describe_errors(outcome),
+            outcome.idle_open,
+            outcome.idle_lost
+        ),
+    );
+    match &outcome.server {
+        ServerUsage::Measured {
+            pids,
+            cpu_seconds,
+            rss_kib,
+        } => {
+            let per_trip = outcome.server_cpu_us();
+            nar.startup(
+                "server_usage",
+                json!({
+                    "pids": pids,
+                    "cpu_seconds": round(*cpu_seconds, 3),
+                    "cpu_us_per_round_trip": per_trip.map(|us| round(us, 3)),
+                    "rss_kib": rss_kib,
+                    "source": "/proc/PID/stat (utime + stime), /proc/PID/status (VmRSS)",
+                }),
+                format!(
+                    "server (pid {}): {:.2} s of CPU, {} per round trip; resident memory {}",
+                    pids.iter()
+                        .map(i32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    cpu_seconds,
+                    per_trip.map_or("n/a".to_string(), |us| format!("{us:.2} µs")),
+                    rss_kib.map_or("unavailable".to_string(), mib)
+                ),
+            );
+        }
+        ServerUsage::Unavailable(why) => nar.startup(
+            "server_usage",
+            json!({ "available": false, "reason": why }),
+            format!("server CPU and memory: unavailable ({why})"),
+        ),
+    }
+    nar.startup(
+        "client_usage",
+        json!({
+            "cpu_seconds": round(outcome.client_cpu_seconds, 3),
+            "cpu_us_per_round_trip": outcome.client_cpu_us().map(|us| round(us, 3)),
+        }),
+        format!(
+            "this load generator: {:.2} s of CPU, {} per round trip",
+            outcome.client_cpu_seconds,
+            outcome
+                .client_cpu_us()
+                .map_or("n/a".to_string(), |us| format!("{us:.2} µs"))
+        ),
+    );
+}
+
+/// The figures of one point, or None when it was not measured.
+struct Figures {
+    per_second: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    cpu_us: Option<f64>,
+    rss_kib: Option<u64>,
+    errors: u64,
+}
+
+fn figures(point: &Point) -> Option<Figures> {
+    let PointResult::Measured(outcome) = &point.result else {
+        return None;
+    };
+    let micros = |fraction| {
+        outcome
+            .latency
+            .percentile(fraction)
+            .map(|ns| ns as f64 / 1000.0)
+    };
+    Some(Figures {
+        per_second: outcome.per_second(),
+        p50_us: micros(0.5),
+        p99_us: micros(0.99),
+        cpu_us: outcome.server_cpu_us(),
+        rss_kib: outcome.server_rss_kib(),
+        errors: outcome.error_count(),
+    })
+}
+
+/// What a point that has no figures says instead.
+fn status(point: &Point) -> String {
+    match &point.result {
+        PointResult::Measured(_) => "ok".into(),
+        PointResult::NotPossible => format!("not possible (FD_SETSIZE {FD_SETSIZE})"),
+        PointResult::Failed(why) | PointResult::NotStarted(why) => format!("failed: {why}"),
+        PointResult::Skipped => "skipped (interrupted)".into(),
+    }
+}
+
+fn status_key(point: &Point) -> &'static str {
+    match &point.result {
+        PointResult::Measured(_) => "ok",
+        PointResult::NotPossible => "not_possible",
+        PointResult::Failed(_) | PointResult::NotStarted(_) => "failed",
+        PointResult::Skipped => "skipped",
+    }
+}
+
+fn opt(value: Option<f64>, digits: usize) -> String {
+    value.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The results table, one `mux_row` line per point.
+pub fn mux_table(nar: &Narrator, points: &[Point]) {
+    nar.startup(
+        "mux_table",
+        json!([
+            "server",
+            "idle",
+            "round_trips_per_second",
+            "p50_us",
+            "p99_us",
+            "server_cpu_us_per_round_trip",
+            "server_rss_kib",
+            "errors"
+        ]),
+        format!(
+            "{:<12} {:>6} {:>13} {:>8} {:>8} {:>14} {:>10} {:>6}",
+            "server",
+            "idle",
+            "round trips/s",
+            "p50 µs",
+            "p99 µs",
+            "CPU µs/trip",
+            "RSS MiB",
+            "errors"
+        ),
+    );
+    for point in points {
+        let (value, text) = match figures(point) {
+            Some(f) => (
+                json!({
+                    "server": point.server, "idle": point.idle, "status": "ok",
+                    "round_trips_per_second": round(f.per_second, 1),
+                    "p50_us": f.p50_us.map(|v| round(v, 1)),
+                    "p99_us": f.p99_us.map(|v| round(v, 1)),
+                    "server_cpu_us_per_round_trip": f.cpu_us.map(|v| round(v, 3)),
+                    "server_rss_kib": f.rss_kib,
+                    "errors": f.errors,
+                }),
+                format!(
+                    "{:<12} {:>6} {:>13} {:>8} {:>8} {:>14} {:>10} {:>6}",
+                    point.server,
+                    point.idle,
+                    thousands(f.per_second),
+                    opt(f.p50_us, 0),
+                    opt(f.p99_us, 0),
+                    opt(f.cpu_us, 2),
+                    opt(f.rss_kib.map(|kib| kib as f64 / 1024.0), 1),
+                    f.errors
+                ),
+            ),
+            None => (
+                json!({ "server": point.server, "idle": point.idle, "status": status_key(point), "reason": status(point) }),
+                format!("{:<12} {:>6}   {}", point.server, point.idle, status(point)),
+            ),
+        };
+        nar.startup("mux_row", value, text);
+    }
+}
+
+/// Bar width of the terminal chart, in character cells.
+const BAR_CELLS: f64 = 40.0;
+
+/// A bar of `fraction` (0 to 1) of BAR_CELLS, in eighths of a cell.
+fn bar(fraction: f64) -> String {
+    const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let eighths = (fraction.clamp(0.0, 1.0) * BAR_CELLS * 8.0).round() as usize;
+    let mut out = "█".repeat(eighths / 8);
+    out.push_str(EIGHTHS[eighths % 8]);
+    out
+}
+
+/// The chart: server CPU per round trip, grouped by idle connections.
+pub fn mux_chart(nar: &Narrator, points: &[Point]) {
+    let most = points
+        .iter()
+        .filter_map(|point| figures(point)?.cpu_us)
+        .fold(0.0f64, f64::max);
+    nar.startup(
+        "mux_chart",
+        json!({ "title": "server CPU per round trip (µs) against idle connections" }),
+        "server CPU time per round trip, in µs (shorter is cheaper):",
+    );
+    let mut idle_counts: Vec<u32> = points.iter().map(|point| point.idle).collect();
+    idle_counts.sort_unstable();
+    idle_counts.dedup();
+    for idle in idle_counts {
+        for (index, point) in points.iter().filter(|point| point.idle == idle).enumerate() {
+            let label = if index == 0 {
+                format!("{idle} idle")
+            } else {
+                String::new()
+            };
+            let cpu = figures(point).and_then(|f| f.cpu_us);
+            let drawn = match cpu {
+                Some(us) if most > 0.0 => format!("{} {us:.2}", bar(us / most)),
+                _ => status(point),
+            };
+            nar.startup(
+                "mux_chart",
+                json!({ "server": point.server, "idle": idle, "cpu_us_per_round_trip": cpu.map(|v| round(v, 3)) }),
+                format!("{label:>10}  {:<12} {drawn}", point.server),
+            );
+        }
+    }
+}
+
+/// The same results as CSV (empty fields where nothing was measured).
+pub fn mux_csv(points: &[Point]) -> String {
+    let mut out = String::from(
+        "server,idle,status,round_trips_per_second,p50_us,p99_us,server_cpu_us_per_round_trip,server_rss_kib,errors\n",
+    );
+    let field = |value: Option<f64>, digits: usize| {
+        value.map_or(String::new(), |v| format!("{v:.digits$}"))
+    };
+    for point in points {
+        let line = match figures(point) {
+            Some(f) => format!(
+                "{},{},ok,{:.1},{},{},{},{},{}\n",
+                point.server,
+                point.idle,
+                f.per_second,
+                field(f.p50_us, 1),
+                field(f.p99_us, 1),
+                field(f.cpu_us, 3),
+                f.rss_kib.map_or(String::new(), |kib| kib.to_string()),
+                f.errors
+            ),
+            None => format!(
+                "{},{},{},,,,,,\n",
+                point.server,
+                point.idle,
+                status_key(point)
+            ),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+/// A line chart as a stand-alone SVG image: idle connections across (one
+/// column per count), server CPU per round trip up, one line per server.
+pub fn mux_svg(points: &[Point], conns: u32) -> String {
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 440.0;
+    const LEFT: f64 = 80.0;
+    const RIGHT: f64 = 170.0;
+    const TOP: f64 = 60.0;
+    const BOTTOM: f64 = 70.0;
+    const COLOURS: [&str; 3] = ["#d62728", "#1f77b4", "#2ca02c"];
+    let mut idle_counts: Vec<u32> = points.iter().map(|point| point.idle).collect();
+    idle_counts.sort_unstable();
+    idle_counts.dedup();
+    let most = points
+        .iter()
+        .filter_map(|point| figures(point)?.cpu_us)
+        .fold(0.0f64, f64::max);
+    let top_value = nice_ceiling(most);
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x_of = |idle: u32| {
+        let index = idle_counts.iter().position(|&i| i == idle).unwrap_or(0) as f64;
+        let columns = (idle_counts.len().max(2) - 1) as f64;
+        LEFT + plot_w * index / columns
+    };
+    let y_of = |value: f64| TOP + plot_h * (1.0 - value / top_value);
+
+    let mut svg = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"13\">\n"
+    );
+    svg.push_str(&format!(
+        "<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>\n"
+    ));
+    svg.push_str(&format!(
+        "<text x=\"{}\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">Server CPU per echo round trip, {conns} active connections</text>\n",
+        LEFT + plot_w / 2.0
+    ));
+    // Horizontal grid lines with their values.
+    for step in 0..=4 {
+        let value = top_value * f64::from(step) / 4.0;
+        let y = y_of(value);
+        svg.push_str(&format!(
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{value:.1}</text>\n",
+            LEFT + plot_w,
+            LEFT - 8.0,
+            y + 4.0
+        ));
+    }
+    for &idle in &idle_counts {
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{idle}</text>\n",
+            x_of(idle),
+            TOP + plot_h + 20.0
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">idle connections</text>\n",
+        LEFT + plot_w / 2.0,
+        HEIGHT - 20.0
+    ));
+    svg.push_str(&format!(
+        "<text transform=\"translate(22 {:.1}) rotate(-90)\" text-anchor=\"middle\">µs of server CPU per round trip</text>\n",
+        TOP + plot_h / 2.0
+    ));
+    svg.push_str(&format!(
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{:.1}\" stroke=\"black\"/>\n<line x1=\"{LEFT}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n",
+        TOP + plot_h,
+        TOP + plot_h,
+        LEFT + plot_w,
+        TOP + plot_h
+    ));
+    // One line per server; a point that was not measured ends the line.
+    for (index, server) in SERVERS.iter().enumerate() {
+        let colour = COLOURS[index % COLOURS.len()];
+        let measured: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|point| point.server == *server)
+            .filter_map(|point| Some((x_of(point.idle), y_of(figures(point)?.cpu_us?))))
+            .collect();
+        if measured.len() > 1 {
+            let path: Vec<String> = measured
+                .iter()
+                .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                .collect();
+            svg.push_str(&format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.5\"/>\n",
+                path.join(" ")
+            ));
+        }
+        for (x, y) in &measured {
+            svg.push_str(&format!(
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{colour}\"/>\n"
+            ));
+        }
+        let legend_y = TOP + 20.0 + 24.0 * index as f64;
+        let legend_x = LEFT + plot_w + 20.0;
+        svg.push_str(&format!(
+            "<line x1=\"{legend_x:.1}\" y1=\"{legend_y:.1}\" x2=\"{:.1}\" y2=\"{legend_y:.1}\" stroke=\"{colour}\" stroke-width=\"2.5\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{server}</text>\n",
+            legend_x + 24.0,
+            legend_x + 32.0,
+            legend_y + 4.0
+        ));
+    }
+    if points
+        .iter()
+        .any(|point| matches!(point.result, PointResult::NotPossible))
+    {
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">select-demo stops at FD_SETSIZE ({FD_SETSIZE})</text>\n",
+            LEFT + plot_w + 20.0,
+            TOP + 100.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A round top for the y axis: 1, 2 or 5 times a power of ten, at least
+/// `value` (and at least 1).
+fn nice_ceiling(value: f64) -> f64 {
+    let value = value.max(1.0);
+    let power = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|candidate| *candidate >= value)
+        .unwrap_or(10.0 * power)
+}
+
+/// "0", or "3 (echo mismatch 2, ECONNRESET 1)".
+pub fn describe_errors(outcome: &Outcome) -> String {
+    let total = outcome.error_count();
+    if total == 0 {
+        return "0".to_string();
+    }
+    let mut kinds: Vec<String> = outcome
+        .errors
+        .iter()
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect();
+    if outcome.idle_lost > 0 {
+        kinds.push(format!("idle connections lost {}", outcome.idle_lost));
+    }
+    format!("{total} ({})", kinds.join(", "))
+}
+
+/// Round to `digits` decimals, for JSON values people read.
+pub fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// 12345.6 as "12,346".
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (index, ch) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// KiB as "5.1 MiB".
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1234.0), "1,234");
+        assert_eq!(thousands(1_234_567.8), "1,234,568");
+        assert_eq!(mib(5120), "5.0 MiB");
+        assert_eq!(round(1.23456, 2), 1.23);
+    }
+
+    #[test]
+    fn bars_and_axes() {
+        assert_eq!(bar(0.0), "");
+        assert_eq!(bar(1.0).chars().count(), 40);
+        assert_eq!(bar(0.5 / 40.0), "▌");
+        assert_eq!(nice_ceiling(7.3), 10.0);
+        assert_eq!(nice_ceiling(13.0), 20.0);
+        assert_eq!(nice_ceiling(0.2), 1.0);
+        assert_eq!(nice_ceiling(45.0), 50.0);
+    }
+
+    #[test]
+    fn points_without_figures_say_why_in_every_format() {
+        let points = vec![
+            Point {
+                server: "select-demo",
+                idle: 5000,
+                result: PointResult::NotPossible,
+            },
+            Point {
+                server: "poll-demo",
+                idle: 0,
+                result: PointResult::Failed("no".into()),
+            },
+        ];
+        let csv = mux_csv(&points);
+        assert!(csv.contains("select-demo,5000,not_possible,,,,,,\n"));
+        assert!(csv.contains("poll-demo,0,failed,"));
+        let svg = mux_svg(&points, 50);
+        assert!(svg.starts_with("<?xml") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("FD_SETSIZE"));
+    }
+}
