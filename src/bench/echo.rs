@@ -107,6 +107,13 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     if outcome.interrupted {
         return Ok(());
     }
+    if outcome.active_open == 0 {
+        return Err(Failure::with_hint(
+            format!("no connection to {addr} could be opened: {}", report::describe_errors(&outcome)),
+            "is the server running, on this port? A server prints the port it listens on when it starts",
+        )
+        .into());
+    }
     if outcome.stalled > 0 {
         nar.warning(
             format!("{} of {} active connections never got an echo back", outcome.stalled, outcome.active_open),

@@ -210,6 +210,14 @@ fn measure(
         Ok(addr) => addr,
         Err(why) => return PointResult::NotStarted(why),
     };
+    nar.info(
+        "server_started",
+        json!({ "server": server, "pid": child.pid(), "addr": addr.to_string() }),
+        format!(
+            "{server} started as pid {}, listening on {addr}",
+            child.pid()
+        ),
+    );
     let load = Load {
         addr,
         active: args.conns as usize,
