@@ -150,7 +150,15 @@ impl Narrator {
 
     /// A system call that returns at once: its line and result share a line.
     pub fn call(&self, call: &'static str, args: impl Into<String>) -> Step<'_> {
-        self.begin(call, args.into(), None)
+        self.begin(call, move || args.into(), None::<String>)
+    }
+
+    /// `call` for a hot loop: the arguments are built by `args` only if the
+    /// step will be printed (or paused on with `--step`). With `--quiet`, or
+    /// while the throttle only counts, nothing is formatted or allocated:
+    /// `nar.call_with("recv", || format!("fd {fd}, {} bytes", buf.len()))`.
+    pub fn call_with(&self, call: &'static str, args: impl FnOnce() -> String) -> Step<'_> {
+        self.begin(call, args, None::<String>)
     }
 
     /// A system call that may wait. Its line is printed before the call
@@ -161,16 +169,42 @@ impl Narrator {
         args: impl Into<String>,
         wait: impl Into<String>,
     ) -> Step<'_> {
-        self.begin(call, args.into(), Some(wait.into()))
+        self.begin(call, move || args.into(), Some(wait))
     }
 
-    fn begin(&self, call: &'static str, args: String, wait: Option<String>) -> Step<'_> {
+    /// `blocking` for a hot loop: like `call_with`, the arguments (and the
+    /// `wait` text) become strings only if the step is printed.
+    pub fn blocking_with(
+        &self,
+        call: &'static str,
+        args: impl FnOnce() -> String,
+        wait: impl Into<String>,
+    ) -> Step<'_> {
+        self.begin(call, args, Some(wait))
+    }
+
+    /// Would a `kernel` line or a `note` be printed now, i.e. is the current
+    /// step shown? False with `--quiet` and while the throttle only counts.
+    /// A demo checks it before reading evidence (TCP_INFO, /proc) that would
+    /// otherwise be read and thrown away. One thread-local read: free.
+    pub fn showing(&self) -> bool {
+        !self.settings.quiet && CURRENT.get().1
+    }
+
+    fn begin<W: Into<String>>(
+        &self,
+        call: &'static str,
+        args: impl FnOnce() -> String,
+        wait: Option<W>,
+    ) -> Step<'_> {
         let number = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
         if self.settings.quiet {
             CURRENT.set((Some(number), false));
             return Step::new(self, number, call, false);
         }
-        self.stepper.wait(|| format!("{call}({args})"));
+        // Built at most once, and only if the stepper or the output needs it.
+        let mut args = LazyText::new(args);
+        self.stepper.wait(|| format!("{call}({})", args.get()));
         let shown = {
             let mut out = self.lock();
             let verdict = out.throttle.admit(Instant::now());
@@ -184,12 +218,13 @@ impl Narrator {
         };
         CURRENT.set((Some(number), shown));
         if shown {
+            let wait = wait.map(Into::into);
             let blocking = wait.is_some();
             self.emit(
                 Some(number),
                 Kind::Call {
                     call: call.into(),
-                    args,
+                    args: args.into_string(),
                     blocking,
                     wait,
                 },
@@ -261,6 +296,15 @@ impl Narrator {
             return;
         }
         self.lock().throttle.count(key, amount);
+    }
+
+    /// Set a level that appears in the summaries under load (connections
+    /// open, ...): unlike `count`, the summary shows the last value set.
+    pub fn gauge(&self, key: &'static str, value: u64) {
+        if self.settings.quiet || self.settings.rate == 0 {
+            return;
+        }
+        self.lock().throttle.gauge(key, value);
     }
 
     /// The run failed; `main` calls this once. In JSON mode the error is
@@ -402,6 +446,13 @@ impl<'n> Step<'n> {
         self.finish(true, result.into(), Some(value), None);
     }
 
+    /// `ok_value` for a hot loop: `result` is built only if the step is shown.
+    pub fn ok_with(self, value: i64, result: impl FnOnce() -> String) {
+        if self.shown && !self.nar.settings.quiet {
+            self.finish(true, result(), Some(value), None);
+        }
+    }
+
     /// The call failed with `errno`.
     pub fn fail(self, errno: Errno) {
         self.finish(false, String::new(), Some(-1), Some(errno));
@@ -442,6 +493,34 @@ impl<'n> Step<'n> {
                 error: errno.map(|e| e.desc().to_string()),
             },
         );
+    }
+}
+
+/// A string built by a closure on first use, then kept: a step's arguments,
+/// which are only needed when the step is printed or paused on.
+struct LazyText<F> {
+    build: Option<F>,
+    text: String,
+}
+
+impl<F: FnOnce() -> String> LazyText<F> {
+    fn new(build: F) -> LazyText<F> {
+        LazyText {
+            build: Some(build),
+            text: String::new(),
+        }
+    }
+
+    fn get(&mut self) -> &str {
+        if let Some(build) = self.build.take() {
+            self.text = build();
+        }
+        &self.text
+    }
+
+    fn into_string(mut self) -> String {
+        self.get();
+        self.text
     }
 }
 

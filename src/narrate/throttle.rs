@@ -117,6 +117,14 @@ impl Throttle {
         }
     }
 
+    /// Set a demo's level (connections open); shown only in summaries, with
+    /// the last value set during the window.
+    pub fn gauge(&mut self, key: &'static str, value: u64) {
+        if self.summarising {
+            self.hidden.counters.insert(key, value);
+        }
+    }
+
     /// The summary of a window that has ended by `now`, if one is due. The
     /// narrator also asks before a blocking call, so the last busy second is
     /// not left unprinted while the program waits.
