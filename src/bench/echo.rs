@@ -66,9 +66,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         duration: Duration::from_secs_f64(args.secs),
         size: args.size as usize,
     };
-    // Our connections, plus a few descriptors of our own (stdio, epoll, the
-    // stop pipe).
-    load::raise_fd_limit(nar, (load.active + load.idle) as u64 + 32)?;
+    load::raise_fd_limit(nar, (load.active + load.idle) as u64)?;
 
     // Find the server's process before we open thousands of sockets.
     let found = if super::is_loopback(addr.ip()) {

@@ -36,6 +36,8 @@ const CONNECTS_IN_FLIGHT: usize = 128;
 /// Give up on the connections still waiting when no handshake finished for
 /// this long (a server that never accepts).
 const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
+/// Descriptors this process needs besides its connections.
+const OWN_FDS: u64 = 32;
 /// How long the idle check waits for the last echo.
 const IDLE_CHECK_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -169,8 +171,10 @@ fn fill(message: &mut [u8], conn: usize, seq: u64) {
 }
 
 /// Raise this process's soft RLIMIT_NOFILE to the hard limit, so that it
-/// may hold `needed` descriptors. Returns the new soft limit.
-pub fn raise_fd_limit(nar: &Narrator, needed: u64) -> Result<u64, crate::error::Failure> {
+/// may hold `connections` sockets and a few descriptors of its own (stdio,
+/// epoll, the stop pipe). Returns the new soft limit.
+pub fn raise_fd_limit(nar: &Narrator, connections: u64) -> Result<u64, crate::error::Failure> {
+    let needed = connections + OWN_FDS;
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|errno| {
         crate::error::Failure::new(
@@ -193,7 +197,7 @@ pub fn raise_fd_limit(nar: &Narrator, needed: u64) -> Result<u64, crate::error::
     nar.note("Every connection is a file descriptor, and the soft limit on open descriptors (often 1024) would stop the load early; a process may raise it up to the hard limit.");
     if hard < needed {
         return Err(crate::error::Failure::with_hint(
-            format!("{needed} connections need {needed} file descriptors, but the hard limit is {hard} (soft was {soft})"),
+            format!("{connections} connections need {needed} file descriptors with our own, but the hard limit is {hard} (soft was {soft})"),
             "use fewer connections, or raise the hard limit (`ulimit -Hn`, /etc/security/limits.conf) as root",
         ));
     }
