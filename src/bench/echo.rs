@@ -66,6 +66,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         duration: Duration::from_secs_f64(args.secs),
         size: args.size as usize,
     };
+    load::check_memory(load.active, load.size)?;
     load::raise_fd_limit(nar, (load.active + load.idle) as u64)?;
 
     // Find the server's process before we open thousands of sockets.

@@ -38,6 +38,9 @@ const CONNECTS_IN_FLIGHT: usize = 128;
 const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
 /// Descriptors this process needs besides its connections.
 const OWN_FDS: u64 = 32;
+/// The idle check's message: enough to prove the server still serves the
+/// connection, small enough for ten thousand of them.
+const IDLE_CHECK_BYTES: usize = 64;
 /// How long the idle check waits for the last echo.
 const IDLE_CHECK_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -75,7 +78,8 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
     /// Active connections that were opened.
     pub active_open: usize,
-    /// Active connections that never completed a round trip.
+    /// Active connections still open at the end that never completed a
+    /// round trip (an iterative server leaves them waiting).
     pub stalled: usize,
     /// Idle connections that were opened, and how many of them were lost
     /// (closed, reset or silent in the idle check).
@@ -168,6 +172,23 @@ fn fill(message: &mut [u8], conn: usize, seq: u64) {
     if let Some(last) = message.last_mut() {
         *last = b'\n';
     }
+}
+
+/// Every active connection keeps its message in memory: refuse a load
+/// that would need more than 1 GiB for them.
+pub fn check_memory(active: usize, size: usize) -> Result<(), crate::error::Failure> {
+    const MAX_IN_FLIGHT: usize = 1 << 30;
+    let total = active.saturating_mul(size);
+    if total > MAX_IN_FLIGHT {
+        return Err(crate::error::Failure::new(
+            format!(
+                "{active} connections with {size}-byte messages would keep {} MiB in flight",
+                total >> 20
+            ),
+            Some("use fewer connections or smaller messages (at most 1 GiB in all)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Raise this process's soft RLIMIT_NOFILE to the hard limit, so that it
@@ -294,9 +315,10 @@ pub fn run(nar: &Narrator, load: &Load, server: Option<&ServerProcess>) -> anyho
     let seconds = started.elapsed().as_secs_f64();
     let client_cpu_seconds = own_cpu_seconds() - client_before;
     let server_usage = measure_server(server, cpu_before);
+    // Open, but not one echo in the whole run: the server never served them.
     let stalled = conns
         .iter()
-        .filter(|conn| conn.role == Role::Active && conn.round_trips == 0)
+        .filter(|conn| conn.role == Role::Active && conn.fd.is_some() && conn.round_trips == 0)
         .count();
 
     // The active connections are done; close them before the idle check.
@@ -304,7 +326,7 @@ pub fn run(nar: &Narrator, load: &Load, server: Option<&ServerProcess>) -> anyho
         close_conn(conn);
     }
     if !interrupted && idle_open > 0 {
-        idle_lost += check_idle(nar, &epoll, &mut ready, &mut conns, &mut scratch);
+        idle_lost += check_idle(nar, load.size, &epoll, &mut ready, &mut conns, &mut scratch);
     }
     Ok(Outcome {
         round_trips,
@@ -367,8 +389,8 @@ fn own_cpu_seconds() -> f64 {
     use nix::sys::resource::{getrusage, UsageWho};
     getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
         let (user, system) = (usage.user_time(), usage.system_time());
-        let micros = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        micros(user) + micros(system)
+        let seconds = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        seconds(user) + seconds(system)
     })
 }
 
@@ -397,7 +419,7 @@ fn open_connections(
     let mut next_report = Instant::now() + Duration::from_secs(1);
     while next < total || in_flight > 0 {
         if stop::requested().is_some() {
-            return;
+            break;
         }
         while next < total && in_flight < CONNECTS_IN_FLIGHT {
             let role = role_of(next);
@@ -430,7 +452,7 @@ fn open_connections(
                 format!("{waiting} connections got no answer to their SYN for {} s; giving up on them", CONNECT_PATIENCE.as_secs()),
                 Some("the server's accept queue is full: it does not call accept() fast enough (an iterative server serves one client at a time)"),
             );
-            return;
+            break;
         }
         if Instant::now() >= next_report {
             nar.info(
@@ -444,7 +466,7 @@ fn open_connections(
             Ok(()) | Err(Errno::EINTR) => {}
             Err(errno) => {
                 count(errors, errno_name(errno));
-                return;
+                break;
             }
         }
         for event in ready.iter() {
@@ -465,7 +487,9 @@ fn open_connections(
             }
         }
     }
-    // Now that every descriptor is known, register them under their index.
+    // The connections still waiting for their handshake are given up
+    // (closed when `pending` is dropped). Register the open ones under
+    // their index in `conns`, which is their token from now on.
     for (token, conn) in conns.iter().enumerate() {
         let interest = match conn.role {
             Role::Active => epoll::IN,
@@ -496,10 +520,15 @@ fn start_connect(addr: SocketAddr) -> nix::Result<(OwnedFd, bool)> {
 }
 
 fn new_conn(fd: OwnedFd, role: Role, size: usize) -> Conn {
+    // Idle connections get their (small) message only for the idle check.
+    let message = match role {
+        Role::Active => vec![0; size],
+        Role::Idle => Vec::new(),
+    };
     Conn {
         fd: Some(fd),
         role,
-        message: vec![0; size],
+        message,
         sent: 0,
         received: 0,
         started: Instant::now(),
@@ -627,6 +656,7 @@ fn idle_is_gone(conn: &Conn) -> bool {
 /// how many did not.
 fn check_idle(
     nar: &Narrator,
+    size: usize,
     epoll: &Epoll,
     ready: &mut Vec<libc::epoll_event>,
     conns: &mut [Conn],
@@ -637,6 +667,7 @@ fn check_idle(
     let (mut waiting, mut lost) = (0usize, 0usize);
     for (token, conn) in conns.iter_mut().enumerate() {
         if conn.role == Role::Idle && conn.fd.is_some() {
+            conn.message.resize(size.min(IDLE_CHECK_BYTES), 0);
             begin_round_trip(epoll, token, conn, &mut errors);
             if conn.fd.is_some() {
                 waiting += 1;

@@ -102,6 +102,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     idle_counts.sort_unstable();
     idle_counts.dedup();
     let most_idle = idle_counts.last().copied().unwrap_or(0) as u64;
+    load::check_memory(args.conns as usize, args.size as usize)?;
     load::raise_fd_limit(nar, u64::from(args.conns) + most_idle)?;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
 

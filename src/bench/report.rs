@@ -23,7 +23,7 @@ pub fn announce(nar: &Narrator, outcome: &Outcome) {
         }),
         format!(
             "{} round trips in {:.1} s: {} a second over {} connections",
-            outcome.round_trips,
+            thousands(outcome.round_trips as f64),
             outcome.seconds,
             thousands(outcome.per_second()),
             outcome.active_open
