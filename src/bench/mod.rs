@@ -51,14 +51,14 @@ pub enum Mode {
     /// Load one echo server: round trips a second, latency, errors, and the
     /// server's CPU and memory when its process can be found.
     #[command(
-        after_help = "Example:\n  netlab bench echo --addr 127.0.0.1:8888 --conns 50 --secs 5"
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab bench echo --addr 127.0.0.1:8888 --conns 50 --idle 1000 --secs 5"
     )]
     Echo(echo::Args),
 
     /// Run select-demo, poll-demo and epoll-demo in turn under the same
     /// load, with more and more idle connections, and compare their cost.
     #[command(
-        after_help = "Example:\n  netlab bench mux --idle 0,100,1000 --secs 2 --csv mux.csv --svg mux.svg"
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab bench mux --idle 0,100,1000 --secs 2 --csv mux.csv --svg mux.svg"
     )]
     Mux(mux::Args),
 }

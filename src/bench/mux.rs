@@ -47,7 +47,7 @@ pub const SERVERS: [&str; 3] = ["select-demo", "poll-demo", "epoll-demo"];
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The numbers of idle connections to measure at, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "0,100,1000,5000", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    #[arg(long, value_name = "COUNTS", value_delimiter = ',', default_value = "0,100,1000,5000", value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub idle: Vec<u32>,
 
     /// Seconds of load for each server at each number of idle connections.
