@@ -86,8 +86,6 @@ pub enum PointResult {
     NotPossible,
     /// The server did not start, or the run failed; why.
     Failed(String),
-    /// The server did not start (measure() only; stored as Failed).
-    NotStarted(String),
     /// Ctrl-C came first.
     Skipped,
 }
@@ -123,13 +121,13 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
                 );
                 PointResult::NotPossible
             } else {
-                let result = measure(nar, &exe, server, idle, args);
-                if let PointResult::NotStarted(why) = result {
-                    nar.warning(format!("{server} did not start: {why}"), None);
-                    did_not_start = Some(why.clone());
-                    PointResult::Failed(why)
-                } else {
-                    result
+                match measure(nar, &exe, server, idle, args) {
+                    Ok(result) => result,
+                    Err(why) => {
+                        nar.warning(format!("{server} did not start: {why}"), None);
+                        did_not_start = Some(why.clone());
+                        PointResult::Failed(why)
+                    }
                 }
             };
             points.push(Point {
@@ -166,7 +164,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         .filter_map(|point| match &point.result {
             PointResult::Failed(why) => Some(format!("{}: {why}", point.server)),
             PointResult::Measured(outcome) if outcome.error_count() > 0 => Some(format!(
-                "{} at {} idle: {} errors",
+                "{} at {} idle: errors {}",
                 point.server,
                 point.idle,
                 report::describe_errors(outcome)
@@ -187,14 +185,14 @@ pub fn select_can_hold(conns: u32, idle: u32) -> bool {
     conns as usize + idle as usize + SERVER_OWN_FDS <= FD_SETSIZE
 }
 
-/// Start one server, load it, stop it.
+/// Start one server, load it, stop it. Err: the server did not start.
 fn measure(
     nar: &Narrator,
     exe: &std::path::Path,
     server: &'static str,
     idle: u32,
     args: &Args,
-) -> PointResult {
+) -> Result<PointResult, String> {
     nar.info(
         "run",
         json!({ "server": server, "idle": idle, "conns": args.conns, "secs": args.secs }),
@@ -203,14 +201,8 @@ fn measure(
             args.conns, args.secs
         ),
     );
-    let mut child = match ServerChild::start(exe, server) {
-        Ok(child) => child,
-        Err(why) => return PointResult::NotStarted(why),
-    };
-    let addr = match child.wait_for_port() {
-        Ok(addr) => addr,
-        Err(why) => return PointResult::NotStarted(why),
-    };
+    let mut child = ServerChild::start(exe, server)?;
+    let addr = child.wait_for_port()?;
     nar.info(
         "server_started",
         json!({ "server": server, "pid": child.pid(), "addr": addr.to_string() }),
@@ -237,11 +229,11 @@ fn measure(
             None,
         );
     }
-    match outcome {
+    Ok(match outcome {
         Ok(outcome) if outcome.interrupted => PointResult::Skipped,
         Ok(outcome) => PointResult::Measured(Box::new(outcome)),
         Err(err) => PointResult::Failed(format!("{err:#}")),
-    }
+    })
 }
 
 /// A server running as our child, with threads that read its output.

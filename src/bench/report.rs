@@ -148,7 +148,7 @@ fn status(point: &Point) -> String {
     match &point.result {
         PointResult::Measured(_) => "ok".into(),
         PointResult::NotPossible => format!("not possible (FD_SETSIZE {FD_SETSIZE})"),
-        PointResult::Failed(why) | PointResult::NotStarted(why) => format!("failed: {why}"),
+        PointResult::Failed(why) => format!("failed: {why}"),
         PointResult::Skipped => "skipped (interrupted)".into(),
     }
 }
@@ -157,7 +157,7 @@ fn status_key(point: &Point) -> &'static str {
     match &point.result {
         PointResult::Measured(_) => "ok",
         PointResult::NotPossible => "not_possible",
-        PointResult::Failed(_) | PointResult::NotStarted(_) => "failed",
+        PointResult::Failed(_) => "failed",
         PointResult::Skipped => "skipped",
     }
 }
