@@ -32,8 +32,9 @@ fmt:
 bench:
 	$(CARGO) build --release
 	mkdir -p target/bench
+	cp target/release/netlab target/bench/netlab
 	cc -O2 -Wall -o target/bench/epoll_echo bench/c/epoll_echo.c
-	python3 bench/run.py target/release/netlab target/bench/epoll_echo docs/bench.md docs/bench-mux.svg
+	python3 bench/run.py target/bench/netlab target/bench/epoll_echo docs/bench.md docs/bench-mux.svg
 
 ## Install the binary into ~/.cargo/bin.
 install:

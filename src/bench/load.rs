@@ -716,3 +716,33 @@ fn check_idle(
     );
     lost
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_printable_lines_that_differ_by_connection_and_turn() {
+        let mut first = vec![0u8; 64];
+        let mut other_conn = vec![0u8; 64];
+        let mut next_turn = vec![0u8; 64];
+        fill(&mut first, 3, 7);
+        fill(&mut other_conn, 4, 7);
+        fill(&mut next_turn, 3, 8);
+        assert!(first[..63].iter().all(u8::is_ascii_lowercase));
+        assert_eq!(first[63], b'\n');
+        assert_ne!(first, other_conn);
+        assert_ne!(first, next_turn);
+        let mut one = [0u8; 1];
+        fill(&mut one, 0, 0);
+        assert_eq!(one, *b"\n");
+    }
+
+    #[test]
+    fn loads_that_need_too_much_memory_are_refused() {
+        assert!(check_memory(50, 64).is_ok());
+        assert!(check_memory(1000, 1 << 20).is_ok());
+        assert!(check_memory(2000, 1 << 20).is_err());
+        assert!(check_memory(usize::MAX, 2).is_err());
+    }
+}
