@@ -127,9 +127,9 @@ pub enum Command {
     )]
     UnixDemo(crate::demos::unix::Args),
 
-    /// An echo server for many clients with select(): read, write and error fd sets.
+    /// An echo server for many clients with select(): read, write and error fd sets, FD_SETSIZE.
     #[command(
-        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab select-demo --port 8888"
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab select-demo --port 8888 --timeout 5"
     )]
     SelectDemo(crate::demos::mux::select::Args),
 
@@ -139,9 +139,9 @@ pub enum Command {
     )]
     PollDemo(crate::demos::mux::poll::Args),
 
-    /// An echo server for many clients with epoll: the kernel keeps the ready list.
+    /// An echo server for many clients with epoll: the kernel keeps the ready list; LT and ET.
     #[command(
-        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab epoll-demo --port 8888"
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab epoll-demo --port 8888 --edge --partial-read --bufsize 4"
     )]
     EpollDemo(crate::demos::mux::epoll::Args),
 

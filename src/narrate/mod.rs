@@ -16,6 +16,11 @@
 //! before each call (`--step`), or a summary a second under load (the
 //! throttle). Output errors never stop a demo with a panic: a closed stdout
 //! turns into a stop request, and the demo ends quietly.
+//!
+//! In a hot loop, `call_with`, `blocking_with` and `Step::ok_with` take
+//! closures instead of strings, so nothing is formatted or allocated for a
+//! step that is not printed (`--quiet`, or while the throttle only counts);
+//! `showing()` says whether kernel evidence read now would be printed.
 
 mod event;
 mod evidence;

@@ -239,6 +239,18 @@ mod tests {
     }
 
     #[test]
+    fn a_gauge_keeps_its_last_value() {
+        let base = Instant::now();
+        let mut throttle = Throttle::new(1);
+        throttle.admit(base);
+        throttle.admit(base);
+        throttle.gauge("connections_open", 10);
+        throttle.gauge("connections_open", 7);
+        let summary = throttle.take_pending(ms(base, 100)).expect("pending");
+        assert_eq!(summary.counters.get("connections_open"), Some(&7));
+    }
+
+    #[test]
     fn zero_turns_the_throttle_off() {
         let base = Instant::now();
         let mut throttle = Throttle::new(0);

@@ -20,9 +20,8 @@
 //! closure the narrator calls only if it prints the step.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, send, MsgFlags};
 use serde_json::json;
@@ -123,6 +122,9 @@ impl Conn {
         match recv(fd, buf, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_with(0, || "0: end of stream".into());
+                if nar.showing() {
+                    nar.tcp_state(self.fd.as_fd());
+                }
                 nar.note("recv() returned 0: the client sent FIN and will send nothing more, so we close our end too.");
                 Received::Gone(Ending::PeerClosed)
             }
@@ -143,7 +145,7 @@ impl Conn {
                         self.unsent.clear();
                         self.unsent.extend_from_slice(&buf[sent..received]);
                         self.unsent_from = 0;
-                        nar.note("A short write: the client's socket buffer is full. The rest is kept, and we stop reading from this client until its socket is writable again.");
+                        nar.note("A short write: this socket's send buffer is full because the client reads slower than it sends. The rest is kept, and we stop reading from this client until its socket is writable again.");
                         Received::Echoed(received)
                     }
                     Ok(_) => Received::Echoed(received),
@@ -225,7 +227,7 @@ impl Conn {
     }
 
     /// close(): our end sends FIN (or nothing, if the connection is dead).
-    pub fn close(self, nar: &Narrator, why: Ending) -> Result<()> {
+    pub fn close(self, nar: &Narrator, why: Ending) {
         let fd = self.raw_fd();
         let peer = self.peer;
         if let Ending::Failed(errno) = why {
@@ -251,7 +253,6 @@ impl Conn {
                 format!("client {peer} on fd {fd}: {}", why.name()),
             );
         }
-        Ok(())
     }
 }
 
@@ -300,13 +301,12 @@ impl ConnTable {
     }
 
     /// Close every client (the server is stopping).
-    pub fn close_all(&mut self, nar: &Narrator) -> Result<()> {
+    pub fn close_all(&mut self, nar: &Narrator) {
         for slot in &mut self.slots {
             if let Some(conn) = slot.take() {
-                conn.close(nar, Ending::Shutdown)?;
+                conn.close(nar, Ending::Shutdown);
             }
         }
         self.open = 0;
-        Ok(())
     }
 }

@@ -125,7 +125,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let result = server.event_loop();
     // Stopping (or failing): close every client, then epoll, then the listener.
-    server.clients.close_all(nar)?;
+    server.clients.close_all(nar);
     let Server { epoll, .. } = server;
     let step = nar.call("close", format!("epfd {}", epoll.0.as_raw_fd()));
     step.check(nix::unistd::close(epoll.0), |_| "0".into())?;
@@ -185,8 +185,8 @@ impl Server<'_> {
                 let fd = event.data() as RawFd;
                 if fd == self.listen_fd.as_raw_fd() {
                     self.accept_all()?;
-                } else {
-                    self.serve(fd, event.events())?;
+                } else if let Some(ending) = self.serve(fd, event.events()) {
+                    self.drop_client(fd, ending);
                 }
             }
         }
@@ -215,31 +215,35 @@ impl Server<'_> {
         .map(drop)
     }
 
-    /// epoll_ctl(MOD): switch a client between reading and writing.
-    fn rewatch(&mut self, fd: RawFd, interest: EpollFlags) -> Result<()> {
+    /// epoll_ctl(MOD): switch a client between reading and writing. A
+    /// failure is that client's problem: the caller closes it.
+    fn rewatch(&mut self, fd: RawFd, interest: EpollFlags) -> Option<Ending> {
         let nar = self.nar;
         let epfd = self.epoll.0.as_raw_fd();
+        let conn = self.clients.get_mut(fd)?;
         let step = nar.call_with("epoll_ctl", || {
             format!(
                 "epfd {epfd}, EPOLL_CTL_MOD, fd {fd}, {}",
                 epoll_bits(interest)
             )
         });
-        let Some(conn) = self.clients.get_mut(fd) else {
-            step.ok_with(0, || "skipped: not a client".into());
-            return Ok(());
-        };
         let mut event = EpollEvent::new(interest, fd as u64);
-        step.check(self.epoll.modify(conn.fd.as_fd(), &mut event), |_| {
-            "0".into()
-        })?;
-        Ok(())
+        match self.epoll.modify(conn.fd.as_fd(), &mut event) {
+            Ok(()) => {
+                step.ok_with(0, || "0".into());
+                None
+            }
+            Err(errno) => {
+                step.fail(errno);
+                Some(Ending::Failed(errno))
+            }
+        }
     }
 
     /// The listener is readable: accept every waiting client.
     fn accept_all(&mut self) -> Result<()> {
         loop {
-            match accept_client(self.nar, self.listen_fd)? {
+            match accept_client(self.nar, self.listen_fd, &self.args.server)? {
                 Accepted::Client(conn) => match self.watch(conn.fd.as_fd(), self.read_interest) {
                     Ok(()) => self.clients.insert(conn),
                     Err(errno) => {
@@ -247,7 +251,7 @@ impl Server<'_> {
                             format!("cannot watch fd {} with epoll; closing it", conn.raw_fd()),
                             None,
                         );
-                        conn.close(self.nar, Ending::Failed(errno))?;
+                        conn.close(self.nar, Ending::Failed(errno));
                     }
                 },
                 Accepted::QueueEmpty | Accepted::Failed => return Ok(()),
@@ -256,28 +260,29 @@ impl Server<'_> {
     }
 
     /// A client socket is ready: write what is pending, read what came.
-    fn serve(&mut self, fd: RawFd, ready: EpollFlags) -> Result<()> {
+    /// Returns why the client must be closed, if it must.
+    fn serve(&mut self, fd: RawFd, ready: EpollFlags) -> Option<Ending> {
         let nar = self.nar;
         let edge = self.args.edge;
         let one_read_only = !edge || self.args.partial_read;
         // EPOLLERR and EPOLLHUP are always reported: let recv() or send()
         // say what happened (0 for FIN, ECONNRESET for a reset).
         let trouble = ready.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP);
-        let Some(conn) = self.clients.get_mut(fd) else {
-            // Closed earlier in this same batch of events.
-            return Ok(());
-        };
+        // None: closed earlier in this same batch of events.
+        let conn = self.clients.get_mut(fd)?;
 
         let mut may_read = ready.contains(EpollFlags::EPOLLIN) || trouble;
         if conn.backed_up() {
             if !(ready.contains(EpollFlags::EPOLLOUT) || trouble) {
-                return Ok(());
+                return None;
             }
             match conn.flush(nar) {
-                Flushed::StillBackedUp => return Ok(()),
-                Flushed::Gone(ending) => return self.drop_client(fd, ending),
+                Flushed::StillBackedUp => return None,
+                Flushed::Gone(ending) => return Some(ending),
                 Flushed::AllSent => {
-                    self.rewatch(fd, self.read_interest)?;
+                    if let Some(ending) = self.rewatch(fd, self.read_interest) {
+                        return Some(ending);
+                    }
                     // Edge-triggered: the data that arrived while we were not
                     // reading raised its edge long ago; read it now or never.
                     may_read = may_read || edge;
@@ -285,20 +290,19 @@ impl Server<'_> {
             }
         }
         if !may_read {
-            return Ok(());
+            return None;
         }
-        let Some(conn) = self.clients.get_mut(fd) else {
-            return Ok(());
-        };
+        let conn = self.clients.get_mut(fd)?;
         loop {
             match conn.receive_and_echo(nar, &mut self.buf) {
+                // Backed up: stop reading, wait until it is writable.
                 Received::Echoed(_) if conn.backed_up() => {
                     return self.rewatch(fd, self.write_interest);
                 }
                 Received::Echoed(_) if one_read_only => break,
                 Received::Echoed(_) => continue,
                 Received::Drained => break,
-                Received::Gone(ending) => return self.drop_client(fd, ending),
+                Received::Gone(ending) => return Some(ending),
             }
         }
         if edge && nar.showing() {
@@ -310,14 +314,14 @@ impl Server<'_> {
                 nar.note("Drained until EAGAIN: nothing is left in the receive queue, so waiting for the next edge is safe.");
             }
         }
-        Ok(())
+        None
     }
 
     /// epoll_ctl(DEL), then close().
-    fn drop_client(&mut self, fd: RawFd, ending: Ending) -> Result<()> {
+    fn drop_client(&mut self, fd: RawFd, ending: Ending) {
         let nar = self.nar;
         let Some(conn) = self.clients.remove(fd) else {
-            return Ok(());
+            return;
         };
         let epfd = self.epoll.0.as_raw_fd();
         let step = nar.call_with("epoll_ctl", || {
@@ -329,7 +333,7 @@ impl Server<'_> {
             Ok(()) => step.ok_with(0, || "0".into()),
             Err(errno) => step.fail(errno),
         }
-        conn.close(nar, ending)
+        conn.close(nar, ending);
     }
 
     /// --partial-read: a second passed with no event. Ask the kernel which
@@ -384,14 +388,36 @@ pub fn epoll_bits(flags: EpollFlags) -> String {
     }
 }
 
-/// "2 ready: fd 5 EPOLLIN, fd 6 EPOLLIN | EPOLLHUP".
+/// "2 ready: fd 5 EPOLLIN, fd 6 EPOLLIN | EPOLLHUP" (the first few).
 fn describe_ready(events: &[EpollEvent]) -> String {
+    const SHOW_FDS: usize = 12;
     if events.is_empty() {
         return "0: nothing ready before the timeout".into();
     }
-    let list: Vec<String> = events
+    let mut list: Vec<String> = events
         .iter()
+        .take(SHOW_FDS)
         .map(|event| format!("fd {} {}", event.data(), epoll_bits(event.events())))
         .collect();
+    if events.len() > SHOW_FDS {
+        list.push(format!("... (+{} more)", events.len() - SHOW_FDS));
+    }
     format!("{} ready: {}", events.len(), list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_bits_are_named() {
+        assert_eq!(
+            epoll_bits(EpollFlags::EPOLLIN | EpollFlags::EPOLLET),
+            "EPOLLIN | EPOLLET"
+        );
+        assert_eq!(epoll_bits(EpollFlags::EPOLLOUT), "EPOLLOUT");
+        assert_eq!(epoll_bits(EpollFlags::empty()), "0x0");
+        assert_eq!(timeout_text(EpollTimeout::NONE), "-1 (wait for ever)");
+        assert_eq!(timeout_text(EpollTimeout::from(1000u16)), "1000 ms");
+    }
 }

@@ -62,6 +62,11 @@ pub struct ServerArgs {
     /// How many bytes each recv() asks for (one buffer shared by all clients).
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub bufsize: u32,
+
+    /// Set SO_SNDBUF on every client socket to this many bytes (the kernel
+    /// doubles it). A small send buffer makes short writes easy to see.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub sndbuf: Option<u32>,
 }
 
 /// RLIMIT_NOFILE: every client is one file descriptor, and the soft limit
@@ -137,6 +142,7 @@ pub fn open_listener(nar: &Narrator, args: &ServerArgs) -> Result<OwnedFd> {
         |fd| format!("fd {}", fd.as_raw_fd()),
     )?;
     let fd = listen_fd.as_raw_fd();
+    nar.note("SOCK_NONBLOCK: with no client in the queue, accept() on this socket fails with EAGAIN instead of waiting. The loop calls it only after the kernel said a client waits, and stops at EAGAIN.");
 
     let step = nar.call(
         "setsockopt",
@@ -222,7 +228,11 @@ pub enum Accepted {
 
 /// accept(), then fcntl(O_NONBLOCK) on the new socket. The listening socket
 /// is non-blocking, so with the queue empty this returns at once.
-pub fn accept_client(nar: &Narrator, listen_fd: BorrowedFd<'_>) -> Result<Accepted> {
+pub fn accept_client(
+    nar: &Narrator,
+    listen_fd: BorrowedFd<'_>,
+    args: &ServerArgs,
+) -> Result<Accepted> {
     let step = nar.call_with("accept", || format!("fd {}", listen_fd.as_raw_fd()));
     let (conn_fd, peer) = match sys::accept_with_peer(listen_fd) {
         Ok(accepted) => accepted,
@@ -267,6 +277,9 @@ pub fn accept_client(nar: &Narrator, listen_fd: BorrowedFd<'_>) -> Result<Accept
     };
     let fd = conn_fd.as_raw_fd();
     step.ok_with(i64::from(fd), || format!("fd {fd}, peer {peer}"));
+    if nar.showing() {
+        nar.tcp_state(conn_fd.as_fd());
+    }
 
     // accept() does not pass O_NONBLOCK on from the listener (on Linux), so
     // the new socket is set non-blocking here: a recv() or send() that
@@ -286,6 +299,9 @@ pub fn accept_client(nar: &Narrator, listen_fd: BorrowedFd<'_>) -> Result<Accept
         return Ok(Accepted::Failed);
     }
     step.ok_with(0, || "0".into());
+    if let Some(size) = args.sndbuf {
+        set_send_buffer(nar, &conn_fd, size);
+    }
     if nar.showing() {
         nar.info(
             "client",
@@ -294,6 +310,33 @@ pub fn accept_client(nar: &Narrator, listen_fd: BorrowedFd<'_>) -> Result<Accept
         );
     }
     Ok(Accepted::Client(Conn::new(conn_fd, peer)))
+}
+
+/// --sndbuf: setsockopt(SO_SNDBUF), then read back what the kernel made of it.
+fn set_send_buffer(nar: &Narrator, conn_fd: &OwnedFd, size: u32) {
+    let fd = conn_fd.as_raw_fd();
+    let step = nar.call_with("setsockopt", || {
+        format!("fd {fd}, SOL_SOCKET, SO_SNDBUF, {size}")
+    });
+    match setsockopt(conn_fd, sockopt::SndBuf, &(size as usize)) {
+        Ok(()) => step.ok_with(0, || "0".into()),
+        Err(errno) => {
+            step.fail(errno);
+            return;
+        }
+    }
+    if nar.showing() {
+        if let Ok(actual) = nix::sys::socket::getsockopt(conn_fd, sockopt::SndBuf) {
+            nar.kernel(crate::narrate::Fact::new(
+                format!("fd {fd}"),
+                "send_buffer",
+                json!(actual),
+                "getsockopt(SO_SNDBUF)",
+                format!("fd {fd} may hold {} unsent (the kernel doubles the request for its bookkeeping)", crate::narrate::text::bytes(actual)),
+            ));
+        }
+        nar.note("A small send buffer fills after a few kilobytes, so a client that reads slowly soon makes send() come up short.");
+    }
 }
 
 /// ioctl(FIONREAD), also called SIOCINQ: how many received bytes wait in

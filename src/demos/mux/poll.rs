@@ -72,7 +72,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let mut clients = ConnTable::new();
     let result = event_loop(nar, args, listen_fd.as_fd(), &mut clients);
-    clients.close_all(nar)?;
+    clients.close_all(nar);
     close_listener(nar, listen_fd)?;
     result
 }
@@ -93,7 +93,9 @@ fn event_loop(
         ready.clear();
         {
             // The array, built from the fd map: the listener first, then
-            // every client with the bits it waits for now.
+            // every client with the bits it waits for now. All of it goes
+            // into the kernel on every call, however few clients are busy:
+            // that is the cost that grows with idle connections.
             let mut pollfds = Vec::with_capacity(clients.len() + 1);
             pollfds.push(PollFd::new(listen_fd, READ_EVENTS));
             for conn in clients.iter() {
@@ -140,9 +142,9 @@ fn event_loop(
 
         for &(fd, revents) in &ready {
             if fd == listen_fd.as_raw_fd() {
-                accept_all(nar, listen_fd, clients)?;
+                accept_all(nar, args, listen_fd, clients)?;
             } else {
-                serve(nar, clients, &mut buf, fd, revents)?;
+                serve(nar, clients, &mut buf, fd, revents);
             }
         }
     }
@@ -156,9 +158,14 @@ fn event_loop(
 
 /// Accept every waiting client and "register" it: from the next call on,
 /// it has an entry in the array.
-fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable) -> Result<()> {
+fn accept_all(
+    nar: &Narrator,
+    args: &Args,
+    listen_fd: BorrowedFd<'_>,
+    clients: &mut ConnTable,
+) -> Result<()> {
     loop {
-        match accept_client(nar, listen_fd)? {
+        match accept_client(nar, listen_fd, &args.server)? {
             Accepted::Client(conn) => {
                 if nar.showing() {
                     let fd = conn.raw_fd();
@@ -176,13 +183,7 @@ fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable
 }
 
 /// One client's entry came back with `revents` set.
-fn serve(
-    nar: &Narrator,
-    clients: &mut ConnTable,
-    buf: &mut [u8],
-    fd: RawFd,
-    revents: PollFlags,
-) -> Result<()> {
+fn serve(nar: &Narrator, clients: &mut ConnTable, buf: &mut [u8], fd: RawFd, revents: PollFlags) {
     if revents.contains(PollFlags::POLLNVAL) {
         // POLLNVAL: the fd is not open. A bug in the fd map, never the
         // client's doing: say so and forget the entry.
@@ -193,7 +194,7 @@ fn serve(
         return unregister(nar, clients, fd, Ending::Failed(Errno::EBADF));
     }
     let Some(conn) = clients.get_mut(fd) else {
-        return Ok(());
+        return;
     };
     // POLLHUP and POLLERR: let recv() or send() tell what happened (0 for
     // a FIN, ECONNRESET for a reset), then close.
@@ -203,10 +204,10 @@ fn serve(
             match conn.flush(nar) {
                 Flushed::AllSent => watch_for(nar, fd, READ_EVENTS),
                 Flushed::StillBackedUp => {}
-                Flushed::Gone(ending) => return unregister(nar, clients, fd, ending),
+                Flushed::Gone(ending) => unregister(nar, clients, fd, ending),
             }
         }
-        return Ok(());
+        return;
     }
     if revents.contains(PollFlags::POLLIN) || trouble {
         // One recv() per report: poll is level-triggered, so whatever is
@@ -214,10 +215,9 @@ fn serve(
         match conn.receive_and_echo(nar, buf) {
             Received::Echoed(_) if conn.backed_up() => watch_for(nar, fd, WRITE_EVENTS),
             Received::Echoed(_) | Received::Drained => {}
-            Received::Gone(ending) => return unregister(nar, clients, fd, ending),
+            Received::Gone(ending) => unregister(nar, clients, fd, ending),
         }
     }
-    Ok(())
 }
 
 /// The client's entry changes its events from the next call on.
@@ -232,11 +232,11 @@ fn watch_for(nar: &Narrator, fd: RawFd, events: PollFlags) {
 }
 
 /// Leave the client out of the array from now on, and close it.
-fn unregister(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) -> Result<()> {
+fn unregister(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) {
     let Some(conn) = clients.remove(fd) else {
-        return Ok(());
+        return;
     };
-    conn.close(nar, ending)?;
+    conn.close(nar, ending);
     if nar.showing() {
         nar.info(
             "poll_unregister",
@@ -244,7 +244,6 @@ fn unregister(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending
             format!("unregister fd {fd}: it is no longer in the array"),
         );
     }
-    Ok(())
 }
 
 /// "POLLIN 0x001 | POLLERR 0x008 = 0x009": each bit by name and value, and

@@ -30,12 +30,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::sys::select::{select, FdSet};
+use nix::sys::socket::{recv, MsgFlags};
 use nix::sys::time::{TimeVal, TimeValLike};
 use serde_json::json;
 
 use super::conn::{ConnTable, Ending, Flushed, Received};
 use super::{accept_client, close_listener, open_listener, raise_fd_limit, Accepted, ServerArgs};
 use crate::cli::parse_seconds;
+use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::Narrator;
 use crate::stop;
 
@@ -83,7 +85,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let mut clients = ConnTable::new();
     let result = event_loop(nar, args, listen_fd.as_fd(), &mut clients);
-    clients.close_all(nar)?;
+    clients.close_all(nar);
     close_listener(nar, listen_fd)?;
     result
 }
@@ -187,12 +189,12 @@ fn event_loop(
             };
             match conn.flush(nar) {
                 Flushed::AllSent | Flushed::StillBackedUp => {}
-                Flushed::Gone(ending) => close_client(nar, clients, fd, ending)?,
+                Flushed::Gone(ending) => close_client(nar, clients, fd, ending),
             }
         }
         for &fd in &ready.readable {
             if fd == listen_fd.as_raw_fd() {
-                accept_all(nar, listen_fd, clients)?;
+                accept_all(nar, args, listen_fd, clients)?;
                 continue;
             }
             let Some(conn) = clients.get_mut(fd) else {
@@ -205,11 +207,13 @@ fn event_loop(
             // is left is reported again by the next call.
             match conn.receive_and_echo(nar, &mut buf) {
                 Received::Echoed(_) | Received::Drained => {}
-                Received::Gone(ending) => close_client(nar, clients, fd, ending)?,
+                Received::Gone(ending) => close_client(nar, clients, fd, ending),
             }
         }
-        if !ready.exceptional.is_empty() && nar.showing() {
-            nar.note("An fd in xlist is ready: on TCP that means out-of-band (urgent) data arrived, which this echo server does not use.");
+        for &fd in &ready.exceptional {
+            if clients.get_mut(fd).is_some() {
+                read_urgent_byte(nar, fd);
+            }
         }
     }
     nar.info(
@@ -220,10 +224,32 @@ fn event_loop(
     Ok(())
 }
 
+/// An fd in xlist: on TCP, the client sent an urgent byte (send with
+/// MSG_OOB). It stays "exceptional" until it is read with MSG_OOB, and an
+/// unread one would make every select() return at once, so it is read and
+/// dropped: an echo server has no use for it.
+fn read_urgent_byte(nar: &Narrator, fd: RawFd) {
+    let mut byte = [0u8; 1];
+    let step = nar.call_with("recv", || format!("fd {fd}, 1 byte, MSG_OOB"));
+    match recv(fd, &mut byte, MsgFlags::MSG_OOB) {
+        Ok(count) => step.ok_with(count as i64, || {
+            format!("{}: {}", bytes(count), show_bytes(&byte[..count], 4))
+        }),
+        // EINVAL: the urgent byte was already consumed; nothing to do.
+        Err(errno) => step.fail(errno),
+    }
+    nar.note("xlist reported this client: it sent an urgent (out-of-band) byte. It is read with MSG_OOB and dropped; left unread, it would make every select() return at once.");
+}
+
 /// Accept every waiting client, refusing those whose fd select cannot watch.
-fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable) -> Result<()> {
+fn accept_all(
+    nar: &Narrator,
+    args: &Args,
+    listen_fd: BorrowedFd<'_>,
+    clients: &mut ConnTable,
+) -> Result<()> {
     loop {
-        match accept_client(nar, listen_fd)? {
+        match accept_client(nar, listen_fd, &args.server)? {
             Accepted::Client(conn) => {
                 let fd = conn.raw_fd();
                 // FD_SETSIZE: a set has bits for fds 0..1023 only. Setting
@@ -242,7 +268,7 @@ fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable
                         json!({ "fd": fd, "peer": conn.peer.to_string(), "fd_setsize": FD_SETSIZE }),
                         format!("fd {fd} is beyond FD_SETSIZE"),
                     );
-                    conn.close(nar, Ending::Refused)?;
+                    conn.close(nar, Ending::Refused);
                     continue;
                 }
                 clients.insert(conn);
@@ -252,10 +278,9 @@ fn accept_all(nar: &Narrator, listen_fd: BorrowedFd<'_>, clients: &mut ConnTable
     }
 }
 
-fn close_client(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) -> Result<()> {
-    match clients.remove(fd) {
-        Some(conn) => conn.close(nar, ending),
-        None => Ok(()),
+fn close_client(nar: &Narrator, clients: &mut ConnTable, fd: RawFd, ending: Ending) {
+    if let Some(conn) = clients.remove(fd) {
+        conn.close(nar, ending);
     }
 }
 
@@ -268,8 +293,17 @@ fn highest(sets: &[&FdSet<'_>]) -> RawFd {
         .unwrap_or(-1)
 }
 
-/// "[3, 5, 6]": the fds in a set.
+/// "[3, 5, 6]": the fds in a set (the first few, when there are many).
 fn fd_list(set: &FdSet<'_>) -> String {
-    let fds: Vec<String> = set.fds(None).map(|fd| fd.as_raw_fd().to_string()).collect();
+    const SHOW_FDS: usize = 16;
+    let mut fds: Vec<String> = set
+        .fds(None)
+        .take(SHOW_FDS)
+        .map(|fd| fd.as_raw_fd().to_string())
+        .collect();
+    let total = set.fds(None).count();
+    if total > SHOW_FDS {
+        fds.push(format!("... (+{} more)", total - SHOW_FDS));
+    }
     format!("[{}]", fds.join(", "))
 }
