@@ -339,7 +339,7 @@ pub fn mux_svg(points: &[Point], conns: u32) -> String {
         "<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"white\"/>\n"
     ));
     svg.push_str(&format!(
-        "<text x=\"{}\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">Server CPU per echo round trip, {conns} active connections</text>\n",
+        "<text x=\"{}\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">Server CPU per echo round trip, {conns} active connections (lower is cheaper)</text>\n",
         LEFT + plot_w / 2.0
     ));
     // Horizontal grid lines with their values.
@@ -413,9 +413,10 @@ pub fn mux_svg(points: &[Point], conns: u32) -> String {
         .any(|point| matches!(point.result, PointResult::NotPossible))
     {
         svg.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">select-demo stops at FD_SETSIZE ({FD_SETSIZE})</text>\n",
-            LEFT + plot_w + 20.0,
-            TOP + 100.0
+            "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\">select-demo stops at</text>\n<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\">FD_SETSIZE ({FD_SETSIZE})</text>\n",
+            TOP + 100.0,
+            TOP + 115.0,
+            x = LEFT + plot_w + 20.0,
         ));
     }
     svg.push_str("</svg>\n");
