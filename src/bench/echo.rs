@@ -5,7 +5,9 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
+use super::limits;
 use super::load::{self, Load};
+use super::outcome::ServerUsage;
 use super::{report, server};
 use crate::error::Failure;
 use crate::narrate::Narrator;
@@ -66,8 +68,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         duration: Duration::from_secs_f64(args.secs),
         size: args.size as usize,
     };
-    load::check_memory(load.active, load.size)?;
-    load::raise_fd_limit(nar, (load.active + load.idle) as u64)?;
+    limits::check_memory(load.active, load.size)?;
+    limits::raise_fd_limit(nar, (load.active + load.idle) as u64)?;
 
     // Find the server's process before we open thousands of sockets.
     let found = if super::is_loopback(addr.ip()) {
@@ -100,7 +102,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
     let mut outcome = load::run(nar, &load, found.as_ref().ok())?;
     if let Err(why) = found {
-        outcome.server = load::ServerUsage::Unavailable(why.to_string());
+        outcome.server = ServerUsage::Unavailable(why.to_string());
     }
     report::announce(nar, &outcome);
     if outcome.interrupted {

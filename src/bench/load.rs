@@ -18,26 +18,17 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    connect, getsockopt, recv, send, setsockopt, socket, sockopt, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{recv, send, MsgFlags};
 use serde_json::json;
 
+use super::connect::open_connections;
 use super::epoll::{self, Epoll};
 use super::histogram::Histogram;
+use super::outcome::{measure_server, own_cpu_seconds, Outcome};
 use super::server::ServerProcess;
 use crate::narrate::{errno_name, Narrator};
 use crate::stop;
-use crate::sys;
 
-/// At most this many connect() calls wait for their handshake at once, so
-/// the server's accept queue is not flooded.
-const CONNECTS_IN_FLIGHT: usize = 128;
-/// Give up on the connections still waiting when no handshake finished for
-/// this long (a server that never accepts).
-const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
-/// Descriptors this process needs besides its connections.
-const OWN_FDS: u64 = 32;
 /// The idle check's message: enough to prove the server still serves the
 /// connection, small enough for ten thousand of them.
 const IDLE_CHECK_BYTES: usize = 64;
@@ -57,88 +48,18 @@ pub struct Load {
     pub size: usize,
 }
 
-/// The server's CPU time and memory over the timed run, or why not.
-#[derive(Debug, Clone)]
-pub enum ServerUsage {
-    Measured {
-        pids: Vec<i32>,
-        cpu_seconds: f64,
-        rss_kib: Option<u64>,
-    },
-    Unavailable(String),
-}
-
-/// Everything one run measured.
-#[derive(Debug)]
-pub struct Outcome {
-    pub round_trips: u64,
-    pub seconds: f64,
-    pub latency: Histogram,
-    /// Failures by kind: "mismatch", "ECONNRESET", "closed by server", ...
-    pub errors: BTreeMap<String, u64>,
-    /// Active connections that were opened.
-    pub active_open: usize,
-    /// Active connections still open at the end that never completed a
-    /// round trip (an iterative server leaves them waiting).
-    pub stalled: usize,
-    /// Idle connections that were opened, and how many of them were lost
-    /// (closed, reset or silent in the idle check).
-    pub idle_open: usize,
-    pub idle_lost: usize,
-    /// This process's own CPU time during the timed run.
-    pub client_cpu_seconds: f64,
-    pub server: ServerUsage,
-    /// A stop (Ctrl-C) cut the run short.
-    pub interrupted: bool,
-}
-
-impl Outcome {
-    pub fn error_count(&self) -> u64 {
-        self.errors.values().sum::<u64>() + self.idle_lost as u64
-    }
-
-    pub fn per_second(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.round_trips as f64 / self.seconds
-        } else {
-            0.0
-        }
-    }
-
-    /// Server CPU time per round trip, in microseconds.
-    pub fn server_cpu_us(&self) -> Option<f64> {
-        match &self.server {
-            ServerUsage::Measured { cpu_seconds, .. } if self.round_trips > 0 => {
-                Some(cpu_seconds * 1e6 / self.round_trips as f64)
-            }
-            _ => None,
-        }
-    }
-
-    pub fn client_cpu_us(&self) -> Option<f64> {
-        (self.round_trips > 0).then(|| self.client_cpu_seconds * 1e6 / self.round_trips as f64)
-    }
-
-    pub fn server_rss_kib(&self) -> Option<u64> {
-        match &self.server {
-            ServerUsage::Measured { rss_kib, .. } => *rss_kib,
-            ServerUsage::Unavailable(_) => None,
-        }
-    }
-}
-
 /// Is this connection one that echoes all the time, or one that waits?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Active,
     Idle,
 }
 
 /// One client connection and its message in flight.
-struct Conn {
+pub struct Conn {
     /// None once the connection failed or is finished (and was closed).
     fd: Option<OwnedFd>,
-    role: Role,
+    pub role: Role,
     /// The message being echoed, rewritten for every round trip so that an
     /// echo that belongs to another connection or an older message differs.
     message: Vec<u8>,
@@ -153,7 +74,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn raw(&self) -> Option<RawFd> {
+    pub fn raw(&self) -> Option<RawFd> {
         self.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 }
@@ -172,57 +93,6 @@ fn fill(message: &mut [u8], conn: usize, seq: u64) {
     if let Some(last) = message.last_mut() {
         *last = b'\n';
     }
-}
-
-/// Every active connection keeps its message in memory: refuse a load
-/// that would need more than 1 GiB for them.
-pub fn check_memory(active: usize, size: usize) -> Result<(), crate::error::Failure> {
-    const MAX_IN_FLIGHT: usize = 1 << 30;
-    let total = active.saturating_mul(size);
-    if total > MAX_IN_FLIGHT {
-        return Err(crate::error::Failure::new(
-            format!(
-                "{active} connections with {size}-byte messages would keep {} MiB in flight",
-                total >> 20
-            ),
-            Some("use fewer connections or smaller messages (at most 1 GiB in all)"),
-        ));
-    }
-    Ok(())
-}
-
-/// Raise this process's soft RLIMIT_NOFILE to the hard limit, so that it
-/// may hold `connections` sockets and a few descriptors of its own (stdio,
-/// epoll, the stop pipe). Returns the new soft limit.
-pub fn raise_fd_limit(nar: &Narrator, connections: u64) -> Result<u64, crate::error::Failure> {
-    let needed = connections + OWN_FDS;
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|errno| {
-        crate::error::Failure::new(
-            format!("getrlimit(RLIMIT_NOFILE) failed: {}", errno_name(errno)),
-            None,
-        )
-    })?;
-    let step = nar.call(
-        "setrlimit",
-        format!("RLIMIT_NOFILE, soft {hard}, hard {hard}"),
-    );
-    if let Err(errno) = step.check(setrlimit(Resource::RLIMIT_NOFILE, hard, hard), |_| {
-        "0".into()
-    }) {
-        return Err(crate::error::Failure::new(
-            format!("setrlimit(RLIMIT_NOFILE) failed: {}", errno_name(errno)),
-            None,
-        ));
-    }
-    nar.note("Every connection is a file descriptor, and the soft limit on open descriptors (often 1024) would stop the load early; a process may raise it up to the hard limit.");
-    if hard < needed {
-        return Err(crate::error::Failure::with_hint(
-            format!("{connections} connections need {needed} file descriptors with our own, but the hard limit is {hard} (soft was {soft})"),
-            "use fewer connections, or raise the hard limit (`ulimit -Hn`, /etc/security/limits.conf) as root",
-        ));
-    }
-    Ok(hard)
 }
 
 /// Run the load: connect, run for `load.duration`, check the idle ones.
@@ -361,165 +231,7 @@ fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
-/// The server's CPU time over the run (the difference of two readings of
-/// /proc/PID/stat) and its memory now, while every connection is open.
-fn measure_server(
-    server: Option<&ServerProcess>,
-    before: Option<std::io::Result<u64>>,
-) -> ServerUsage {
-    let Some(server) = server else {
-        return ServerUsage::Unavailable("the server's process was not found".into());
-    };
-    let ticks = match (before, server.cpu_ticks()) {
-        (Some(Ok(before)), Ok(after)) => after.saturating_sub(before),
-        (_, Err(err)) | (Some(Err(err)), _) => {
-            return ServerUsage::Unavailable(format!("/proc/PID/stat could not be read: {err}"))
-        }
-        (None, _) => return ServerUsage::Unavailable("no first reading".into()),
-    };
-    ServerUsage::Measured {
-        pids: server.pids.clone(),
-        cpu_seconds: ticks as f64 / crate::kernel::clock_ticks_per_second() as f64,
-        rss_kib: server.rss_kib().ok(),
-    }
-}
-
-/// getrusage(RUSAGE_SELF): this process's user + system CPU time.
-fn own_cpu_seconds() -> f64 {
-    use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
-        let (user, system) = (usage.user_time(), usage.system_time());
-        let seconds = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        seconds(user) + seconds(system)
-    })
-}
-
-/// Open `load.idle` and then `load.active` connections, at most
-/// CONNECTS_IN_FLIGHT handshakes at a time. Failures are counted by errno.
-fn open_connections(
-    nar: &Narrator,
-    load: &Load,
-    epoll: &Epoll,
-    ready: &mut Vec<libc::epoll_event>,
-    conns: &mut Vec<Conn>,
-    errors: &mut BTreeMap<String, u64>,
-) {
-    let total = load.idle + load.active;
-    let role_of = |index: usize| {
-        if index < load.idle {
-            Role::Idle
-        } else {
-            Role::Active
-        }
-    };
-    let mut next = 0;
-    let mut pending: Vec<Option<(OwnedFd, Role)>> = Vec::new();
-    let mut in_flight = 0;
-    let mut last_progress = Instant::now();
-    let mut next_report = Instant::now() + Duration::from_secs(1);
-    while next < total || in_flight > 0 {
-        if stop::requested().is_some() {
-            break;
-        }
-        while next < total && in_flight < CONNECTS_IN_FLIGHT {
-            let role = role_of(next);
-            next += 1;
-            match start_connect(load.addr) {
-                Ok((fd, true)) => conns.push(new_conn(fd, role, load.size)),
-                Ok((fd, false)) => {
-                    let slot = pending.iter().position(Option::is_none).unwrap_or_else(|| {
-                        pending.push(None);
-                        pending.len() - 1
-                    });
-                    if let Err(errno) = epoll.add(fd.as_raw_fd(), epoll::OUT, slot as u64) {
-                        count(errors, errno_name(errno));
-                        continue;
-                    }
-                    pending[slot] = Some((fd, role));
-                    in_flight += 1;
-                }
-                Err(errno) => count(errors, errno_name(errno)),
-            }
-        }
-        if in_flight == 0 {
-            continue;
-        }
-        if last_progress.elapsed() > CONNECT_PATIENCE {
-            let waiting = pending.iter().filter(|slot| slot.is_some()).count();
-            *errors.entry("connect timed out".into()).or_default() +=
-                (waiting + total - next) as u64;
-            nar.warning(
-                format!("{waiting} connections got no answer to their SYN for {} s; giving up on them", CONNECT_PATIENCE.as_secs()),
-                Some("the server's accept queue is full: it does not call accept() fast enough (an iterative server serves one client at a time)"),
-            );
-            break;
-        }
-        if Instant::now() >= next_report {
-            nar.info(
-                "connecting",
-                json!({ "open": conns.len(), "wanted": total }),
-                format!("{} of {total} connections open", conns.len()),
-            );
-            next_report += Duration::from_secs(1);
-        }
-        match epoll.wait(ready, 100) {
-            Ok(()) | Err(Errno::EINTR) => {}
-            Err(errno) => {
-                count(errors, errno_name(errno));
-                break;
-            }
-        }
-        for event in ready.iter() {
-            let slot = event.u64 as usize;
-            let Some((fd, role)) = pending.get_mut(slot).and_then(Option::take) else {
-                continue;
-            };
-            in_flight -= 1;
-            let _ = epoll.delete(fd.as_raw_fd());
-            // The handshake ended; SO_ERROR says how (0: connected).
-            match getsockopt(&fd, sockopt::SocketError) {
-                Ok(0) => {
-                    conns.push(new_conn(fd, role, load.size));
-                    last_progress = Instant::now();
-                }
-                Ok(code) => count(errors, errno_name(Errno::from_raw(code))),
-                Err(errno) => count(errors, errno_name(errno)),
-            }
-        }
-    }
-    // The connections still waiting for their handshake are given up
-    // (closed when `pending` is dropped). Register the open ones under
-    // their index in `conns`, which is their token from now on.
-    for (token, conn) in conns.iter().enumerate() {
-        let interest = match conn.role {
-            Role::Active => epoll::IN,
-            Role::Idle => epoll::IN | epoll::RDHUP,
-        };
-        if let Err(errno) = epoll.add(conn.raw().unwrap_or(-1), interest, token as u64) {
-            count(errors, errno_name(errno));
-        }
-    }
-}
-
-/// socket(SOCK_NONBLOCK) + connect(): Ok((fd, true)) if connected at once,
-/// Ok((fd, false)) if the handshake is under way (EINPROGRESS).
-fn start_connect(addr: SocketAddr) -> nix::Result<(OwnedFd, bool)> {
-    let fd = socket(
-        sys::family_of(&addr),
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // One small message at a time: do not let Nagle's algorithm hold it.
-    setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    match connect(fd.as_raw_fd(), &sys::to_kernel(addr)) {
-        Ok(()) => Ok((fd, true)),
-        Err(Errno::EINPROGRESS) => Ok((fd, false)),
-        Err(errno) => Err(errno),
-    }
-}
-
-fn new_conn(fd: OwnedFd, role: Role, size: usize) -> Conn {
+pub fn new_conn(fd: OwnedFd, role: Role, size: usize) -> Conn {
     // Idle connections get their (small) message only for the idle check.
     let message = match role {
         Role::Active => vec![0; size],
@@ -538,7 +250,7 @@ fn new_conn(fd: OwnedFd, role: Role, size: usize) -> Conn {
     }
 }
 
-fn count(errors: &mut BTreeMap<String, u64>, kind: &str) {
+pub fn count(errors: &mut BTreeMap<String, u64>, kind: &str) {
     match errors.get_mut(kind) {
         Some(counter) => *counter += 1,
         None => {
@@ -736,13 +448,5 @@ mod tests {
         let mut one = [0u8; 1];
         fill(&mut one, 0, 0);
         assert_eq!(one, *b"\n");
-    }
-
-    #[test]
-    fn loads_that_need_too_much_memory_are_refused() {
-        assert!(check_memory(50, 64).is_ok());
-        assert!(check_memory(1000, 1 << 20).is_ok());
-        assert!(check_memory(2000, 1 << 20).is_err());
-        assert!(check_memory(usize::MAX, 2).is_err());
     }
 }

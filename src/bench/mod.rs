@@ -26,13 +26,17 @@
 //!
 //! Lesson: `netlab lesson io-multiplexing`.
 
+mod connect;
 mod echo;
 mod epoll;
 mod histogram;
+mod limits;
 mod load;
 mod mux;
+mod outcome;
 mod report;
 mod server;
+mod svg;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -25,9 +25,12 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use super::echo::parse_run_seconds;
-use super::load::{self, Load, Outcome};
+use super::limits;
+use super::load::{self, Load};
+use super::outcome::Outcome;
 use super::report;
 use super::server::ServerProcess;
+use super::svg;
 use crate::error::Failure;
 use crate::narrate::Narrator;
 use crate::stop;
@@ -100,8 +103,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     idle_counts.sort_unstable();
     idle_counts.dedup();
     let most_idle = idle_counts.last().copied().unwrap_or(0) as u64;
-    load::check_memory(args.conns as usize, args.size as usize)?;
-    load::raise_fd_limit(nar, u64::from(args.conns) + most_idle)?;
+    limits::check_memory(args.conns as usize, args.size as usize)?;
+    limits::raise_fd_limit(nar, u64::from(args.conns) + most_idle)?;
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
 
     let mut points = Vec::new();
@@ -150,7 +153,7 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         );
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, report::mux_svg(&points, args.conns))
+        std::fs::write(path, svg::mux_svg(&points, args.conns))
             .with_context(|| format!("cannot write {}", path.display()))?;
         nar.startup(
             "svg",
