@@ -128,6 +128,9 @@ fn a_python_server_with_hundreds_of_connections_and_no_error() {
     let usage = info(&events, "server_usage");
     assert_eq!(usage["pids"], serde_json::json!([server.pid()]), "{usage}");
     assert!(usage["rss_kib"].as_u64().unwrap_or(0) > 0, "{usage}");
+    let found = info(&events, "server_process");
+    let name = found["names"][0].as_str().unwrap_or("");
+    assert!(name.starts_with("python"), "{found}");
     assert!(usage["cpu_us_per_round_trip"].as_f64().is_some(), "{usage}");
     let latency = info(&events, "latency");
     assert!(latency["p50_us"].as_f64().unwrap_or(0.0) > 0.0);

@@ -78,11 +78,20 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         Err("The server runs on another machine, out of reach of our /proc.")
     };
     match &found {
-        Ok(process) => nar.info(
-            "server_process",
-            json!({ "pids": process.pids }),
-            format!("server process: pid {}", join(&process.pids)),
-        ),
+        Ok(process) => {
+            let names = process.names();
+            let described: Vec<String> = process
+                .pids
+                .iter()
+                .zip(&names)
+                .map(|(pid, name)| format!("pid {pid} ({name})"))
+                .collect();
+            nar.info(
+                "server_process",
+                json!({ "pids": process.pids, "names": names }),
+                format!("the server is {}, found through /proc by its listening port", described.join(", ")),
+            );
+        }
         Err(why) => nar.warning(
             format!("the server's process was not found, so its CPU and memory will not be reported: {why}"),
             None,
@@ -130,11 +139,4 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-fn join(pids: &[i32]) -> String {
-    pids.iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -74,6 +74,14 @@ fn holds_any(pid: i32, inodes: &HashSet<u64>) -> bool {
 }
 
 impl ServerProcess {
+    /// Each process's command name (`comm` in /proc/PID/stat), or "?".
+    pub fn names(&self) -> Vec<String> {
+        self.pids
+            .iter()
+            .map(|pid| kernel::read_stat(*pid).map_or_else(|_| "?".to_string(), |stat| stat.comm))
+            .collect()
+    }
+
     /// utime + stime of all its processes, in clock ticks, from /proc/PID/stat.
     pub fn cpu_ticks(&self) -> io::Result<u64> {
         let mut ticks = 0;
