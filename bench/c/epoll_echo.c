@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 
     /* One descriptor per connection: allow as many as the hard limit. */
-    struct rlimit lim;
+    struct rlimit lim = {.rlim_cur = 1024, .rlim_max = 1024};
     if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
         lim.rlim_cur = lim.rlim_max;
         setrlimit(RLIMIT_NOFILE, &lim);
