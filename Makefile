@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PORT ?= 8888
 
-.PHONY: all build run test lint fmt install clean
+.PHONY: all build run test lint fmt install clean bench
 
 all: build
 
@@ -26,6 +26,15 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Benchmark epoll-demo against a C epoll server, 10,000 idle connections,
+## and select/poll/epoll (`netlab bench mux`); figures go to docs/bench.md.
+bench:
+	$(CARGO) build --release
+	mkdir -p target/bench
+	cp target/release/netlab target/bench/netlab
+	cc -O2 -Wall -o target/bench/epoll_echo bench/c/epoll_echo.c
+	python3 bench/run.py target/bench/netlab target/bench/epoll_echo docs/bench.md docs/bench-mux.svg
 
 ## Install the binary into ~/.cargo/bin.
 install:

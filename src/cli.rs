@@ -165,9 +165,9 @@ pub enum Command {
     )]
     OrphanDemo(crate::demos::orphan::Args),
 
-    /// Load an echo server and measure it: round trips a second, latency, CPU and memory.
+    /// Load an echo server and measure it (bench echo), or compare select, poll and epoll (bench mux).
     #[command(
-        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab bench echo --addr 127.0.0.1:8888 --conns 50 --secs 5"
+        after_help = "Lesson: netlab lesson io-multiplexing\n\nExample:\n  netlab bench echo --addr 127.0.0.1:8888 --conns 50 --secs 5\n  netlab bench mux --idle 0,100,1000 --secs 2"
     )]
     Bench(crate::bench::Args),
 
