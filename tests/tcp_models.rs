@@ -287,3 +287,174 @@ fn model_flags_need_the_fork_model() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--model fork"));
 }
+
+/// Read /proc/net/tcp (the test's own reader) until the connection
+/// `local -> remote` is in `want`, and return the state seen last.
+fn wait_state(local: SocketAddr, remote: SocketAddr, want: &str) -> Option<String> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let state = proc_tcp_state(local, remote);
+        if state.as_deref() == Some(want) || Instant::now() >= deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn closing_first_without_close_in_parent_leaves_both_ends_established() {
+    let (mut demo, addr) = tcp_server(&[
+        "--model",
+        "fork",
+        "--no-close-in-parent",
+        "--close-after",
+        "1",
+    ]);
+    let server = demo.pid();
+    let mut client = connect(addr);
+    // Let the parent get back into accept() before the child answers and
+    // exits, so that the child's SIGCHLD interrupts it there.
+    demo.wait_for_call("accept", 2);
+    std::thread::sleep(Duration::from_millis(100));
+    echo(&mut client, b"ping\n");
+
+    // The child answers, closes its copy and exits; the handler reaps it.
+    demo.wait_for("the child reaped", |e| {
+        e["event"] == "info" && e["key"] == "reaped"
+    });
+    wait_children(server, "no child left", |kids| kids.is_empty());
+    assert_no_children(server);
+    // After the reaping, the parent reads the connection from the kernel.
+    let ours = demo.wait_for("the kept connection's state", |e| {
+        e["event"] == "kernel"
+            && e["fact"] == "connection_state"
+            && e["pid"] == server
+            && e["value"]["whose"] == "the server's end"
+    });
+    assert_eq!(ours["value"]["state"], "ESTABLISHED", "{ours}");
+    demo.wait_for("the note that no end-of-file comes", |e| {
+        e["event"] == "note"
+            && e["text"]
+                .as_str()
+                .is_some_and(|text| text.contains("never get end-of-file"))
+    });
+
+    // The client waits for end-of-file in vain: no FIN was sent, and the
+    // kernel (read here by the test itself) has both ends ESTABLISHED.
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("expected no end-of-file, got {other:?}"),
+    }
+    let local = client.local_addr().expect("local");
+    assert_eq!(proc_tcp_state(addr, local).as_deref(), Some("ESTABLISHED"));
+    assert_eq!(proc_tcp_state(local, addr).as_deref(), Some("ESTABLISHED"));
+
+    // Only when the parent exits and closes its copy does FIN go out.
+    let (status, events, _) = demo.signal(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(143));
+    client.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    assert_eq!(
+        client.read(&mut buf).expect("read"),
+        0,
+        "end-of-file at last"
+    );
+    // The child saw it too, right after its own close().
+    let kids = child_pids(&events, server);
+    let in_child = facts(&events, "connection_state").into_iter().any(|e| {
+        kids.contains(&e["pid"].as_i64().unwrap_or(0))
+            && e["value"]["whose"] == "this server's end"
+            && e["value"]["state"] == "ESTABLISHED"
+    });
+    assert!(in_child, "the child read ESTABLISHED after its close()");
+    assert_gone(&kids);
+}
+
+#[test]
+fn closing_first_in_a_forked_child_gives_the_client_end_of_file() {
+    let (demo, addr) = tcp_server(&[
+        "--model",
+        "fork",
+        "--close-after",
+        "1",
+        "--max-clients",
+        "1",
+    ]);
+    let server = demo.pid();
+    let mut client = connect(addr);
+    echo(&mut client, b"ping\n");
+    // The parent closed its copy, so the child's close() sent FIN.
+    let mut buf = [0u8; 16];
+    assert_eq!(client.read(&mut buf).expect("read"), 0, "end-of-file");
+    let local = client.local_addr().expect("local");
+    // FIN_WAIT1 lasts until the client's (delayed) ACK of our FIN.
+    assert_eq!(
+        wait_state(addr, local, "FIN_WAIT2").as_deref(),
+        Some("FIN_WAIT2")
+    );
+    assert_eq!(proc_tcp_state(local, addr).as_deref(), Some("CLOSE_WAIT"));
+    drop(client);
+
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "exit {status}; stderr: {stderr}");
+    let kids = child_pids(&events, server);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let closing = events
+        .iter()
+        .find(|e| e["event"] == "info" && e["key"] == "closing_first")
+        .expect("closing_first");
+    assert_eq!(closing["value"]["replies"], 1);
+    // The child read its end from the kernel after close(): FIN sent.
+    let ours = facts(&events, "connection_state")
+        .into_iter()
+        .find(|e| e["value"]["whose"] == "this server's end")
+        .expect("the server's end after close()");
+    assert!(kids.contains(&ours["pid"].as_i64().unwrap_or(0)), "{ours}");
+    let state = ours["value"]["state"].as_str().unwrap_or("gone");
+    assert!(matches!(state, "FIN_WAIT2" | "TIME_WAIT"), "{ours}");
+    assert_gone(&kids);
+}
+
+#[test]
+fn close_after_closes_first_in_the_iterative_and_thread_models() {
+    for model in ["iterative", "thread"] {
+        let (demo, addr) =
+            tcp_server(&["--model", model, "--close-after", "2", "--max-clients", "1"]);
+        let mut client = connect(addr);
+        echo(&mut client, b"one\n");
+        echo(&mut client, b"two\n");
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            client.read(&mut buf).expect("read"),
+            0,
+            "{model}: end-of-file"
+        );
+        drop(client);
+        let (status, events, stderr) = demo.finish();
+        assert!(status.success(), "{model}: exit {status}; stderr: {stderr}");
+        assert_eq!(returns(&events, "send").len(), 2, "{model}");
+        let state = facts(&events, "connection_state")
+            .into_iter()
+            .find(|e| e["value"]["whose"] == "this server's end")
+            .map(|e| e["value"]["state"].clone());
+        assert!(
+            matches!(
+                state.as_ref().and_then(Value::as_str),
+                Some("FIN_WAIT2" | "TIME_WAIT")
+            ),
+            "{model}: {state:?}"
+        );
+    }
+}
+
+#[test]
+fn close_after_needs_at_least_one_message() {
+    let output = netlab()
+        .args(["tcp-server", "--port", "0", "--close-after", "0"])
+        .output()
+        .expect("run netlab");
+    assert_eq!(output.status.code(), Some(2));
+}

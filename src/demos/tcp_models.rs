@@ -44,12 +44,13 @@ use std::time::Duration;
 use anyhow::Result;
 use nix::sys::signal::SigHandler;
 use nix::sys::socket::{shutdown, Shutdown};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{getpid, Pid};
 use serde_json::json;
 
 use super::children::{self, Forked, SigchldReap};
 use super::tcp_server::{accept_client, delay_before_accept, serve_client, Args};
-use crate::kernel;
+use crate::kernel::{self, TcpState};
 use crate::narrate::{Fact, Narrator};
 use crate::stop;
 use crate::sys;
@@ -64,24 +65,25 @@ pub fn serve_with_fork(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> Resu
         nar.note("When a child exits, the kernel sends SIGCHLD; the handler reaps every finished child, so none stays a zombie.");
     }
     // --no-close-in-parent: the parent's copies, kept (the bug) until exit.
-    let mut kept: Vec<(OwnedFd, Option<SocketAddr>, SocketAddr)> = Vec::new();
+    let mut kept: Vec<Kept> = Vec::new();
     // Which child serves which client, to say whose connection ended.
     let mut serving: Vec<(Pid, SocketAddr)> = Vec::new();
 
     let mut served: u64 = 0;
     while stop::requested().is_none() && args.max_clients.is_none_or(|max| served < max) {
+        // A child may have ended while we were busy with the last client:
+        // say so now rather than after the next accept().
+        let reaped = report_reaped(nar, &serving);
+        show_ended(nar, &reaped, &mut kept);
         if args.accept_delay > 0.0 && !delay_before_accept(nar, listen_fd, args.accept_delay) {
             break;
         }
         let accepted = accept_client(nar, listen_fd)?;
-        if report_reaped(nar, &serving) > 0 {
-            if accepted.is_none() && stop::requested().is_none() {
-                nar.note("That EINTR came from SIGCHLD: accept() was interrupted so the handler could reap, and the server simply calls accept() again.");
-            }
-            for (_, local, peer) in &kept {
-                show_kept(nar, *local, *peer);
-            }
+        let reaped = report_reaped(nar, &serving);
+        if !reaped.is_empty() && accepted.is_none() && stop::requested().is_none() {
+            nar.note("That EINTR came from SIGCHLD: accept() was interrupted so the handler could reap, and the server simply calls accept() again.");
         }
+        show_ended(nar, &reaped, &mut kept);
         let Some((conn_fd, peer)) = accepted else {
             continue;
         };
@@ -116,7 +118,13 @@ pub fn serve_with_fork(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> Resu
                 if args.no_close_in_parent {
                     nar.note("--no-close-in-parent: the parent keeps its copy of the connection. When the child closes its copy, the socket stays open, so no FIN is sent and the client never sees end-of-file.");
                     let local = sys::local_addr(fd).ok();
-                    kept.push((conn_fd, local, peer));
+                    kept.push(Kept {
+                        conn_fd,
+                        local,
+                        peer,
+                        child,
+                        child_ended: false,
+                    });
                 } else {
                     let step = nar.call("close", format!("fd {fd}"));
                     step.check(nix::unistd::close(conn_fd), |_| "0".into())?;
@@ -133,7 +141,8 @@ pub fn serve_with_fork(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> Resu
     // Stop reaping in the handler; reap_all() does the rest in the open.
     if !args.no_reap {
         children::set_sigchld(nar, SigHandler::SigDfl)?;
-        report_reaped(nar, &serving);
+        let reaped = report_reaped(nar, &serving);
+        show_ended(nar, &reaped, &mut kept);
     }
     if args.no_reap {
         if let Ok(list) = kernel::children_of(me.as_raw()) {
@@ -145,11 +154,23 @@ pub fn serve_with_fork(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> Resu
             );
         }
     }
-    for (fd, local, peer) in kept {
-        show_kept(nar, local, peer);
-        let step = nar.call("close", format!("fd {}", fd.as_raw_fd()));
-        step.check(nix::unistd::close(fd), |_| "0".into())?;
-        nar.note("The parent's copy was the last one: only now is the connection closed and FIN sent to the client.");
+    // With --no-reap the children were never reported: ask /proc which of
+    // them have ended (a zombie holds no descriptors any more).
+    if let Ok(list) = kernel::children_of(me.as_raw()) {
+        for copy in kept.iter_mut() {
+            let running = list
+                .iter()
+                .any(|child| child.pid == copy.child.as_raw() && child.state != 'Z');
+            copy.child_ended = !running;
+        }
+    }
+    for copy in kept {
+        show_kept(nar, &copy);
+        let step = nar.call("close", format!("fd {}", copy.conn_fd.as_raw_fd()));
+        step.check(nix::unistd::close(copy.conn_fd), |_| "0".into())?;
+        if copy.child_ended {
+            nar.note("The parent's copy was the last one: only now is the connection closed and FIN sent to the client.");
+        }
     }
     // With --max-clients the children finish their clients first; after
     // Ctrl-C or SIGTERM they are asked to stop.
@@ -158,7 +179,8 @@ pub fn serve_with_fork(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> Resu
 }
 
 /// Narrate what the SIGCHLD handler reaped, naming each child's client.
-fn report_reaped(nar: &Narrator, serving: &[(Pid, SocketAddr)]) -> usize {
+/// Returns the pids reaped.
+fn report_reaped(nar: &Narrator, serving: &[(Pid, SocketAddr)]) -> Vec<Pid> {
     let reaped = children::take_reaped();
     for status in &reaped {
         let peer = status
@@ -177,21 +199,59 @@ fn report_reaped(nar: &Narrator, serving: &[(Pid, SocketAddr)]) -> usize {
             ),
         );
     }
-    reaped.len()
+    reaped.iter().filter_map(WaitStatus::pid).collect()
+}
+
+/// --no-close-in-parent: a connection whose descriptor the parent kept.
+struct Kept {
+    /// The parent's copy of the connection (the child had the other one).
+    conn_fd: OwnedFd,
+    /// Our end's address, to find the connection in /proc/net/tcp.
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+    /// The child that served this client.
+    child: Pid,
+    /// Has that child ended (reaped, or a zombie with --no-reap)? Then the
+    /// parent's copy is the only descriptor left.
+    child_ended: bool,
+}
+
+/// For each connection the parent kept whose child has just been reaped,
+/// read from the kernel what became of it.
+fn show_ended(nar: &Narrator, reaped: &[Pid], kept: &mut [Kept]) {
+    for copy in kept.iter_mut() {
+        if reaped.contains(&copy.child) {
+            copy.child_ended = true;
+            show_kept(nar, copy);
+        }
+    }
 }
 
 /// A connection the parent kept: its state, read from the kernel.
-fn show_kept(nar: &Narrator, local: Option<SocketAddr>, peer: SocketAddr) {
-    let Some(local) = local else {
+fn show_kept(nar: &Narrator, copy: &Kept) {
+    let Some(local) = copy.local else {
         return;
     };
-    if let Some(state) = nar.connection_state(local, peer, "the server's end") {
-        if state != kernel::TcpState::Established {
+    let peer = copy.peer;
+    let ours = nar.connection_state(local, peer, "the server's end");
+    let theirs = if sys::is_on_this_machine(peer.ip()) {
+        nar.connection_state(peer, local, "the client's end")
+    } else {
+        None
+    };
+    if !copy.child_ended {
+        return;
+    }
+    match ours {
+        Some(TcpState::Established)
+            if theirs.is_none_or(|state| state == TcpState::Established) =>
+        {
+            nar.note("Both ends are still ESTABLISHED, although the child closed its copy and has exited: the parent's copy keeps the socket open, so no FIN was sent. The client will never get end-of-file while the parent holds this fd.");
+        }
+        Some(TcpState::Established | TcpState::CloseWait) => {
             nar.note("The child has closed its copy, but the parent's copy keeps this end open: no FIN goes out until the parent closes it too.");
         }
-    }
-    if sys::is_on_this_machine(peer.ip()) {
-        nar.connection_state(peer, local, "the client's end");
+        _ => {}
     }
 }
 

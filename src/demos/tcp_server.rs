@@ -82,6 +82,12 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max_clients: Option<u64>,
 
+    /// Close each connection first, after answering N messages (one reply
+    /// per recv() that returned data), as an HTTP/1.0 or daytime server
+    /// does: the client then reads end-of-file. Works in every model.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub close_after: Option<u64>,
+
     /// How to serve clients: one at a time (iterative), one child process
     /// per client (fork), or one thread per client (thread).
     #[arg(long, value_enum, default_value_t = Model::Iterative)]
@@ -380,6 +386,8 @@ pub(super) fn accept_client(
 enum Ending {
     /// recv() returned 0: the client sent FIN.
     PeerClosed,
+    /// --close-after: we answered enough messages and close first.
+    ServerClosed,
     /// The client reset the connection, or a send hit a closed one.
     Broken,
     /// We were asked to stop in the middle of the conversation.
@@ -401,6 +409,8 @@ pub(super) fn serve_client(
     let local = sys::local_addr(fd).ok();
     let mut buf = vec![0u8; args.bufsize as usize];
     let mut queued_before = 0;
+    // How many messages we have answered, for --close-after.
+    let mut replies: u64 = 0;
 
     let ending = loop {
         let step = nar.blocking(
@@ -435,6 +445,18 @@ pub(super) fn serve_client(
                 }
                 if let Some(listen_fd) = listen_fd {
                     queued_before = point_out_waiting_clients(nar, listen_fd, queued_before);
+                }
+                replies += 1;
+                if args.close_after.is_some_and(|limit| replies >= limit) {
+                    nar.info(
+                        "closing_first",
+                        json!({ "peer": peer.to_string(), "replies": replies }),
+                        format!(
+                            "--close-after: {replies} message(s) answered; the server closes first"
+                        ),
+                    );
+                    nar.note("The server closes the connection first, as an HTTP/1.0 server does after its reply: close() should send FIN, and the client then reads end-of-file.");
+                    break Ending::ServerClosed;
                 }
             }
             Err(Errno::EINTR) => {
@@ -479,11 +501,34 @@ pub(super) fn serve_client(
             nar.note("The client runs on another machine, so its TIME_WAIT is kept by that machine's kernel, out of our sight.");
         }
     }
+    if let (Some(local), Ending::ServerClosed) = (local, &ending) {
+        show_server_closed(nar, local, peer);
+    }
     if let (Some(local), Ending::Stopped) = (local, &ending) {
         nar.note("We closed first this time, so it is our end that waits in TIME_WAIT once the client closes too.");
         nar.connection_state(local, peer, "this server's end");
     }
     Ok(())
+}
+
+/// --close-after: we called close() first. Whether FIN really left is
+/// read from the kernel: only the last descriptor's close() sends it.
+fn show_server_closed(nar: &Narrator, local: SocketAddr, peer: SocketAddr) {
+    let ours = nar.connection_state(local, peer, "this server's end");
+    let theirs = if sys::is_on_this_machine(peer.ip()) {
+        nar.connection_state(peer, local, "the client's end")
+    } else {
+        None
+    };
+    match ours {
+        Some(TcpState::Established) => nar.note("Still ESTABLISHED after close(): another descriptor for this socket is still open (after fork, the parent's copy), so the kernel sent no FIN and the client gets no end-of-file."),
+        Some(TcpState::FinWait2) => nar.note("FIN_WAIT2: our FIN went out and the client's kernel acknowledged it. The client's next recv() returns 0 (end-of-file); this end now waits for the client's FIN."),
+        Some(TcpState::TimeWait) => nar.note("TIME_WAIT: the client read end-of-file and closed too. The end that closes first is the one that waits in TIME_WAIT."),
+        _ => {}
+    }
+    if theirs == Some(TcpState::CloseWait) {
+        nar.note("The client's end is CLOSE_WAIT: our FIN has arrived there, so the client reads end-of-file once it has read our replies.");
+    }
 }
 
 /// send() until every byte is out. send() may take fewer bytes than it was
