@@ -67,7 +67,7 @@ pub enum ColorChoice {
 pub enum Command {
     /// A TCP echo server: socket, bind, listen, accept, recv, send, close; one client at a time, or a process or thread each.
     #[command(
-        after_help = "Lesson: netlab lesson tcp\n\nExample:\n  netlab tcp-server --port 8888\n  (then, in another terminal: nc 127.0.0.1 8888)\n  netlab tcp-server --model fork   (one child process per client)"
+        after_help = "Lesson: netlab lesson tcp\n\nExample:\n  netlab tcp-server --port 8888\n  (then, in another terminal: nc 127.0.0.1 8888)\n  netlab tcp-server --model fork   (one child process per client)\n  netlab tcp-server --model fork --no-close-in-parent --close-after 1   (the client never gets EOF)"
     )]
     TcpServer(crate::demos::tcp_server::Args),
 

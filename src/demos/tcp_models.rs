@@ -14,7 +14,10 @@
 //!   listening socket; the parent closes the connection. A connection is
 //!   only really closed (FIN sent) when its last descriptor is closed, so a
 //!   parent that keeps its copy (`--no-close-in-parent`) keeps every
-//!   connection open after its child has finished with it.
+//!   connection open after its child has finished with it. The plainest
+//!   way to see it is a server that closes first (`--close-after 1`): the
+//!   child answers, closes and exits, and yet both ends stay ESTABLISHED
+//!   and the client never gets end-of-file.
 //! - *Children are reaped.* A SIGCHLD handler loops on waitpid(-1, WNOHANG);
 //!   without it (`--no-reap`) every finished child stays a zombie.
 //! - *accept() is interrupted.* The handler runs while the parent waits in
@@ -30,7 +33,7 @@
 //!
 //! ```text
 //! netlab tcp-server --model fork --port 8888
-//! netlab tcp-server --model fork --no-close-in-parent
+//! netlab tcp-server --model fork --no-close-in-parent --close-after 1
 //! netlab tcp-server --model thread
 //! ```
 //!

@@ -9,7 +9,8 @@
 //!
 //! System calls, in order: sigaction(SIGPIPE), socket, setsockopt
 //! (SO_REUSEADDR), bind, getsockname, listen, then for each client: accept,
-//! recv and send in a loop until recv returns 0, close.
+//! recv and send in a loop until recv returns 0 (or, with `--close-after N`,
+//! until N messages are answered: then the server closes first), close.
 //!
 //! Try it:
 //!
