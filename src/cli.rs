@@ -238,6 +238,27 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
 /// The command tree with the topic-grouped subcommand list `netlab --help`
 /// shows. clap has no grouping of subcommands, so the list is drawn here from
 /// the tree's own `about` lines and spliced into the help template.
+/// What clap's derive cannot say: a flag that only some `--mode`s use. Each
+/// demo checks its own flags; a problem is a usage error (exit 2), printed
+/// the way clap prints its own, with the subcommand's usage line.
+pub fn check(cli: &Cli) -> Result<(), clap::Error> {
+    let (name, checked) = match &cli.command {
+        Command::IoDemo(args) => ("io-demo", args.check()),
+        _ => return Ok(()),
+    };
+    let Err(message) = checked else {
+        return Ok(());
+    };
+    let mut cmd = command();
+    // build() gives every subcommand its full name ("netlab io-demo").
+    cmd.build();
+    let kind = clap::error::ErrorKind::ArgumentConflict;
+    Err(match cmd.find_subcommand_mut(name) {
+        Some(sub) => sub.error(kind, message),
+        None => cmd.error(kind, message),
+    })
+}
+
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let cmd = Cli::command();

@@ -32,6 +32,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    if let Err(err) = cli::check(&cli) {
+        err.exit();
+    }
     narrate::apply_color(cli.global.color);
     let code = match cli.command {
         Command::Lesson(args) => finish_tool(lesson::run(args.topic.as_deref())),

@@ -209,3 +209,39 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn a_flag_given_to_a_scene_that_does_not_use_it_is_a_usage_error() {
+    for (args, flag) in [
+        (
+            &["io-demo", "--mode", "connect", "--bytes", "1000"][..],
+            "--bytes",
+        ),
+        (
+            &["io-demo", "--mode", "timeout", "--sndbuf", "8192"],
+            "--sndbuf",
+        ),
+        (&["io-demo", "--mode", "timeout", "--delay", "1"], "--delay"),
+        (
+            &["io-demo", "--mode", "short-write", "--delay", "1"],
+            "--delay",
+        ),
+        (
+            &["io-demo", "--mode", "nonblocking", "--timeout", "1"],
+            "--timeout",
+        ),
+        // The default scene is blocking, which sends no big buffer.
+        (&["io-demo", "--bytes", "1000"], "--bytes"),
+    ] {
+        let output = netlab().args(args).output().expect("run netlab");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("error: {flag} is only used by --mode")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("Usage: netlab io-demo"), "{stderr}");
+        // Refused before anything ran: no narration at all.
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}

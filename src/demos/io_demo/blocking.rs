@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use nix::errno::Errno;
@@ -20,7 +20,7 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "Blocking IO: recv() on a socket with no data puts the thread to sleep in the kernel until data arrives.",
     );
     let pair = connected_pair(nar)?;
-    let delay = Duration::from_secs_f64(args.delay);
+    let delay = args.delay();
     // The watcher needs the kernel's id of this very thread.
     let tid = nix::unistd::gettid().as_raw();
     nar.note("A new socket is blocking: a call that cannot finish yet waits inside the kernel. The peer will send only after --delay seconds, so recv() must wait that long.");

@@ -67,21 +67,88 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Blocking)]
     pub mode: Mode,
 
-    /// How long the peer waits before it sends (blocking and nonblocking scenes).
-    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_seconds)]
-    pub delay: f64,
+    // The flags below each belong to some scenes only. They are Options, so
+    // that `check()` can tell a flag given to a scene that ignores it (a
+    // usage error) from one left out (the scene's default applies).
+    /// How long the peer waits before it sends, default 1 s (blocking and
+    /// nonblocking scenes only).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub delay: Option<f64>,
 
-    /// The receive timeout the timeout scene sets with SO_RCVTIMEO (more than 0).
-    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_timeout)]
-    pub timeout: f64,
+    /// The receive timeout set with SO_RCVTIMEO, more than 0, default 1 s
+    /// (timeout scene only).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<f64>,
 
-    /// How many bytes the short-write scene hands to one send().
-    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u32).range(1..=268_435_456))]
-    pub bytes: u32,
+    /// How many bytes to hand to one send(), default 8 MiB (short-write
+    /// scene only).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=268_435_456))]
+    pub bytes: Option<u32>,
 
-    /// In the short-write scene, set SO_SNDBUF to this first (Linux doubles it).
+    /// Set SO_SNDBUF to this first; Linux doubles it (short-write scene only).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(i32).range(1..=67_108_864))]
     pub sndbuf: Option<i32>,
+}
+
+impl Args {
+    /// A flag given to a scene that does not use it is a mistake on the
+    /// command line, not something to ignore in silence: name the flag and
+    /// the scenes that use it. `cli::check` turns this into a usage error.
+    pub fn check(&self) -> Result<(), String> {
+        use Mode::*;
+        let flags: [(&str, bool, &[Mode], &str); 4] = [
+            (
+                "--delay",
+                self.delay.is_some(),
+                &[Blocking, Nonblocking],
+                "--mode blocking and --mode nonblocking",
+            ),
+            (
+                "--timeout",
+                self.timeout.is_some(),
+                &[Timeout],
+                "--mode timeout",
+            ),
+            (
+                "--bytes",
+                self.bytes.is_some(),
+                &[ShortWrite],
+                "--mode short-write",
+            ),
+            (
+                "--sndbuf",
+                self.sndbuf.is_some(),
+                &[ShortWrite],
+                "--mode short-write",
+            ),
+        ];
+        for (flag, given, used_by, scenes) in flags {
+            if given && !used_by.contains(&self.mode) {
+                let mode = clap::ValueEnum::to_possible_value(&self.mode)
+                    .map(|value| value.get_name().to_string())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{flag} is only used by {scenes}, not by --mode {mode}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the peer waits before it sends.
+    fn delay(&self) -> Duration {
+        Duration::from_secs_f64(self.delay.unwrap_or(1.0))
+    }
+
+    /// The receive timeout for SO_RCVTIMEO.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout.unwrap_or(1.0))
+    }
+
+    /// How many bytes the short-write scene hands to one send().
+    fn bytes(&self) -> usize {
+        self.bytes.unwrap_or(8 << 20) as usize
+    }
 }
 
 /// The five scenes.

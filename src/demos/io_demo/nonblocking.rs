@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use nix::errno::Errno;
@@ -26,7 +26,7 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "Non-blocking IO: recv() returns EAGAIN at once, and a loop that retries it burns a whole core until data arrives.",
     );
     let pair = connected_pair(nar)?;
-    let delay = Duration::from_secs_f64(args.delay);
+    let delay = args.delay();
     let tid = nix::unistd::gettid().as_raw();
     set_nonblocking(nar, pair.ours.as_fd())?;
 

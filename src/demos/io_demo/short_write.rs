@@ -40,7 +40,7 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
     set_nonblocking(nar, ours.as_fd())?;
     nar.note("The peer thread does not read yet. Everything we send must fit in our send buffer and the peer's receive buffer.");
 
-    let total = args.bytes as usize;
+    let total = args.bytes();
     let data = vec![b'x'; total];
     let received = std::thread::scope(|scope| -> Result<Option<u64>> {
         // Moved in, so that it is closed (and the peer sees EOF) when this

@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use nix::errno::Errno;
@@ -21,7 +21,7 @@ pub(super) fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "Timeouts: SO_RCVTIMEO makes a blocking recv() give up after a set time, with EAGAIN.",
     );
     let pair = connected_pair(nar)?;
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let timeout = args.timeout();
     let fd = pair.ours.as_raw_fd();
 
     // setsockopt(SO_RCVTIMEO): the longest a blocking receive may wait.
