@@ -458,3 +458,30 @@ fn close_after_needs_at_least_one_message() {
         .expect("run netlab");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn closing_first_with_unread_data_resets_the_connection() {
+    // recv() takes 4 bytes of the 12 sent; the server answers once and
+    // closes with 8 bytes still unread.
+    let (mut demo, addr) =
+        tcp_server(&["--close-after", "1", "--bufsize", "4", "--max-clients", "1"]);
+    let mut client = connect(addr);
+    client.write_all(b"hello world\n").expect("send");
+    demo.wait_for("the client done", |e| {
+        e["event"] == "info" && e["key"] == "client_done"
+    });
+    let mut buf = [0u8; 64];
+    let ending = loop {
+        match client.read(&mut buf) {
+            Ok(0) => panic!("an orderly end-of-file instead of a reset"),
+            Ok(_) => continue,
+            Err(err) => break err.kind(),
+        }
+    };
+    assert_eq!(ending, ErrorKind::ConnectionReset);
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "exit {status}; stderr: {stderr}");
+    let unread = facts(&events, "receive_queue");
+    assert_eq!(unread.len(), 1, "{}", dump(&events));
+    assert_eq!(unread[0]["value"], 8);
+}

@@ -485,6 +485,15 @@ pub(super) fn serve_client(
         }
     };
 
+    // Closing first with unread data is rude: the kernel then sends RST,
+    // not FIN, and the client may lose replies it has not read yet.
+    if matches!(ending, Ending::ServerClosed)
+        && kernel::io::receive_queue(conn_fd.as_fd()).is_ok_and(|waiting| waiting > 0)
+    {
+        super::mux::narrate_receive_queue(nar, fd);
+        nar.note("The client has sent more than we read. If this close() is the last one, the kernel answers unread data with RST instead of FIN, and the client may lose the replies it has not read yet.");
+    }
+
     // close(): our end sends FIN (unless the connection is already dead).
     let step = nar.call("close", format!("fd {fd}"));
     step.check(nix::unistd::close(conn_fd), |_| "0".into())?;
