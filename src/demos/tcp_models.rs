@@ -237,21 +237,17 @@ fn show_kept(nar: &Narrator, copy: &Kept) {
     };
     let peer = copy.peer;
     let ours = nar.connection_state(local, peer, "the server's end");
-    let theirs = if sys::is_on_this_machine(peer.ip()) {
-        nar.connection_state(peer, local, "the client's end")
-    } else {
-        None
-    };
+    if sys::is_on_this_machine(peer.ip()) {
+        nar.connection_state(peer, local, "the client's end");
+    }
     if !copy.child_ended {
         return;
     }
     match ours {
-        Some(TcpState::Established)
-            if theirs.is_none_or(|state| state == TcpState::Established) =>
-        {
-            nar.note("Both ends are still ESTABLISHED, although the child closed its copy and has exited: the parent's copy keeps the socket open, so no FIN was sent. The client will never get end-of-file while the parent holds this fd.");
+        Some(TcpState::Established) => {
+            nar.note("Still ESTABLISHED, although the child closed its copy and has exited: the parent's copy keeps the socket open, so no FIN was sent. The client will never get end-of-file while the parent holds this fd.");
         }
-        Some(TcpState::Established | TcpState::CloseWait) => {
+        Some(TcpState::CloseWait) => {
             nar.note("The child has closed its copy, but the parent's copy keeps this end open: no FIN goes out until the parent closes it too.");
         }
         _ => {}
