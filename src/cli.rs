@@ -235,9 +235,6 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The command tree with the topic-grouped subcommand list `netlab --help`
-/// shows. clap has no grouping of subcommands, so the list is drawn here from
-/// the tree's own `about` lines and spliced into the help template.
 /// What clap's derive cannot say: a flag that only some `--mode`s use. Each
 /// demo checks its own flags; a problem is a usage error (exit 2), printed
 /// the way clap prints its own, with the subcommand's usage line.
@@ -259,6 +256,9 @@ pub fn check(cli: &Cli) -> Result<(), clap::Error> {
     })
 }
 
+/// The command tree with the topic-grouped subcommand list `netlab --help`
+/// shows. clap has no grouping of subcommands, so the list is drawn here from
+/// the tree's own `about` lines and spliced into the help template.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let cmd = Cli::command();
