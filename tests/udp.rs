@@ -540,3 +540,46 @@ fn a_quiet_client_prints_only_its_start_and_end() {
         .collect();
     assert_eq!(kinds, ["start", "end"]);
 }
+
+#[test]
+fn a_client_that_could_send_nothing_fails_with_the_kernels_reason() {
+    // Port 0 is no destination: sendto() fails with EINVAL. The one
+    // message never left, so the run is an error, not a success.
+    let (status, events, stderr) = udp_client(&["--port", "0", "--message", "x"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(returns(&events, "sendto")[0]["errno"], "EINVAL");
+    assert!(stderr.contains("no datagram could be sent"), "{stderr}");
+    assert!(stderr.contains("port 0 is not a destination"), "{stderr}");
+}
+
+#[test]
+fn an_ipv6_server_reads_the_ipv6_counters() {
+    // IPv6 datagrams are counted in /proc/net/snmp6 (Udp6InDatagrams), not
+    // in /proc/net/snmp's Udp line: the server must read the right file.
+    let mut demo = Demo::start(&[
+        "udp-server",
+        "--host",
+        "::1",
+        "--port",
+        "0",
+        "--max-datagrams",
+        "1",
+    ]);
+    let addr = demo.listening_addr();
+    let socket = UdpSocket::bind("[::1]:0").expect("bind ::1");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let (reply, _) = echo(&socket, addr, b"over ipv6");
+    assert_eq!(reply, b"over ipv6");
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "{stderr}");
+    let first = facts(&events, "udp_counters");
+    assert_eq!(first[0]["source"], "/proc/net/snmp6", "{}", dump(&events));
+    let grown = facts(&events, "udp_counters_growth");
+    let last = grown.last().expect("a growth fact");
+    assert_eq!(last["source"], "/proc/net/snmp6");
+    assert!(
+        last["value"]["InDatagrams"].as_u64().unwrap_or(0) >= 1,
+        "the datagram this test sent must show: {}",
+        dump(&events)
+    );
+}

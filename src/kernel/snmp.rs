@@ -1,4 +1,5 @@
-//! The kernel's protocol counters: `/proc/net/snmp`.
+//! The kernel's protocol counters: `/proc/net/snmp` (IPv4) and
+//! `/proc/net/snmp6` (IPv6).
 //!
 //! The file holds, per protocol, a header line of counter names and a line
 //! of values (the MIB counters of RFC 1213 and later, hence the name):
@@ -7,6 +8,11 @@
 //! Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors ...
 //! Udp: 84 0 0 85 0 0 ...
 //! ```
+//!
+//! IPv6 keeps its own counters in `/proc/net/snmp6`, one per line, with the
+//! protocol glued to the name: `Udp6InDatagrams 12`, `Icmp6InDestUnreachs 0`.
+//! [`read_counters_of`] reads either file and returns the same names
+//! (`InDatagrams`), so a demo reads the counters of the family it uses.
 //!
 //! The counters belong to the whole network namespace, not to one socket
 //! or one program: every process on the machine (or in the container) adds
@@ -25,9 +31,88 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 
-/// The IPv4 counters (`/proc/net/snmp6` holds IPv6's, in another format).
+/// The IPv4 counters.
 pub const PROC_NET_SNMP: &str = "/proc/net/snmp";
+/// The IPv6 counters, in another format (one `NameValue` pair a line).
+pub const PROC_NET_SNMP6: &str = "/proc/net/snmp6";
+
+/// Which counters: IPv4's or IPv6's. A UDP socket bound to `::1` adds to
+/// `Udp6InDatagrams`, never to `Udp InDatagrams`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The counters an address's traffic adds to.
+    pub fn of(addr: &SocketAddr) -> Family {
+        match addr {
+            SocketAddr::V4(_) => Family::V4,
+            // An IPv4-mapped address (::ffff:1.2.3.4) on an IPv6 socket
+            // carries IPv4 packets, counted with IPv4's.
+            SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => Family::V4,
+            SocketAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The file the counters are read from.
+    pub fn path(self) -> &'static str {
+        match self {
+            Family::V4 => PROC_NET_SNMP,
+            Family::V6 => PROC_NET_SNMP6,
+        }
+    }
+
+    /// How the file names a protocol: `Udp` stays `Udp` for IPv4 and
+    /// becomes `Udp6` for IPv6.
+    pub fn protocol(self, protocol: &str) -> String {
+        match self {
+            Family::V4 => protocol.to_string(),
+            Family::V6 => format!("{protocol}6"),
+        }
+    }
+}
+
+/// Parses the counters of `protocol` (`"Udp6"`, `"Icmp6"`) from the text of
+/// `/proc/net/snmp6`, with the protocol cut from each name
+/// (`Udp6InDatagrams 5` becomes `InDatagrams -> 5`). `None` when the file
+/// has none of them.
+pub fn parse_counters6(text: &str, protocol: &str) -> Option<Counters> {
+    let counters: Counters = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?.strip_prefix(protocol)?;
+            let value = words.next()?.parse::<u64>().ok()?;
+            // "Udp6InDatagrams" starts with "Udp6", but so would "Udp6x":
+            // a counter name starts with a capital letter.
+            name.starts_with(|c: char| c.is_ascii_uppercase())
+                .then(|| (name.to_string(), value))
+        })
+        .collect();
+    (!counters.is_empty()).then_some(counters)
+}
+
+/// Reads the counters of `protocol` (`"Udp"`, `"Icmp"`) for `family` now,
+/// from `/proc/net/snmp` or `/proc/net/snmp6`.
+pub fn read_counters_of(family: Family, protocol: &str) -> io::Result<Counters> {
+    match family {
+        Family::V4 => read_counters(protocol),
+        Family::V6 => {
+            let name = family.protocol(protocol);
+            let text = std::fs::read_to_string(PROC_NET_SNMP6)?;
+            parse_counters6(&text, &name).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{PROC_NET_SNMP6} has no {name} counters"),
+                )
+            })
+        }
+    }
+}
 
 /// The counters of one protocol, by name: `"RcvbufErrors" -> 0`.
 pub type Counters = BTreeMap<String, u64>;
@@ -98,6 +183,37 @@ pub fn growth(before: &Counters, after: &Counters) -> Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_counters_lose_their_prefix() {
+        let text = "Ip6InReceives 10\nUdp6InDatagrams 5\nUdp6NoPorts 2\nUdpLite6InDatagrams 9\nIcmp6InDestUnreachs 1\n";
+        let udp = parse_counters6(text, "Udp6").expect("udp6");
+        assert_eq!(counter(&udp, "InDatagrams"), 5);
+        assert_eq!(counter(&udp, "NoPorts"), 2);
+        assert_eq!(udp.len(), 2, "UdpLite6 is another protocol: {udp:?}");
+        let icmp = parse_counters6(text, "Icmp6").expect("icmp6");
+        assert_eq!(counter(&icmp, "InDestUnreachs"), 1);
+        assert!(parse_counters6("garbage", "Udp6").is_none());
+    }
+
+    #[test]
+    fn this_machine_has_ipv6_udp_counters_or_says_why_not() {
+        match read_counters_of(Family::V6, "Udp") {
+            Ok(counters) => assert!(counters.contains_key("InDatagrams"), "{counters:?}"),
+            Err(err) => assert!(!err.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn the_family_follows_the_address() {
+        assert_eq!(Family::of(&"127.0.0.1:1".parse().unwrap()), Family::V4);
+        assert_eq!(Family::of(&"[::1]:1".parse().unwrap()), Family::V6);
+        assert_eq!(
+            Family::of(&"[::ffff:127.0.0.1]:1".parse().unwrap()),
+            Family::V4
+        );
+        assert_eq!(Family::V6.protocol("Udp"), "Udp6");
+    }
 
     const FIXTURE: &str = "Ip: Forwarding DefaultTTL InReceives
 Ip: 1 64 1000

@@ -37,7 +37,11 @@ pub(super) fn flood(
                 tally.refused += 1;
                 send_errors += 1;
             }
-            Err(_) => send_errors += 1,
+            Err(errno) => {
+                send_errors += 1;
+                tally.failed += 1;
+                tally.last_error = Some(errno);
+            }
         }
         if client.local.is_none() && tally.sent > 0 {
             learn_local_address(nar, client);

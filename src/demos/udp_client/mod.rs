@@ -119,6 +119,10 @@ struct Tally {
     replies: u64,
     lost: u64,
     refused: u64,
+    /// Sends that failed for another reason (EINVAL, EMSGSIZE, ...), and
+    /// the last such error.
+    failed: u64,
+    last_error: Option<Errno>,
 }
 
 /// How one wait for a reply ended.
@@ -162,6 +166,28 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     step.check(nix::unistd::close(client.sock), |_| "0".into())?;
     nar.note("The socket is closed. The server is not told: UDP has no connection, so there is nothing to close on its side.");
 
+    if stop::requested().is_none() && tally.sent == 0 && tally.refused == 0 {
+        if let Some(errno) = tally.last_error {
+            return Err(Failure::with_hint(
+                format!(
+                    "no datagram could be sent to {server}: sendto() failed with {} ({})",
+                    errno_name(errno),
+                    errno.desc()
+                ),
+                match errno {
+                    Errno::EINVAL if server.port() == 0 => {
+                        "port 0 is not a destination: give the server's port with --port"
+                            .to_string()
+                    }
+                    Errno::EMSGSIZE => {
+                        "one datagram holds at most 65507 bytes over IPv4: send less".to_string()
+                    }
+                    _ => "the failed calls above say what the kernel refused".to_string(),
+                },
+            )
+            .into());
+        }
+    }
     let tried = tally.sent + tally.refused;
     if stop::requested().is_none() && tried > 0 && tally.replies == 0 {
         let port = server.port();
@@ -286,7 +312,8 @@ fn exchange(nar: &Narrator, client: &mut Client, message: &[u8], tally: &mut Tal
         nar.note("An empty datagram is still a datagram: it has a sender and a destination, the server receives it, and can answer.");
     }
     // The counters before, to show whether an ICMP "port unreachable" came back.
-    let before = read_unreachable_counters();
+    let family = snmp::Family::of(&client.server);
+    let before = read_unreachable_counters(family);
     match send_datagram(nar, client, message, false) {
         Ok(_) => tally.sent += 1,
         // An earlier datagram's ICMP error: this one was not sent.
@@ -294,7 +321,12 @@ fn exchange(nar: &Narrator, client: &mut Client, message: &[u8], tally: &mut Tal
             tally.refused += 1;
             return;
         }
-        Err(_) => return,
+        Err(Errno::EINTR) => return,
+        Err(errno) => {
+            tally.failed += 1;
+            tally.last_error = Some(errno);
+            return;
+        }
     }
     if client.local.is_none() {
         learn_local_address(nar, client);
@@ -308,11 +340,11 @@ fn exchange(nar: &Narrator, client: &mut Client, message: &[u8], tally: &mut Tal
             } else {
                 nar.note("No reply within the timeout, and UDP cannot say why: the datagram or the reply was lost, or nothing listens on that port. Even when the server's kernel answers with ICMP port unreachable, an unconnected socket is not told; --connect would be.");
             }
-            show_unreachable_growth(nar, before.as_ref(), client.connected);
+            show_unreachable_growth(nar, before.as_ref(), client.connected, family);
         }
         Reply::Refused => {
             tally.refused += 1;
-            show_unreachable_growth(nar, before.as_ref(), client.connected);
+            show_unreachable_growth(nar, before.as_ref(), client.connected, family);
         }
         Reply::Stopped => {}
     }
@@ -466,10 +498,11 @@ fn receive_one(fd: RawFd, buf: &mut [u8], client: &Client) -> Result<(usize, Soc
 }
 
 /// The counters that move when a datagram meets a closed port.
-fn read_unreachable_counters() -> Option<(snmp::Counters, snmp::Counters)> {
+/// For IPv6 they are Udp6 NoPorts and Icmp6 InDestUnreachs, in /proc/net/snmp6.
+fn read_unreachable_counters(family: snmp::Family) -> Option<(snmp::Counters, snmp::Counters)> {
     Some((
-        snmp::read_counters("Udp").ok()?,
-        snmp::read_counters("Icmp").ok()?,
+        snmp::read_counters_of(family, "Udp").ok()?,
+        snmp::read_counters_of(family, "Icmp").ok()?,
     ))
 }
 
@@ -479,15 +512,16 @@ fn show_unreachable_growth(
     nar: &Narrator,
     before: Option<&(snmp::Counters, snmp::Counters)>,
     connected: bool,
+    family: snmp::Family,
 ) {
     let subject = "this network namespace";
     let (Some((udp_before, icmp_before)), Some((udp_now, icmp_now))) =
-        (before, read_unreachable_counters())
+        (before, read_unreachable_counters(family))
     else {
         nar.kernel(Fact::unavailable(
             subject,
             "unreachable_growth",
-            "/proc/net/snmp",
+            family.path(),
             "the Udp or Icmp counters could not be read",
         ));
         return;
@@ -498,8 +532,12 @@ fn show_unreachable_growth(
         subject,
         "unreachable_growth",
         json!({ "NoPorts": no_ports, "InDestUnreachs": unreachable }),
-        "/proc/net/snmp",
-        format!("since the send: Udp NoPorts +{no_ports} (datagrams for a port nobody had bound), Icmp InDestUnreachs +{unreachable} (\"unreachable\" answers received); other programs may add to both"),
+        family.path(),
+        format!(
+            "since the send: {} NoPorts +{no_ports} (datagrams for a port nobody had bound), {} InDestUnreachs +{unreachable} (\"unreachable\" answers received); other programs may add to both",
+            family.protocol("Udp"),
+            family.protocol("Icmp")
+        ),
     ));
     if no_ports > 0 && unreachable > 0 && !connected {
         nar.note("So the port was closed and the kernel did answer with ICMP port unreachable. The answer reached this machine, but an unconnected UDP socket is not told of it.");

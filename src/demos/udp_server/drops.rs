@@ -23,6 +23,7 @@ pub(super) fn report_drops_when_due(
     table: &'static str,
     tally: &mut Tally,
     before: Option<&snmp::Counters>,
+    family: snmp::Family,
 ) {
     let Ok(memory) = kernel::udp::socket_memory(sock.as_fd()) else {
         return;
@@ -36,7 +37,7 @@ pub(super) fn report_drops_when_due(
             .last_report
             .is_none_or(|at| at.elapsed() >= Duration::from_millis(250));
     if drained || waiting.elapsed() >= Duration::from_secs(1) {
-        report_drops(nar, sock, table, tally, before);
+        report_drops(nar, sock, table, tally, before, family);
     }
 }
 
@@ -48,6 +49,7 @@ pub(super) fn report_drops(
     table: &'static str,
     tally: &mut Tally,
     before: Option<&snmp::Counters>,
+    family: snmp::Family,
 ) {
     tally.last_report = Some(Instant::now());
     tally.unreported_since = None;
@@ -76,15 +78,16 @@ pub(super) fn report_drops(
         nar.note("Those datagrams arrived while the receive buffer was full, so the kernel threw them away. The senders were not told: for them, sendto() succeeded.");
     }
     if let Some(before) = before {
-        if let Ok(now) = snmp::read_counters("Udp") {
+        if let Ok(now) = snmp::read_counters_of(family, "Udp") {
             let grown = snmp::growth(before, &now);
             nar.kernel_always(Fact::new(
                 "this network namespace",
                 "udp_counters_growth",
                 json!(snmp::only(&grown, &LESSON_COUNTERS)),
-                "/proc/net/snmp",
+                family.path(),
                 format!(
-                    "since this server started: Udp InDatagrams +{}, RcvbufErrors +{}, InErrors +{} (every UDP socket here adds to them)",
+                    "since this server started: {} InDatagrams +{}, RcvbufErrors +{}, InErrors +{} (every UDP socket here adds to them)",
+                    family.protocol("Udp"),
                     snmp::counter(&grown, "InDatagrams"),
                     snmp::counter(&grown, "RcvbufErrors"),
                     snmp::counter(&grown, "InErrors")
@@ -95,16 +98,21 @@ pub(super) fn report_drops(
 }
 
 /// Read and narrate the namespace's UDP counters; `when` says when.
-pub(super) fn udp_counters(nar: &Narrator, when: &str) -> Option<snmp::Counters> {
-    match snmp::read_counters("Udp") {
+pub(super) fn udp_counters(
+    nar: &Narrator,
+    when: &str,
+    family: snmp::Family,
+) -> Option<snmp::Counters> {
+    match snmp::read_counters_of(family, "Udp") {
         Ok(counters) => {
             nar.kernel(Fact::new(
                 "this network namespace",
                 "udp_counters",
                 json!(snmp::only(&counters, &LESSON_COUNTERS)),
-                "/proc/net/snmp",
+                family.path(),
                 format!(
-                    "Udp counters {when}: InDatagrams {}, NoPorts {}, InErrors {}, RcvbufErrors {}",
+                    "{} counters {when}: InDatagrams {}, NoPorts {}, InErrors {}, RcvbufErrors {}",
+                    family.protocol("Udp"),
                     snmp::counter(&counters, "InDatagrams"),
                     snmp::counter(&counters, "NoPorts"),
                     snmp::counter(&counters, "InErrors"),
@@ -117,7 +125,7 @@ pub(super) fn udp_counters(nar: &Narrator, when: &str) -> Option<snmp::Counters>
             nar.kernel(Fact::unavailable(
                 "this network namespace",
                 "udp_counters",
-                "/proc/net/snmp",
+                family.path(),
                 err,
             ));
             None

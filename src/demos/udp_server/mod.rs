@@ -41,7 +41,7 @@ use nix::sys::socket::{
 use serde_json::json;
 
 use crate::error::Failure;
-use crate::kernel;
+use crate::kernel::{self, snmp};
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
 use crate::stop;
@@ -116,7 +116,9 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     );
     let wanted = sys::resolve(&args.host, args.port)?;
     // The namespace's UDP counters before we start, to show what grew.
-    let counters_before = udp_counters(nar, "now");
+    // IPv6 traffic is counted apart from IPv4's, in /proc/net/snmp6.
+    let family = snmp::Family::of(&wanted);
+    let counters_before = udp_counters(nar, "now", family);
 
     let sock = open_socket(nar, args, wanted)?;
     let fd = sock.as_raw_fd();
@@ -139,11 +141,25 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
             None => buf[..kept].to_vec(),
         };
         send_reply(nar, fd, &reply, peer, tally.datagrams == 1);
-        report_drops_when_due(nar, &sock, table, &mut tally, counters_before.as_ref());
+        report_drops_when_due(
+            nar,
+            &sock,
+            table,
+            &mut tally,
+            counters_before.as_ref(),
+            family,
+        );
     }
 
     // Before close: the socket's own drop counter only exists while it does.
-    report_drops(nar, &sock, table, &mut tally, counters_before.as_ref());
+    report_drops(
+        nar,
+        &sock,
+        table,
+        &mut tally,
+        counters_before.as_ref(),
+        family,
+    );
     nar.info(
         "datagrams",
         json!({
