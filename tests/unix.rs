@@ -342,3 +342,21 @@ fn a_socketpair_needs_no_name_and_reports_its_creator_at_both_ends() {
         "exited with status 0"
     );
 }
+
+#[test]
+fn an_empty_message_is_skipped_instead_of_waiting_for_an_echo() {
+    // Server and forked client, and the socketpair: neither may hang.
+    let path = TempPath::new("empty");
+    for args in [
+        vec!["unix-demo", "--path", path.str(), "-m", ""],
+        vec!["unix-demo", "--role", "pair", "-m", ""],
+    ] {
+        let events = finish_ok(Demo::start(&args));
+        let calls = calls(&events);
+        // Only the server's recv, which sees the client close: no send at all.
+        assert!(!calls.contains(&"send".to_string()), "{calls:?}");
+        assert_eq!(returns(&events, "recv").len(), 1, "{}", dump(&events));
+        assert_eq!(returns(&events, "recv")[0]["value"], 0);
+    }
+    assert!(!path.exists());
+}
