@@ -237,3 +237,33 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn delimiter_in_payload_without_the_delimiter_fix_is_a_usage_error() {
+    for args in [
+        &["sticky-demo", "--delimiter-in-payload"][..],
+        &["sticky-demo", "--fix", "length", "--delimiter-in-payload"],
+    ] {
+        let output = netlab().args(args).output().expect("run netlab");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--delimiter-in-payload is only used by --fix delimiter"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("Usage: netlab sticky-demo"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    // With the fix it belongs to, the flag is accepted.
+    let output = netlab()
+        .args([
+            "--json",
+            "sticky-demo",
+            "--fix",
+            "delimiter",
+            "--delimiter-in-payload",
+        ])
+        .output()
+        .expect("run netlab");
+    assert!(output.status.success(), "{output:?}");
+}

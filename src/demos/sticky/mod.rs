@@ -111,6 +111,18 @@ pub enum Fix {
 /// so that the receiver reads the first half on its own.
 const SPLIT_PAUSE: Duration = Duration::from_millis(300);
 
+impl Args {
+    /// A flag that only one fix uses, given without that fix, is a mistake
+    /// on the command line, not something to ignore in silence.
+    /// `cli::check` turns this into a usage error (exit 2).
+    pub fn check(&self) -> Result<(), String> {
+        if self.delimiter_in_payload && self.fix != Fix::Delimiter {
+            return Err("--delimiter-in-payload is only used by --fix delimiter".to_string());
+        }
+        Ok(())
+    }
+}
+
 pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
         "sticky-demo",
@@ -120,9 +132,6 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     let framing = Framing::from(args.fix);
     if let Some(port) = args.port {
         return receive_from_a_client(nar, args, framing, port);
-    }
-    if args.delimiter_in_payload && args.fix != Fix::Delimiter {
-        nar.note("--delimiter-in-payload only matters with --fix delimiter; the newline is sent, but nothing splits on it.");
     }
 
     let messages = frames::messages(args.messages as usize, args.delimiter_in_payload);
