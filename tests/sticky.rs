@@ -239,6 +239,31 @@ fn bad_flags_are_usage_errors() {
 }
 
 #[test]
+fn the_suggested_client_for_a_length_prefix_really_works() {
+    // Typed text (nc) would become a huge length prefix: the hint must be
+    // a command that writes binary prefixes, and running it must work.
+    let mut demo = Demo::start(&["sticky-demo", "--fix", "length", "--port", "0"]);
+    let listening = demo.wait_for("the listening line", |e| {
+        e["event"] == "info" && e["key"] == "listening"
+    });
+    let client = listening["value"]["try"]
+        .as_str()
+        .expect("a command")
+        .to_string();
+    assert!(client.starts_with("python3 -c "), "{client}");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&client)
+        .output()
+        .expect("run the suggested client");
+    assert!(output.status.success(), "{output:?}");
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "{stderr}");
+    let received = &info(&events, "messages")[0]["value"]["received"];
+    assert_eq!(strings(received), ["hello", "world"]);
+}
+
+#[test]
 fn delimiter_in_payload_without_the_delimiter_fix_is_a_usage_error() {
     for args in [
         &["sticky-demo", "--delimiter-in-payload"][..],
