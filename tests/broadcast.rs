@@ -409,3 +409,64 @@ fn a_broadcast_reaches_two_other_hosts_on_a_bridge() {
         "namespaces left behind"
     );
 }
+
+#[test]
+fn a_datagram_from_another_sender_is_reported_and_not_counted() {
+    // Another program broadcasts to the same port while the demo runs,
+    // as a second `netlab broadcast` would: its datagrams reach every
+    // listener too, and must not pass for the demo's own.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    other.set_broadcast(true).unwrap();
+    let other_addr = other.local_addr().unwrap().to_string();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = other.send_to(b"OTHER", ("127.255.255.255", port));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let demo = Demo::start(&["broadcast", "--port", &port.to_string(), "-m", "OURS"]);
+    // Let some of the other sender's datagrams queue before ours.
+    let (status, events, stderr) = demo.finish();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    assert!(
+        status.success(),
+        "exit {status}; stderr: {stderr}\n{}",
+        dump(&events)
+    );
+    let others = infos(&events, "other_sender");
+    assert!(
+        !others.is_empty(),
+        "the flood reached no listener:\n{}",
+        dump(&events)
+    );
+    for event in &others {
+        assert_eq!(event["value"]["from"], other_addr.as_str());
+        assert_eq!(event["value"]["text"], "\"OTHER\"");
+    }
+    for event in infos(&events, "datagram") {
+        assert_eq!(event["value"]["text"], "\"OURS\"", "{event}");
+    }
+    let verdict = &infos(&events, "all_received")[0]["value"];
+    assert_eq!(verdict["received"], 3);
+    assert_eq!(verdict["other_senders"].as_u64(), Some(others.len() as u64));
+    // Every recvfrom() result comes after the sendto() line is complete.
+    let sendto = events
+        .iter()
+        .position(|e| e["event"] == "return" && e["call"] == "sendto")
+        .unwrap();
+    let first = events
+        .iter()
+        .position(|e| e["event"] == "return" && e["call"] == "recvfrom")
+        .unwrap();
+    assert!(first > sendto);
+}

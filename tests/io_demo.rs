@@ -245,3 +245,20 @@ fn a_flag_given_to_a_scene_that_does_not_use_it_is_a_usage_error() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn ctrl_c_during_the_nonblocking_spin_shows_the_real_eagain() {
+    // The peer sends only after 100 s, so the loop is still spinning on
+    // EAGAIN when SIGINT arrives: the last call returned EAGAIN, not EINTR.
+    let mut demo = Demo::start(&["io-demo", "--mode", "nonblocking", "--delay", "100"]);
+    demo.wait_for_call("recv", 2);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (status, events, _) = demo.signal(Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "{}", dump(&events));
+    let recvs = returns(&events, "recv");
+    assert_eq!(recvs.len(), 2, "{}", dump(&events));
+    assert_eq!(recvs[1]["errno"], "EAGAIN", "{}", dump(&events));
+    let spin = &info(&events, "spin")[0]["value"];
+    assert_eq!(spin["stopped"], true);
+    assert!(spin["eagain"].as_u64().unwrap() > 0, "{spin}");
+}

@@ -237,3 +237,58 @@ fn bad_flags_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn the_suggested_client_for_a_length_prefix_really_works() {
+    // Typed text (nc) would become a huge length prefix: the hint must be
+    // a command that writes binary prefixes, and running it must work.
+    let mut demo = Demo::start(&["sticky-demo", "--fix", "length", "--port", "0"]);
+    let listening = demo.wait_for("the listening line", |e| {
+        e["event"] == "info" && e["key"] == "listening"
+    });
+    let client = listening["value"]["try"]
+        .as_str()
+        .expect("a command")
+        .to_string();
+    assert!(client.starts_with("python3 -c "), "{client}");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&client)
+        .output()
+        .expect("run the suggested client");
+    assert!(output.status.success(), "{output:?}");
+    let (status, events, stderr) = demo.finish();
+    assert!(status.success(), "{stderr}");
+    let received = &info(&events, "messages")[0]["value"]["received"];
+    assert_eq!(strings(received), ["hello", "world"]);
+}
+
+#[test]
+fn delimiter_in_payload_without_the_delimiter_fix_is_a_usage_error() {
+    for args in [
+        &["sticky-demo", "--delimiter-in-payload"][..],
+        &["sticky-demo", "--fix", "length", "--delimiter-in-payload"],
+    ] {
+        let output = netlab().args(args).output().expect("run netlab");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--delimiter-in-payload is only used by --fix delimiter"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("Usage: netlab sticky-demo"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    // With the fix it belongs to, the flag is accepted.
+    let output = netlab()
+        .args([
+            "--json",
+            "sticky-demo",
+            "--fix",
+            "delimiter",
+            "--delimiter-in-payload",
+        ])
+        .output()
+        .expect("run netlab");
+    assert!(output.status.success(), "{output:?}");
+}

@@ -342,3 +342,76 @@ fn a_socketpair_needs_no_name_and_reports_its_creator_at_both_ends() {
         "exited with status 0"
     );
 }
+
+#[test]
+fn an_empty_message_is_skipped_instead_of_waiting_for_an_echo() {
+    // Server and forked client, and the socketpair: neither may hang.
+    let path = TempPath::new("empty");
+    for args in [
+        vec!["unix-demo", "--path", path.str(), "-m", ""],
+        vec!["unix-demo", "--role", "pair", "-m", ""],
+    ] {
+        let events = finish_ok(Demo::start(&args));
+        let calls = calls(&events);
+        // Only the server's recv, which sees the client close: no send at all.
+        assert!(!calls.contains(&"send".to_string()), "{calls:?}");
+        assert_eq!(returns(&events, "recv").len(), 1, "{}", dump(&events));
+        assert_eq!(returns(&events, "recv")[0]["value"], 0);
+    }
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_path_a_socket_is_bound_to_is_in_use_not_stale() {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    // A server caught between its bind() and its listen(): connect() is
+    // refused, exactly as for a stale file, but the path is in use.
+    let path = TempPath::new("bound");
+    let bound = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(bound.as_raw_fd(), &UnixAddr::new(&path.0).unwrap()).unwrap();
+    let (status, events, stderr) = Demo::start(&[
+        "unix-demo",
+        "--role",
+        "server",
+        "--path",
+        path.str(),
+        "--unlink-stale",
+    ])
+    .finish();
+    assert_eq!(status.code(), Some(1), "{}", dump(&events));
+    assert!(stderr.contains("in use, not stale"), "{stderr}");
+    assert_eq!(returns(&events, "connect")[0]["errno"], "ECONNREFUSED");
+    assert_eq!(facts(&events, "bound_sockets")[0]["value"]["count"], 1);
+    assert!(!calls(&events).contains(&"unlink".to_string()));
+    assert!(
+        path.exists(),
+        "a path a live socket is bound to is never removed"
+    );
+    drop(bound);
+}
+
+#[test]
+fn runs_at_the_same_time_each_use_their_own_default_file() {
+    // Four runs at once, as a class would start them: none may find
+    // another's file in its way, and each removes its own.
+    let demos: Vec<Demo> = (0..4).map(|_| Demo::start(&["unix-demo"])).collect();
+    for demo in demos {
+        let pid = demo.pid();
+        let events = finish_ok(demo);
+        let own = format!("/tmp/netlab-unix-{pid}.sock");
+        assert_eq!(info(&events, "default_path")[0]["value"]["path"], own);
+        assert_eq!(returns(&events, "bind")[0]["ok"], true, "{}", dump(&events));
+        assert_eq!(
+            info(&events, "echo")[0]["value"]["text"],
+            "hello over AF_UNIX"
+        );
+        assert!(!std::path::Path::new(&own).exists());
+    }
+}

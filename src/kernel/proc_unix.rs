@@ -13,7 +13,9 @@
 //! and `Path` is the bound name: a file path, `@name` for an abstract name
 //! (the leading NUL byte shown as `@`), or nothing for an unbound socket.
 
+use std::ffi::OsString;
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// `__SO_ACCEPTCON` in the `Flags` column: the socket is listening.
 const ACCEPTCON: u32 = 0x0001_0000;
@@ -81,6 +83,57 @@ pub fn unix_entry_by_inode(inode: u64) -> io::Result<Option<UnixEntry>> {
         .find(|entry| entry.inode == inode))
 }
 
+/// Every socket the kernel lists as bound to the file `path`: a listener,
+/// the connections it accepted, or a socket that is bound but not yet
+/// listening. The table shows each path as the binding program wrote it,
+/// so the comparison is made with care and errs on the side of "bound":
+/// the same file name in the same directory (compared after resolving
+/// symbolic links), or the same file name given as a relative path, whose
+/// directory cannot be known from here.
+pub fn sockets_bound_to(path: &Path) -> io::Result<Vec<UnixEntry>> {
+    let ours = Place::of(path);
+    Ok(read_unix_table()?
+        .into_iter()
+        .filter(|entry| {
+            entry
+                .path
+                .as_deref()
+                .filter(|listed| !listed.starts_with('@'))
+                .is_some_and(|listed| ours.may_be(Path::new(listed)))
+        })
+        .collect())
+}
+
+/// A socket path as a file name and its resolved directory.
+struct Place {
+    name: Option<OsString>,
+    dir: Option<PathBuf>,
+}
+
+impl Place {
+    fn of(path: &Path) -> Place {
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        Place {
+            name: path.file_name().map(OsString::from),
+            dir: std::fs::canonicalize(dir).ok(),
+        }
+    }
+
+    /// Could `listed` (a path from the table) name the same file as ours?
+    fn may_be(&self, listed: &Path) -> bool {
+        let theirs = Place::of(listed);
+        if theirs.name != self.name {
+            return false;
+        }
+        // A relative path was relative to the binder's working directory,
+        // which we do not know; a directory we cannot resolve is unknown too.
+        listed.is_relative() || theirs.dir.is_none() || self.dir.is_none() || theirs.dir == self.dir
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +168,31 @@ garbage
         let entry = unix_entry_by_inode(inode).expect("read").expect("listed");
         assert_eq!(entry.state, "connected");
         assert_eq!(entry.path, None);
+    }
+
+    #[test]
+    fn a_socket_bound_but_not_listening_is_found_by_its_path() {
+        use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("netlab-unit-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .expect("socket");
+        bind(sock.as_raw_fd(), &UnixAddr::new(&path).expect("addr")).expect("bind");
+        let bound = sockets_bound_to(&path).expect("read");
+        // Another path in the same directory is not ours.
+        let other = sockets_bound_to(&path.with_extension("other")).expect("read");
+        drop(sock);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(bound.len(), 1, "{bound:?}");
+        assert_eq!(bound[0].state, "unconnected");
+        assert!(other.is_empty(), "{other:?}");
+        // Gone with the socket: the same path is now bound by nobody.
+        assert!(sockets_bound_to(&path).expect("read").is_empty());
     }
 }

@@ -10,8 +10,10 @@
 //!
 //! System calls, in order: for each listener socket, setsockopt
 //! (SO_REUSEADDR, SO_RCVTIMEO), bind, getsockname; for the sender socket,
-//! setsockopt(SO_BROADCAST), getsockopt(SO_BROADCAST); then sendto, and one
-//! recvfrom in each listener thread; close. This file is the self-contained
+//! setsockopt(SO_BROADCAST), getsockopt(SO_BROADCAST); then sendto,
+//! getsockname (the sender's address, which tells our datagram from one
+//! another program broadcast to the same port), and recvfrom in each
+//! listener thread, again after a datagram from another sender; close. This file is the self-contained
 //! demo; `send.rs` and `listen.rs` are the two halves, and `sockets.rs`
 //! holds the narrated socket steps all three share.
 //!
@@ -32,7 +34,8 @@ mod sockets;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::Barrier;
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use nix::errno::Errno;
@@ -42,6 +45,7 @@ use crate::cli::parse_seconds;
 use crate::error::Failure;
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::Narrator;
+use crate::sys;
 use sockets::{
     is_kernel_broadcast, open_listener, open_sender, receive, send_datagram, show_sockets_on_port,
 };
@@ -112,12 +116,6 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     }
 }
 
-/// What one listener's recvfrom() brought.
-enum Heard {
-    Datagram { from: SocketAddr, data: Vec<u8> },
-    Nothing,
-}
-
 /// The self-contained demo: N listeners, one sender, one datagram.
 fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
@@ -150,58 +148,127 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
 
     // 3. Each listener waits in recvfrom() in a thread of its own, like
     //    separate programs would. The main thread announces each wait (so
-    //    --step pauses one call at a time) and hands the step to the
-    //    thread. Two barriers keep the narration in the order of events:
-    //    every thread is about to call recvfrom() before the sender sends,
-    //    and none reports what it got before the sendto() line is complete.
+    //    --step pauses one call at a time) and keeps the step. The threads
+    //    only collect what they receive; the main thread tells it, listener
+    //    by listener, once sendto() and getsockname() are complete, so no
+    //    listener's result is printed where it would look like sendto's.
+    //    Two barriers order the events: every thread is about to call
+    //    recvfrom() before the sender sends, and no thread judges a
+    //    datagram before our sender's address is known.
     let ready = Barrier::new(listeners.len() + 1);
     let sent = Barrier::new(listeners.len() + 1);
-    let (outcome, heard) = std::thread::scope(|scope| {
-        let waiting: Vec<_> = listeners
-            .iter()
-            .enumerate()
-            .map(|(index, fd)| {
-                let number = index + 1;
-                let raw = fd.as_raw_fd();
-                let step = nar.blocking(
-                    "recvfrom",
-                    format!("fd {raw}, {}, 0", bytes(DATAGRAM_MAX)),
-                    format!("listener {number} waits for a datagram"),
-                );
-                let barriers = (&ready, &sent);
-                scope.spawn(move || {
-                    crate::stop::block_stop_signals_in_this_thread();
-                    listen_once(nar, step, number, raw, barriers)
-                })
-            })
-            .collect();
+    let our_sender: OnceLock<SocketAddr> = OnceLock::new();
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let (outcome, steps, heard) = std::thread::scope(|scope| {
+        let mut steps = Vec::new();
+        let mut waiting = Vec::new();
+        for (index, fd) in listeners.iter().enumerate() {
+            let raw = fd.as_raw_fd();
+            steps.push(nar.blocking(
+                "recvfrom",
+                format!("fd {raw}, {}, 0", bytes(DATAGRAM_MAX)),
+                format!("listener {} waits for a datagram", index + 1),
+            ));
+            let shared = (&ready, &sent, &our_sender);
+            waiting.push(scope.spawn(move || {
+                crate::stop::block_stop_signals_in_this_thread();
+                listen_once(raw, shared, timeout)
+            }));
+        }
         ready.wait();
         // If the send fails, the listeners wait until SO_RCVTIMEO ends;
         // the error is reported once everything is closed.
         let outcome = send_datagram(nar, &sender, target, args.message.as_bytes());
+        if matches!(outcome, Ok(Some(_))) {
+            if let Some(local) = sender_address(nar, &sender) {
+                let _ = our_sender.set(local);
+            }
+        }
         sent.wait();
-        let heard: Vec<Heard> = waiting
+        let heard: Vec<Vec<Received>> = waiting
             .into_iter()
-            .map(|thread| thread.join().unwrap_or(Heard::Nothing))
+            .map(|thread| thread.join().unwrap_or_default())
             .collect();
-        (outcome, heard)
+        (outcome, steps, heard)
     });
 
-    // 4. The verdict, from what each recvfrom() returned.
-    let received = heard
-        .iter()
-        .filter(|heard| matches!(heard, Heard::Datagram { data, .. } if data == args.message.as_bytes()))
-        .count();
-    let senders: Vec<String> = heard
-        .iter()
-        .filter_map(|heard| match heard {
-            Heard::Datagram { from, .. } => Some(from.to_string()),
-            Heard::Nothing => None,
-        })
-        .collect();
+    // 4. What each listener's recvfrom() calls returned, listener by
+    //    listener. Only our own datagram counts; one from another program
+    //    broadcasting to the same port is shown as such.
+    nar.info(
+        "listeners_returned",
+        json!({ "listeners": listeners.len() }),
+        "sendto() is complete. The listeners' recvfrom() calls announced above returned, each in its own thread:",
+    );
+    let mut received = 0;
+    let mut others = 0;
+    let mut senders: Vec<String> = Vec::new();
+    for (index, (step, results)) in steps.into_iter().zip(&heard).enumerate() {
+        let number = index + 1;
+        let fd = listeners[index].as_raw_fd();
+        let mut announced = Some(step);
+        for result in results {
+            // The first result belongs to the call announced before the
+            // send; a listener that got another sender's datagram called
+            // recvfrom() again, and each further call is a step of its own.
+            let step = announced.take().unwrap_or_else(|| {
+                nar.call(
+                    "recvfrom",
+                    format!(
+                        "fd {fd}, {}, 0 (listener {number}, again)",
+                        bytes(DATAGRAM_MAX)
+                    ),
+                )
+            });
+            match result {
+                Received::Datagram { from, data, ours } => {
+                    step.ok_value(
+                        data.len() as i64,
+                        format!(
+                            "listener {number} (fd {fd}): {} from {from}: {}",
+                            bytes(data.len()),
+                            show_bytes(data, SHOW_CHARS)
+                        ),
+                    );
+                    let value = json!({ "listener": number, "fd": fd, "from": from.to_string(), "bytes": data.len(), "text": show_bytes(data, SHOW_CHARS) });
+                    if *ours {
+                        nar.info(
+                            "datagram",
+                            value,
+                            format!("listener {number} got its own copy"),
+                        );
+                        senders.push(from.to_string());
+                        if data == args.message.as_bytes() {
+                            received += 1;
+                        }
+                    } else {
+                        others += 1;
+                        nar.info(
+                            "other_sender",
+                            value,
+                            format!("listener {number}: this datagram came from {from}, not from our sender, so it is not counted"),
+                        );
+                        if others == 1 {
+                            nar.note("Another program broadcasts to the same port: every socket bound to the port gets its datagrams too. The source address, compared with what getsockname() said of our sender, tells them apart, and the listener calls recvfrom() again.");
+                        }
+                    }
+                }
+                Received::Failed(errno) => {
+                    step.fail(*errno);
+                    if *errno == Errno::EAGAIN {
+                        nar.note("EAGAIN after SO_RCVTIMEO: no datagram arrived in time. UDP never tells the sender; the datagram is simply not there.");
+                    }
+                }
+            }
+        }
+        if let Some(step) = announced {
+            // The thread never reported (it panicked): say so, not guess.
+            step.fail_code("unknown", "the listener thread ended without a result");
+        }
+    }
     nar.info(
         "all_received",
-        json!({ "listeners": listeners.len(), "received": received, "from": senders }),
+        json!({ "listeners": listeners.len(), "received": received, "from": senders, "other_senders": others }),
         format!(
             "{received} of {} listeners received the same datagram",
             listeners.len()
@@ -211,6 +278,7 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
         nar.note("One sendto() and every listener got its own copy: the kernel delivered the broadcast to each socket bound to the port. Unicast would have reached just one of them.");
     }
 
+    let listeners_count = listeners.len();
     let step = nar.call("close", format!("fd {}", sender.as_raw_fd()));
     step.check(nix::unistd::close(sender), |_| "0".into())?;
     for fd in listeners {
@@ -218,11 +286,10 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
         step.check(nix::unistd::close(fd), |_| "0".into())?;
     }
     outcome?;
-    if received < heard.len() {
+    if received < listeners_count {
         return Err(Failure::new(
             format!(
-                "only {received} of {} listeners received the broadcast",
-                heard.len()
+                "only {received} of {listeners_count} listeners received the broadcast"
             ),
             Some("a firewall may drop broadcasts on lo; `ip route show table local type broadcast` lists what this machine treats as broadcast"),
         )
@@ -231,41 +298,82 @@ fn run_all(nar: &Narrator, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// One listener thread: let the sender go, then recvfrom() and say what came.
+/// getsockname() on the sender after its first sendto(): the address the
+/// kernel bound it to, which the listeners see as the datagram's source.
+fn sender_address(nar: &Narrator, sender: &OwnedFd) -> Option<SocketAddr> {
+    let step = nar.call("getsockname", format!("fd {}", sender.as_raw_fd()));
+    let local = step
+        .check(sys::local_addr(sender.as_raw_fd()), |addr| addr.to_string())
+        .ok()?;
+    nar.note("sendto() bound our sender to an ephemeral port: a datagram from that port is ours, one from any other address was sent by another program.");
+    Some(local)
+}
+
+/// Is a datagram from `from` one our sender sent? The sender is bound to
+/// 0.0.0.0 (any address of this machine) and an ephemeral port, which no
+/// other socket here holds: the port decides, and the address too when
+/// the sender was bound to one.
+fn is_ours(from: SocketAddr, ours: SocketAddr) -> bool {
+    from.port() == ours.port() && (ours.ip().is_unspecified() || ours.ip() == from.ip())
+}
+
+/// What one recvfrom() of a listener brought.
+enum Received {
+    Datagram {
+        from: SocketAddr,
+        data: Vec<u8>,
+        ours: bool,
+    },
+    Failed(Errno),
+}
+
+/// One listener thread: let the sender go, then recvfrom() until our
+/// sender's datagram comes (or SO_RCVTIMEO ends a wait). A datagram from
+/// another sender is kept, marked, and the listener waits again, unless
+/// `timeout` has passed since the first wait began. The thread narrates nothing: the main thread
+/// tells the results in order.
 fn listen_once(
-    nar: &Narrator,
-    step: crate::narrate::Step<'_>,
-    number: usize,
     fd: RawFd,
-    (ready, sent): (&Barrier, &Barrier),
-) -> Heard {
+    (ready, sent, our_sender): (&Barrier, &Barrier, &OnceLock<SocketAddr>),
+    timeout: Duration,
+) -> Vec<Received> {
     ready.wait();
-    let result = receive(fd);
-    sent.wait();
-    match result {
-        Ok((data, from)) => {
-            // Three threads answer at once: say whose answer each line is.
-            step.ok_value(
-                data.len() as i64,
-                format!(
-                    "listener {number} (fd {fd}): {} from {from}: {}",
-                    bytes(data.len()),
-                    show_bytes(&data, SHOW_CHARS)
-                ),
-            );
-            nar.info(
-                "datagram",
-                json!({ "listener": number, "fd": fd, "from": from.to_string(), "bytes": data.len(), "text": show_bytes(&data, SHOW_CHARS) }),
-                format!("listener {number} got its own copy"),
-            );
-            Heard::Datagram { from, data }
+    let deadline = Instant::now() + timeout;
+    let mut results = Vec::new();
+    let mut first = true;
+    loop {
+        let result = receive(fd);
+        if first {
+            // Judge nothing before our sender's address is known.
+            sent.wait();
+            first = false;
         }
-        Err(errno) => {
-            step.fail(errno);
-            if errno == Errno::EAGAIN {
-                nar.note("EAGAIN after SO_RCVTIMEO: no datagram arrived in time. UDP never tells the sender; the datagram is simply not there.");
+        let (data, from) = match result {
+            Ok(datagram) => datagram,
+            Err(errno) => {
+                results.push(Received::Failed(errno));
+                return results;
             }
-            Heard::Nothing
+        };
+        let ours = our_sender.get().is_some_and(|&local| is_ours(from, local));
+        results.push(Received::Datagram { from, data, ours });
+        if ours || our_sender.get().is_none() || Instant::now() >= deadline {
+            return results;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_datagram_is_ours_when_it_comes_from_our_senders_port() {
+        let ours: SocketAddr = "0.0.0.0:40000".parse().unwrap();
+        assert!(is_ours("127.0.0.1:40000".parse().unwrap(), ours));
+        assert!(!is_ours("127.0.0.1:40001".parse().unwrap(), ours));
+        let bound: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        assert!(is_ours("10.0.0.1:40000".parse().unwrap(), bound));
+        assert!(!is_ours("10.0.0.2:40000".parse().unwrap(), bound));
     }
 }

@@ -109,9 +109,10 @@ fn spin_until_data<'scope>(
         match recv(fd, buf, MsgFlags::empty()) {
             Err(Errno::EAGAIN) => {
                 eagain += 1;
-                // A stop request is only an atomic load away.
+                // A stop request is only an atomic load away. The loop
+                // ends with the errno its last recv() really returned.
                 if stop::requested().is_some() {
-                    break Err(Errno::EINTR);
+                    break Err(Errno::EAGAIN);
                 }
             }
             Err(Errno::EINTR) if stop::requested().is_none() => {}
@@ -140,6 +141,17 @@ fn spin_until_data<'scope>(
         }
         Err(errno) => {
             step.fail(errno);
+            if errno == Errno::EAGAIN {
+                nar.info(
+                    "spin",
+                    json!({ "calls": eagain, "eagain": eagain, "wall_ms": ms(wall), "stopped": true }),
+                    format!(
+                        "stopped: the loop called recv() {eagain} times in {:.3} s, and every one returned EAGAIN",
+                        wall.as_secs_f64()
+                    ),
+                );
+                nar.note("The loop stopped because of Ctrl-C, not because recv() failed: its last call returned EAGAIN like all the others, since no data had arrived yet.");
+            }
             None
         }
     }

@@ -107,9 +107,36 @@ pub enum Fix {
     Pace,
 }
 
+/// A command that sends messages framed as `fix` says to `target`. Typed
+/// lines (nc) carry no framing and end with a newline, which suits every
+/// fix but the length prefix: that one needs 4 binary bytes, so a python3
+/// one-liner packs them with struct.pack("!I", ...).
+fn client_command(fix: Fix, target: SocketAddr) -> String {
+    match fix {
+        Fix::Length => format!(
+            "python3 -c 'import socket, struct; s = socket.create_connection((\"{}\", {})); [s.sendall(struct.pack(\"!I\", len(m)) + m) for m in (b\"hello\", b\"world\")]'",
+            target.ip(),
+            target.port()
+        ),
+        Fix::None | Fix::Delimiter | Fix::Pace => format!("nc {} {}", target.ip(), target.port()),
+    }
+}
+
 /// How long the sender waits before the second half of the last message,
 /// so that the receiver reads the first half on its own.
 const SPLIT_PAUSE: Duration = Duration::from_millis(300);
+
+impl Args {
+    /// A flag that only one fix uses, given without that fix, is a mistake
+    /// on the command line, not something to ignore in silence.
+    /// `cli::check` turns this into a usage error (exit 2).
+    pub fn check(&self) -> Result<(), String> {
+        if self.delimiter_in_payload && self.fix != Fix::Delimiter {
+            return Err("--delimiter-in-payload is only used by --fix delimiter".to_string());
+        }
+        Ok(())
+    }
+}
 
 pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
@@ -120,9 +147,6 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     let framing = Framing::from(args.fix);
     if let Some(port) = args.port {
         return receive_from_a_client(nar, args, framing, port);
-    }
-    if args.delimiter_in_payload && args.fix != Fix::Delimiter {
-        nar.note("--delimiter-in-payload only matters with --fix delimiter; the newline is sent, but nothing splits on it.");
     }
 
     let messages = frames::messages(args.messages as usize, args.delimiter_in_payload);
@@ -417,15 +441,15 @@ fn receive_from_a_client(nar: &Narrator, args: &Args, framing: Framing, port: u1
     let step = nar.call("listen", format!("fd {fd}, backlog 1"));
     step.check(listen(&listener, Backlog::new(1)?), |_| "0".into())?;
     let target = sys::connectable(bound);
+    let client = client_command(args.fix, target);
     nar.startup(
         "listening",
-        json!({ "addr": bound.to_string(), "port": bound.port() }),
-        format!(
-            "listening on {bound}; send messages framed as --fix says, e.g. with: nc {} {}",
-            target.ip(),
-            target.port()
-        ),
+        json!({ "addr": bound.to_string(), "port": bound.port(), "try": client }),
+        format!("listening on {bound}; send messages framed as --fix says, e.g. with: {client}"),
     );
+    if args.fix == Fix::Length {
+        nar.note("nc cannot be the sender here: the first 4 bytes of typed text become the length, so \"hello\" starts with \"hell\", a prefix of 1,751,477,356 bytes. A length prefix is binary, so a program must write it; the python3 line above does.");
+    }
 
     let step = nar.blocking(
         "accept",

@@ -30,17 +30,27 @@ pub(super) fn run(nar: &Narrator, place: &Place, message: &[u8]) -> Result<()> {
     }
     nar.note("Connected. There was no handshake on any wire: the kernel joined the two sockets directly, and the data will be copied from one process's buffer to the other's.");
     peer_credentials(nar, &socket, "the server");
-    talk(nar, &socket, message);
+    let talked = talk(nar, &socket, message);
     let step = nar.call("close", format!("fd {fd}"));
     step.check(nix::unistd::close(socket), |_| "0".into())?;
-    Ok(())
+    talked
 }
 
-/// send() the message, then recv() the echo.
-pub(super) fn talk(nar: &Narrator, socket: &OwnedFd, message: &[u8]) {
+/// send() the message, then recv() the echo. An error if the echo did not
+/// come back (the connection broke, or the other end closed first).
+pub(super) fn talk(nar: &Narrator, socket: &OwnedFd, message: &[u8]) -> Result<()> {
     let fd = socket.as_raw_fd();
+    if message.is_empty() {
+        // send() of 0 bytes puts nothing in the stream, and an echo server
+        // would have nothing to answer: waiting for the echo would hang.
+        nar.note("An empty message is skipped: a byte stream has no empty messages, so zero bytes would send nothing and no echo would come.");
+        return Ok(());
+    }
     if !send_all(nar, socket, message) {
-        return;
+        if crate::stop::requested().is_some() {
+            return Ok(());
+        }
+        return Err(Failure::new("send() failed, so the message was not sent", None).into());
     }
     let mut buf = vec![0u8; 1024];
     let step = nar.blocking(
@@ -49,7 +59,14 @@ pub(super) fn talk(nar: &Narrator, socket: &OwnedFd, message: &[u8]) {
         "waiting for the echo",
     );
     match recv(fd, &mut buf, MsgFlags::empty()) {
-        Ok(0) => step.ok_value(0, "0: end of stream"),
+        Ok(0) => {
+            step.ok_value(0, "0: end of stream");
+            return Err(Failure::new(
+                "the other end closed the connection before it echoed the message",
+                None,
+            )
+            .into());
+        }
         Ok(count) => {
             step.ok_value(
                 count as i64,
@@ -61,8 +78,21 @@ pub(super) fn talk(nar: &Narrator, socket: &OwnedFd, message: &[u8]) {
                 format!("the other end echoed {}", bytes(count)),
             );
         }
-        Err(errno) => step.fail(errno),
+        Err(Errno::EINTR) if crate::stop::requested().is_some() => step.fail(Errno::EINTR),
+        Err(errno) => {
+            step.fail(errno);
+            return Err(Failure::new(
+                format!(
+                    "recv() of the echo failed: {} ({})",
+                    errno_name(errno),
+                    errno.desc()
+                ),
+                None,
+            )
+            .into());
+        }
     }
+    Ok(())
 }
 
 /// send() until every byte is out. False if the connection broke.

@@ -10,9 +10,14 @@
 //! Two classic traps, and the Linux extra:
 //!
 //! - The file outlives the socket. A server that crashed left its file
-//!   behind, and the next bind() fails with EADDRINUSE. The demo checks
-//!   that nobody listens on it (connect() is refused) before it offers to
-//!   remove it (`--unlink-stale`); a clean server unlinks its file itself.
+//!   behind, and the next bind() fails with EADDRINUSE. Before it calls the
+//!   file stale, the demo asks twice: connect() (is anybody listening?) and
+//!   `/proc/net/unix` (is any socket bound to this path, perhaps one that
+//!   has not called listen() yet?). Only a file no socket is bound to is
+//!   removed, and only with `--unlink-stale`; a clean server unlinks its
+//!   file itself.
+//! - `--role both` without `--path` uses a file name with the process id in
+//!   it, so two runs at once never share (or fight over) one file.
 //! - `--abstract NAME` uses the Linux abstract namespace: the name lives in
 //!   the kernel, not in the file system, and vanishes with the socket.
 //!
@@ -55,8 +60,16 @@ use crate::error::Failure;
 use crate::kernel;
 use crate::narrate::{Fact, Narrator};
 
-/// The socket file used when neither --path nor --abstract is given.
+/// The socket file used by `--role server` and `--role client` when neither
+/// --path nor --abstract is given, so that the two find each other.
 pub const DEFAULT_PATH: &str = "/tmp/netlab-unix.sock";
+
+/// The socket file of `--role both` when no name is given: one per process
+/// (`/tmp/netlab-unix-PID.sock`), because server and client are the same
+/// run and no other run needs to find it.
+fn own_default_path() -> PathBuf {
+    PathBuf::from(format!("/tmp/netlab-unix-{}.sock", std::process::id()))
+}
 
 /// The flags of this demo (the `--help` text is in the `///` comments).
 #[derive(Debug, Clone, clap::Args)]
@@ -111,6 +124,7 @@ impl Place {
         match (&args.abstract_name, &args.path) {
             (Some(name), _) => Place::Abstract(name.clone()),
             (None, Some(path)) => Place::File(path.clone()),
+            (None, None) if args.role == Role::Both => Place::File(own_default_path()),
             (None, None) => Place::File(PathBuf::from(DEFAULT_PATH)),
         }
     }
@@ -165,6 +179,14 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         }
     }
     let place = Place::from_args(args);
+    if args.role == Role::Both && args.path.is_none() && args.abstract_name.is_none() {
+        nar.info(
+            "default_path",
+            json!({ "path": place.shown() }),
+            format!("no --path given: this run uses its own socket file {place}"),
+        );
+        nar.note("With --role both and no --path, the file name carries this process's id, so two runs at the same time never meet on one file.");
+    }
     match args.role {
         Role::Client => client::run(nar, &place, args.message.as_bytes()),
         Role::Server => server::run(nar, args, &place, None),
@@ -261,7 +283,10 @@ fn end_child(nar: &Narrator, result: Result<()>) -> ! {
 }
 
 /// Reap the forked child with waitpid(), after showing it as a zombie.
-fn reap_child(nar: &Narrator, child: &mut ForkedChild) {
+/// If the child did not exit with status 0 (and we were not stopped with
+/// Ctrl-C, which ends the child on purpose), the demo failed: its own
+/// client did not get its echo, so the run ends with exit status 1.
+fn reap_child(nar: &Narrator, child: &mut ForkedChild) -> Result<()> {
     let pid = child.pid();
     // The child is about to exit (or has): give it a moment to become a
     // zombie, the state in which it waits for our waitpid().
@@ -278,12 +303,22 @@ fn reap_child(nar: &Narrator, child: &mut ForkedChild) {
             nar.note("The child has exited but stays a zombie: the kernel keeps its exit status until the parent collects it with waitpid().");
         }
     }
-    if let Some(status) = child.wait(nar, "the child to exit") {
-        let ended = children::describe_end(&status);
-        nar.info(
-            "reaped",
-            json!({ "pid": pid.as_raw(), "status": ended }),
-            format!("child {pid} reaped: {ended}"),
-        );
+    let Some(status) = child.wait(nar, "the child to exit") else {
+        return Ok(());
+    };
+    let ended = children::describe_end(&status);
+    nar.info(
+        "reaped",
+        json!({ "pid": pid.as_raw(), "status": ended }),
+        format!("child {pid} reaped: {ended}"),
+    );
+    let succeeded = matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0));
+    if succeeded || crate::stop::requested().is_some() {
+        return Ok(());
     }
+    Err(Failure::new(
+        format!("the client child {pid} {ended}: the demo did not complete"),
+        Some("the child's lines above say what went wrong"),
+    )
+    .into())
 }

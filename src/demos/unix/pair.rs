@@ -41,8 +41,7 @@ pub(super) fn run(nar: &Narrator, message: &[u8]) -> Result<()> {
     peer_credentials(nar, &parent_end, "the other end");
     nar.note("SO_PEERCRED names this very process, not the child: for a socketpair the kernel records the process that made the pair, for both ends. Credentials are taken when a connection is made, and fork() hands descriptors on without changing them.");
     server::serve(nar, parent_end)?;
-    reap_child(nar, &mut child);
-    Ok(())
+    reap_child(nar, &mut child)
 }
 
 /// The child keeps its end and closes the parent's, then talks. (The
@@ -58,9 +57,9 @@ fn child_talks(
     let step = nar.call("close", format!("fd {parent_fd} (the parent's end)"));
     step.check(nix::unistd::close(parent_fd), |_| "0".into())?;
     peer_credentials(nar, child_end, "the other end");
-    client::talk(nar, child_end, message);
+    let talked = client::talk(nar, child_end, message);
     let child_fd = child_end.as_raw_fd();
     let step = nar.call("close", format!("fd {child_fd}"));
     step.check(nix::unistd::close(child_fd), |_| "0".into())?;
-    Ok(())
+    talked
 }

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::demos::children::{self, Forked, ForkedChild};
 use crate::error::Failure;
+use crate::kernel;
 use crate::narrate::text::{bytes, show_bytes};
 use crate::narrate::{errno_name, Fact, Narrator};
 use crate::stop;
@@ -108,7 +109,7 @@ pub(super) fn run(
     step.check(nix::unistd::close(listener), |_| "0".into())?;
     file.remove(nar);
     if let Some(child) = child.as_mut() {
-        reap_child(nar, child);
+        reap_child(nar, child)?;
     }
     Ok(())
 }
@@ -209,6 +210,11 @@ fn bind_name(
             "stop that server, or choose another --path",
         )
         .into()),
+        Probe::Bound => Err(Failure::with_hint(
+            format!("cannot bind {}: a socket is bound to it, so it is in use, not stale (Address already in use)", path.display()),
+            "another program bound it and may be about to listen(); stop it, or choose another --path",
+        )
+        .into()),
         Probe::NotASocket => Err(Failure::with_hint(
             format!("cannot bind {}: the file exists and is not a socket", path.display()),
             "netlab only ever removes socket files; choose another --path",
@@ -216,60 +222,179 @@ fn bind_name(
         .into()),
         Probe::Stale if !unlink_stale => Err(Failure::with_hint(
             format!("cannot bind {}: a stale socket file is in the way (Address already in use)", path.display()),
-            format!("nobody listens on it (connect() was refused), so a server that did not clean up left it; remove it with `rm {}` or run again with --unlink-stale", path.display()),
+            format!("no socket is bound to it (connect() was refused and /proc/net/unix does not list it), so a server that did not clean up left it; remove it with `rm {}` or run again with --unlink-stale", path.display()),
         )
         .into()),
-        Probe::Stale => {
-            nar.note("--unlink-stale: nobody listens on the file, so it is safe to remove it and bind again.");
-            let step = nar.call("unlink", path.display().to_string());
-            step.check(nix::unistd::unlink(path), |_| "0".into())?;
-            let step = nar.call("bind", format!("fd {fd}, {place}"));
-            step.check(bind(fd, addr), |_| "0".into())
-                .with_context(|| format!("binding {place} after removing the stale file"))?;
-            Ok(())
-        }
+        Probe::Stale => unlink_and_bind(nar, fd, place, path, addr),
     }
+}
+
+/// --unlink-stale: remove the stale file and bind again, holding a lock
+/// on the directory. Two runs that both found the file stale would
+/// otherwise race: the first unlinks and binds, and the second unlinks
+/// the first one's live file. With the lock, the second run looks at
+/// /proc/net/unix again after the first has bound, and finds the path in
+/// use.
+fn unlink_and_bind(
+    nar: &Narrator,
+    fd: std::os::fd::RawFd,
+    place: &Place,
+    path: &Path,
+    addr: &UnixAddr,
+) -> Result<()> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let step = nar.call("open", format!("{}, O_RDONLY", dir.display()));
+    let dir_file = step.check(
+        std::fs::File::open(dir).map_err(|err| Errno::from_raw(err.raw_os_error().unwrap_or(0))),
+        |file| format!("fd {}", file.as_raw_fd()),
+    )?;
+    let dir_fd = dir_file.as_raw_fd();
+    let step = nar.blocking(
+        "flock",
+        format!("fd {dir_fd}, LOCK_EX"),
+        "waiting for any other run that is replacing a stale file here",
+    );
+    let lock = match Flock::lock(dir_file, FlockArg::LockExclusive) {
+        Ok(lock) => {
+            step.ok("0");
+            lock
+        }
+        Err((_, errno)) => {
+            step.fail(errno);
+            return Err(errno).context("locking the directory before removing the stale file");
+        }
+    };
+    nar.note("The directory is locked (flock is advisory: every netlab run asks for it before it removes a socket file). Now look again: another run may have bound the path since we checked.");
+    let result = match bound_sockets(nar, path) {
+        Some(0) => {
+            nar.note("--unlink-stale: still no socket is bound to the file, so it is safe to remove it and bind again.");
+            let step = nar.call("unlink", path.display().to_string());
+            step.check(nix::unistd::unlink(path), |_| "0".into())
+                .map_err(anyhow::Error::from)
+                .and_then(|_| {
+                    let step = nar.call("bind", format!("fd {fd}, {place}"));
+                    step.check(bind(fd, addr), |_| "0".into())
+                        .with_context(|| format!("binding {place} after removing the stale file"))
+                })
+        }
+        Some(_) => Err(Failure::with_hint(
+            format!("cannot bind {}: another program bound it while we looked (Address already in use)", path.display()),
+            "the file is in use now, so it is not removed; choose another --path",
+        )
+        .into()),
+        None => Err(Failure::with_hint(
+            format!("cannot bind {}: /proc/net/unix cannot be read, so whether the file is in use is unknown", path.display()),
+            "netlab removes a socket file only when the kernel shows it is unused; remove it yourself if you are sure",
+        )
+        .into()),
+    };
+    // Unlock, then close the directory: other runs may go ahead.
+    let step = nar.call("flock", format!("fd {dir_fd}, LOCK_UN"));
+    match lock.unlock() {
+        Ok(dir_file) => {
+            step.ok("0");
+            let step = nar.call("close", format!("fd {dir_fd}"));
+            step.check(
+                nix::unistd::close(std::os::fd::OwnedFd::from(dir_file)),
+                |_| "0".into(),
+            )?;
+        }
+        // Closing the descriptor (when the lock is dropped) releases it too.
+        Err((_, errno)) => step.fail(errno),
+    }
+    result
 }
 
 /// What is at a path that bind() found taken.
 enum Probe {
     Listening,
+    /// A socket is bound to the path but does not (yet) listen.
+    Bound,
     Stale,
     NotASocket,
 }
 
-/// lstat() the path; if it is a socket, try to connect to it: a refusal
-/// means nobody listens, and the file is stale.
+/// lstat() the path; if it is a socket, try to connect to it. A refusal
+/// alone does not make the file stale: a socket may be bound to it and
+/// not listening yet (a server between its bind() and listen()), so the
+/// kernel's table of Unix sockets has the last word.
 fn probe(nar: &Narrator, path: &Path) -> Result<Probe> {
     let step = nar.call("lstat", path.display().to_string());
     let stat = step.check(lstat(path), |stat| file_type_name(stat.st_mode).to_string())?;
     if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Ok(Probe::NotASocket);
     }
-    nar.note("It is a socket file. Is anybody listening on it? A connect() tells: a live server accepts it, a stale file refuses it.");
+    nar.note("It is a socket file. Is anybody listening on it? A connect() tells: a live server accepts it.");
     let probe = unix_socket(nar)?;
     let step = nar.call(
         "connect",
         format!("fd {}, {}", probe.as_raw_fd(), path.display()),
     );
-    let result = match connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
+    let connected = match connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
         Ok(()) => {
             step.ok("0");
-            Probe::Listening
-        }
-        Err(Errno::ECONNREFUSED) => {
-            step.fail(Errno::ECONNREFUSED);
-            nar.note("ECONNREFUSED: the file is there, but no socket listens behind it. It is stale, left by a process that ended without unlink().");
-            Probe::Stale
+            true
         }
         Err(errno) => {
             step.fail(errno);
-            Probe::Listening
+            false
         }
     };
     let step = nar.call("close", format!("fd {}", probe.as_raw_fd()));
     step.check(nix::unistd::close(probe), |_| "0".into())?;
-    Ok(result)
+    if connected {
+        return Ok(Probe::Listening);
+    }
+    nar.note("Refused: nobody listens. But a socket may be bound to the file and not listen yet (another server between its bind() and listen()), so ask the kernel which sockets are bound to this path.");
+    Ok(match bound_sockets(nar, path) {
+        Some(0) => {
+            nar.note("No socket is bound to the file: it is stale, left by a process that ended without unlink().");
+            Probe::Stale
+        }
+        Some(_) => Probe::Bound,
+        // Unknown is treated as in use: a live file must never be removed.
+        None => Probe::Bound,
+    })
+}
+
+/// How many sockets `/proc/net/unix` lists as bound to `path`, shown as a
+/// kernel fact; None if the table cannot be read.
+fn bound_sockets(nar: &Narrator, path: &Path) -> Option<usize> {
+    let subject = path.display().to_string();
+    match kernel::proc_unix::sockets_bound_to(path) {
+        Ok(entries) => {
+            let states: Vec<&str> = entries.iter().map(|entry| entry.state).collect();
+            nar.kernel(Fact::new(
+                &subject,
+                "bound_sockets",
+                json!({ "count": entries.len(), "states": states }),
+                "/proc/net/unix",
+                if entries.is_empty() {
+                    format!("no socket is bound to {subject}")
+                } else {
+                    format!(
+                        "{} socket(s) bound to {subject}: {}",
+                        entries.len(),
+                        states.join(", ")
+                    )
+                },
+            ));
+            Some(entries.len())
+        }
+        Err(err) => {
+            nar.kernel(Fact::unavailable(
+                subject,
+                "bound_sockets",
+                "/proc/net/unix",
+                err,
+            ));
+            None
+        }
+    }
 }
 
 fn file_type_name(mode: libc::mode_t) -> &'static str {
