@@ -241,6 +241,7 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
 pub fn check(cli: &Cli) -> Result<(), clap::Error> {
     let (name, checked) = match &cli.command {
         Command::IoDemo(args) => ("io-demo", args.check()),
+        Command::TcpServer(args) => ("tcp-server", args.check()),
         _ => return Ok(()),
     };
     let Err(message) = checked else {

@@ -280,12 +280,25 @@ fn threads_serve_clients_at_once_in_one_process() {
 
 #[test]
 fn model_flags_need_the_fork_model() {
-    let output = netlab()
-        .args(["tcp-server", "--port", "0", "--no-reap"])
-        .output()
-        .expect("run netlab");
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--model fork"));
+    // A usage error (exit 2, before any socket), in every model but fork.
+    for (flag, model) in [
+        ("--no-reap", "iterative"),
+        ("--no-close-in-parent", "iterative"),
+        ("--no-reap", "thread"),
+    ] {
+        let output = netlab()
+            .args(["tcp-server", "--port", "0", "--model", model, flag])
+            .output()
+            .expect("run netlab");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {model}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("--model fork"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("Usage: netlab tcp-server"), "{stderr}");
+        assert!(output.stdout.is_empty(), "no demo ran");
+    }
 }
 
 /// Read /proc/net/tcp (the test's own reader) until the connection

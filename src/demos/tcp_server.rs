@@ -116,6 +116,26 @@ pub enum Model {
     Thread,
 }
 
+impl Args {
+    /// --no-close-in-parent and --no-reap are mistakes of a forking server:
+    /// without --model fork there is no parent and no child to make them, so
+    /// giving them is a mistake on the command line. `cli::check` turns this
+    /// into a usage error (exit 2).
+    pub fn check(&self) -> Result<(), String> {
+        for (flag, given) in [
+            ("--no-close-in-parent", self.no_close_in_parent),
+            ("--no-reap", self.no_reap),
+        ] {
+            if given && self.model != Model::Fork {
+                return Err(format!(
+                    "{flag} shows a mistake of a forking server and needs --model fork"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
         "tcp-server",
@@ -126,13 +146,6 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
             Model::Thread => "A threaded TCP echo server: one thread per client, all in one process.",
         },
     );
-    if (args.no_close_in_parent || args.no_reap) && args.model != Model::Fork {
-        return Err(Failure::new(
-            "--no-close-in-parent and --no-reap show mistakes of a forking server",
-            Some("add --model fork"),
-        )
-        .into());
-    }
     let wanted = sys::resolve(&args.host, args.port)?;
 
     // A server must not die because one client vanished: ignore SIGPIPE,
