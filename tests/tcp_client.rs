@@ -280,3 +280,32 @@ fn an_empty_message_is_skipped_instead_of_waiting_for_a_reply() {
     );
     assert!(server.finish().0.success());
 }
+
+#[test]
+fn refused_hints_never_suggest_a_server_that_cannot_be_started() {
+    // Port 0 is never a server's port; port 9 (discard) is privileged and
+    // nothing listens there on a test machine.
+    for (port, wanted) in [("0", "port 0 is no server's port"), ("9", "needs root")] {
+        let output = netlab()
+            .args([
+                "tcp-client",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "-m",
+                "x",
+            ])
+            .output()
+            .expect("run netlab");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("connection refused"), "{stderr}");
+        assert!(stderr.contains(wanted), "port {port}: {stderr}");
+        assert!(
+            !stderr.contains("start a server first"),
+            "port {port}: no server can be started there: {stderr}"
+        );
+        assert!(stderr.contains("tcp-server --port 0"), "{stderr}");
+    }
+}

@@ -220,13 +220,25 @@ fn connect_failure(nar: &Narrator, errno: Errno, server: SocketAddr) -> Failure 
     match errno {
         Errno::ECONNREFUSED => {
             nar.note("ECONNREFUSED: nothing listens on that port, so the server machine's kernel answered our SYN with RST.");
-            Failure::with_hint(
-                format!("could not connect to {server}: connection refused"),
-                format!(
-                    "start a server first, e.g. `netlab tcp-server --port {}`",
-                    server.port()
-                ),
-            )
+            let message = format!("could not connect to {server}: connection refused");
+            let port = server.port();
+            // A server can never be started on the port to suggest when it
+            // is 0 (bind takes 0 as "any free port") or, without root, a
+            // port below the unprivileged start (1024 by default).
+            let first_free = kernel::sysctl::unprivileged_port_start().unwrap_or(1024);
+            if port == 0 {
+                Failure::with_hint(message, "port 0 is no server's port: `netlab tcp-server --port 0` gets a free port from the kernel and prints it (`listening on ...`); pass that port to --port")
+            } else if port < first_free {
+                Failure::with_hint(
+                    message,
+                    format!("a server on port {port} needs root (ports below {first_free} are privileged); start one on a free port with `netlab tcp-server --port 0` and pass the port it prints to --port"),
+                )
+            } else {
+                Failure::with_hint(
+                    message,
+                    format!("start a server first, e.g. `netlab tcp-server --port {port}`"),
+                )
+            }
         }
         Errno::ETIMEDOUT => Failure::new(
             format!("could not connect to {server}: no answer (timed out)"),
