@@ -416,14 +416,15 @@ fn close_and_look(
 ) -> Result<()> {
     let step = nar.call("close", format!("fd {}", fd.as_raw_fd()));
     step.check(nix::unistd::close(fd), |_| "0".into())?;
-    if we_closed_first {
-        nar.note("We sent the first FIN (with shutdown), so our end is the one left in TIME_WAIT, for 60 seconds, so that late packets of this connection cannot confuse a new one.");
-    } else {
-        nar.note("The end that sends the first FIN waits in TIME_WAIT for 60 seconds, so that late packets of this connection cannot confuse a new one. The kernel tells us which end that is.");
-    }
-    nar.connection_state(local, server, "this client's end");
+    // First what the kernel says, then the explanation that fits it.
+    let ours = nar.connection_state(local, server, "this client's end");
     if sys::is_on_this_machine(server.ip()) {
         nar.connection_state(server, local, "the server's end");
+    }
+    match ours {
+        Some(TcpState::TimeWait) if we_closed_first => nar.note("We sent the first FIN (with shutdown), so our end is the one left in TIME_WAIT, for 60 seconds, so that late packets of this connection cannot confuse a new one."),
+        Some(TcpState::FinWait1 | TcpState::FinWait2) => nar.note("Our FIN went out, but the server has not sent its own FIN yet, so our end is not in TIME_WAIT: no program holds it any more, and the kernel drops it after net.ipv4.tcp_fin_timeout seconds unless the server's FIN arrives first."),
+        _ => nar.note("The end that sends the first FIN waits in TIME_WAIT for 60 seconds, so that late packets of this connection cannot confuse a new one. The kernel lines above say which end that is."),
     }
     Ok(())
 }
