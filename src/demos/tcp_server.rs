@@ -435,8 +435,16 @@ pub(super) fn serve_client(
         match recv(fd, &mut buf, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_value(0, "0: end of stream");
+                // Usually the client's FIN, but not always: when a threaded
+                // server stops, the main thread's shutdown() ends the stream
+                // too. The state tells which end sent the first FIN.
+                let state = nar.tcp_state(conn_fd.as_fd());
+                if matches!(state, Some(TcpState::FinWait1 | TcpState::FinWait2)) {
+                    nar.note("recv() returned 0 because our own shutdown() ended the stream: the server is stopping and sent its FIN first. The client has not closed its end.");
+                    break Ending::Stopped;
+                }
                 nar.note("recv() returned 0: the client sent FIN and will send nothing more.");
-                if nar.tcp_state(conn_fd.as_fd()) == Some(TcpState::CloseWait) {
+                if state == Some(TcpState::CloseWait) {
                     nar.note("CLOSE_WAIT: the kernel now waits for us to close our end. A server that forgets close() leaves connections in this state for ever.");
                 }
                 break Ending::PeerClosed;
@@ -516,22 +524,37 @@ pub(super) fn serve_client(
         format!("client {peer} done"),
     );
     if let (Some(local), Ending::PeerClosed) = (local, &ending) {
-        nar.note("The client closed first, so its end goes to TIME_WAIT; ours sends FIN, waits for the last ACK, and is gone.");
         nar.connection_state(local, peer, "this server's end");
         if sys::is_on_this_machine(peer.ip()) {
-            nar.connection_state(peer, local, "the client's end");
+            let theirs = nar.connection_state(peer, local, "the client's end");
+            if theirs == Some(TcpState::TimeWait) {
+                nar.note("The client closed first, so its end is the one in TIME_WAIT; ours sent FIN, got the last ACK, and is gone.");
+            }
         } else {
-            nar.note("The client runs on another machine, so its TIME_WAIT is kept by that machine's kernel, out of our sight.");
+            nar.note("The client runs on another machine, so the state of its end is kept by that machine's kernel, out of our sight.");
         }
     }
     if let (Some(local), Ending::ServerClosed) = (local, &ending) {
         show_server_closed(nar, local, peer);
     }
     if let (Some(local), Ending::Stopped) = (local, &ending) {
-        nar.note("We closed first this time, so it is our end that waits in TIME_WAIT once the client closes too.");
-        nar.connection_state(local, peer, "this server's end");
+        show_stopped(nar, local, peer);
     }
     Ok(())
+}
+
+/// We were stopped mid-conversation and closed first: say what the kernel
+/// reports for each end, not what it will be once the client closes.
+fn show_stopped(nar: &Narrator, local: SocketAddr, peer: SocketAddr) {
+    let ours = nar.connection_state(local, peer, "this server's end");
+    if sys::is_on_this_machine(peer.ip()) {
+        nar.connection_state(peer, local, "the client's end");
+    }
+    match ours {
+        Some(TcpState::TimeWait) => nar.note("We closed first and the client has closed too, so our end is the one in TIME_WAIT."),
+        Some(TcpState::FinWait1 | TcpState::FinWait2) => nar.note("We closed first, but the client has not sent its FIN yet: our end waits in FIN_WAIT2. It goes to TIME_WAIT if the client's FIN arrives, and the kernel drops it after net.ipv4.tcp_fin_timeout seconds if it does not."),
+        _ => {}
+    }
 }
 
 /// --close-after: we called close() first. Whether FIN really left is
