@@ -91,6 +91,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "tcp",
         "A TCP client: connect, send, receive, close, and the errors you meet when the other side is gone.",
     );
+    // Nothing here but descriptors: `q` in --step may end the run at once.
+    nar.may_end_at_any_step();
     let server = sys::resolve(&args.host, args.port)?;
     sigpipe::set(nar, args.sigpipe)?;
 

@@ -146,6 +146,11 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
             Model::Thread => "A threaded TCP echo server: one thread per client, all in one process.",
         },
     );
+    // One client at a time holds nothing but descriptors: `q` in --step may
+    // end the run at once. Threads and children must be ended in order.
+    if args.model == Model::Iterative {
+        nar.may_end_at_any_step();
+    }
     let wanted = sys::resolve(&args.host, args.port)?;
 
     // A server must not die because one client vanished: ignore SIGPIPE,

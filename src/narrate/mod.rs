@@ -31,14 +31,14 @@ mod throttle;
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::thread::ThreadId;
 use std::time::Instant;
 
 use colored::Colorize;
 use nix::errno::Errno;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub use event::{Event, Kind, SCHEMA_VERSION};
 pub use evidence::Fact;
@@ -99,6 +99,8 @@ pub struct Narrator {
     steps: AtomicU32,
     out: Mutex<Output>,
     stepper: Stepper,
+    /// Set by `may_end_at_any_step`: `q` at a pause ends the run at once.
+    end_at_any_step: AtomicBool,
 }
 
 struct Output {
@@ -167,7 +169,18 @@ impl Narrator {
             start: Instant::now(),
             steps: AtomicU32::new(0),
             stepper,
+            end_at_any_step: AtomicBool::new(false),
         }
+    }
+
+    /// A demo that holds nothing but file descriptors (no child processes,
+    /// no files to remove) calls this first. Then `q` at a `--step` pause
+    /// ends the run right there, before the call it paused on: the kernel
+    /// closes every descriptor as the process exits, so nothing is left to
+    /// clean up. Other demos stop as on Ctrl-C: `q` requests a stop, their
+    /// next blocking call returns EINTR, and they clean up and return.
+    pub fn may_end_at_any_step(&self) {
+        self.end_at_any_step.store(true, Ordering::Relaxed);
     }
 
     /// The banner: which demo, which lesson explains it, what it shows.
@@ -239,7 +252,10 @@ impl Narrator {
         }
         // Built at most once, and only if the stepper or the output needs it.
         let mut args = LazyText::new(args);
-        self.stepper.wait(|| format!("{call}({})", args.get()));
+        let quit = self.stepper.wait(|| format!("{call}({})", args.get()));
+        if quit && self.end_at_any_step.load(Ordering::Relaxed) {
+            self.quit_before(call);
+        }
         let shown = {
             let mut out = self.lock();
             let verdict = out.throttle.admit(Instant::now());
@@ -266,6 +282,20 @@ impl Narrator {
             );
         }
         Step::new(self, number, call, shown)
+    }
+
+    /// `q` at a pause, in a demo that may end at any step: `call` is never
+    /// made. Say so, write the end line, and exit with the stop's code.
+    fn quit_before(&self, call: &'static str) -> ! {
+        self.info(
+            "quit",
+            json!({ "before": call }),
+            format!("{call}() is not made: the run ends here, and the kernel closes every descriptor this process holds"),
+        );
+        let reason = stop::requested().unwrap_or(StopReason::Quit);
+        let code = reason.exit_code();
+        self.end(reason.describe(), code);
+        std::process::exit(code)
     }
 
     /// A fact read from the kernel (see `evidence.rs` for the readers).
