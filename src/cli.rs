@@ -242,6 +242,7 @@ pub fn check(cli: &Cli) -> Result<(), clap::Error> {
     let (name, checked) = match &cli.command {
         Command::IoDemo(args) => ("io-demo", args.check()),
         Command::StickyDemo(args) => ("sticky-demo", args.check()),
+        Command::TcpServer(args) => ("tcp-server", args.check()),
         _ => return Ok(()),
     };
     let Err(message) = checked else {

@@ -47,6 +47,8 @@ pub enum StopReason {
     Terminate,
     /// Standard output was closed by its reader.
     OutputClosed,
+    /// `q` (or Ctrl-C, which raw mode turns into a key) at a `--step` pause.
+    Quit,
 }
 
 impl StopReason {
@@ -55,6 +57,7 @@ impl StopReason {
             StopReason::Interrupt => 1,
             StopReason::Terminate => 2,
             StopReason::OutputClosed => 3,
+            StopReason::Quit => 4,
         }
     }
 
@@ -63,15 +66,17 @@ impl StopReason {
             1 => Some(StopReason::Interrupt),
             2 => Some(StopReason::Terminate),
             3 => Some(StopReason::OutputClosed),
+            4 => Some(StopReason::Quit),
             _ => None,
         }
     }
 
     /// The exit status a shell expects: 128 + the signal number, or 0 when
-    /// our reader simply went away (like `yes | head`).
+    /// our reader simply went away (like `yes | head`). `q` counts as the
+    /// Ctrl-C it stands for.
     pub fn exit_code(self) -> i32 {
         match self {
-            StopReason::Interrupt => 128 + Signal::SIGINT as i32,
+            StopReason::Interrupt | StopReason::Quit => 128 + Signal::SIGINT as i32,
             StopReason::Terminate => 128 + Signal::SIGTERM as i32,
             StopReason::OutputClosed => 0,
         }
@@ -82,6 +87,7 @@ impl StopReason {
             StopReason::Interrupt => "interrupted (SIGINT)",
             StopReason::Terminate => "terminated (SIGTERM)",
             StopReason::OutputClosed => "output closed",
+            StopReason::Quit => "quit at a --step pause",
         }
     }
 }
@@ -256,10 +262,12 @@ mod tests {
         assert_eq!(StopReason::Interrupt.exit_code(), 130);
         assert_eq!(StopReason::Terminate.exit_code(), 143);
         assert_eq!(StopReason::OutputClosed.exit_code(), 0);
+        assert_eq!(StopReason::Quit.exit_code(), 130);
         for reason in [
             StopReason::Interrupt,
             StopReason::Terminate,
             StopReason::OutputClosed,
+            StopReason::Quit,
         ] {
             assert_eq!(StopReason::from_code(reason.code()), Some(reason));
         }

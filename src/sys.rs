@@ -98,10 +98,20 @@ pub fn nanosleep(duration: Duration) -> nix::Result<()> {
 /// Turn `--host` and `--port` into one socket address. An IP address is
 /// used as is; a name ("localhost") is looked up with getaddrinfo, and the
 /// first answer is taken (the lookup lesson shows them all).
+///
+/// Something written like an address (only digits and dots, or with a `:`
+/// or brackets) that does not parse, such as `999.1.1.1`, is a typing
+/// mistake: it is refused here and never sent to a DNS server as a name.
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
     let trimmed = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = trimmed.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
+    }
+    if looks_like_an_address(host) {
+        return Err(Failure::new(
+            format!("`{host}` is not a valid IP address"),
+            Some("an IPv4 address is four numbers from 0 to 255 joined by dots (127.0.0.1); an IPv6 address uses colons (::1)"),
+        ));
     }
     let found = (trimmed, port)
         .to_socket_addrs()
@@ -113,6 +123,15 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
             Some("give an IP address such as 127.0.0.1, or a name in /etc/hosts or DNS"),
         )),
     }
+}
+
+/// Is `host` written as an address literal rather than a name? Host names
+/// may contain digits and dots, but never only those (the last label of a
+/// real name has a letter), and never a colon or brackets.
+fn looks_like_an_address(host: &str) -> bool {
+    let only_digits_and_dots =
+        !host.is_empty() && host.chars().all(|c| c.is_ascii_digit() || c == '.');
+    only_digits_and_dots || host.contains([':', '[', ']'])
 }
 
 /// The address to suggest for `nc` when a server bound the wildcard address.
@@ -195,6 +214,28 @@ mod tests {
         assert_eq!(resolve("[::1]", 80).ok(), Some("[::1]:80".parse().unwrap()));
         // No test resolves an unknown name: that would ask a DNS server,
         // and tests send traffic only to loopback.
+    }
+
+    #[test]
+    fn broken_address_literals_are_refused_without_a_lookup() {
+        for host in [
+            "999.1.1.1",
+            "1.2.3",
+            "127.0.0.1.",
+            "::g",
+            "1:2",
+            "[::1]:80",
+            "...",
+        ] {
+            let failure = resolve(host, 80).expect_err(host);
+            assert_eq!(
+                failure.message,
+                format!("`{host}` is not a valid IP address"),
+                "{host} must be refused as an address, not looked up as a name"
+            );
+        }
+        assert!(!looks_like_an_address("localhost"));
+        assert!(!looks_like_an_address("host1.example"));
     }
 
     #[test]

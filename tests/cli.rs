@@ -188,6 +188,44 @@ fn q_in_step_mode_stops_the_demo_cleanly() {
         &format!("'{bin}' --step --color never tcp-server --host 127.0.0.1 --port 0; echo \"exit=$?\"; stty -a"),
         "\n\nq",
     );
+    // Paused before setsockopt(): it and everything after it never run.
+    assert!(screen.contains("next: setsockopt(fd 3"), "{screen}");
+    assert!(!screen.contains("bind(fd 3"), "{screen}");
+    assert!(screen.contains("end: quit at a --step pause"), "{screen}");
     assert!(screen.contains("exit=130"), "{screen}");
     assert!(screen.contains(" icanon"), "{screen}");
+}
+
+#[test]
+fn q_in_step_mode_ends_a_demo_that_never_blocks_before_the_next_call() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    // sockinfo: Enter runs socket(), q at the pause before bind().
+    let screen = in_terminal(
+        &format!("'{bin}' --step --color never sockinfo; echo \"exit=$?\"; stty -a"),
+        "\nq",
+    );
+    assert!(
+        screen.contains("socket(AF_INET, SOCK_STREAM, 0)  -> fd 3"),
+        "{screen}"
+    );
+    assert!(screen.contains("next: bind(fd 3"), "{screen}");
+    assert!(
+        screen.contains("bind() is not made: the run ends here"),
+        "{screen}"
+    );
+    assert!(!screen.contains("bind(fd 3, 127.0.0.1:0)  -> "), "{screen}");
+    assert!(!screen.contains("listen("), "{screen}");
+    assert!(screen.contains("end: quit at a --step pause"), "{screen}");
+    assert!(screen.contains("exit=130"), "{screen}");
+    assert!(screen.contains(" icanon"), "{screen}");
+
+    // byteorder: q at the very first pause, before htons().
+    let screen = in_terminal(
+        &format!("'{bin}' --step --color never byteorder 8888; echo \"exit=$?\""),
+        "q",
+    );
+    assert!(screen.contains("next: htons(8888)"), "{screen}");
+    assert!(!screen.contains("htons(8888)  -> "), "{screen}");
+    assert!(!screen.contains("htonl(8888)"), "{screen}");
+    assert!(screen.contains("exit=130"), "{screen}");
 }

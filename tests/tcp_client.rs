@@ -280,3 +280,73 @@ fn an_empty_message_is_skipped_instead_of_waiting_for_a_reply() {
     );
     assert!(server.finish().0.success());
 }
+
+#[test]
+fn refused_hints_never_suggest_a_server_that_cannot_be_started() {
+    // Port 0 is never a server's port; port 9 (discard) is privileged and
+    // nothing listens there on a test machine.
+    for (port, wanted) in [("0", "port 0 is no server's port"), ("9", "needs root")] {
+        let output = netlab()
+            .args([
+                "tcp-client",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "-m",
+                "x",
+            ])
+            .output()
+            .expect("run netlab");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("connection refused"), "{stderr}");
+        assert!(stderr.contains(wanted), "port {port}: {stderr}");
+        assert!(
+            !stderr.contains("start a server first"),
+            "port {port}: no server can be started there: {stderr}"
+        );
+        assert!(stderr.contains("tcp-server --port 0"), "{stderr}");
+    }
+}
+
+#[test]
+fn half_close_stopped_early_says_what_the_kernel_says_about_our_end() {
+    // A server that reads and never closes: after our shutdown(SHUT_WR)
+    // our end waits in FIN_WAIT2 for a FIN that does not come.
+    let (listener, addr) = listener();
+    let (done, client_done) = std::sync::mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut sink = Vec::new();
+        let _ = conn.read_to_end(&mut sink); // returns at our FIN
+        let _ = client_done.recv(); // hold the connection open till then
+        drop(conn);
+    });
+    let port = addr.port().to_string();
+    let mut client = Demo::start(&["tcp-client", "--port", &port, "-m", "x", "--half-close"]);
+    client.wait_for_call("shutdown", 1);
+    client.wait_for("recv after shutdown", |e| {
+        is_call(e, "recv") && e["blocking"] == true
+    });
+    let (status, events, stderr) = client.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let ours = facts(&events, "connection_state")
+        .into_iter()
+        .rfind(|e| e["value"]["whose"] == "this client's end")
+        .expect("this client's end");
+    let state = ours["value"]["state"]
+        .as_str()
+        .unwrap_or("gone")
+        .to_string();
+    assert_ne!(state, "TIME_WAIT", "the server never sent FIN: {ours}");
+    let claims_time_wait = events.iter().any(|e| {
+        e["event"] == "note"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("our end is the one left in TIME_WAIT"))
+    });
+    assert!(!claims_time_wait, "{state}: {}", dump(&events));
+    drop(done);
+    holder.join().expect("the holder thread");
+}

@@ -280,12 +280,25 @@ fn threads_serve_clients_at_once_in_one_process() {
 
 #[test]
 fn model_flags_need_the_fork_model() {
-    let output = netlab()
-        .args(["tcp-server", "--port", "0", "--no-reap"])
-        .output()
-        .expect("run netlab");
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--model fork"));
+    // A usage error (exit 2, before any socket), in every model but fork.
+    for (flag, model) in [
+        ("--no-reap", "iterative"),
+        ("--no-close-in-parent", "iterative"),
+        ("--no-reap", "thread"),
+    ] {
+        let output = netlab()
+            .args(["tcp-server", "--port", "0", "--model", model, flag])
+            .output()
+            .expect("run netlab");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {model}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("--model fork"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("Usage: netlab tcp-server"), "{stderr}");
+        assert!(output.stdout.is_empty(), "no demo ran");
+    }
 }
 
 /// Read /proc/net/tcp (the test's own reader) until the connection
@@ -484,4 +497,160 @@ fn closing_first_with_unread_data_resets_the_connection() {
     let unread = facts(&events, "receive_queue");
     assert_eq!(unread.len(), 1, "{}", dump(&events));
     assert_eq!(unread[0]["value"], 8);
+}
+
+/// One narrated line of human output: which thread printed it (the
+/// `[client-N] ` prefix; "main" without one) and the rest of the line.
+fn split_thread(line: &str) -> (String, &str) {
+    if let Some(rest) = line.strip_prefix('[') {
+        if let Some((label, body)) = rest.split_once("] ") {
+            return (label.to_string(), body);
+        }
+    }
+    ("main".to_string(), line)
+}
+
+/// A step line's number and the text after it ("  12  recv(fd 4, ...)").
+fn step_line(body: &str) -> Option<(u32, &str)> {
+    let trimmed = body.trim_start();
+    let digits = trimmed.len()
+        - trimmed
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .len();
+    let number = trimmed[..digits].parse().ok()?;
+    let rest = trimmed[digits..].strip_prefix("  ")?;
+    Some((number, rest))
+}
+
+/// A result that only one call can give: recv's bytes or end of stream,
+/// accept's new fd and peer.
+fn result_fits(call: &str, result: &str) -> bool {
+    let from_recv = result.starts_with("0: end of stream") || result.contains(" bytes: ");
+    let from_accept = result.contains(", peer ");
+    (call == "recv" || !from_recv) && (call == "accept" || !from_accept)
+}
+
+#[test]
+fn threads_label_their_lines_and_each_result_stays_with_its_call() {
+    let mut server = netlab()
+        .args(["--color", "never", "tcp-server", "--host", "127.0.0.1"])
+        .args(["--port", "0", "--model", "thread"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start netlab");
+    let stdout = server.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut screen = Vec::new();
+    let addr: SocketAddr = loop {
+        let line = lines.recv_timeout(PATIENCE).expect("the listening line");
+        let found = line
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split(';').next())
+            .and_then(|addr| addr.parse().ok());
+        screen.push(line);
+        if let Some(addr) = found {
+            break addr;
+        }
+    };
+    // Two clients talk in turns, so their threads print at the same time.
+    let mut first = connect(addr);
+    let mut second = connect(addr);
+    for round in 0..3 {
+        echo(&mut first, format!("one {round}\n").as_bytes());
+        echo(&mut second, format!("two {round}\n").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Stop the server while both clients are still connected.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        Signal::SIGINT,
+    )
+    .expect("signal netlab");
+    let status = wait_with_deadline(&mut server, PATIENCE).unwrap_or_else(|| {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("netlab did not stop");
+    });
+    assert_eq!(status.code(), Some(130));
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+        screen.push(line);
+    }
+    let text = screen.join("\n");
+
+    // Each client's thread labels its lines; the main thread does not.
+    for label in ["client-1", "client-2"] {
+        assert!(
+            text.contains(&format!("[{label}] ")) && text.contains("gettid()  -> "),
+            "{text}"
+        );
+    }
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.starts_with("  ") && l.contains("accept(fd 3)")),
+        "{text}"
+    );
+
+    // The blocking call each thread is waiting in: (step, call).
+    let mut waiting: std::collections::HashMap<String, (u32, String)> = Default::default();
+    let mut previous: Option<String> = None;
+    for line in &screen {
+        let (thread, body) = split_thread(line);
+        if let Some(result) = body.trim_start().strip_prefix("-> ") {
+            // A result under its call: the line just above is that call.
+            let (_, call) = waiting
+                .remove(&thread)
+                .unwrap_or_else(|| panic!("a result with no call waiting: {line}\n{text}"));
+            assert_eq!(
+                previous.as_deref(),
+                Some(thread.as_str()),
+                "a result must sit right under its own call: {line}\n{text}"
+            );
+            assert!(result_fits(&call, result), "{call} -> {result}\n{text}");
+        } else if let Some((number, rest)) = step_line(body) {
+            let call = rest.split('(').next().unwrap_or("").to_string();
+            if let Some((_, result)) = rest.split_once(")  -> ") {
+                // A result printed after other threads' lines repeats its
+                // step number and call: it must be the one this thread
+                // waits in. (Otherwise it is a quick call, gettid().)
+                if waiting.get(&thread) == Some(&(number, call.clone())) {
+                    waiting.remove(&thread);
+                }
+                assert!(result_fits(&call, result), "{line}\n{text}");
+            } else if rest.ends_with(" ...") {
+                waiting.insert(thread.clone(), (number, call));
+            }
+        }
+        previous = Some(thread);
+    }
+
+    assert!(
+        waiting.is_empty(),
+        "calls left without a result: {waiting:?}\n{text}"
+    );
+
+    // The stop, told as it happened: our shutdown() ended each recv().
+    let own_shutdown = screen
+        .iter()
+        .filter(|l| l.contains("because our own shutdown() ended the stream"))
+        .count();
+    assert_eq!(own_shutdown, 2, "{text}");
+    assert!(!text.contains("the client sent FIN"), "{text}");
+    assert!(!text.contains("The client closed first"), "{text}");
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("shutdown(fd 4, SHUT_RDWR)  -> 0")),
+        "{text}"
+    );
 }

@@ -569,3 +569,28 @@ fn an_address_that_is_not_on_this_machine_is_a_clear_error() {
     );
     assert!(stderr.contains("hint:"), "{stderr}");
 }
+
+#[test]
+fn a_broken_address_literal_is_refused_without_a_dns_lookup() {
+    // strace records every socket the run opens: a lookup of the host as a
+    // name would open one (to nscd, systemd-resolved or a DNS server).
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    for (demo, host) in [("tcp-server", "999.1.1.1"), ("tcp-client", "1:2:3")] {
+        let output = Command::new("strace")
+            .args(["-f", "-e", "trace=socket,connect", bin, demo])
+            .args(["--host", host, "--port", "0"])
+            .env("NETLAB_COLOR", "never")
+            .output()
+            .expect("strace must be installed");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{demo}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`{host}` is not a valid IP address")),
+            "{demo}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("socket(") && !stderr.contains("connect("),
+            "{demo} {host}: no socket may be opened, no name looked up: {stderr}"
+        );
+    }
+}

@@ -73,6 +73,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "osi-and-sockets",
         "A number's bytes in this machine's order and in network order (big-endian), and the conversions htons() and htonl().",
     );
+    // Nothing here but descriptors: `q` in --step may end the run at once.
+    nar.may_end_at_any_step();
 
     // 1. This machine's order, found the honest way: store 0x0102 and
     //    look at which byte the CPU put first.

@@ -76,6 +76,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "osi-and-sockets",
         "A TCP and a UDP socket, and everything the kernel can tell about them: family, type, protocol, descriptor, addresses and options.",
     );
+    // Nothing here but descriptors: `q` in --step may end the run at once.
+    nar.may_end_at_any_step();
     let loopback_any_port = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
 
     // 0. A listener on loopback, only so that the TCP socket has someone

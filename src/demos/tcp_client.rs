@@ -91,6 +91,8 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
         "tcp",
         "A TCP client: connect, send, receive, close, and the errors you meet when the other side is gone.",
     );
+    // Nothing here but descriptors: `q` in --step may end the run at once.
+    nar.may_end_at_any_step();
     let server = sys::resolve(&args.host, args.port)?;
     sigpipe::set(nar, args.sigpipe)?;
 
@@ -220,13 +222,25 @@ fn connect_failure(nar: &Narrator, errno: Errno, server: SocketAddr) -> Failure 
     match errno {
         Errno::ECONNREFUSED => {
             nar.note("ECONNREFUSED: nothing listens on that port, so the server machine's kernel answered our SYN with RST.");
-            Failure::with_hint(
-                format!("could not connect to {server}: connection refused"),
-                format!(
-                    "start a server first, e.g. `netlab tcp-server --port {}`",
-                    server.port()
-                ),
-            )
+            let message = format!("could not connect to {server}: connection refused");
+            let port = server.port();
+            // A server can never be started on the port to suggest when it
+            // is 0 (bind takes 0 as "any free port") or, without root, a
+            // port below the unprivileged start (1024 by default).
+            let first_free = kernel::sysctl::unprivileged_port_start().unwrap_or(1024);
+            if port == 0 {
+                Failure::with_hint(message, "port 0 is no server's port: `netlab tcp-server --port 0` gets a free port from the kernel and prints it (`listening on ...`); pass that port to --port")
+            } else if port < first_free {
+                Failure::with_hint(
+                    message,
+                    format!("a server on port {port} needs root (ports below {first_free} are privileged); start one on a free port with `netlab tcp-server --port 0` and pass the port it prints to --port"),
+                )
+            } else {
+                Failure::with_hint(
+                    message,
+                    format!("start a server first, e.g. `netlab tcp-server --port {port}`"),
+                )
+            }
         }
         Errno::ETIMEDOUT => Failure::new(
             format!("could not connect to {server}: no answer (timed out)"),
@@ -404,14 +418,15 @@ fn close_and_look(
 ) -> Result<()> {
     let step = nar.call("close", format!("fd {}", fd.as_raw_fd()));
     step.check(nix::unistd::close(fd), |_| "0".into())?;
-    if we_closed_first {
-        nar.note("We sent the first FIN (with shutdown), so our end is the one left in TIME_WAIT, for 60 seconds, so that late packets of this connection cannot confuse a new one.");
-    } else {
-        nar.note("The end that sends the first FIN waits in TIME_WAIT for 60 seconds, so that late packets of this connection cannot confuse a new one. The kernel tells us which end that is.");
-    }
-    nar.connection_state(local, server, "this client's end");
+    // First what the kernel says, then the explanation that fits it.
+    let ours = nar.connection_state(local, server, "this client's end");
     if sys::is_on_this_machine(server.ip()) {
         nar.connection_state(server, local, "the server's end");
+    }
+    match ours {
+        Some(TcpState::TimeWait) if we_closed_first => nar.note("We sent the first FIN (with shutdown), so our end is the one left in TIME_WAIT, for 60 seconds, so that late packets of this connection cannot confuse a new one."),
+        Some(TcpState::FinWait1 | TcpState::FinWait2) => nar.note("Our FIN went out, but the server has not sent its own FIN yet, so our end is not in TIME_WAIT: no program holds it any more, and the kernel drops it after net.ipv4.tcp_fin_timeout seconds unless the server's FIN arrives first."),
+        _ => nar.note("The end that sends the first FIN waits in TIME_WAIT for 60 seconds, so that late packets of this connection cannot confuse a new one. The kernel lines above say which end that is."),
     }
     Ok(())
 }

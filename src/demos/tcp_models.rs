@@ -281,22 +281,26 @@ pub fn serve_with_threads(nar: &Narrator, args: &Args, listen_fd: &OwnedFd) -> R
             let raw = conn_fd.as_raw_fd();
             lock().push(raw);
             let lock = &lock;
-            let spawned = std::thread::Builder::new()
-                .name(format!("client-{served}"))
-                .spawn_scoped(scope, move || {
-                    // Signals for the demo go to the main thread.
-                    stop::block_stop_signals_in_this_thread();
-                    let step = nar.call("gettid", "");
-                    let tid = nix::unistd::gettid();
-                    step.ok_value(
-                        i64::from(tid.as_raw()),
-                        format!("{tid}: this client's thread, in process {pid}"),
-                    );
-                    if let Err(err) = serve_client(nar, args, None, conn_fd, peer) {
-                        nar.warning(format!("serving {peer} failed: {err:#}"), None);
-                    }
-                    lock().retain(|fd| *fd != raw);
-                });
+            let name = format!("client-{served}");
+            let spawned =
+                std::thread::Builder::new()
+                    .name(name.clone())
+                    .spawn_scoped(scope, move || {
+                        // Signals for the demo go to the main thread.
+                        stop::block_stop_signals_in_this_thread();
+                        // Each of this thread's lines starts with [client-N].
+                        nar.in_thread(&name);
+                        let step = nar.call("gettid", "");
+                        let tid = nix::unistd::gettid();
+                        step.ok_value(
+                            i64::from(tid.as_raw()),
+                            format!("{tid}: this client's thread, in process {pid}"),
+                        );
+                        if let Err(err) = serve_client(nar, args, None, conn_fd, peer) {
+                            nar.warning(format!("serving {peer} failed: {err:#}"), None);
+                        }
+                        lock().retain(|fd| *fd != raw);
+                    });
             match spawned {
                 Ok(_) => {
                     nar.info(

@@ -116,6 +116,26 @@ pub enum Model {
     Thread,
 }
 
+impl Args {
+    /// --no-close-in-parent and --no-reap are mistakes of a forking server:
+    /// without --model fork there is no parent and no child to make them, so
+    /// giving them is a mistake on the command line. `cli::check` turns this
+    /// into a usage error (exit 2).
+    pub fn check(&self) -> Result<(), String> {
+        for (flag, given) in [
+            ("--no-close-in-parent", self.no_close_in_parent),
+            ("--no-reap", self.no_reap),
+        ] {
+            if given && self.model != Model::Fork {
+                return Err(format!(
+                    "{flag} shows a mistake of a forking server and needs --model fork"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     nar.start(
         "tcp-server",
@@ -126,12 +146,10 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
             Model::Thread => "A threaded TCP echo server: one thread per client, all in one process.",
         },
     );
-    if (args.no_close_in_parent || args.no_reap) && args.model != Model::Fork {
-        return Err(Failure::new(
-            "--no-close-in-parent and --no-reap show mistakes of a forking server",
-            Some("add --model fork"),
-        )
-        .into());
+    // One client at a time holds nothing but descriptors: `q` in --step may
+    // end the run at once. Threads and children must be ended in order.
+    if args.model == Model::Iterative {
+        nar.may_end_at_any_step();
     }
     let wanted = sys::resolve(&args.host, args.port)?;
 
@@ -422,8 +440,16 @@ pub(super) fn serve_client(
         match recv(fd, &mut buf, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_value(0, "0: end of stream");
+                // Usually the client's FIN, but not always: when a threaded
+                // server stops, the main thread's shutdown() ends the stream
+                // too. The state tells which end sent the first FIN.
+                let state = nar.tcp_state(conn_fd.as_fd());
+                if matches!(state, Some(TcpState::FinWait1 | TcpState::FinWait2)) {
+                    nar.note("recv() returned 0 because our own shutdown() ended the stream: the server is stopping and sent its FIN first. The client has not closed its end.");
+                    break Ending::Stopped;
+                }
                 nar.note("recv() returned 0: the client sent FIN and will send nothing more.");
-                if nar.tcp_state(conn_fd.as_fd()) == Some(TcpState::CloseWait) {
+                if state == Some(TcpState::CloseWait) {
                     nar.note("CLOSE_WAIT: the kernel now waits for us to close our end. A server that forgets close() leaves connections in this state for ever.");
                 }
                 break Ending::PeerClosed;
@@ -503,22 +529,37 @@ pub(super) fn serve_client(
         format!("client {peer} done"),
     );
     if let (Some(local), Ending::PeerClosed) = (local, &ending) {
-        nar.note("The client closed first, so its end goes to TIME_WAIT; ours sends FIN, waits for the last ACK, and is gone.");
         nar.connection_state(local, peer, "this server's end");
         if sys::is_on_this_machine(peer.ip()) {
-            nar.connection_state(peer, local, "the client's end");
+            let theirs = nar.connection_state(peer, local, "the client's end");
+            if theirs == Some(TcpState::TimeWait) {
+                nar.note("The client closed first, so its end is the one in TIME_WAIT; ours sent FIN, got the last ACK, and is gone.");
+            }
         } else {
-            nar.note("The client runs on another machine, so its TIME_WAIT is kept by that machine's kernel, out of our sight.");
+            nar.note("The client runs on another machine, so the state of its end is kept by that machine's kernel, out of our sight.");
         }
     }
     if let (Some(local), Ending::ServerClosed) = (local, &ending) {
         show_server_closed(nar, local, peer);
     }
     if let (Some(local), Ending::Stopped) = (local, &ending) {
-        nar.note("We closed first this time, so it is our end that waits in TIME_WAIT once the client closes too.");
-        nar.connection_state(local, peer, "this server's end");
+        show_stopped(nar, local, peer);
     }
     Ok(())
+}
+
+/// We were stopped mid-conversation and closed first: say what the kernel
+/// reports for each end, not what it will be once the client closes.
+fn show_stopped(nar: &Narrator, local: SocketAddr, peer: SocketAddr) {
+    let ours = nar.connection_state(local, peer, "this server's end");
+    if sys::is_on_this_machine(peer.ip()) {
+        nar.connection_state(peer, local, "the client's end");
+    }
+    match ours {
+        Some(TcpState::TimeWait) => nar.note("We closed first and the client has closed too, so our end is the one in TIME_WAIT."),
+        Some(TcpState::FinWait1 | TcpState::FinWait2) => nar.note("We closed first, but the client has not sent its FIN yet: our end waits in FIN_WAIT2. It goes to TIME_WAIT if the client's FIN arrives, and the kernel drops it after net.ipv4.tcp_fin_timeout seconds if it does not."),
+        _ => {}
+    }
 }
 
 /// --close-after: we called close() first. Whether FIN really left is

@@ -32,6 +32,11 @@ pub struct HumanState {
     return_column: usize,
     /// Wrap notes at this width (None: do not wrap, e.g. into a file).
     pub wrap_width: Option<usize>,
+    /// Set by the narrator when another thread has printed since this
+    /// thread's last line: a blocking call's result then repeats its step
+    /// number and call name, so it cannot be read as the result of the
+    /// line just above it.
+    pub interrupted: bool,
 }
 
 impl HumanState {
@@ -99,6 +104,7 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             }
         }
         Kind::Return {
+            call,
             ok,
             result,
             errno,
@@ -120,6 +126,16 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             if state.line_open {
                 out.push_str(&format!("  {text}\n"));
                 state.line_open = false;
+            } else if state.interrupted {
+                // Other lines came between the call and its result: name
+                // the step again.
+                let number = event.step.map(|n| n.to_string()).unwrap_or_default();
+                out.push_str(&format!(
+                    "{:>width$}  {}  {text}\n",
+                    number.dimmed(),
+                    format!("{call}()").bold(),
+                    width = NUMBER_WIDTH
+                ));
             } else {
                 out.push_str(&format!(
                     "{}{text}\n",
@@ -323,6 +339,18 @@ mod tests {
                         \x20    kernel: fd 4 is ESTABLISHED (tcp_info)\n\
                         \x20    A new socket for this one client.\n";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_result_after_other_lines_names_its_step_again() {
+        colored::control::set_override(false);
+        let mut state = HumanState::new(None);
+        let call_line = render(&call(12, "recv", "fd 4", Some("waiting")), &mut state);
+        assert_eq!(call_line, " 12  recv(fd 4)  waiting ...\n");
+        // Another thread printed in between.
+        state.interrupted = true;
+        let result = render(&ok(12, "recv", "0: end of stream"), &mut state);
+        assert_eq!(result, " 12  recv()  -> 0: end of stream\n");
     }
 
     #[test]

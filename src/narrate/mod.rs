@@ -29,15 +29,16 @@ mod stepper;
 pub mod text;
 mod throttle;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::Instant;
 
 use colored::Colorize;
 use nix::errno::Errno;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub use event::{Event, Kind, SCHEMA_VERSION};
 pub use evidence::Fact;
@@ -98,19 +99,38 @@ pub struct Narrator {
     steps: AtomicU32,
     out: Mutex<Output>,
     stepper: Stepper,
+    /// Set by `may_end_at_any_step`: `q` at a pause ends the run at once.
+    end_at_any_step: AtomicBool,
 }
 
 struct Output {
-    human: HumanState,
     throttle: Throttle,
     /// Set once a write failed: nothing more is written.
     closed: bool,
-    /// A quick call's line, held until its result arrives, so that the
-    /// line is written whole: a forked child that prints at the same time
-    /// cannot land in the middle of it.
-    held: String,
+    /// Wrap notes at this width (None: do not wrap), for each thread's
+    /// `HumanState`.
+    wrap_width: Option<usize>,
     /// In a forked child's human output, the start of every line
     /// (`[4321] `), so the class can tell the two processes apart.
+    prefix: Option<String>,
+    /// The thread whose text was written last, so that a blocking call's
+    /// result that comes after another thread's lines can name its step.
+    last_writer: Option<ThreadId>,
+}
+
+/// One thread's human output. Each thread has its own, so that in a server
+/// with a thread per client a result always lands under its own call, and
+/// a half-written line of one thread never receives another's result.
+#[derive(Default)]
+struct ThreadLines {
+    /// This thread's renderer state (created on its first event).
+    human: Option<HumanState>,
+    /// A quick call's line, held until its result arrives, so that the
+    /// line is written whole: another thread, or a forked child, that
+    /// prints at the same time cannot land in the middle of it.
+    held: String,
+    /// In a thread started with `Narrator::in_thread`, the start of every
+    /// line (`[client-1] `); the main thread's lines have none.
     prefix: Option<String>,
 }
 
@@ -118,6 +138,8 @@ thread_local! {
     /// The step this thread is in, and whether it is being shown, so that
     /// kernel lines and notes follow their step (or are hidden with it).
     static CURRENT: Cell<(Option<u32>, bool)> = const { Cell::new((None, true)) };
+    /// This thread's human output state (see `ThreadLines`).
+    static LINES: RefCell<ThreadLines> = RefCell::new(ThreadLines::default());
 }
 
 impl Narrator {
@@ -137,17 +159,28 @@ impl Narrator {
         }
         Narrator {
             out: Mutex::new(Output {
-                human: HumanState::new(wrap_width),
                 throttle: Throttle::new(settings.rate),
                 closed: false,
-                held: String::new(),
+                wrap_width,
                 prefix: None,
+                last_writer: None,
             }),
             settings,
             start: Instant::now(),
             steps: AtomicU32::new(0),
             stepper,
+            end_at_any_step: AtomicBool::new(false),
         }
+    }
+
+    /// A demo that holds nothing but file descriptors (no child processes,
+    /// no files to remove) calls this first. Then `q` at a `--step` pause
+    /// ends the run right there, before the call it paused on: the kernel
+    /// closes every descriptor as the process exits, so nothing is left to
+    /// clean up. Other demos stop as on Ctrl-C: `q` requests a stop, their
+    /// next blocking call returns EINTR, and they clean up and return.
+    pub fn may_end_at_any_step(&self) {
+        self.end_at_any_step.store(true, Ordering::Relaxed);
     }
 
     /// The banner: which demo, which lesson explains it, what it shows.
@@ -219,7 +252,10 @@ impl Narrator {
         }
         // Built at most once, and only if the stepper or the output needs it.
         let mut args = LazyText::new(args);
-        self.stepper.wait(|| format!("{call}({})", args.get()));
+        let quit = self.stepper.wait(|| format!("{call}({})", args.get()));
+        if quit && self.end_at_any_step.load(Ordering::Relaxed) {
+            self.quit_before(call);
+        }
         let shown = {
             let mut out = self.lock();
             let verdict = out.throttle.admit(Instant::now());
@@ -246,6 +282,20 @@ impl Narrator {
             );
         }
         Step::new(self, number, call, shown)
+    }
+
+    /// `q` at a pause, in a demo that may end at any step: `call` is never
+    /// made. Say so, write the end line, and exit with the stop's code.
+    fn quit_before(&self, call: &'static str) -> ! {
+        self.info(
+            "quit",
+            json!({ "before": call }),
+            format!("{call}() is not made: the run ends here, and the kernel closes every descriptor this process holds"),
+        );
+        let reason = stop::requested().unwrap_or(StopReason::Quit);
+        let code = reason.exit_code();
+        self.end(reason.describe(), code);
+        std::process::exit(code)
     }
 
     /// A fact read from the kernel (see `evidence.rs` for the readers).
@@ -323,6 +373,15 @@ impl Narrator {
         self.stepper.disable();
         let mut out = self.lock();
         out.prefix = Some(format!("[{}] ", std::process::id()).dimmed().to_string());
+    }
+
+    /// Call first thing in a thread that narrates (a server's thread for
+    /// one client). In human output each of its lines then starts with
+    /// `[label] `, so the class can tell the threads apart, as `[PID] `
+    /// does for a forked child; the main thread's lines stay unprefixed.
+    pub fn in_thread(&self, label: &str) {
+        let prefix = format!("[{label}] ").dimmed().to_string();
+        LINES.with_borrow_mut(|lines| lines.prefix = Some(prefix));
     }
 
     /// Add to a counter that appears in the summaries under load.
@@ -408,19 +467,37 @@ impl Narrator {
             line.push('\n');
             line
         } else {
-            let text = human::render(&event, &mut out.human);
-            if out.human.line_open() {
-                out.held.push_str(&text);
+            let me = std::thread::current().id();
+            let interrupted = out.last_writer.is_some_and(|last| last != me);
+            let whole = LINES.with_borrow_mut(|lines| {
+                let human = lines
+                    .human
+                    .get_or_insert_with(|| HumanState::new(out.wrap_width));
+                human.interrupted = interrupted;
+                let text = human::render(&event, human);
+                if human.line_open() {
+                    lines.held.push_str(&text);
+                    return None;
+                }
+                let text = std::mem::take(&mut lines.held) + &text;
+                let prefix = format!(
+                    "{}{}",
+                    out.prefix.as_deref().unwrap_or(""),
+                    lines.prefix.as_deref().unwrap_or("")
+                );
+                Some(if prefix.is_empty() {
+                    text
+                } else {
+                    text.split_inclusive('\n')
+                        .map(|line| format!("{prefix}{line}"))
+                        .collect()
+                })
+            });
+            let Some(text) = whole else {
                 return;
-            }
-            let text = std::mem::take(&mut out.held) + &text;
-            match &out.prefix {
-                Some(prefix) => text
-                    .split_inclusive('\n')
-                    .map(|line| format!("{prefix}{line}"))
-                    .collect(),
-                None => text,
-            }
+            };
+            out.last_writer = Some(me);
+            text
         };
         let mut stdout = std::io::stdout().lock();
         let written = stdout

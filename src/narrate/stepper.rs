@@ -4,6 +4,9 @@
 //! Enter) only while we wait, and a guard restores it when the wait ends,
 //! even if the program panics. In raw mode Ctrl-C arrives as a key, not as
 //! SIGINT, so we treat it like `q`: stop stepping and ask the demo to stop.
+//! `wait` reports the quit to the narrator, which ends a demo that declared
+//! it may end at any step right there (see `Narrator::may_end_at_any_step`);
+//! any other demo stops like on Ctrl-C, at its next stop check.
 //! With no terminal on standard input there is nobody to press a key, so
 //! stepping is switched off at start rather than waiting forever; and if the
 //! terminal goes away while we wait (read returns 0), stepping ends too.
@@ -59,11 +62,12 @@ impl Stepper {
     }
 
     /// Wait for a key before `call` runs. Enter or space: run it. `c`: run
-    /// on without pausing again. `q` or Ctrl-C: stop the demo.
+    /// on without pausing again. `q` or Ctrl-C: stop the demo (a stop is
+    /// requested) and return true: the call has not run yet.
     /// `call` is only formatted when we really pause.
-    pub fn wait(&self, call: impl FnOnce() -> String) {
+    pub fn wait(&self, call: impl FnOnce() -> String) -> bool {
         if !self.enabled.load(Ordering::Relaxed) || stop::requested().is_some() {
-            return;
+            return false;
         }
         let call = call();
         let mut err = std::io::stderr();
@@ -76,7 +80,7 @@ impl Stepper {
             let Some(_raw) = RawModeGuard::enable() else {
                 // No terminal after all: never wait.
                 self.enabled.store(false, Ordering::Relaxed);
-                return;
+                return false;
             };
             wait_for_key()
         };
@@ -89,11 +93,16 @@ impl Stepper {
         };
         let _ = err.flush();
         match outcome {
-            Key::Next => {}
-            Key::RunOn => self.enabled.store(false, Ordering::Relaxed),
+            Key::Next => false,
+            Key::RunOn => {
+                self.enabled.store(false, Ordering::Relaxed);
+                false
+            }
             Key::Quit => {
                 self.enabled.store(false, Ordering::Relaxed);
-                stop::request(StopReason::Interrupt);
+                // The first reason wins: a SIGTERM during the pause stays one.
+                stop::request(StopReason::Quit);
+                true
             }
         }
     }
