@@ -429,7 +429,7 @@ fn a_datagram_from_another_sender_is_reported_and_not_counted() {
         std::thread::spawn(move || {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = other.send_to(b"OTHER", ("127.255.255.255", port));
-                std::thread::sleep(std::time::Duration::from_millis(2));
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
         })
     };

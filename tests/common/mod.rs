@@ -33,40 +33,9 @@ pub struct Demo {
 impl Demo {
     /// Start `netlab --json ARGS...` with stdin piped.
     pub fn start(args: &[&str]) -> Demo {
-        let mut child = netlab()
-            .arg("--json")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start netlab");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut stderr = child.stderr.take().expect("stderr");
-        let (sender, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let event: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|err| panic!("not a JSON event ({err}): {line}"));
-                if sender.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let stdin = child.stdin.take();
-        Demo {
-            child: Some(child),
-            stdin,
-            events,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-        }
+        let mut cmd = netlab();
+        cmd.arg("--json").args(args);
+        Demo::spawn(cmd)
     }
 
     pub fn pid(&self) -> i32 {
@@ -332,9 +301,10 @@ pub fn assert_no_children(pid: i32) {
 }
 
 impl Demo {
-    /// Like `Demo::start`, for a command built by the test: `netlab --json
-    /// ...` behind a wrapper such as `ip netns exec NS`. The wrapper must
-    /// exec netlab (as `ip netns exec` does), so that the pid is netlab's.
+    /// Run a command that prints netlab's JSON events, with stdin, stdout
+    /// and stderr piped: `netlab --json ...` itself (see `Demo::start`), or
+    /// behind a wrapper such as `ip netns exec NS`. A wrapper must exec
+    /// netlab (as `ip netns exec` does), so that the pid is netlab's.
     pub fn spawn(mut cmd: Command) -> Demo {
         let mut child = cmd
             .env_remove("NO_COLOR")
