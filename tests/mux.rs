@@ -545,3 +545,30 @@ fn bad_flags_are_usage_errors() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn the_summarys_open_connections_count_the_closes_of_the_last_wakeup() {
+    // Under load the summary's `connections_open` is a level. It must be
+    // read after a wakeup's closes are handled: once every client has
+    // gone, the last summary says 0.
+    for demo in ["select-demo", "poll-demo", "epoll-demo"] {
+        let (server, addr) = server_with(&["--rate", "5"], demo, &[]);
+        let mut clients: Vec<TcpStream> = (0..40).map(|_| connect(addr)).collect();
+        for client in &mut clients {
+            assert_eq!(echo(client, b"x"), b"x");
+        }
+        drop(clients);
+        // Give the server time to see every FIN before it is stopped.
+        thread::sleep(Duration::from_millis(500));
+        let events = stop(server);
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "summary" && !e["counters"]["connections_open"].is_null())
+            .unwrap_or_else(|| panic!("{demo}: no summary with connections_open"));
+        assert_eq!(
+            last["counters"]["connections_open"], 0,
+            "{demo}: every client had closed: {last}"
+        );
+    }
+}

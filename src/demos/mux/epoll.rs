@@ -170,16 +170,18 @@ impl Server<'_> {
                     return Err(errno).context("epoll_wait() failed");
                 }
             };
-            wakeups += 1;
-            ready_total += ready as u64;
             let events = &events[..ready];
             step.ok_with(ready as i64, || describe_ready(events));
-            nar.count("wakeups", 1);
-            nar.gauge("connections_open", self.clients.len() as u64);
             if ready == 0 {
+                // A timeout, not a wakeup: nothing was ready.
                 self.show_stalled_clients();
                 continue;
             }
+            // Counted like select-demo's and poll-demo's: returns with
+            // something ready.
+            wakeups += 1;
+            ready_total += ready as u64;
+            nar.count("wakeups", 1);
             for event in events {
                 // The u64 we registered each fd with is the fd itself.
                 let fd = event.data() as RawFd;
@@ -189,11 +191,13 @@ impl Server<'_> {
                     self.drop_client(fd, ending);
                 }
             }
+            // After this wakeup's accepts and closes.
+            nar.gauge("connections_open", self.clients.len() as u64);
         }
         nar.info(
             "wakeups",
             json!({ "epoll_wait": wakeups, "ready": ready_total, "edge": self.args.edge }),
-            format!("epoll_wait returned {wakeups} times with {ready_total} ready sockets in all"),
+            format!("epoll_wait returned {wakeups} times with something ready, {ready_total} ready sockets in all"),
         );
         Ok(())
     }

@@ -138,7 +138,6 @@ fn event_loop(
         }
         wakeups += 1;
         nar.count("wakeups", 1);
-        nar.gauge("connections_open", clients.len() as u64);
 
         for &(fd, revents) in &ready {
             if fd == listen_fd.as_raw_fd() {
@@ -147,6 +146,8 @@ fn event_loop(
                 serve(nar, clients, &mut buf, fd, revents);
             }
         }
+        // After this wakeup's accepts and closes.
+        nar.gauge("connections_open", clients.len() as u64);
     }
     nar.info(
         "wakeups",

@@ -182,7 +182,6 @@ fn event_loop(
         }
         wakeups += 1;
         nar.count("wakeups", 1);
-        nar.gauge("connections_open", clients.len() as u64);
 
         for &fd in &ready.writable {
             let Some(conn) = clients.get_mut(fd) else {
@@ -216,6 +215,8 @@ fn event_loop(
                 read_urgent_byte(nar, fd);
             }
         }
+        // After this wakeup's accepts and closes.
+        nar.gauge("connections_open", clients.len() as u64);
     }
     nar.info(
         "wakeups",
