@@ -266,3 +266,32 @@ fn without_subreaper_init_or_the_nearest_subreaper_adopts_the_orphan() {
     assert_gone(&BTreeSet::from([orphan]));
     assert_gone(&child_pids(&events, pid));
 }
+
+#[test]
+fn hold_does_not_wait_when_no_zombie_is_left_to_see() {
+    // --reap loop leaves no zombie: holding would show an empty `ps`.
+    let started = std::time::Instant::now();
+    let (pid, events) = run_to_end(&[
+        "zombie-demo",
+        "--children",
+        "3",
+        "--reap",
+        "loop",
+        "--hold",
+        "30",
+    ]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "it held for nothing"
+    );
+    assert!(infos(&events, "hold").is_empty(), "no hold announced");
+    assert!(
+        events.iter().any(|e| e["event"] == "note"
+            && e["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("--hold: there is no zombie")),
+        "the demo says why it does not hold"
+    );
+    assert_gone(&child_pids(&events, pid));
+}

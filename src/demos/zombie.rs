@@ -249,7 +249,12 @@ fn many_children(nar: &Narrator, args: &Args) -> Result<()> {
     }
 
     if args.hold > 0.0 {
-        hold(nar, me, args.hold);
+        if zombies == Some(0) {
+            // Nothing to show in ps: holding would only make the class wait.
+            nar.note("--hold: there is no zombie to look at, because this way of reaping left none. Run it with --reap none or --reap wait-once to see zombies in ps.");
+        } else {
+            hold(nar, me, args.hold);
+        }
     }
     nar.note("Now the demo reaps whatever is left, as every program must before it exits.");
     Ok(())

@@ -86,8 +86,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Role::Both)]
     pub role: Role,
 
-    /// If bind() finds a socket file nobody listens on (left by a crashed
-    /// run), remove it and bind again.
+    /// If bind() finds a socket file no socket is bound to (checked in
+    /// /proc/net/unix; left by a crashed run), remove it and bind again.
     #[arg(long)]
     pub unlink_stale: bool,
 
