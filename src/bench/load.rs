@@ -125,6 +125,13 @@ pub fn run(nar: &Narrator, load: &Load, server: Option<&ServerProcess>) -> anyho
         }
     }
     while !interrupted {
+        // An atomic load, checked every turn: under load the loop spends
+        // most of its time outside epoll_wait, so a Ctrl-C often lands
+        // while no call is blocked and no EINTR ever tells us.
+        if stop::requested().is_some() {
+            interrupted = true;
+            break;
+        }
         let now = Instant::now();
         if now >= deadline {
             break;
