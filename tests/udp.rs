@@ -227,7 +227,7 @@ fn invalid_utf8_is_echoed_exactly_and_shown_escaped() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(result.contains(r#""\xff\xfeok\u{1b}[31m""#), "{result}");
+    assert!(result.contains(r#""\xff\xfeok\x1b[31m""#), "{result}");
 }
 
 #[test]

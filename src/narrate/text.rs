@@ -66,7 +66,12 @@ fn push_char(out: &mut String, ch: char) {
         '"' => out.push_str("\\\""),
         '\\' => out.push_str("\\\\"),
         // Other control characters (ESC among them) could steer the
-        // terminal: show their code instead.
+        // terminal: show their code instead, as a byte (`\x00`, `\x1b`)
+        // like the invalid bytes above, or as a code point for the few
+        // control characters beyond ASCII.
+        c if c.is_ascii_control() => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
         c if c.is_control() => {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
@@ -117,7 +122,9 @@ mod tests {
         assert_eq!(show_bytes(b"hello\n", 64), r#""hello\n""#);
         assert_eq!(show_bytes(b"a\tb\r\n", 64), r#""a\tb\r\n""#);
         assert_eq!(show_bytes(b"say \"hi\"", 64), r#""say \"hi\"""#);
-        assert_eq!(show_bytes(b"\x1b[31m", 64), r#""\u{1b}[31m""#);
+        assert_eq!(show_bytes(b"\x1b[31m", 64), r#""\x1b[31m""#);
+        assert_eq!(show_bytes(b"\0\0\0\x01", 64), r#""\x00\x00\x00\x01""#);
+        assert_eq!(show_bytes("\u{85}".as_bytes(), 64), r#""\u{85}""#);
         assert_eq!(show_bytes(b"", 64), r#""""#);
     }
 

@@ -373,9 +373,14 @@ fn compare(nar: &Narrator, args: &Args, sent: &[Vec<u8>], received: &[Vec<u8>]) 
         "messages",
         json!({ "sent": show(sent), "received": show(received), "same": same }),
         format!(
-            "{} messages sent, {} received: {}",
+            "{} messages sent, {} {}: {}",
             sent.len(),
             received.len(),
+            if args.fix == Fix::None {
+                "pieces received (without framing, each recv() is all the receiver can go by)"
+            } else {
+                "messages made out by the receiver"
+            },
             if same {
                 "exactly the same"
             } else {
