@@ -4,6 +4,7 @@
 //! It narrates its own system calls, handles EINTR by checking
 //! `stop::requested()`, and cleans up before it returns.
 
+pub mod accept;
 pub mod broadcast;
 pub mod byteorder;
 pub mod children;

@@ -33,7 +33,7 @@ use nix::sys::socket::{
 };
 use serde_json::json;
 
-use super::{sigpipe, tcp_models};
+use super::{accept, sigpipe, tcp_models};
 use crate::cli::{parse_seconds, SigpipeChoice};
 use crate::error::Failure;
 use crate::kernel::{self, TcpState};
@@ -357,26 +357,9 @@ pub(super) fn accept_client(
         }
         // The client gave up between its handshake and our accept(), or
         // we are out of descriptors or memory for a moment: not fatal.
-        Err(
-            errno @ (Errno::ECONNABORTED
-            | Errno::EPROTO
-            | Errno::EMFILE
-            | Errno::ENFILE
-            | Errno::ENOBUFS
-            | Errno::ENOMEM),
-        ) => {
+        Err(errno) if accept::is_transient(errno) => {
             step.fail(errno);
-            nar.warning(
-                format!(
-                    "accept() failed with {}; the server goes on",
-                    crate::narrate::errno_name(errno)
-                ),
-                None,
-            );
-            if matches!(errno, Errno::EMFILE | Errno::ENFILE) {
-                // Do not spin while the descriptor table is full.
-                let _ = sys::nanosleep(Duration::from_millis(100));
-            }
+            accept::carry_on(nar, errno);
             return Ok(None);
         }
         Err(errno) => {

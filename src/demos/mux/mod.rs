@@ -26,7 +26,6 @@ pub mod select;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -35,7 +34,7 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, Backlog, SockFlag, SockType};
 use serde_json::json;
 
-use super::sigpipe;
+use super::{accept, sigpipe};
 use crate::cli::SigpipeChoice;
 use crate::error::Failure;
 use crate::narrate::{errno_name, Narrator};
@@ -261,27 +260,9 @@ pub fn accept_client(
         }
         // The client gave up before we accepted it, or descriptors or memory
         // ran out for a moment: the server goes on with the others.
-        Err(
-            errno @ (Errno::ECONNABORTED
-            | Errno::EPROTO
-            | Errno::EMFILE
-            | Errno::ENFILE
-            | Errno::ENOBUFS
-            | Errno::ENOMEM),
-        ) => {
+        Err(errno) if accept::is_transient(errno) => {
             step.fail(errno);
-            nar.warning(
-                format!(
-                    "accept() failed with {}; the server goes on",
-                    errno_name(errno)
-                ),
-                Some("EMFILE means this process has as many fds open as RLIMIT_NOFILE allows"),
-            );
-            if matches!(errno, Errno::EMFILE | Errno::ENFILE) {
-                // The client stays in the queue and the listener stays
-                // readable: pause instead of spinning on the same error.
-                let _ = sys::nanosleep(Duration::from_millis(100));
-            }
+            accept::carry_on(nar, errno);
             return Ok(Accepted::Failed);
         }
         Err(errno) => {
