@@ -21,13 +21,6 @@ fn run(args: &[&str]) -> (ExitStatus, Vec<Value>, String) {
     Demo::start(args).finish()
 }
 
-fn infos<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 /// The names /etc/hosts gives an address, in file order.
 fn hosts_names(address: &str) -> Vec<String> {
     let text = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");

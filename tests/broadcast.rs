@@ -16,13 +16,6 @@ fn run(args: &[&str]) -> (ExitStatus, Vec<Value>, String) {
     Demo::start(args).finish()
 }
 
-fn infos<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 fn warnings(events: &[Value]) -> Vec<&Value> {
     events.iter().filter(|e| e["event"] == "warning").collect()
 }

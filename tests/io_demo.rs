@@ -22,13 +22,6 @@ fn run(args: &[&str]) -> Vec<Value> {
     events
 }
 
-fn info<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 fn f64_of(value: &Value) -> f64 {
     value
         .as_f64()
@@ -82,7 +75,7 @@ fn nonblocking_recv_gives_eagain_and_a_spinning_loop_burns_cpu_unlike_poll() {
     let recv = returns(&events, "recv");
     assert_eq!(recv[0]["errno"], "EAGAIN", "the first recv returns at once");
     assert_eq!(recv[1]["value"], 20, "the loop ends with the data");
-    let spin = &info(&events, "spin")[0]["value"];
+    let spin = &infos(&events, "spin")[0]["value"];
     assert!(spin["eagain"].as_u64().unwrap() > 1000, "{spin}");
 
     let cpu = facts(&events, "cpu_time");
@@ -107,12 +100,12 @@ fn a_receive_timeout_gives_up_on_time_then_data_within_it_arrives() {
     assert!((f64_of(stored) - 300.0).abs() < 20.0, "{stored}");
     let recv = returns(&events, "recv");
     assert_eq!(recv[0]["errno"], "EAGAIN");
-    let timed_out = &info(&events, "timed_out")[0]["value"];
+    let timed_out = &infos(&events, "timed_out")[0]["value"];
     let elapsed = f64_of(&timed_out["elapsed_ms"]);
     assert!((290.0..800.0).contains(&elapsed), "{timed_out}");
     // The peer sends 1.5 timeouts in: the second recv gets it in time.
     assert_eq!(recv[1]["value"], 20);
-    let received = &info(&events, "received")[0]["value"];
+    let received = &infos(&events, "received")[0]["value"];
     assert!(f64_of(&received["elapsed_ms"]) < 300.0, "{received}");
 }
 
@@ -130,7 +123,7 @@ fn a_nonblocking_connect_is_in_progress_then_so_error_tells_success_or_refusal()
         verdicts[1]["value"]["errno"], "ECONNREFUSED",
         "the closed port"
     );
-    let results = info(&events, "connect_result");
+    let results = infos(&events, "connect_result");
     assert_eq!(results[0]["value"]["connected"], true);
     assert_eq!(results[1]["value"]["connected"], false);
     let polls = returns(&events, "poll");
@@ -158,7 +151,7 @@ fn a_nonblocking_send_is_short_then_eagain_and_every_byte_arrives_in_the_end() {
     assert!(queued.as_u64().unwrap() > 0, "{queued}");
     let tcp = &facts(&events, "tcp_queues")[0]["value"];
     assert!(tcp["tx_queue"].as_u64().unwrap() > 0, "{tcp}");
-    let received = &info(&events, "peer_received")[0]["value"];
+    let received = &infos(&events, "peer_received")[0]["value"];
     assert_eq!(received["bytes"], 8 << 20);
 }
 
@@ -176,7 +169,7 @@ fn so_sndbuf_is_doubled_by_the_kernel() {
     let first = returns(&events, "send")[0]["value"].as_i64().unwrap();
     assert!(first < 1_000_000, "a small buffer takes less: {first}");
     assert_eq!(
-        info(&events, "peer_received")[0]["value"]["bytes"],
+        infos(&events, "peer_received")[0]["value"]["bytes"],
         1_000_000
     );
 }
@@ -258,7 +251,7 @@ fn ctrl_c_during_the_nonblocking_spin_shows_the_real_eagain() {
     let recvs = returns(&events, "recv");
     assert_eq!(recvs.len(), 2, "{}", dump(&events));
     assert_eq!(recvs[1]["errno"], "EAGAIN", "{}", dump(&events));
-    let spin = &info(&events, "spin")[0]["value"];
+    let spin = &infos(&events, "spin")[0]["value"];
     assert_eq!(spin["stopped"], true);
     assert!(spin["eagain"].as_u64().unwrap() > 0, "{spin}");
 }

@@ -55,13 +55,6 @@ fn stop(server: Demo) -> Vec<Value> {
     events
 }
 
-fn infos<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 #[test]
 fn many_rust_and_python_clients_each_get_exactly_their_own_echo() {
     for demo in DEMOS {

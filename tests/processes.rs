@@ -10,14 +10,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-/// The `info` events with this key.
-fn infos<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 /// Every pid other than `parent` that printed an event: the children.
 fn child_pids(events: &[Value], parent: i64) -> BTreeSet<i64> {
     events

@@ -23,13 +23,6 @@ fn run(args: &[&str]) -> Vec<Value> {
     events
 }
 
-fn info<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -41,7 +34,7 @@ fn strings(value: &Value) -> Vec<String> {
 
 /// How many bytes the sender sent in all (its `sent` info lines).
 fn sent_total(events: &[Value]) -> u64 {
-    info(events, "sent")
+    infos(events, "sent")
         .iter()
         .map(|e| e["value"]["bytes"].as_u64().unwrap())
         .sum()
@@ -50,7 +43,7 @@ fn sent_total(events: &[Value]) -> u64 {
 #[test]
 fn without_framing_messages_merge_and_one_is_cut() {
     let events = run(&["--messages", "5"]);
-    let reads = info(&events, "read");
+    let reads = infos(&events, "read");
     // The receiver started reading with four and a half messages queued.
     let queued = &facts(&events, "receive_queue")[0]["value"]["bytes"];
     assert_eq!(
@@ -73,11 +66,11 @@ fn without_framing_messages_merge_and_one_is_cut() {
     assert_eq!(second["data"], " ok");
     assert_eq!(second["messages"], serde_json::json!([5]));
     // Five sends (six send() calls), two reads; the stream is intact.
-    let summary = &info(&events, "reads")[0]["value"];
+    let summary = &infos(&events, "reads")[0]["value"];
     assert_eq!(summary["reads"], 2);
     assert_eq!(summary["merged_reads"], 1);
-    assert_eq!(info(&events, "sent").len(), 6);
-    let messages = &info(&events, "messages")[0]["value"];
+    assert_eq!(infos(&events, "sent").len(), 6);
+    let messages = &infos(&events, "messages")[0]["value"];
     assert_eq!(messages["same"], false);
     assert_eq!(
         strings(&messages["received"]).concat(),
@@ -88,7 +81,7 @@ fn without_framing_messages_merge_and_one_is_cut() {
 #[test]
 fn small_reads_cut_messages_everywhere() {
     let events = run(&["--messages", "3", "--bufsize", "8"]);
-    let reads = info(&events, "read");
+    let reads = infos(&events, "read");
     assert!(reads
         .iter()
         .all(|r| r["value"]["bytes"].as_u64().unwrap() <= 8));
@@ -108,12 +101,12 @@ fn small_reads_cut_messages_everywhere() {
 #[test]
 fn a_delimiter_restores_exactly_the_sent_messages() {
     let events = run(&["--fix", "delimiter", "--messages", "6"]);
-    let messages = &info(&events, "messages")[0]["value"];
+    let messages = &infos(&events, "messages")[0]["value"];
     assert_eq!(messages["same"], true, "{messages}");
     assert_eq!(strings(&messages["received"]).len(), 6);
     // The reads themselves were still merged and cut.
     assert!(
-        info(&events, "read")[0]["value"]["messages"]
+        infos(&events, "read")[0]["value"]["messages"]
             .as_array()
             .unwrap()
             .len()
@@ -130,7 +123,7 @@ fn a_delimiter_inside_a_payload_splits_that_message() {
         "3",
         "--delimiter-in-payload",
     ]);
-    let messages = &info(&events, "messages")[0]["value"];
+    let messages = &infos(&events, "messages")[0]["value"];
     assert_eq!(messages["same"], false);
     assert_eq!(
         strings(&messages["received"]),
@@ -141,7 +134,7 @@ fn a_delimiter_inside_a_payload_splits_that_message() {
 #[test]
 fn a_length_prefix_restores_the_messages_even_when_the_prefix_arrives_split() {
     let events = run(&["--fix", "length", "--messages", "4"]);
-    let messages = &info(&events, "messages")[0]["value"];
+    let messages = &infos(&events, "messages")[0]["value"];
     assert_eq!(messages["same"], true, "{messages}");
     assert_eq!(strings(&messages["received"]).len(), 4);
     // The 4-byte prefix of the last message came as 2 + 2 bytes.
@@ -151,7 +144,7 @@ fn a_length_prefix_restores_the_messages_even_when_the_prefix_arrives_split() {
         .position(|r| r["value"] == 2)
         .expect("a 2-byte read");
     assert_eq!(recv[short + 1]["value"], 2, "the rest of the prefix");
-    let lengths: Vec<u64> = info(&events, "length")
+    let lengths: Vec<u64> = infos(&events, "length")
         .iter()
         .map(|e| e["value"]["bytes"].as_u64().unwrap())
         .collect();
@@ -161,7 +154,7 @@ fn a_length_prefix_restores_the_messages_even_when_the_prefix_arrives_split() {
 #[test]
 fn pacing_spaces_the_sends_and_each_read_holds_one_message() {
     let events = run(&["--fix", "pace", "--messages", "3", "--pace", "0.25"]);
-    let times: Vec<f64> = info(&events, "sent")
+    let times: Vec<f64> = infos(&events, "sent")
         .iter()
         .map(|e| e["t"].as_f64().unwrap())
         .collect();
@@ -169,7 +162,7 @@ fn pacing_spaces_the_sends_and_each_read_holds_one_message() {
     for pair in times.windows(2) {
         assert!(pair[1] - pair[0] >= 0.24, "{times:?}");
     }
-    assert!(info(&events, "reads")[0]["value"]["cut_messages"]
+    assert!(infos(&events, "reads")[0]["value"]["cut_messages"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -192,7 +185,7 @@ fn a_python_client_speaks_the_length_prefixed_framing() {
     );
     let (status, events, stderr) = demo.finish();
     assert!(status.success(), "{stderr}");
-    let received = &info(&events, "messages")[0]["value"]["received"];
+    let received = &infos(&events, "messages")[0]["value"]["received"];
     assert_eq!(strings(received), ["first", "", "ünïcode ✓", "last one"]);
     let recv = returns(&events, "recv");
     assert!(recv.iter().any(|r| r["value"] == 2), "the split prefix");
@@ -259,7 +252,7 @@ fn the_suggested_client_for_a_length_prefix_really_works() {
     assert!(output.status.success(), "{output:?}");
     let (status, events, stderr) = demo.finish();
     assert!(status.success(), "{stderr}");
-    let received = &info(&events, "messages")[0]["value"]["received"];
+    let received = &infos(&events, "messages")[0]["value"]["received"];
     assert_eq!(strings(received), ["hello", "world"]);
 }
 

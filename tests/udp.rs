@@ -37,14 +37,6 @@ fn echo(socket: &UdpSocket, to: SocketAddr, message: &[u8]) -> (Vec<u8>, SocketA
     (buf[..length].to_vec(), from)
 }
 
-/// Every info event with this key.
-fn infos<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 /// A counter of /proc/net/snmp, read by the test itself.
 fn snmp(protocol: &str, name: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/net/snmp").expect("/proc/net/snmp");

@@ -36,13 +36,6 @@ impl Drop for TempPath {
     }
 }
 
-fn info<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "info" && e["key"] == key)
-        .collect()
-}
-
 fn finish_ok(demo: Demo) -> Vec<Value> {
     let pid = demo.pid();
     let (status, events, stderr) = demo.finish();
@@ -89,12 +82,12 @@ fn both_ends_talk_through_a_socket_file_that_is_removed_at_the_end() {
     assert_eq!(of_server["value"]["pid"].as_i64(), Some(parent));
     assert_eq!(of_server["pid"].as_i64(), Some(child));
     assert_eq!(
-        info(&events, "echo")[0]["value"]["text"],
+        infos(&events, "echo")[0]["value"]["text"],
         "hello over AF_UNIX"
     );
     // Reaped, and the file is gone.
     assert_eq!(
-        info(&events, "reaped")[0]["value"]["status"],
+        infos(&events, "reaped")[0]["value"]["status"],
         "exited with status 0"
     );
     assert_eq!(facts(&events, "file_exists")[0]["value"], false);
@@ -215,7 +208,7 @@ fn an_abstract_name_needs_no_file() {
     assert!(facts(&events, "file_type").is_empty());
     assert!(!calls(&events).contains(&"unlink".to_string()));
     assert_eq!(
-        info(&events, "echo")[0]["value"]["text"],
+        infos(&events, "echo")[0]["value"]["text"],
         "hello over AF_UNIX"
     );
 
@@ -336,9 +329,9 @@ fn a_socketpair_needs_no_name_and_reports_its_creator_at_both_ends() {
     for cred in &creds {
         assert_eq!(cred["value"]["pid"].as_i64(), Some(parent), "{cred}");
     }
-    assert_eq!(info(&events, "echo")[0]["value"]["text"], "over the pair");
+    assert_eq!(infos(&events, "echo")[0]["value"]["text"], "over the pair");
     assert_eq!(
-        info(&events, "reaped")[0]["value"]["status"],
+        infos(&events, "reaped")[0]["value"]["status"],
         "exited with status 0"
     );
 }
@@ -406,10 +399,10 @@ fn runs_at_the_same_time_each_use_their_own_default_file() {
         let pid = demo.pid();
         let events = finish_ok(demo);
         let own = format!("/tmp/netlab-unix-{pid}.sock");
-        assert_eq!(info(&events, "default_path")[0]["value"]["path"], own);
+        assert_eq!(infos(&events, "default_path")[0]["value"]["path"], own);
         assert_eq!(returns(&events, "bind")[0]["ok"], true, "{}", dump(&events));
         assert_eq!(
-            info(&events, "echo")[0]["value"]["text"],
+            infos(&events, "echo")[0]["value"]["text"],
             "hello over AF_UNIX"
         );
         assert!(!std::path::Path::new(&own).exists());

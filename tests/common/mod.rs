@@ -183,6 +183,14 @@ pub fn facts<'a>(events: &'a [Value], fact: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Every `info` event with this key.
+pub fn infos<'a>(events: &'a [Value], key: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "info" && e["key"] == key)
+        .collect()
+}
+
 pub fn dump(events: &[Value]) -> String {
     events
         .iter()
