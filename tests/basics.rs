@@ -190,6 +190,7 @@ fn byteorder_reads_hex_and_shows_an_address() {
     assert!(status.success());
     let long = &infos(&events, "long")[0]["value"];
     assert_eq!(long["value"], 3_232_235_786u64);
+    // Only the number read as an IPv4 address: nothing is sent anywhere.
     assert_eq!(long["ipv4"], "192.168.1.10");
     assert!(infos(&events, "short").is_empty(), "too big for 16 bits");
     for bad in ["-1", "4294967296", "0x", "ten", ""] {
