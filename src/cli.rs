@@ -147,6 +147,12 @@ pub enum Command {
     )]
     EpollDemo(crate::demos::mux::epoll::Args),
 
+    /// An HTTP/1.1 server written on raw sockets: a page that shows your own request, or static files.
+    #[command(
+        after_help = "Lesson: netlab lesson http\n\nExample:\n  netlab http-server --port 8000   (then open http://127.0.0.1:8000 in a browser)\n  netlab http-server --port 8000 --root ./site --model thread"
+    )]
+    HttpServer(crate::demos::http::Args),
+
     /// fork(): one process becomes two, with separate memory.
     #[command(
         after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab fork-demo --children 2\n  netlab fork-demo --no-flush   (the buffered line is written once per process)"
@@ -164,6 +170,12 @@ pub enum Command {
         after_help = "Lesson: netlab lesson processes\n\nExample:\n  netlab orphan-demo\n  netlab orphan-demo --no-subreaper   (init, or a subreaper above netlab, adopts it)"
     )]
     OrphanDemo(crate::demos::orphan::Args),
+
+    /// The course's UDP chatroom: a server that fans messages out, clients that fork to send and receive.
+    #[command(
+        after_help = "Lesson: netlab lesson chatroom\n\nExample:\n  netlab chatroom server --port 8888\n  netlab chatroom client --name ana --server 127.0.0.1:8888"
+    )]
+    Chatroom(crate::demos::chatroom::Args),
 
     /// Load an echo server and measure it (bench echo), or compare select, poll and epoll (bench mux).
     #[command(
@@ -199,8 +211,10 @@ pub const TOPICS: &[(&str, &[&str])] = &[
         "IO models",
         &["io-demo", "select-demo", "poll-demo", "epoll-demo", "bench"],
     ),
+    ("HTTP", &["http-server"]),
     ("Unix domain sockets", &["unix-demo"]),
     ("Processes", &["fork-demo", "zombie-demo", "orphan-demo"]),
+    ("Project", &["chatroom"]),
     ("Reading and tools", &["lesson", "completions", "man"]),
 ];
 

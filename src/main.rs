@@ -80,9 +80,11 @@ fn run_demo(global: &cli::GlobalArgs, command: Command) -> u8 {
         Command::SelectDemo(args) => demos::mux::select::run(&nar, args),
         Command::PollDemo(args) => demos::mux::poll::run(&nar, args),
         Command::EpollDemo(args) => demos::mux::epoll::run(&nar, args),
+        Command::HttpServer(args) => demos::http::run(&nar, args),
         Command::ForkDemo(args) => demos::fork_demo::run(&nar, args),
         Command::ZombieDemo(args) => demos::zombie::run(&nar, args),
         Command::OrphanDemo(args) => demos::orphan::run(&nar, args),
+        Command::Chatroom(args) => demos::chatroom::run(&nar, args),
         Command::Bench(args) => bench::run(&nar, args),
         Command::Lesson(_) | Command::Completions(_) | Command::Man => Ok(()),
     };

@@ -7,8 +7,10 @@
 pub mod accept;
 pub mod broadcast;
 pub mod byteorder;
+pub mod chatroom;
 pub mod children;
 pub mod fork_demo;
+pub mod http;
 pub mod io_demo;
 pub mod lookup;
 pub mod mux;

@@ -64,12 +64,20 @@ pub static LESSONS: &[Lesson] = &[
         markdown: include_str!("../../lessons/io-multiplexing.md"),
     },
     Lesson {
+        slug: "http",
+        markdown: include_str!("../../lessons/http.md"),
+    },
+    Lesson {
         slug: "unix-sockets",
         markdown: include_str!("../../lessons/unix-sockets.md"),
     },
     Lesson {
         slug: "processes",
         markdown: include_str!("../../lessons/processes.md"),
+    },
+    Lesson {
+        slug: "chatroom",
+        markdown: include_str!("../../lessons/chatroom.md"),
     },
 ];
 
