@@ -2,6 +2,9 @@
 
 use anyhow::{bail, Result};
 
+#[allow(dead_code)] // SCAFFOLD: removed once the server uses it
+pub mod exchange;
+
 use crate::narrate::Narrator;
 
 /// SCAFFOLD
