@@ -315,6 +315,12 @@ impl ForkedChild {
         self.pid
     }
 
+    /// The child was reaped by other means (a SIGCHLD handler's waitpid):
+    /// there is nothing left to wait for or to stop on drop.
+    pub fn reaped_elsewhere(mut self) {
+        self.reaped = true;
+    }
+
     /// waitpid(pid, 0), narrated. After Ctrl-C or SIGTERM, before or during
     /// the wait, the child may still be waiting for us, so it is asked to
     /// end (SIGTERM to its pid, narrated, once) and the wait goes on until

@@ -23,6 +23,18 @@ const CHUNK: usize = 4096;
 pub fn send_each_line(
     nar: &Narrator,
     how: &'static str,
+    send: impl FnMut(&[u8]) -> bool,
+) -> Result<()> {
+    send_each_line_while(nar, how, || true, send)
+}
+
+/// `send_each_line` for a demo that also watches something else (a child
+/// process that may end): when a signal interrupts read() (EINTR),
+/// `keep_going` is asked, and false ends the reading as end of input would.
+pub fn send_each_line_while(
+    nar: &Narrator,
+    how: &'static str,
+    mut keep_going: impl FnMut() -> bool,
     mut send: impl FnMut(&[u8]) -> bool,
 ) -> Result<()> {
     let stdin = std::io::stdin();
@@ -61,7 +73,12 @@ pub fn send_each_line(
                     return Ok(());
                 }
             }
-            Err(Errno::EINTR) => step.fail(Errno::EINTR),
+            Err(Errno::EINTR) => {
+                step.fail(Errno::EINTR);
+                if !keep_going() {
+                    return Ok(());
+                }
+            }
             Err(errno) => {
                 step.fail(errno);
                 return Err(errno).context("reading standard input failed");

@@ -231,6 +231,13 @@ impl Narrator {
         self.begin(call, args, Some(wait))
     }
 
+    /// Are events written as JSON lines (`--json`)? A demo that also
+    /// prints for its user (the chat client's lines) keeps stdout JSON-only
+    /// then.
+    pub fn is_json(&self) -> bool {
+        self.settings.json
+    }
+
     /// Would a `kernel` line or a `note` be printed now, i.e. is the current
     /// step shown? False with `--quiet` and while the throttle only counts.
     /// A demo checks it before reading evidence (TCP_INFO, /proc) that would

@@ -1,0 +1,513 @@
+//! The chat server: bind, fork the console reader, then the receive loop.
+//!
+//! `run` opens the socket and the console's own socket, forks, and hands
+//! the parent to `serve` and the child to `console`. `serve` reads one
+//! datagram at a time and `handle` decides what it means: the checks that
+//! student versions forget (is this sender really that user?) are in
+//! `check_sender`. `shut_down` tells every user, then ends and reaps the
+//! console process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::signal::SigHandler;
+use nix::sys::socket::{bind, socket, SockFlag, SockType};
+use serde_json::json;
+
+use super::protocol::{self, parse_request, Refusal, Request, ADMIN, MAX_DATAGRAM};
+use super::{die_with_parent, is_transient, local_destination, send_datagram, show_process};
+use crate::demos::children::{self, Forked, ForkedChild, SigchldReap};
+use crate::demos::stdin_lines;
+use crate::error::Failure;
+use crate::kernel;
+use crate::narrate::text::show_bytes;
+use crate::narrate::{errno_name, Narrator};
+use crate::stop;
+use crate::sys;
+
+/// The receive loop's state: the socket, who is logged in, and the console.
+struct Room {
+    fd: RawFd,
+    /// Each user's name and the address their datagrams come from. Sorted,
+    /// so `USERS` and the narration list names in a stable order.
+    users: BTreeMap<String, SocketAddr>,
+    /// The console process's socket address: the only sender allowed to
+    /// speak as `admin`.
+    console_addr: SocketAddr,
+    /// The console process, until it has been reaped.
+    console: Option<ForkedChild>,
+}
+
+pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
+    nar.start(
+        "chatroom server",
+        "chatroom",
+        "The course's UDP chat server: one socket, a map from names to addresses, and a forked console that speaks as admin.",
+    );
+    let wanted = sys::resolve(host, port)?;
+    let sock = open_socket(nar, wanted)?;
+    let bound = sys::local_addr(sock.as_raw_fd()).context("getsockname() failed")?;
+
+    // The console's socket is made before fork(), so that the parent knows
+    // its address: a `C admin ...` from anywhere else is refused.
+    let console_target = local_destination(bound);
+    let console_sock = open_console_socket(nar, console_target)?;
+    let console_addr = sys::local_addr(console_sock.as_raw_fd()).context("getsockname() failed")?;
+
+    // SIGCHLD interrupts recvfrom() (no SA_RESTART) when the console ends,
+    // and its handler reaps it, so the loop can say so and go on.
+    children::install_sigchld(nar, SigchldReap::Loop)?;
+    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the interrupted recvfrom() returns EINTR so the loop can say what happened.");
+
+    let parent = nix::unistd::getpid();
+    match children::fork(nar, "one process for the console, one for the receive loop")? {
+        Forked::Child => {
+            drop(sock);
+            console(nar, parent, console_sock, console_target)
+        }
+        Forked::Parent { child } => {
+            drop(console_sock);
+            nar.info(
+                "processes",
+                json!({ "receive_loop": parent.as_raw(), "console": child.as_raw() }),
+                format!("pid {parent} runs the receive loop; pid {child} reads the console"),
+            );
+            show_process(nar, parent, "the receive loop");
+            show_process(nar, child, "the console reader");
+            let mut room = Room {
+                fd: sock.as_raw_fd(),
+                users: BTreeMap::new(),
+                console_addr,
+                console: Some(ForkedChild::new(child)),
+            };
+            let served = serve(nar, &mut room);
+            shut_down(nar, &mut room);
+            served?;
+            let step = nar.call("close", format!("fd {}", room.fd));
+            step.check(nix::unistd::close(sock), |_| "0".into())?;
+            Ok(())
+        }
+    }
+}
+
+/// socket, bind, getsockname: the address every user sends to.
+fn open_socket(nar: &Narrator, wanted: SocketAddr) -> Result<OwnedFd> {
+    let step = nar.call(
+        "socket",
+        format!("{}, SOCK_DGRAM, 0", sys::family_name(&wanted)),
+    );
+    let sock = step.check(
+        socket(
+            sys::family_of(&wanted),
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        ),
+        |fd| format!("fd {}", fd.as_raw_fd()),
+    )?;
+    let fd = sock.as_raw_fd();
+    nar.note("One UDP socket serves every user: each datagram arrives with its sender's address, and that address is how the server tells users apart.");
+
+    let step = nar.call("bind", format!("fd {fd}, {wanted}"));
+    if let Err(errno) = bind(fd, &sys::to_kernel(wanted)) {
+        step.fail(errno);
+        return Err(bind_failure(errno, wanted).into());
+    }
+    step.ok("0");
+    let step = nar.call("getsockname", format!("fd {fd}"));
+    let bound = step.check(sys::local_addr(fd), |addr| addr.to_string())?;
+    let target = sys::connectable(bound);
+    nar.startup(
+        "listening",
+        json!({ "addr": bound.to_string(), "port": bound.port() }),
+        format!(
+            "chat server on {bound} (UDP); join with: netlab --quiet chatroom client --name NAME --server {target}"
+        ),
+    );
+    Ok(sock)
+}
+
+/// A port already taken gets its own message; other bind errors are the
+/// same for every socket (`Failure::of_bind`).
+fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
+    let port = wanted.port();
+    match errno {
+        Errno::EADDRINUSE => {
+            let holders = kernel::udp::udp_sockets_on_port(port).unwrap_or_default();
+            Failure::with_hint(
+                format!(
+                    "cannot bind {wanted}: port {port} is in use by {} UDP socket(s) (Address already in use)",
+                    holders.len()
+                ),
+                format!("is another chat server running? Stop it or choose another port (--port 0 lets the kernel pick one); `ss -lunp 'sport = :{port}'` shows who holds it"),
+            )
+        }
+        other => Failure::of_bind(other, wanted, 8888),
+    }
+}
+
+/// The console's socket, bound to the loopback address (port 0: any free
+/// port) so that its datagrams have an address the server can recognise.
+fn open_console_socket(nar: &Narrator, target: SocketAddr) -> Result<OwnedFd> {
+    let step = nar.call(
+        "socket",
+        format!("{}, SOCK_DGRAM, 0", sys::family_name(&target)),
+    );
+    let sock = step.check(
+        socket(
+            sys::family_of(&target),
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        ),
+        |fd| format!("fd {}: the console's socket", fd.as_raw_fd()),
+    )?;
+    let fd = sock.as_raw_fd();
+    let local = SocketAddr::new(target.ip(), 0);
+    let step = nar.call("bind", format!("fd {fd}, {local}"));
+    step.check(bind(fd, &sys::to_kernel(local)), |_| "0".into())
+        .context("binding the console's socket")?;
+    let step = nar.call("getsockname", format!("fd {fd}"));
+    let console_addr = step.check(sys::local_addr(fd), |addr| addr.to_string())?;
+    nar.info(
+        "console_socket",
+        json!({ "addr": console_addr.to_string(), "sends_to": target.to_string() }),
+        format!("the console sends from {console_addr} to {target}; only that address may speak as admin"),
+    );
+    nar.note("The console sends to the server's port at a loopback address, because 0.0.0.0 is what a server binds to mean every address, not an address anyone can send to.");
+    Ok(sock)
+}
+
+/// The console process: each line typed on the server's standard input
+/// becomes `C admin line`, sent to the server's own socket. Never returns.
+fn console(
+    nar: &Narrator,
+    parent: nix::unistd::Pid,
+    console_sock: OwnedFd,
+    target: SocketAddr,
+) -> ! {
+    if !die_with_parent(nar, parent) {
+        children::exit_child(1);
+    }
+    let fd = console_sock.as_raw_fd();
+    let read = stdin_lines::send_each_line(
+        nar,
+        "The console: type a line and press Enter to speak to every user as admin. End of input (Ctrl-D) ends this console process only; the server goes on.",
+        |line| {
+            let text = String::from_utf8_lossy(line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                return true;
+            }
+            let clean: String = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let (datagram, left_out) = protocol::chat_datagram(ADMIN, &clean);
+            if left_out > 0 {
+                nar.info(
+                    "cut",
+                    json!({ "left_out": left_out }),
+                    format!("the line was cut at a character boundary to fit in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
+                );
+            }
+            send_datagram(nar, fd, &datagram, target);
+            true
+        },
+    );
+    if let Err(err) = read {
+        nar.warning(format!("the console stops: {err:#}"), None);
+        children::exit_child(1);
+    }
+    nar.info(
+        "console_closed",
+        json!({ "pid": std::process::id() }),
+        "end of input on the console: this console process ends; the server keeps serving",
+    );
+    children::exit_child(0)
+}
+
+/// The receive loop: one datagram, one decision, until Ctrl-C or SIGTERM.
+fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
+    // One byte more than the protocol allows: if it is filled, the
+    // datagram was too long (the rest of it is already gone).
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    let fd = room.fd;
+    while stop::requested().is_none() {
+        let step = nar.blocking_with(
+            "recvfrom",
+            || format!("fd {fd}, {} bytes", buf.len()),
+            "waiting for a datagram from a user or the console",
+        );
+        let (length, from) = match sys::recvfrom(fd, &mut buf) {
+            Ok(received) => received,
+            Err(errno) if is_transient(errno) => {
+                step.fail(errno);
+                console_reaped(nar, room);
+                if errno != Errno::EINTR {
+                    nar.warning(
+                        format!(
+                            "recvfrom() failed with {}; the server goes on",
+                            errno_name(errno)
+                        ),
+                        None,
+                    );
+                    let _ = sys::nanosleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            Err(errno) => {
+                step.fail(errno);
+                return Err(errno).context("recvfrom() failed");
+            }
+        };
+        step.ok_with(length as i64, || {
+            format!(
+                "{length} bytes from {from}: {}",
+                show_bytes(&buf[..length], 80)
+            )
+        });
+        nar.count("datagrams_in", 1);
+        handle(nar, room, &buf[..length], from);
+        console_reaped(nar, room);
+    }
+    Ok(())
+}
+
+/// Did the SIGCHLD handler reap the console? Say so; the server goes on.
+fn console_reaped(nar: &Narrator, room: &mut Room) {
+    for status in children::take_reaped() {
+        nar.info(
+            "console_reaped",
+            children::status_value(&status),
+            format!(
+                "the SIGCHLD handler reaped the console process: {}; the receive loop goes on",
+                children::describe_status(&status)
+            ),
+        );
+        let ours = room
+            .console
+            .as_ref()
+            .is_some_and(|console| Some(console.pid()) == status.pid());
+        if ours {
+            if let Some(console) = room.console.take() {
+                console.reaped_elsewhere();
+            }
+        }
+    }
+}
+
+/// What one datagram means, and the replies it causes.
+fn handle(nar: &Narrator, room: &mut Room, datagram: &[u8], from: SocketAddr) {
+    let request = match parse_request(datagram) {
+        Ok(request) => request,
+        Err(refusal) => return refuse(nar, room, from, refusal, None),
+    };
+    if nar.showing() {
+        nar.info(
+            "request",
+            json!({ "from": from.to_string(), "kind": request.kind(), "name": request.name() }),
+            format!("{from} sends {} as {}", request.kind(), request.name()),
+        );
+    }
+    match request {
+        Request::Login { name } => login(nar, room, name, from),
+        Request::Chat { name, text } => {
+            if let Err(refusal) = check_sender(room, name, from) {
+                return refuse(nar, room, from, refusal, Some(name));
+            }
+            let line = format!("MSG {name} {text}");
+            let others: Vec<SocketAddr> = room
+                .users
+                .iter()
+                .filter(|(user, _)| user.as_str() != name)
+                .map(|(_, addr)| *addr)
+                .collect();
+            if nar.showing() {
+                nar.info(
+                    "fan_out",
+                    json!({ "name": name, "to": others.len() }),
+                    format!("{name}'s line goes to the {} other user(s)", others.len()),
+                );
+            }
+            for addr in others {
+                send_datagram(nar, room.fd, &line, addr);
+            }
+        }
+        Request::Quit { name } => quit(nar, room, name, from),
+        Request::Who { name } => {
+            if let Err(refusal) = check_sender(room, name, from) {
+                return refuse(nar, room, from, refusal, Some(name));
+            }
+            let names: Vec<&str> = room.users.keys().map(String::as_str).collect();
+            let reply = format!("USERS {}", names.join(" "));
+            send_datagram(nar, room.fd, reply.trim_end(), from);
+        }
+    }
+}
+
+/// `L name`: a free name is registered at the sender's address.
+fn login(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
+    match room.users.get(name) {
+        // The same user asking again: our OK was lost on the way.
+        Some(addr) if *addr == from => {
+            nar.note("The same address asks again for the name it already has: its OK must have been lost, so OK is sent again and nothing else changes.");
+            send_datagram(nar, room.fd, "OK", from);
+            return;
+        }
+        Some(_) => return refuse(nar, room, from, Refusal::NameTaken, Some(name)),
+        None => {}
+    }
+    if room.users.values().any(|addr| *addr == from) {
+        return refuse(nar, room, from, Refusal::AlreadyLoggedIn, Some(name));
+    }
+    room.users.insert(name.to_string(), from);
+    send_datagram(nar, room.fd, "OK", from);
+    let line = format!("JOIN {name}");
+    for (_, addr) in room.users.iter().filter(|(user, _)| user.as_str() != name) {
+        send_datagram(nar, room.fd, &line, *addr);
+    }
+    show_users(nar, room);
+}
+
+/// `Q name`: the user leaves, gets EXIT, and the others are told.
+fn quit(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
+    if name != ADMIN && !room.users.contains_key(name) {
+        nar.note("Q for a name that is not logged in: most likely our EXIT was lost and the client asks again, so EXIT is sent again.");
+        send_datagram(nar, room.fd, "EXIT", from);
+        return;
+    }
+    if let Err(refusal) = check_sender(room, name, from) {
+        return refuse(nar, room, from, refusal, Some(name));
+    }
+    if name == ADMIN {
+        // The console speaks, it does not log in or out.
+        return refuse(nar, room, from, Refusal::Malformed, Some(name));
+    }
+    room.users.remove(name);
+    send_datagram(nar, room.fd, "EXIT", from);
+    let line = format!("LEAVE {name}");
+    for addr in room.users.values() {
+        send_datagram(nar, room.fd, &line, *addr);
+    }
+    show_users(nar, room);
+}
+
+/// The rule student versions forget: a datagram that says `C ana ...` is
+/// from ana only if it comes from the address ana logged in from. Anyone
+/// can write any name into a datagram; nobody else can receive at ana's
+/// address, and for the replies to a forged source address to matter, the
+/// forger would have to be on the path.
+fn check_sender(room: &Room, name: &str, from: SocketAddr) -> Result<(), Refusal> {
+    if name == ADMIN {
+        return if from == room.console_addr {
+            Ok(())
+        } else {
+            Err(Refusal::Spoofed)
+        };
+    }
+    match room.users.get(name) {
+        None => Err(Refusal::UnknownName),
+        Some(addr) if *addr != from => Err(Refusal::Spoofed),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Refuse a datagram: narrate why, and answer `ERR reason` to the address
+/// it came from (never to the user it names). The users are untouched.
+fn refuse(nar: &Narrator, room: &Room, from: SocketAddr, refusal: Refusal, name: Option<&str>) {
+    nar.count("refused", 1);
+    if nar.showing() {
+        let registered = name.and_then(|name| room.users.get(name));
+        let text = match (refusal, name, registered) {
+            (Refusal::Spoofed, Some(name), Some(addr)) => format!(
+                "refused a datagram from {from}: it claims to be {name}, who logged in from {addr}"
+            ),
+            (Refusal::Spoofed, Some(name), None) => format!(
+                "refused a datagram from {from}: it claims to be {name}, but only the console at {} speaks as {name}",
+                room.console_addr
+            ),
+            (_, Some(name), _) => format!("refused a datagram from {from} naming {name}: {refusal}"),
+            (_, None, _) => format!("refused a datagram from {from}: {refusal}"),
+        };
+        nar.info(
+            "refused",
+            json!({
+                "from": from.to_string(), "reason": refusal.reason(), "name": name,
+                "registered": registered.map(SocketAddr::to_string), "users": room.users.len(),
+            }),
+            text,
+        );
+        if refusal == Refusal::Spoofed {
+            nar.note("The name in a datagram is only a claim; the source address is what the kernel saw. A C, Q or W must come from the address its user logged in from.");
+        }
+    }
+    send_datagram(nar, room.fd, &format!("ERR {refusal}"), from);
+}
+
+/// The users map, after a change.
+fn show_users(nar: &Narrator, room: &Room) {
+    nar.gauge("users", room.users.len() as u64);
+    if !nar.showing() {
+        return;
+    }
+    let listed: Vec<String> = room
+        .users
+        .iter()
+        .map(|(name, addr)| format!("{name} at {addr}"))
+        .collect();
+    let map: serde_json::Map<String, serde_json::Value> = room
+        .users
+        .iter()
+        .map(|(name, addr)| (name.clone(), json!(addr.to_string())))
+        .collect();
+    nar.info(
+        "users",
+        json!({ "count": room.users.len(), "users": map }),
+        if listed.is_empty() {
+            "users: nobody".to_string()
+        } else {
+            format!("users ({}): {}", listed.len(), listed.join(", "))
+        },
+    );
+}
+
+/// After Ctrl-C or SIGTERM: tell every user, then end and reap the console.
+fn shut_down(nar: &Narrator, room: &mut Room) {
+    if stop::requested().is_some() && !room.users.is_empty() {
+        nar.info(
+            "going_down",
+            json!({ "users": room.users.len() }),
+            format!(
+                "telling the {} user(s) that the server is stopping",
+                room.users.len()
+            ),
+        );
+        for addr in room.users.values() {
+            send_datagram(nar, room.fd, "DOWN", *addr);
+        }
+        nar.note("DOWN is one datagram to each user, and UDP may lose it: a client that misses it only learns that the server is gone when its next request goes unanswered.");
+    }
+    // From here the parent waits for the console by its pid; the handler
+    // must not reap it first.
+    let _ = children::set_sigchld(nar, SigHandler::SigDfl);
+    console_reaped(nar, room);
+    if let Some(mut console) = room.console.take() {
+        // wait() sends SIGTERM first when a stop is pending; otherwise the
+        // loop ended on an error, and the console must be asked to end too.
+        if stop::requested().is_none() {
+            let pid = console.pid();
+            let step = nar.call("kill", format!("{pid}, SIGTERM"));
+            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+                Ok(()) => step.ok("0"),
+                Err(errno) => step.fail(errno),
+            }
+        }
+        let _ = console.wait(nar, "the console process");
+    }
+    children::reap_all(nar, true);
+}

@@ -1,0 +1,572 @@
+//! chatroom against real peers: three netlab clients driven through pipes,
+//! one in a pseudo-terminal (tests/py/chat_pty.py), and a Python stdlib
+//! peer that speaks the raw protocol (tests/py/chat_peer.py).
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+/// A chat server on 127.0.0.1, port 0, its address and its console's pid.
+struct Server {
+    demo: Demo,
+    addr: SocketAddr,
+    console: i32,
+}
+
+fn server() -> Server {
+    let mut demo = Demo::start(&["chatroom", "server", "--host", "127.0.0.1", "--port", "0"]);
+    let addr = demo.listening_addr();
+    let processes = demo.wait_for("the process structure", |e| {
+        e["event"] == "info" && e["key"] == "processes"
+    });
+    let console = processes["value"]["console"].as_i64().expect("console pid") as i32;
+    assert_eq!(processes["value"]["receive_loop"], demo.pid());
+    // The receive loop is ready once it blocks in recvfrom().
+    demo.wait_for_call("recvfrom", 1);
+    Server {
+        demo,
+        addr,
+        console,
+    }
+}
+
+/// A logged-in client and its receiver's pid.
+struct Client {
+    demo: Demo,
+    receiver: i32,
+}
+
+fn client(name: &str, server: SocketAddr) -> Client {
+    let mut demo = start_client(name, server, &["--timeout", "500"]);
+    demo.wait_for("the login", |e| {
+        e["event"] == "info" && e["key"] == "logged_in"
+    });
+    let processes = demo.wait_for("the process structure", |e| {
+        e["event"] == "info" && e["key"] == "processes"
+    });
+    assert_eq!(processes["value"]["sender"], demo.pid());
+    let receiver = processes["value"]["receiver"].as_i64().expect("pid") as i32;
+    // Ready once the sender waits on the keyboard.
+    demo.wait_for_call("read", 1);
+    Client { demo, receiver }
+}
+
+fn start_client(name: &str, server: SocketAddr, extra: &[&str]) -> Demo {
+    let server = server.to_string();
+    let mut args = vec![
+        "chatroom",
+        "client",
+        "--name",
+        name,
+        "--server",
+        server.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    Demo::start(&args)
+}
+
+/// Wait for the client to print this chat line (a `received` event).
+fn wait_line(demo: &mut Demo, line: &str) -> Value {
+    demo.wait_for(&format!("the line {line:?}"), |e| {
+        e["key"] == "received" && e["value"]["line"] == line
+    })
+}
+
+fn lines(events: &[Value]) -> Vec<String> {
+    infos(events, "received")
+        .iter()
+        .filter_map(|e| e["value"]["line"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Wait until the server has seen this many users.
+fn wait_users(server: &mut Server, count: usize) -> Value {
+    server.demo.wait_for(&format!("{count} users"), |e| {
+        e["key"] == "users" && e["value"]["count"] == count
+    })
+}
+
+/// The pid is gone from /proc (not running, not a zombie): reaped.
+fn assert_gone(pid: i32, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{who} (pid {pid}) is still there: {:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// End a client with end of input: it sends Q, waits for EXIT, and both
+/// of its processes are gone.
+fn leave(client: Client) -> Vec<Value> {
+    let pid = client.demo.pid();
+    let receiver = client.receiver;
+    let (status, events, stderr) = client.demo.finish();
+    assert!(status.success(), "client exit {status}; {stderr}");
+    assert!(!infos(&events, "left").is_empty(), "{}", dump(&events));
+    assert_gone(receiver, "the receiver");
+    assert_gone(pid, "the sender");
+    events
+}
+
+/// Stop the server with SIGINT; check it told everyone and reaped its console.
+fn stop(server: Server) -> Vec<Value> {
+    let pid = server.demo.pid();
+    assert_no_zombies(pid);
+    let console = server.console;
+    let (status, events, stderr) = server.demo.signal(Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_gone(console, "the console");
+    assert_gone(pid, "the server");
+    events
+}
+
+fn assert_no_zombies(parent: i32) {
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.get(1) == Some(&parent.to_string().as_str()) {
+            assert_ne!(fields[0], "Z", "a zombie child of {parent}: {stat}");
+        }
+    }
+}
+
+fn refusals(events: &[Value]) -> Vec<String> {
+    infos(events, "refused")
+        .iter()
+        .filter_map(|e| e["value"]["reason"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn peer(server: SocketAddr, steps: &[&str]) -> String {
+    let port = server.port().to_string();
+    let mut args = vec!["127.0.0.1", port.as_str()];
+    args.extend_from_slice(steps);
+    python("chat_peer.py", &args)
+}
+
+/// A file the test creates to tell a waiting Python peer to go on.
+fn signal_file(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("netlab-chat-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn three_clients_chat_and_each_line_goes_to_all_but_its_sender() {
+    let mut server = server();
+    let mut ana = client("ana", server.addr);
+    let mut bo = client("bo", server.addr);
+    wait_line(&mut ana.demo, "* bo joined");
+    let mut cy = client("cy", server.addr);
+    wait_line(&mut ana.demo, "* cy joined");
+    wait_line(&mut bo.demo, "* cy joined");
+    wait_users(&mut server, 3);
+
+    ana.demo.send_stdin("hello, 你好\n");
+    wait_line(&mut bo.demo, "ana: hello, 你好");
+    wait_line(&mut cy.demo, "ana: hello, 你好");
+    // /who: the extension, answered to the asker only.
+    bo.demo.send_stdin("/who\n");
+    wait_line(&mut bo.demo, "* here: ana, bo, cy");
+
+    // ana leaves with end of input: Q, then EXIT; the others are told.
+    let ana_events = leave(ana);
+    wait_line(&mut bo.demo, "* ana left");
+    wait_line(&mut cy.demo, "* ana left");
+    let ana_lines = lines(&ana_events);
+    assert!(
+        !ana_lines.iter().any(|line| line.starts_with("ana:")),
+        "ana got her own line back: {ana_lines:?}"
+    );
+    assert!(ana_lines.contains(&"* you have left the room".to_string()));
+    assert!(
+        returns(&ana_events, "sendto")
+            .iter()
+            .any(|e| e["result"] == "5 bytes"),
+        "Q ana sent"
+    );
+
+    leave(bo);
+    let cy_events = leave(cy);
+    assert!(
+        !lines(&cy_events).contains(&"* here: ana, bo, cy".to_string()),
+        "/who went to bo only"
+    );
+    let events = stop(server);
+    // The server narrated the map on each change, ending empty.
+    let last_users = infos(&events, "users")
+        .last()
+        .copied()
+        .cloned()
+        .expect("users");
+    assert_eq!(last_users["value"]["count"], 0);
+    // Each chat line was sent to the two others only.
+    let fan_out = infos(&events, "fan_out");
+    assert_eq!(fan_out[0]["value"]["to"], 2, "{fan_out:?}");
+}
+
+#[test]
+fn duplicate_reserved_and_invalid_names_are_refused() {
+    let server = server();
+    let ana = client("ana", server.addr);
+    let second = start_client("ana", server.addr, &[]);
+    let (status, _, stderr) = second.finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("refused the name `ana`: name taken"),
+        "{stderr}"
+    );
+
+    // The server checks the reserved name itself, whatever the client does.
+    let out = peer(
+        server.addr,
+        &[
+            "send:L admin",
+            "expect:ERR name reserved",
+            "send:L AdMiN",
+            "expect:ERR name reserved",
+            "send:L two words",
+            "expect:ERR name invalid",
+            "send:L abcdefghijklmnopq",
+            "expect:ERR name invalid",
+            "send:L zed",
+            "expect:OK",
+            "send:L yan",
+            "expect:ERR already logged in",
+            "send:Q zed",
+            "expect:EXIT",
+        ],
+    );
+    assert!(out.ends_with("done\n"), "{out}");
+    // The netlab client refuses the reserved name before sending anything.
+    let local = start_client("admin", server.addr, &[]);
+    let (status, events, stderr) = local.finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("`admin` cannot be a chat name: name reserved"),
+        "{stderr}"
+    );
+    assert!(returns(&events, "sendto").is_empty());
+
+    leave(ana);
+    let events = stop(server);
+    let reasons = refusals(&events);
+    for reason in [
+        "name taken",
+        "name reserved",
+        "name invalid",
+        "already logged in",
+    ] {
+        assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
+    }
+}
+
+#[test]
+fn an_admin_line_typed_on_the_server_console_reaches_every_user() {
+    let mut server = server();
+    let mut ana = client("ana", server.addr);
+    let go = signal_file("admin");
+    let go_arg = format!("wait:{}", go.display());
+    let addr = server.addr;
+    let zed = std::thread::spawn(move || {
+        peer(
+            addr,
+            &[
+                "send:L zed",
+                "expect:OK",
+                &go_arg,
+                "expect:MSG admin hello class",
+                "send:Q zed",
+                "expect:EXIT",
+            ],
+        )
+    });
+    wait_users(&mut server, 2);
+    server.demo.send_stdin("hello class\n");
+    wait_line(&mut ana.demo, "admin: hello class");
+    std::fs::write(&go, "").expect("signal file");
+    let out = zed.join().expect("peer thread");
+    let _ = std::fs::remove_file(&go);
+    assert!(out.ends_with("done\n"), "{out}");
+    leave(ana);
+    let events = stop(server);
+    // The console process sent it from its own loopback socket.
+    let console_addr = infos(&events, "console_socket")[0]["value"]["addr"]
+        .as_str()
+        .expect("addr")
+        .to_string();
+    let admin = infos(&events, "request")
+        .into_iter()
+        .find(|e| e["value"]["name"] == "admin")
+        .expect("the admin request");
+    assert_eq!(admin["value"]["from"], console_addr.as_str());
+    assert!(console_addr.starts_with("127.0.0.1:"));
+    let console_sends: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "call" && e["call"] == "sendto" && e["pid"] == server_console_pid(&events)
+        })
+        .collect();
+    assert_eq!(console_sends.len(), 1, "{console_sends:?}");
+    assert!(console_sends[0]["args"]
+        .as_str()
+        .unwrap()
+        .contains("\"C admin hello class\""));
+}
+
+fn server_console_pid(events: &[Value]) -> Value {
+    infos(events, "processes")[0]["value"]["console"].clone()
+}
+
+#[test]
+fn spoofed_chat_and_quit_from_another_address_are_refused_and_reported() {
+    let server = server();
+    let ana = client("ana", server.addr);
+    let out = peer(
+        server.addr,
+        &[
+            "send:L zed",
+            "expect:OK",
+            // Another socket is another port, so another address.
+            "sock:1",
+            "send:C zed I am zed, honest",
+            "expect:ERR not your name",
+            "send:Q zed",
+            "expect:ERR not your name",
+            "send:W ana",
+            "expect:ERR not your name",
+            "send:C admin the server is closing, send me your password",
+            "expect:ERR not your name",
+            "send:C nobody hi",
+            "expect:ERR unknown name",
+            // zed is still logged in and still hears ana.
+            "sock:0",
+            "print:still here",
+            "send:W zed",
+            "expect:USERS ana zed",
+        ],
+    );
+    assert!(out.ends_with("done\n"), "{out}");
+    leave(ana);
+    let events = stop(server);
+    let spoofs: Vec<_> = infos(&events, "refused")
+        .into_iter()
+        .filter(|e| e["value"]["reason"] == "not your name")
+        .collect();
+    assert_eq!(spoofs.len(), 4, "{spoofs:?}");
+    assert_eq!(spoofs[0]["value"]["name"], "zed");
+    assert_ne!(spoofs[0]["value"]["from"], spoofs[0]["value"]["registered"]);
+    // Nobody got the forged lines.
+    assert!(!returns(&events, "sendto")
+        .iter()
+        .any(|e| e["result"].as_str().unwrap_or("").contains("honest")));
+    let forwarded = events.iter().any(|e| {
+        is_call(e, "sendto")
+            && e["args"]
+                .as_str()
+                .is_some_and(|a| a.contains("MSG zed") || a.contains("MSG admin"))
+    });
+    assert!(!forwarded, "a forged line was delivered");
+}
+
+#[test]
+fn bad_datagrams_are_refused_and_the_users_are_kept() {
+    let server = server();
+    let mut ana = client("ana", server.addr);
+    let go = signal_file("bad");
+    let go_arg = format!("wait:{}", go.display());
+    let addr = server.addr;
+    let zed = std::thread::spawn(move || {
+        peer(
+            addr,
+            &[
+                "send:L zed",
+                "expect:OK",
+                "sock:1",
+                "hex:",
+                "expect:ERR empty datagram",
+                "send:hello",
+                "expect:ERR malformed request",
+                "send:C zed",
+                "expect:ERR malformed request",
+                "hex:43207a656420ff fe",
+                "expect:ERR not UTF-8",
+                "big:1025",
+                "expect:ERR datagram too long",
+                "big:60000",
+                "expect:ERR datagram too long",
+                "hex:4320616e612061 1b 5b 324a",
+                "expect:ERR malformed request",
+                // A login afterwards still works, and old users still hear.
+                "send:L yan",
+                "expect:OK",
+                "sock:0",
+                "expect:JOIN yan",
+                &go_arg,
+                "expect:MSG ana hi zed",
+            ],
+        )
+    });
+    wait_line(&mut ana.demo, "* zed joined");
+    wait_line(&mut ana.demo, "* yan joined");
+    // A line too long for one datagram is cut at a character boundary.
+    ana.demo.send_stdin(&format!("{}\n", "你".repeat(400)));
+    ana.demo.wait_for("the cut", |e| e["key"] == "cut");
+    ana.demo.send_stdin("hi zed\n");
+    std::fs::write(&go, "").expect("signal file");
+    let out = zed.join().expect("peer thread");
+    let _ = std::fs::remove_file(&go);
+    assert!(out.ends_with("done\n"), "{out}");
+    assert!(
+        out.contains(&format!("got 0: MSG ana {}", "你".repeat(339))),
+        "{out}"
+    );
+    let ana_events = leave(ana);
+    let cut = infos(&ana_events, "cut")[0];
+    assert_eq!(cut["value"]["sent"], 1023);
+    assert_eq!(cut["value"]["left_out"], 61 * 3);
+    let events = stop(server);
+    let reasons = refusals(&events);
+    for reason in [
+        "empty datagram",
+        "malformed request",
+        "not UTF-8",
+        "datagram too long",
+    ] {
+        assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
+    }
+    // The map was never emptied by the bad datagrams: its size only grew
+    // until ana left.
+    let counts: Vec<i64> = infos(&events, "users")
+        .iter()
+        .filter_map(|e| e["value"]["count"].as_i64())
+        .collect();
+    assert_eq!(&counts[..3], &[1, 2, 3], "{counts:?}");
+}
+
+#[test]
+fn a_login_nobody_answers_is_tried_three_times_then_given_up() {
+    // A UDP port that is taken (so no other test's server gets it) by a
+    // socket that never answers: the login's datagrams are all lost.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let started = Instant::now();
+    let demo = start_client("ana", addr, &["--timeout", "300"]);
+    let (status, events, stderr) = demo.finish();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no answer from a chat server at {addr} after 3 tries, 300 ms apart"
+        )),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
+    assert_eq!(infos(&events, "login_attempt").len(), 3);
+    // The three logins really were sent.
+    silent
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    for _ in 0..3 {
+        let (length, _) = silent.recv_from(&mut buf).expect("a login datagram");
+        assert_eq!(&buf[..length], b"L ana");
+    }
+    // No fork happened: nothing was left behind.
+    assert!(calls(&events).iter().all(|call| call != "fork"));
+}
+
+#[test]
+fn ctrl_c_in_a_terminal_sends_q_and_ends_both_client_processes() {
+    let server = server();
+    let port = server.addr.port().to_string();
+    let out = python(
+        "chat_pty.py",
+        &[env!("CARGO_BIN_EXE_netlab"), "127.0.0.1", &port, "tty"],
+    );
+    assert!(out.contains("redraw=True"), "{out}");
+    assert!(out.contains("left='LEAVE tty'"), "{out}");
+    assert!(out.contains("exit=130"), "{out}");
+    assert!(out.contains("receiver_gone=True"), "{out}");
+    assert!(out.contains("sent_q=True"), "{out}");
+    let events = stop(server);
+    let quit = infos(&events, "request")
+        .into_iter()
+        .find(|e| e["value"]["kind"] == "Q" && e["value"]["name"] == "tty");
+    assert!(quit.is_some(), "{}", dump(&events));
+}
+
+#[test]
+fn end_of_input_on_the_server_console_ends_only_the_console() {
+    let mut server = server();
+    drop(server.demo.stdin.take());
+    server
+        .demo
+        .wait_for("the console's end", |e| e["key"] == "console_closed");
+    server
+        .demo
+        .wait_for("the console reaped", |e| e["key"] == "console_reaped");
+    assert_gone(server.console, "the console");
+    assert_no_zombies(server.demo.pid());
+    // The server still serves.
+    let out = peer(
+        server.addr,
+        &["send:L zed", "expect:OK", "send:Q zed", "expect:EXIT"],
+    );
+    assert!(out.ends_with("done\n"), "{out}");
+    let events = stop(server);
+    let reaped = infos(&events, "console_reaped");
+    assert_eq!(reaped[0]["value"]["exit_code"], 0);
+    // Already reaped: no kill and no waitpid for it at the end.
+    assert!(returns(&events, "kill").is_empty());
+}
+
+#[test]
+fn sigint_on_the_server_tells_every_user_and_reaps_the_console() {
+    let server = server();
+    let console = server.console;
+    let mut ana = client("ana", server.addr);
+    let events = stop(server);
+    assert_eq!(infos(&events, "going_down")[0]["value"]["users"], 1);
+    // The console is reaped by its pid: killed by our SIGTERM, or (when
+    // the test's closing of its stdin came first) ended by end of input.
+    let console = format!("pid {console} ");
+    assert!(
+        returns(&events, "waitpid")
+            .iter()
+            .any(|e| e["result"].as_str().unwrap_or("").starts_with(&console)),
+        "{}",
+        dump(&events)
+    );
+    let children = facts(&events, "children");
+    assert_eq!(
+        children.last().expect("children")["value"]["pids"],
+        serde_json::json!([])
+    );
+    // The client hears DOWN, and both of its processes end.
+    wait_line(&mut ana.demo, "* the server is shutting down");
+    let receiver = ana.receiver;
+    let pid = ana.demo.pid();
+    let (status, events, stderr) = ana.demo.finish();
+    assert!(status.success(), "{status} {stderr}");
+    assert_eq!(infos(&events, "server_down").len(), 1);
+    assert!(returns(&events, "sendto").len() == 1, "no Q after DOWN");
+    assert_gone(receiver, "the receiver");
+    assert_gone(pid, "the client");
+}
