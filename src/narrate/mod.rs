@@ -238,6 +238,12 @@ impl Narrator {
         self.settings.json
     }
 
+    /// Is the narration off (`--quiet`)? A demo that talks with its user
+    /// (the chat client's prompt) can then own the terminal's lines.
+    pub fn is_quiet(&self) -> bool {
+        self.settings.quiet
+    }
+
     /// Would a `kernel` line or a `note` be printed now, i.e. is the current
     /// step shown? False with `--quiet` and while the throttle only counts.
     /// A demo checks it before reading evidence (TCP_INFO, /proc) that would

@@ -20,13 +20,32 @@ import sys
 import time
 
 
+def child_of(parent):
+    """The pid of the one child of `parent`, read from /proc (the receiver
+    may still be starting: wait for it)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                return int(entry)
+        time.sleep(0.02)
+    raise SystemExit(f"pid {parent} has no child")
+
+
 def main():
     netlab, host, port, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     server = (host, port)
     pid, master = pty.fork()
     if pid == 0:
         os.environ.pop("NO_COLOR", None)
-        os.execv(netlab, [netlab, "--color", "never", "chatroom", "client",
+        os.execv(netlab, [netlab, "--quiet", "chatroom", "client",
                           "--name", name, "--server", f"{host}:{port}", "--timeout", "500"])
     screen = b""
 
@@ -50,8 +69,8 @@ def main():
         return re.search(pattern, screen)
 
     read_until(rb"you are in the room")
-    receiver = int(read_until(rb"pid (\d+) receives and prints").group(1))
-    read_until(rb"waiting for a line on standard input")
+    read_until(re.escape(name.encode()) + rb"> ")
+    receiver = child_of(pid)
 
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
@@ -93,8 +112,7 @@ def main():
     receiver_gone = not os.path.exists(f"/proc/{receiver}")
     peer.sendto(b"Q pia", server)
     print(f"redraw={redraw is not None} left={left.decode()!r} exit={code} "
-          f"receiver={receiver} receiver_gone={receiver_gone} "
-          f"sent_q={b'Q ' + name.encode() in screen}", flush=True)
+          f"receiver={receiver} receiver_gone={receiver_gone}", flush=True)
 
 
 if __name__ == "__main__":

@@ -46,10 +46,12 @@ struct Client<'a> {
     /// How long to wait for one answer, and how many times to ask.
     timeout: Duration,
     tries: u32,
-    /// Print chat lines for a person (not with --json), and redraw the
-    /// prompt (only when stdout is a terminal).
+    /// Print chat lines for a person (not with --json).
     display: bool,
-    terminal: bool,
+    /// Show a prompt and redraw it around incoming lines: only on a
+    /// terminal, and only with --quiet (otherwise the narration's own
+    /// `read(fd 0)` line is where the user types).
+    prompt: bool,
 }
 
 impl Client<'_> {
@@ -59,7 +61,7 @@ impl Client<'_> {
 
     /// Show the prompt, when there is a person at a terminal to see it.
     fn show_prompt(&self) {
-        if self.display && self.terminal {
+        if self.prompt {
             let mut out = std::io::stdout().lock();
             let _ = write!(out, "{}", self.prompt());
             let _ = out.flush();
@@ -74,7 +76,7 @@ impl Client<'_> {
             return;
         }
         let mut out = std::io::stdout().lock();
-        let _ = if self.terminal {
+        let _ = if self.prompt {
             write!(out, "\r\x1b[2K{line}\n{}", self.prompt())
         } else {
             writeln!(out, "{line}")
@@ -117,7 +119,6 @@ pub(super) fn run(
         |fd| format!("fd {}", fd.as_raw_fd()),
     )?;
     nar.note("No bind(): the kernel gives this socket a free port with the first sendto(), and that address is how the server will know us.");
-    let stdout_is_terminal = std::io::stdout().is_terminal();
     let client = Client {
         sock: &sock,
         fd: sock.as_raw_fd(),
@@ -126,7 +127,7 @@ pub(super) fn run(
         timeout: Duration::from_millis(timeout),
         tries,
         display: !nar.is_json(),
-        terminal: stdout_is_terminal,
+        prompt: !nar.is_json() && nar.is_quiet() && std::io::stdout().is_terminal(),
     };
 
     if !login(nar, &client)? {
@@ -140,9 +141,15 @@ pub(super) fn run(
             format!("logged in as {name}; the kernel bound our socket to {local} at the first sendto(), and the server saw that port"),
         );
     }
-    client.show_line(&format!(
-        "* you are in the room as {name}; /who lists the users, /quit or Ctrl-D leaves"
-    ));
+    if client.display {
+        // No prompt is on the screen yet: a plain line.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "* you are in the room as {name}; /who lists the users, /quit or Ctrl-D leaves"
+        );
+        let _ = out.flush();
+    }
 
     // SIGCHLD interrupts the sender's read() when the receiver ends, and
     // the handler reaps it.
