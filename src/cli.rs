@@ -171,9 +171,9 @@ pub enum Command {
     )]
     OrphanDemo(crate::demos::orphan::Args),
 
-    /// The course's UDP chatroom: a server that fans messages out, clients that fork to send and receive.
+    /// The course's UDP chatroom: a server that checks every sender and fans lines out, clients that fork to send and receive.
     #[command(
-        after_help = "Lesson: netlab lesson chatroom\n\nExample:\n  netlab chatroom server --port 8888\n  netlab chatroom client --name ana --server 127.0.0.1:8888"
+        after_help = "Lesson: netlab lesson chatroom\n\nExample:\n  netlab chatroom server --port 8888\n  netlab --quiet chatroom client --name ana --server 127.0.0.1:8888"
     )]
     Chatroom(crate::demos::chatroom::Args),
 
