@@ -4,9 +4,10 @@
 //! `run` checks the name and the server address, opens the socket and
 //! calls `login`. After `OK`, `fork`: the parent is the **sender**
 //! (`send_lines` reads the keyboard, `leave` sends `Q` and waits for
-//! `EXIT`), the child is the **receiver** (`receive_lines`: recvfrom,
-//! print, redraw the prompt). The parent reaps the child in every case;
-//! the child asks the kernel to end it if the parent dies first.
+//! `EXIT`), the child is the **receiver** (`receive_lines` in
+//! `receiver.rs`: recvfrom, print, redraw the prompt). The parent reaps the
+//! child in every case; the child asks the kernel to end it if the parent
+//! dies first.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -16,14 +17,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{self, Signal};
 use nix::sys::socket::{socket, SockFlag, SockType};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use serde_json::json;
 
 use super::protocol::{self, parse_reply, Reply, Typed, MAX_DATAGRAM};
-use super::{die_with_parent, is_transient, send_datagram, show_process, SHOW_CHARS};
+use super::receiver::{receive_lines, RECEIVER_GOT_EXIT, RECEIVER_SERVER_DOWN};
+use super::{send_datagram, show_process, SHOW_CHARS};
 use crate::demos::children::{self, Forked, SigchldReap};
 use crate::demos::stdin_lines;
 use crate::error::Failure;
@@ -32,16 +34,11 @@ use crate::narrate::Narrator;
 use crate::stop;
 use crate::sys;
 
-/// The receiver's exit statuses, which tell the sender why it ended.
-const RECEIVER_GOT_EXIT: i32 = 0;
-const RECEIVER_FAILED: i32 = 1;
-const RECEIVER_SERVER_DOWN: i32 = 3;
-
 /// What the client needs in both processes.
-struct Client<'a> {
+pub(super) struct Client<'a> {
     sock: &'a OwnedFd,
-    fd: RawFd,
-    server: SocketAddr,
+    pub(super) fd: RawFd,
+    pub(super) server: SocketAddr,
     name: &'a str,
     /// How long to wait for one answer, and how many times to ask.
     timeout: Duration,
@@ -71,7 +68,7 @@ impl Client<'_> {
     /// Print one line for the person: on a terminal, erase the prompt line
     /// (`\r`, then ESC [2K clears it), print, and draw the prompt again, so
     /// an incoming message does not land in the middle of what they type.
-    fn show_line(&self, line: &str) {
+    pub(super) fn show_line(&self, line: &str) {
         if !self.display {
             return;
         }
@@ -331,117 +328,12 @@ fn wait_for_reply(nar: &Narrator, client: &Client, awaited: Awaited) -> Answer {
 
 /// A datagram from anyone but the server is not read as a reply: anyone
 /// can send to our port.
-fn ignore_stranger(nar: &Narrator, from: SocketAddr) {
+pub(super) fn ignore_stranger(nar: &Narrator, from: SocketAddr) {
     nar.info(
         "stranger",
         json!({ "from": from.to_string() }),
         format!("ignored a datagram from {from}, which is not the server"),
     );
-}
-
-/// The receiver process: print what the server sends until EXIT or DOWN.
-/// Returns its exit status.
-fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32 {
-    if !die_with_parent(nar, parent) {
-        return RECEIVER_FAILED;
-    }
-    // Ctrl-C reaches every process in the terminal's foreground group.
-    // The sender handles it (it sends Q and waits for our EXIT), so the
-    // receiver ignores it and keeps receiving until EXIT arrives.
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    let step = nar.call("sigaction", "SIGINT, SIG_IGN");
-    // SAFETY: SIG_IGN installs no code of ours.
-    let _ = step.check(
-        unsafe { signal::sigaction(Signal::SIGINT, &ignore) },
-        |_| "0".into(),
-    );
-    nar.note("The receiver ignores Ctrl-C: the sender answers it by sending Q, and this process keeps receiving until the server's EXIT arrives.");
-    let mut buf = [0u8; MAX_DATAGRAM + 1];
-    loop {
-        let step = nar.blocking(
-            "recvfrom",
-            format!("fd {}, {} bytes", client.fd, buf.len()),
-            "waiting for what the server sends",
-        );
-        let (length, from) = match sys::recvfrom(client.fd, &mut buf) {
-            Ok(received) => received,
-            Err(errno) if is_transient(errno) => {
-                step.fail(errno);
-                continue;
-            }
-            Err(errno) => {
-                step.fail(errno);
-                return RECEIVER_FAILED;
-            }
-        };
-        step.ok_value(
-            length as i64,
-            format!(
-                "{length} bytes from {from}: {}",
-                show_bytes(&buf[..length], SHOW_CHARS)
-            ),
-        );
-        if from != client.server {
-            ignore_stranger(nar, from);
-            continue;
-        }
-        let Some(reply) = parse_reply(&buf[..length]) else {
-            nar.info(
-                "not_a_reply",
-                json!({ "from": from.to_string(), "length": length }),
-                "ignored a datagram from the server that is not a reply of the protocol",
-            );
-            continue;
-        };
-        let line = match &reply {
-            Reply::Msg { name, text } => {
-                format!(
-                    "{}: {}",
-                    protocol::printable(name),
-                    protocol::printable(text)
-                )
-            }
-            Reply::Join(name) => format!("* {} joined", protocol::printable(name)),
-            Reply::Leave(name) => format!("* {} left", protocol::printable(name)),
-            Reply::Users(names) => format!("* here: {}", protocol::printable(&names.join(", "))),
-            Reply::Err(reason) => format!("! refused: {}", protocol::printable(reason)),
-            Reply::Down => "* the server is shutting down".to_string(),
-            Reply::Exit => "* you have left the room".to_string(),
-            // A second OK answers a login we sent twice: nothing to show.
-            Reply::Ok => String::new(),
-        };
-        if !line.is_empty() {
-            if nar.is_json() {
-                // The chat's own output: in JSON it is an event, kept even
-                // with --quiet, as the plain line is in human output.
-                nar.startup(
-                    "received",
-                    json!({ "kind": reply_kind(&reply), "line": line }),
-                    format!("received: {line}"),
-                );
-            } else {
-                client.show_line(&line);
-            }
-        }
-        match reply {
-            Reply::Exit => return RECEIVER_GOT_EXIT,
-            Reply::Down => return RECEIVER_SERVER_DOWN,
-            _ => {}
-        }
-    }
-}
-
-fn reply_kind(reply: &Reply) -> &'static str {
-    match reply {
-        Reply::Ok => "OK",
-        Reply::Err(_) => "ERR",
-        Reply::Exit => "EXIT",
-        Reply::Join(_) => "JOIN",
-        Reply::Leave(_) => "LEAVE",
-        Reply::Msg { .. } => "MSG",
-        Reply::Users(_) => "USERS",
-        Reply::Down => "DOWN",
-    }
 }
 
 /// The receiver, as the sender sees it.

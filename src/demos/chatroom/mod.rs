@@ -69,7 +69,9 @@ use crate::narrate::text::show_bytes;
 use crate::narrate::Narrator;
 
 mod client;
+mod console;
 pub mod protocol;
+mod receiver;
 mod server;
 
 /// How much of a datagram a narration line shows.
