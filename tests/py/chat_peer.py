@@ -10,6 +10,9 @@ Steps:
     send:TEXT       send TEXT (UTF-8) as one datagram
     hex:HEX         send these bytes ("" for an empty datagram)
     big:N           send a datagram of N bytes ("C " and N-2 x's)
+    flood:N         send N malformed datagrams as fast as possible
+    ask:TEXT|REPLY  send TEXT until REPLY comes back (every 300 ms, 15
+                    tries), as a client must when datagrams can be lost
     expect:TEXT     wait up to 5 s for a datagram equal to TEXT; other
                     datagrams on the way are skipped and printed
     quiet:MS        fail if a datagram other than JOIN/LEAVE arrives within MS
@@ -65,6 +68,26 @@ def main():
             current.sendto(bytes.fromhex(arg), server)
         elif kind == "big":
             current.sendto(b"C " + b"x" * (int(arg) - 2), server)
+        elif kind == "flood":
+            for _ in range(int(arg)):
+                current.sendto(b"flood", server)
+        elif kind == "ask":
+            question, _, answer = arg.partition("|")
+            for _ in range(15):
+                current.sendto(question.encode("utf-8"), server)
+                deadline = time.monotonic() + 0.3
+                got = None
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        got = receive(left)
+                    except socket.timeout:
+                        break
+                    if got == answer:
+                        break
+                if got == answer:
+                    break
+            else:
+                fail(f"no {answer!r} after 15 tries of {question!r}")
         elif kind == "expect":
             deadline = time.monotonic() + 5
             while True:

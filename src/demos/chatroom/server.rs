@@ -204,7 +204,7 @@ fn console_reaped(nar: &Narrator, room: &mut Room) {
             "console_reaped",
             children::status_value(&status),
             format!(
-                "the SIGCHLD handler reaped the console process: {}; the receive loop goes on",
+                "the SIGCHLD handler reaped the console process: {}",
                 children::describe_status(&status)
             ),
         );
@@ -215,6 +215,9 @@ fn console_reaped(nar: &Narrator, room: &mut Room) {
         if ours {
             if let Some(console) = room.console.take() {
                 console.reaped_elsewhere();
+            }
+            if stop::requested().is_none() {
+                nar.note("The console is gone but the receive loop goes on: users still chat; only admin lines have stopped.");
             }
         }
     }
