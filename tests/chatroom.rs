@@ -608,3 +608,51 @@ fn a_flood_of_bad_datagrams_is_summarised_and_survived() {
     assert!(shown < 200, "{shown} refusals narrated one by one");
     assert!(shown + counted >= 100, "shown {shown}, counted {counted}");
 }
+
+#[test]
+fn when_one_client_process_dies_the_other_ends_too() {
+    let server = server();
+    // The receiver killed: the sender hears SIGCHLD, leaves properly
+    // (Q, and it waits for EXIT itself), and exits.
+    let mut ana = client("ana", server.addr);
+    kill(ana.receiver, Signal::SIGKILL);
+    let ended = ana
+        .demo
+        .wait_for("the receiver's end", |e| e["key"] == "receiver_ended");
+    assert_eq!(ended["value"]["signal"], "SIGKILL");
+    let pid = ana.demo.pid();
+    let (status, events, stderr) = ana.demo.finish();
+    assert!(status.success(), "{status} {stderr}");
+    assert_eq!(infos(&events, "left").len(), 1, "{}", dump(&events));
+    assert_gone(pid, "the sender");
+
+    // The sender killed (SIGKILL: no handler runs, nothing is cleaned up):
+    // the kernel sends the receiver SIGTERM (PR_SET_PDEATHSIG).
+    let bo = client("bo", server.addr);
+    kill(bo.demo.pid(), Signal::SIGKILL);
+    assert_not_running(bo.receiver, "bo's receiver");
+    drop(bo);
+    stop(server);
+}
+
+fn kill(pid: i32, signal: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
+}
+
+/// The process has ended: gone from /proc, or a zombie waiting for the
+/// process that adopted it (which is not ours to reap).
+fn assert_not_running(pid: i32, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        if state.is_none() || state == Some("Z") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who} (pid {pid}) still runs: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -110,7 +110,7 @@ pub(super) fn run(
         socket(
             sys::family_of(&server_addr),
             SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
+            SockFlag::empty(),
             None,
         ),
         |fd| format!("fd {}", fd.as_raw_fd()),

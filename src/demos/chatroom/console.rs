@@ -23,7 +23,10 @@ use crate::sys;
 
 /// The console's socket, bound to the loopback address (port 0: any free
 /// port) so that its datagrams have an address the server can recognise.
-pub(super) fn open_console_socket(nar: &Narrator, target: SocketAddr) -> Result<OwnedFd> {
+pub(super) fn open_console_socket(
+    nar: &Narrator,
+    target: SocketAddr,
+) -> Result<(OwnedFd, SocketAddr)> {
     let step = nar.call(
         "socket",
         format!("{}, SOCK_DGRAM, 0", sys::family_name(&target)),
@@ -32,7 +35,7 @@ pub(super) fn open_console_socket(nar: &Narrator, target: SocketAddr) -> Result<
         socket(
             sys::family_of(&target),
             SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
+            SockFlag::empty(),
             None,
         ),
         |fd| format!("fd {}: the console's socket", fd.as_raw_fd()),
@@ -50,7 +53,7 @@ pub(super) fn open_console_socket(nar: &Narrator, target: SocketAddr) -> Result<
         format!("the console sends from {console_addr} to {target}; only that address may speak as admin"),
     );
     nar.note("The console sends to the server's port at a loopback address, because 0.0.0.0 is what a server binds to mean every address, not an address anyone can send to.");
-    Ok(sock)
+    Ok((sock, console_addr))
 }
 
 /// The console process: each line typed on the server's standard input

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::console::{console, open_console_socket};
 use super::protocol::{parse_request, Refusal, Request, ADMIN, MAX_DATAGRAM};
-use super::{is_transient, local_destination, send_datagram, show_process};
+use super::{is_transient, local_destination, send_datagram, show_process, SHOW_CHARS};
 use crate::demos::children::{self, Forked, ForkedChild, SigchldReap};
 use crate::error::Failure;
 use crate::kernel;
@@ -49,14 +49,12 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
         "The course's UDP chat server: one socket, a map from names to addresses, and a forked console that speaks as admin.",
     );
     let wanted = sys::resolve(host, port)?;
-    let sock = open_socket(nar, wanted)?;
-    let bound = sys::local_addr(sock.as_raw_fd()).context("getsockname() failed")?;
+    let (sock, bound) = open_socket(nar, wanted)?;
 
     // The console's socket is made before fork(), so that the parent knows
     // its address: a `C admin ...` from anywhere else is refused.
     let console_target = local_destination(bound);
-    let console_sock = open_console_socket(nar, console_target)?;
-    let console_addr = sys::local_addr(console_sock.as_raw_fd()).context("getsockname() failed")?;
+    let (console_sock, console_addr) = open_console_socket(nar, console_target)?;
 
     // SIGCHLD interrupts recvfrom() (no SA_RESTART) when the console ends,
     // and its handler reaps it, so the loop can say so and go on.
@@ -95,7 +93,7 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
 }
 
 /// socket, bind, getsockname: the address every user sends to.
-fn open_socket(nar: &Narrator, wanted: SocketAddr) -> Result<OwnedFd> {
+fn open_socket(nar: &Narrator, wanted: SocketAddr) -> Result<(OwnedFd, SocketAddr)> {
     let step = nar.call(
         "socket",
         format!("{}, SOCK_DGRAM, 0", sys::family_name(&wanted)),
@@ -104,7 +102,7 @@ fn open_socket(nar: &Narrator, wanted: SocketAddr) -> Result<OwnedFd> {
         socket(
             sys::family_of(&wanted),
             SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
+            SockFlag::empty(),
             None,
         ),
         |fd| format!("fd {}", fd.as_raw_fd()),
@@ -128,7 +126,7 @@ fn open_socket(nar: &Narrator, wanted: SocketAddr) -> Result<OwnedFd> {
             "chat server on {bound} (UDP); join with: netlab --quiet chatroom client --name NAME --server {target}"
         ),
     );
-    Ok(sock)
+    Ok((sock, bound))
 }
 
 /// A port already taken gets its own message; other bind errors are the
@@ -187,7 +185,7 @@ fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
         step.ok_with(length as i64, || {
             format!(
                 "{length} bytes from {from}: {}",
-                show_bytes(&buf[..length], 80)
+                show_bytes(&buf[..length], SHOW_CHARS)
             )
         });
         nar.count("datagrams_in", 1);
