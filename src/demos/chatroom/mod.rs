@@ -88,7 +88,9 @@ pub struct Args {
 pub enum Role {
     /// Run the chat server: one UDP socket, a map of users, and a console
     /// process whose lines go to everyone as `admin`.
-    #[command(after_help = "Example:\n  netlab chatroom server --host 127.0.0.1 --port 8888")]
+    #[command(
+        after_help = "Lesson: netlab lesson chatroom\n\nExample:\n  netlab chatroom server --host 127.0.0.1 --port 8888"
+    )]
     Server {
         /// The local address to bind: 0.0.0.0 receives on every interface,
         /// 127.0.0.1 only from this machine, :: or ::1 for IPv6.
@@ -101,7 +103,7 @@ pub enum Role {
     /// Join a chat server: log in, then type lines; /who lists the users,
     /// /quit or Ctrl-D or Ctrl-C leaves.
     #[command(
-        after_help = "Example:\n  netlab --quiet chatroom client --name ana --server 127.0.0.1:8888"
+        after_help = "Lesson: netlab lesson chatroom\n\nExample:\n  netlab --quiet chatroom client --name ana --server 127.0.0.1:8888"
     )]
     Client {
         /// Your name: 1 to 16 letters, digits, `_` or `-` (`admin` is reserved).
