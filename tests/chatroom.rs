@@ -120,16 +120,21 @@ fn leave(client: Client) -> Vec<Value> {
 
 /// Stop the server with SIGINT; check it told everyone and reaped its console.
 fn stop(server: Server) -> Vec<Value> {
+    stop_with(server, Signal::SIGINT)
+}
+
+/// Stop the server with this signal: exit status 128 + its number.
+fn stop_with(server: Server, signal: Signal) -> Vec<Value> {
     let pid = server.demo.pid();
     assert_no_zombies(pid);
     let console = server.console;
     let mut demo = server.demo;
     // The console's stdin stays open until the server has ended, so that
     // the console is ended by the server, not by end of input.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGINT).expect("SIGINT");
+    kill(pid, signal);
     demo.wait_for("the end", |e| e["event"] == "end");
     let (status, events, stderr) = demo.finish();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(status.code(), Some(128 + signal as i32), "{stderr}");
     assert_gone(console, "the console");
     assert_gone(pid, "the server");
     events
@@ -534,7 +539,7 @@ fn end_of_input_on_the_server_console_ends_only_the_console() {
         &["send:L zed", "expect:OK", "send:Q zed", "expect:EXIT"],
     );
     assert!(out.ends_with("done\n"), "{out}");
-    let events = stop(server);
+    let events = stop_with(server, Signal::SIGTERM);
     let reaped = infos(&events, "console_reaped");
     assert_eq!(reaped[0]["value"]["exit_code"], 0);
     // Already reaped: no kill and no waitpid for it at the end.
