@@ -15,6 +15,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import sys
 import time
@@ -47,6 +48,20 @@ def main():
         os.environ.pop("NO_COLOR", None)
         os.execv(netlab, [netlab, "--quiet", "chatroom", "client",
                           "--name", name, "--server", f"{host}:{port}", "--timeout", "500"])
+    try:
+        run(pid, master, server, name)
+    finally:
+        # Whatever happened, nothing we started is left: stop the client by
+        # its pid if it still runs (its receiver follows: PR_SET_PDEATHSIG).
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def run(pid, master, server, name):
     screen = b""
 
     def read_until(pattern, limit=5.0):
@@ -88,22 +103,21 @@ def main():
         if data == b"LEAVE " + name.encode():
             left = data
             break
-    # Drain the terminal so the client never blocks on a full pty.
+    # Drain the terminal so the client never blocks on a full pty, until
+    # it has exited and been reaped.
+    deadline = time.monotonic() + 5
     while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if not ready:
-            _, status = os.waitpid(pid, os.WNOHANG)
-            if _ == pid:
-                break
-            continue
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            _, status = os.waitpid(pid, 0)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
             break
-        screen += chunk
+        if time.monotonic() > deadline:
+            raise SystemExit("the client did not exit within 5 s of Ctrl-C")
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                screen += os.read(master, 4096)
+            except OSError:
+                pass  # EIO: the terminal's other side is closed
     code = os.waitstatus_to_exitcode(status)
     # The receiver must be gone too: /proc/PID no longer exists.
     deadline = time.monotonic() + 2
