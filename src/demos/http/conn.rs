@@ -203,6 +203,8 @@ pub struct Conn {
     lingering: bool,
     /// Requests answered on this connection.
     pub requests: u64,
+    /// The blocking models' sockets: recv() may wait (up to SO_RCVTIMEO).
+    pub blocking: bool,
 }
 
 impl Conn {
@@ -219,6 +221,7 @@ impl Conn {
             watching_out: false,
             lingering: false,
             requests: 0,
+            blocking: false,
         }
     }
 
@@ -275,7 +278,18 @@ impl Conn {
         }
         let fd = self.raw_fd();
         let room = &mut self.input[self.filled..];
-        let step = nar.call_with("recv", || format!("fd {fd}, {}, 0", bytes(room.len())));
+        let room_len = room.len();
+        let args = move || format!("fd {fd}, {}, 0", bytes(room_len));
+        // A blocking socket's recv() may wait: its line is printed first.
+        let step = if self.blocking {
+            nar.blocking_with(
+                "recv",
+                args,
+                "waiting for the client's bytes, one tick at most",
+            )
+        } else {
+            nar.call_with("recv", args)
+        };
         match recv(fd, room, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_with(0, || "0: end of stream".into());
