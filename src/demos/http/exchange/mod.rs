@@ -762,4 +762,63 @@ mod tests {
             Outcome::NeedMore
         ));
     }
+
+    /// A small deterministic fuzzer: mutations of real requests must never
+    /// panic, and every reply must be a well-formed response.
+    #[test]
+    fn mutated_requests_never_panic_and_always_frame_correctly() {
+        let fixture = Fixture::new("mutations");
+        let sites = [builtin(), fixture.site()];
+        let seeds: [&[u8]; 5] = [
+            b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/8\r\n\r\n",
+            b"HEAD /sub HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET /%2e%2e/a%20b.html?q=%zz HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET /empty/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ];
+        const INTERESTING: &[u8] = b"%/.\\\r\n :0123456789?#\x00\xff\xe9HTTP/1.2";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut random = move |below: usize| {
+            // xorshift64: fast, deterministic, good enough to pick mutations.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below.max(1) as u64) as usize
+        };
+        for round in 0..3000 {
+            let mut input = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + random(4) {
+                let at = random(input.len() + 1);
+                match random(4) {
+                    0 if at < input.len() => input[at] = INTERESTING[random(INTERESTING.len())],
+                    1 => input.insert(at, INTERESTING[random(INTERESTING.len())]),
+                    2 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => input.truncate(at.max(1)),
+                }
+            }
+            for site in &sites {
+                let Outcome::Reply(exchange) = handle(site, &LIMITS, &input, peer(), now()) else {
+                    continue;
+                };
+                assert!(exchange.consumed > 0 && exchange.consumed <= input.len());
+                let response = exchange.response;
+                assert!(response.head.starts_with(b"HTTP/1.1 "));
+                assert!(response.head.ends_with(b"\r\n\r\n"));
+                let length: u64 = header(&response, "Content-Length")
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                match &response.body {
+                    Body::Bytes(bytes) => assert_eq!(bytes.len() as u64, length),
+                    Body::File { len, .. } => assert_eq!(*len, length),
+                    Body::Empty => {}
+                }
+                if response.status >= 400 {
+                    assert!(response.why.is_some());
+                }
+            }
+        }
+    }
 }
