@@ -187,9 +187,12 @@ pub fn handle<'a>(
                 .head
                 .as_ref()
                 .is_some_and(|head| head.method == "HEAD");
-            let response =
-                response::error(refused.status, refused.why, head_only, Connection::Close)
-                    .finish(now);
+            let mut reply =
+                response::error(refused.status, refused.why, head_only, Connection::Close);
+            if refused.status == Status::METHOD_NOT_ALLOWED {
+                reply.extra = Some(("Allow", Cow::Borrowed(ALLOW)));
+            }
+            let response = reply.finish(now);
             return Outcome::Reply(Exchange {
                 consumed: input.len(),
                 request: refused.head,
@@ -204,26 +207,23 @@ pub fn handle<'a>(
         (true, 1) => Connection::KeepAliveByDefault,
         (true, _) => Connection::KeepAliveAsked,
     };
-    let head_only = match head.method {
-        "GET" => false,
-        "HEAD" => true,
+    let head_only = head.method == "HEAD";
+    if !request::is_served(head.method) {
         // Any other method: the body (if any) has been received and is
         // skipped, so the connection can go on.
-        _ => {
-            let mut reply = response::error(
-                Status::METHOD_NOT_ALLOWED,
-                "This server only answers GET and HEAD.",
-                false,
-                connection,
-            );
-            reply.extra = Some(("Allow", Cow::Borrowed(b"GET, HEAD")));
-            return Outcome::Reply(Exchange {
-                consumed,
-                response: reply.finish(now),
-                request: Some(head),
-            });
-        }
-    };
+        let mut reply = response::error(
+            Status::METHOD_NOT_ALLOWED,
+            "This server only answers GET and HEAD.",
+            false,
+            connection,
+        );
+        reply.extra = Some(("Allow", Cow::Borrowed(ALLOW)));
+        return Outcome::Reply(Exchange {
+            consumed,
+            response: reply.finish(now),
+            request: Some(head),
+        });
+    }
     let raw = &input[..consumed];
     let response = route(site, &head, raw, peer, head_only, connection).finish(now);
     Outcome::Reply(Exchange {
@@ -232,6 +232,9 @@ pub fn handle<'a>(
         response,
     })
 }
+
+/// The `Allow` header of a 405: what this server does answer.
+const ALLOW: &[u8] = b"GET, HEAD";
 
 /// Decide what a GET or HEAD gets.
 fn route(
@@ -502,9 +505,9 @@ mod tests {
         let site = builtin();
         let input =
             b"DELETE / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n";
-        let exchange = exchange(&site, input);
-        assert_eq!(exchange.consumed, input.len() - 16);
-        let response = exchange.response;
+        let deleted = exchange(&site, input);
+        assert_eq!(deleted.consumed, input.len() - 16);
+        let response = deleted.response;
         assert_eq!(
             (response.status, response.reason),
             (405, "Method Not Allowed")
@@ -512,6 +515,15 @@ mod tests {
         assert_eq!(header(&response, "Allow"), Some("GET, HEAD"));
         assert!(response.keep_alive);
         assert!(response.why.is_some());
+        // A body too large to skip: still 405, but the connection closes.
+        let big = format!(
+            "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n{}",
+            "x".repeat(101)
+        );
+        let closed = exchange(&site, big.as_bytes()).response;
+        assert_eq!(closed.status, 405);
+        assert_eq!(header(&closed, "Allow"), Some("GET, HEAD"));
+        assert_eq!(header(&closed, "Connection"), Some("close"));
         // Methods are case-sensitive: "get" is not GET.
         let lower = b"get / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(exchange_status(&site, lower), (405, true));
@@ -532,7 +544,7 @@ mod tests {
             (long_target.as_bytes(), 414),
             (many_headers.as_bytes(), 431),
             (
-                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
                 413,
             ),
             (

@@ -77,7 +77,7 @@ pub fn page(head: &Head<'_>, raw: &[u8], peer: SocketAddr) -> Vec<u8> {
     out.extend_from_slice(b" bytes.</p>\n<h2>The body</h2>\n<p>");
     if head.body_len == 0 {
         out.extend_from_slice(
-            b"None: a GET carries no body, and no Content-Length header announced one.",
+            b"None: no Content-Length header announced one (a GET rarely has a body).",
         );
     } else {
         out.extend_from_slice(b"The ");
@@ -185,7 +185,8 @@ dd { margin-left: 1.5rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border: 2px solid #222; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
 th { background: #222; color: #fff; }
-td:nth-child(3) { font-size: 1.3rem; }
+td:first-child { white-space: nowrap; }
+td:nth-child(3) { font-size: 1.4rem; }
 </style>
 </head>
 <body>
