@@ -187,12 +187,9 @@ pub fn handle<'a>(
                 .head
                 .as_ref()
                 .is_some_and(|head| head.method == "HEAD");
-            let mut reply =
-                response::error(refused.status, refused.why, head_only, Connection::Close);
-            if refused.status == Status::METHOD_NOT_ALLOWED {
-                reply.extra = Some(("Allow", Cow::Borrowed(ALLOW)));
-            }
-            let response = reply.finish(now);
+            let response =
+                response::error(refused.status, refused.why, head_only, Connection::Close)
+                    .finish(now);
             return Outcome::Reply(Exchange {
                 consumed: input.len(),
                 request: refused.head,
@@ -210,7 +207,8 @@ pub fn handle<'a>(
     let head_only = head.method == "HEAD";
     if !request::is_served(head.method) {
         // Any other method: the body (if any) has been received and is
-        // skipped, so the connection can go on.
+        // skipped, so the connection can go on. (A body over --max-body was
+        // refused with 413 and a close before we got here.)
         let mut reply = response::error(
             Status::METHOD_NOT_ALLOWED,
             "This server only answers GET and HEAD.",
@@ -515,14 +513,13 @@ mod tests {
         assert_eq!(header(&response, "Allow"), Some("GET, HEAD"));
         assert!(response.keep_alive);
         assert!(response.why.is_some());
-        // A body too large to skip: still 405, but the connection closes.
+        // A body over the limit is refused first: 413, and close.
         let big = format!(
             "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n{}",
             "x".repeat(101)
         );
         let closed = exchange(&site, big.as_bytes()).response;
-        assert_eq!(closed.status, 405);
-        assert_eq!(header(&closed, "Allow"), Some("GET, HEAD"));
+        assert_eq!(closed.status, 413);
         assert_eq!(header(&closed, "Connection"), Some("close"));
         // Methods are case-sensitive: "get" is not GET.
         let lower = b"get / HTTP/1.1\r\nHost: a\r\n\r\n";

@@ -160,15 +160,8 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     }
     head.body_len = match content_length {
         None => 0,
-        // A method this server does not serve hears so first (405), even
-        // when its body is also too large to skip; GET and HEAD hear 413.
-        Some(Ok(len)) if len > limits.max_body && !is_served(method) => {
-            return refused(
-                Status::METHOD_NOT_ALLOWED,
-                "This server only answers GET and HEAD, and the body is too large to skip, so the connection closes.",
-                head,
-            );
-        }
+        // Checked before the method: a body over the limit is 413 whatever
+        // the method, since the server will not even read past it.
         Some(Ok(len)) if len > limits.max_body => {
             return refused(
                 Status::CONTENT_TOO_LARGE,
@@ -335,9 +328,8 @@ mod tests {
         assert_eq!(status(big_body), Some(413));
         let huge = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n";
         assert_eq!(status(huge), Some(413));
-        // Another method with a body too large to skip: 405 (and close).
         let post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 51\r\n\r\n";
-        assert_eq!(status(post), Some(405));
+        assert_eq!(status(post), Some(413));
     }
 
     #[test]
