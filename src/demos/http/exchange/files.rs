@@ -179,6 +179,9 @@ pub fn open(root: &File, beneath: bool, path: &mut Path<'_>) -> Result<Found, Re
         "The path contains a NUL byte (%00), which would cut the file name short.",
     ))?;
     let file = open_beneath(root, relative, beneath).map_err(open_refusal)?;
+    // fstat on the open file (std asks statx with AT_EMPTY_PATH, its modern
+    // form): the size for Content-Length and the type, of the very file we
+    // opened, not of whatever the path names a moment later.
     let meta = file.metadata().map_err(|_| STAT_FAILED)?;
     if meta.is_file() {
         return Ok(Found::File {

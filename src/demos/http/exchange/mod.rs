@@ -85,7 +85,11 @@ impl Site {
                 beneath: false,
             });
         };
+        // Canonical once, at start, for messages; requests never resolve
+        // this path again, they go through the fd below.
         let root = dir.canonicalize()?;
+        // A directory can be opened read-only like a file; the fd is what
+        // openat2 resolves request paths relative to.
         let root_dir = File::open(&root)?;
         if !root_dir.metadata()?.is_dir() {
             return Err(io::Error::new(
@@ -128,11 +132,14 @@ pub struct Exchange<'a> {
 /// httparse's view of a request head, borrowed from the input.
 #[derive(Debug)]
 pub struct Head<'a> {
+    /// `GET`, `HEAD`, `POST`... (case matters: `get` is another method).
     pub method: &'a str,
     /// The request target as sent, e.g. `/docs/a%20b.html?x=1`.
     pub target: &'a str,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
+    /// Every header as (name, value), in the order sent. Values are bytes:
+    /// HTTP allows non-ASCII there, and it need not be UTF-8.
     pub headers: Vec<(&'a str, &'a [u8])>,
     /// Where the body starts: the length of the head including the blank line.
     pub head_len: usize,
@@ -188,7 +195,7 @@ pub fn handle<'a>(
                 .as_ref()
                 .is_some_and(|head| head.method == "HEAD");
             let response =
-                response::error(refused.status, refused.why, head_only, Connection::Close)
+                response::with_page(refused.status, refused.why, head_only, Connection::Close)
                     .finish(now);
             return Outcome::Reply(Exchange {
                 consumed: input.len(),
@@ -209,7 +216,7 @@ pub fn handle<'a>(
         // Any other method: the body (if any) has been received and is
         // skipped, so the connection can go on. (A body over --max-body was
         // refused with 413 and a close before we got here.)
-        let mut reply = response::error(
+        let mut reply = response::with_page(
             Status::METHOD_NOT_ALLOWED,
             "This server only answers GET and HEAD.",
             false,
@@ -250,7 +257,7 @@ fn route(
             400 | 414 => Connection::Close,
             _ => connection,
         };
-        response::error(refusal.status, refusal.why, head_only, connection)
+        response::with_page(refusal.status, refusal.why, head_only, connection)
     };
     // Every target is decoded and checked first, whatever is served.
     let mut path = match files::Path::parse(head.target) {
@@ -266,7 +273,7 @@ fn route(
         extra: None,
         why,
     };
-    let (Some(root_dir), Some(_)) = (&site.root_dir, &site.root) else {
+    let Some(root_dir) = &site.root_dir else {
         // No --root: the built-in page, whatever the path, and an icon.
         if path.decoded() == b"/favicon.ico" {
             return ok("image/x-icon", Body::Bytes(page::FAVICON.to_vec()), None);
@@ -289,7 +296,7 @@ fn route(
             Some("The directory has no index.html, so the server lists it."),
         ),
         Ok(files::Found::AddSlash) => {
-            let mut reply = response::error(
+            let mut reply = response::with_page(
                 Status::MOVED_PERMANENTLY,
                 "A directory's address ends with /, so that the links in its page resolve inside it.",
                 head_only,
