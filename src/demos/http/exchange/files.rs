@@ -233,7 +233,7 @@ fn open_refusal(error: io::Error) -> Refusal {
         ),
         Some(libc::ELOOP) => refusal(
             Status::FORBIDDEN,
-            "The path goes through a symbolic link that the server does not follow.",
+            "The path goes through a symbolic link the server does not follow (a loop, or any link when openat2 is missing).",
         ),
         Some(libc::EACCES) | Some(libc::EPERM) => refusal(
             Status::FORBIDDEN,

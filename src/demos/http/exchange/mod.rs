@@ -339,6 +339,7 @@ mod tests {
             std::os::unix::fs::symlink(dir.join("secret.txt"), dir.join("root/escape")).unwrap();
             std::os::unix::fs::symlink("../secret.txt", dir.join("root/escape-relative")).unwrap();
             std::os::unix::fs::symlink("hello.txt", dir.join("root/inside")).unwrap();
+            std::os::unix::fs::symlink("loop", dir.join("root/loop")).unwrap();
             Fixture { dir }
         }
 
@@ -720,9 +721,10 @@ mod tests {
             assert!(response.why.unwrap().contains("RESOLVE_BENEATH"));
         }
         assert_eq!(body(get(&site, "/inside")), b"hello\n");
+        assert_eq!(get(&site, "/loop").status, 403);
         // The fallback (no openat2) follows no symlink at all.
         site.beneath = false;
-        for target in ["/escape", "/escape-relative", "/inside"] {
+        for target in ["/escape", "/escape-relative", "/inside", "/loop"] {
             assert_eq!(get(&site, target).status, 403, "{target}");
         }
         assert_eq!(body(get(&site, "/sub/index.html")), b"<p>index</p>");
