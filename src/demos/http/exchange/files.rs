@@ -533,3 +533,110 @@ pub fn with_slash(path: &Path<'_>) -> Vec<u8> {
     }
     location
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(target: &str) -> Result<Vec<u8>, u16> {
+        Path::parse(target)
+            .map(|path| path.decoded().to_vec())
+            .map_err(|refusal| refusal.status.code)
+    }
+
+    #[test]
+    fn percent_decoding_and_the_query() {
+        assert_eq!(decoded("/a%20b.html").unwrap(), b"/a b.html");
+        assert_eq!(decoded("/%41%62%7e").unwrap(), b"/Ab~");
+        assert_eq!(decoded("/caf%C3%A9").unwrap(), "/café".as_bytes());
+        assert_eq!(decoded("/x.txt?a=%zz&b=/../").unwrap(), b"/x.txt");
+        let path = Path::parse("/dir?x=1").unwrap();
+        assert_eq!((path.raw, path.query), ("/dir", "?x=1"));
+        // A + is a plus in a path (it means space only in form queries).
+        assert_eq!(decoded("/a+b").unwrap(), b"/a+b");
+        for bad in ["/%", "/%4", "/%g0", "/%0g"] {
+            assert_eq!(decoded(bad), Err(400), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lexical_refusals() {
+        assert_eq!(decoded("/.."), Err(403));
+        assert_eq!(decoded("/a/../b"), Err(403));
+        assert_eq!(decoded("/a/%2E%2e/b"), Err(403));
+        assert_eq!(decoded("/a%2f..%2fb"), Err(403));
+        assert_eq!(decoded("/..."), Ok(b"/...".to_vec()));
+        assert_eq!(decoded("/..a"), Ok(b"/..a".to_vec()));
+        assert_eq!(decoded("/a/./b"), Ok(b"/a/./b".to_vec()));
+        assert_eq!(decoded("//x"), Err(403));
+        assert_eq!(decoded("/%2F%2Fx"), Err(403));
+        assert_eq!(decoded("/a\\b"), Err(403));
+        assert_eq!(decoded("/a%5Cb"), Err(403));
+        assert_eq!(decoded("/a%00b"), Err(400));
+        assert_eq!(decoded("http://example.com/"), Err(400));
+        assert_eq!(decoded("*"), Err(400));
+        let long = format!("/{}", "a".repeat(PATH_MAX));
+        assert_eq!(decoded(&long), Err(414));
+        let longest = format!("/{}", "a".repeat(PATH_MAX - 1));
+        assert_eq!(decoded(&longest).map(|d| d.len()), Ok(PATH_MAX));
+    }
+
+    #[test]
+    fn relative_paths_for_the_kernel() {
+        let mut root = Path::parse("/").unwrap();
+        assert_eq!(root.relative(), Some(c"."));
+        let mut file = Path::parse("/a/b%20c?q").unwrap();
+        assert_eq!(file.relative(), Some(c"a/b c"));
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(
+            content_type(extension_of(b"/index.HTML")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(extension_of(b"/a/photo.jpeg")), "image/jpeg");
+        assert_eq!(
+            content_type(extension_of(b"/archive.tar.gz")),
+            "application/gzip"
+        );
+        assert_eq!(
+            content_type(extension_of(b"/README")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(extension_of(b"/.bashrc")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(extension_of(b"/dir.d/file")),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn errno_to_status() {
+        let status = |errno| {
+            open_refusal(io::Error::from_raw_os_error(errno))
+                .status
+                .code
+        };
+        assert_eq!(status(libc::ENOENT), 404);
+        assert_eq!(status(libc::ENOTDIR), 404);
+        assert_eq!(status(libc::EXDEV), 403);
+        assert_eq!(status(libc::ELOOP), 403);
+        assert_eq!(status(libc::EACCES), 403);
+        assert_eq!(status(libc::ENAMETOOLONG), 414);
+        assert_eq!(status(libc::EMFILE), 503);
+        assert_eq!(status(libc::EIO), 500);
+    }
+
+    #[test]
+    fn urls_for_links_and_redirects() {
+        let mut out = Vec::new();
+        push_percent_encoded(&mut out, "a b#?é.txt".as_bytes());
+        assert_eq!(out, b"a%20b%23%3F%C3%A9.txt");
+        let path = Path::parse("/caf\u{e9}?x=1").unwrap();
+        assert_eq!(with_slash(&path), b"/caf%C3%A9/?x=1");
+    }
+}
