@@ -282,7 +282,11 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
         // RESOLVE_NO_MAGICLINKS: no /proc/PID/fd/N style links either.
         resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
     };
+    // A few tries at most (see EAGAIN below), so that someone renaming
+    // files in a loop cannot keep the server spinning here.
+    let mut tries = 0;
     loop {
+        tries += 1;
         // SAFETY: openat2 reads a NUL-terminated path and `how`, both alive
         // for the call, with the size of `how` passed as the kernel expects.
         let fd = unsafe {
@@ -300,8 +304,10 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
         }
         let error = io::Error::last_os_error();
         // EAGAIN: a rename raced with the lookup and the kernel could not
-        // prove the path stays beneath; it asks us to try again.
-        if error.raw_os_error() != Some(libc::EINTR) && error.raw_os_error() != Some(libc::EAGAIN) {
+        // prove the path stays beneath; it asks us to try again (after the
+        // last try, the caller answers 503). EINTR: a signal arrived.
+        let again = matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::EINTR));
+        if !again || tries == 4 {
             return Err(error);
         }
     }
