@@ -372,7 +372,11 @@ impl Conn {
                 Some(head) => show::request(nar, fd, self.peer, head, input),
                 None => show::unparsed(nar, fd, self.peer, input),
             }
-            show::response(nar, fd, &exchange.response);
+            let head_request = exchange
+                .request
+                .as_ref()
+                .is_some_and(|head| head.method == "HEAD");
+            show::response(nar, fd, &exchange.response, head_request);
         }
         show::count_response(nar, exchange.response.status);
         // Drop the request's bytes; a pipelined request moves to the front.
@@ -401,7 +405,7 @@ impl Conn {
     pub fn request_timeout(&mut self, nar: &Narrator) {
         let response = request_timeout_response();
         if nar.showing() {
-            show::response(nar, self.raw_fd(), &response);
+            show::response(nar, self.raw_fd(), &response, false);
         }
         show::count_response(nar, response.status);
         self.filled = 0;

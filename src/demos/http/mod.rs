@@ -193,15 +193,6 @@ fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
             Some("--root must name an existing directory"),
         )
     })?;
-    if let Some(root) = args.root.as_deref() {
-        if !root.is_dir() {
-            return Err(Failure::new(
-                format!("cannot serve {}: it is not a directory", root.display()),
-                Some("--root must name an existing directory"),
-            )
-            .into());
-        }
-    }
     match &site.root {
         Some(root) => nar.info(
             "root",
@@ -268,4 +259,21 @@ fn make_blocking(nar: &Narrator, listen_fd: &OwnedFd) -> Result<()> {
     })?;
     nar.note("The listening socket is blocking again: this model sleeps in accept() until a client arrives, and Ctrl-C interrupts it with EINTR.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_positive_seconds_with_fractions() {
+        assert_eq!(parse_seconds("0.5"), Ok(0.5));
+        assert_eq!(parse_seconds("30"), Ok(30.0));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("1e9").is_err());
+        assert!(parse_seconds("ten").is_err());
+    }
 }
