@@ -697,10 +697,24 @@ fn thread_model_serves_a_fast_client_while_a_slow_one_holds_its_thread() {
     let reply = exchange(addr, b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(reply.status, 200);
     assert!(started.elapsed() < Duration::from_secs(2));
-    drop(slow);
-    let events = stop(server);
+    // Ctrl-C while the slow client's thread waits in recv(): the main
+    // thread shuts its connection down, joins every thread, exits 130.
+    let pid = server.pid();
+    let (status, events, stderr) = server.signal(Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert_no_children(pid);
+    assert!(
+        closed_by_server(&mut slow),
+        "the slow client's connection is closed"
+    );
     assert!(infos(&events, "thread_for_connection").len() >= 2);
-    assert_eq!(infos(&events, "threads").len(), 1);
+    let threads = infos(&events, "threads");
+    assert_eq!(threads.len(), 1);
+    assert_eq!(
+        threads[0]["value"]["started"],
+        threads[0]["value"]["finished"]
+    );
+    assert!(!returns(&events, "shutdown").is_empty());
 }
 
 #[test]
