@@ -167,10 +167,11 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     );
     let config = configure(nar, args)?;
     mux::raise_fd_limit(nar)?;
-    let listen_fd = mux::open_listener(nar, &listener_args(args))?;
+    let server_args = listener_args(args);
+    let listen_fd = mux::open_listener(nar, &server_args)?;
     nar.fd_table();
     let result = match args.model {
-        Model::Epoll => epoll::serve(nar, &config, listen_fd.as_fd()),
+        Model::Epoll => epoll::serve(nar, &config, listen_fd.as_fd(), &server_args),
         Model::Iterative | Model::Thread => {
             make_blocking(nar, &listen_fd)?;
             if args.model == Model::Iterative {
@@ -237,13 +238,14 @@ fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
     })
 }
 
-/// The listener set-up is the multiplexing servers' (`mux::open_listener`).
+/// The listener set-up and accept() are the multiplexing servers'
+/// (`mux::open_listener`, `mux::accept_client`), which read these flags.
 fn listener_args(args: &Args) -> ServerArgs {
     ServerArgs {
         host: args.host.clone(),
         port: args.port,
         backlog: args.backlog,
-        // Not used by the listener; each connection has its own buffer.
+        // Not read by the listener: each connection has its own buffer.
         bufsize: 16384,
         sndbuf: None,
     }
