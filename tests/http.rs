@@ -715,6 +715,14 @@ fn thread_model_serves_a_fast_client_while_a_slow_one_holds_its_thread() {
         threads[0]["value"]["finished"]
     );
     assert!(!returns(&events, "shutdown").is_empty());
+    // The kernel counts them: main, the stop helper, and two connections.
+    assert!(
+        facts(&events, "threads")
+            .iter()
+            .any(|e| e["value"].as_i64().unwrap_or(0) >= 4),
+        "{}",
+        dump(&events)
+    );
 }
 
 #[test]
