@@ -782,15 +782,32 @@ fn a_closing_response_with_bytes_left_unread_is_delivered_whole() {
 }
 
 #[test]
-fn the_blocking_models_answer_408_too() {
-    for model in ["iterative", "thread"] {
-        let (server, addr) = server(&["--model", model, "--header-timeout", "0.3"]);
+fn a_client_trickling_its_head_gets_408_in_every_model() {
+    for model in ["epoll", "iterative", "thread"] {
+        let (server, addr) = server(&["--model", model, "--header-timeout", "0.5"]);
         let mut slow = connect(addr);
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: sl").expect("half");
+        slow.write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .expect("start");
+        // One byte every 100 ms: the socket is never quiet for a whole
+        // SO_RCVTIMEO tick, yet the head never completes.
+        let mut writer = slow.try_clone().expect("clone");
+        let trickle = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if writer.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
         let started = Instant::now();
         assert_eq!(read_reply(&mut slow, false).status, 408, "{model}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{model}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{model}: {:?}",
+            started.elapsed()
+        );
         assert!(closed_by_server(&mut slow), "{model}");
+        trickle.join().expect("trickle");
         stop(server);
     }
 }
