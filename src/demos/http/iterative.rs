@@ -29,7 +29,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use serde_json::json;
 
-use super::conn::{Conn, Ending, Next, Received, Sent, LINGER, SMALL_FILE};
+use super::conn::{Conn, Ending, Next, Received, Sent, SMALL_FILE};
 use super::Config;
 use crate::demos::accept;
 use crate::kernel;
@@ -199,7 +199,7 @@ fn set_timeouts(nar: &Narrator, conn: &Conn, tick: Duration, send: Duration) -> 
 /// After the last response, with unread bytes: read and drop until the
 /// client closes, for at most LINGER.
 fn linger(nar: &Narrator, config: &Config, conn: &mut Conn) {
-    let until = Instant::now() + LINGER;
+    let (until, _) = conn.deadline(config);
     while Instant::now() < until && stop::requested().is_none() {
         if conn.discard(nar, config) {
             return;
