@@ -817,3 +817,25 @@ fn a_client_trickling_its_head_gets_408_in_every_model() {
         stop(server);
     }
 }
+
+#[test]
+fn quiet_prints_the_listening_line_and_nothing_per_request() {
+    let (server, addr) = server_with(&["--quiet"], &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status,
+            200
+        );
+    }
+    let events = stop(server);
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}:{}", e["event"], e["key"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["\"start\":null", "\"info\":\"listening\"", "\"end\":null"],
+        "{}",
+        dump(&events)
+    );
+}
