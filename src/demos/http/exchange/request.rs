@@ -1,0 +1,403 @@
+//! Reading a request head with httparse, and enforcing the limits.
+//!
+//! httparse does the tokenizing (it is small, fast, fuzzed upstream and
+//! borrows from the input instead of copying). It answers one of three
+//! things about the bytes received so far:
+//!
+//! - `Partial`: the blank line that ends the head has not arrived yet;
+//! - `Complete(n)`: the head is the first `n` bytes, the body starts at `n`,
+//!   and the method, target, version and headers are filled in;
+//! - an error: the bytes cannot be an HTTP/1.x request.
+//!
+//! Everything around it is written here in the open: the limits a server
+//! needs so that one client cannot make it buffer without end, the
+//! Content-Length of the body, and what the client asked about keep-alive.
+
+use super::response::Status;
+use super::{Head, Limits};
+
+/// What the bytes received so far amount to.
+pub enum Parsed<'a> {
+    /// Not a whole request yet (head or body), and no limit exceeded.
+    NeedMore,
+    /// A whole request: head and body are in the input.
+    Complete(Request<'a>),
+    /// Not acceptable: answer with this status and close the connection,
+    /// since the server can no longer tell where the next request starts.
+    Refused(Refused<'a>),
+}
+
+/// A complete request.
+pub struct Request<'a> {
+    pub head: Head<'a>,
+    /// What the client asked for: HTTP/1.1 keeps the connection unless it
+    /// sends `Connection: close`; HTTP/1.0 closes unless it sends
+    /// `Connection: keep-alive`.
+    pub keep_alive: bool,
+}
+
+/// A request refused before routing.
+pub struct Refused<'a> {
+    pub status: Status,
+    pub why: &'static str,
+    /// The head, if it could be parsed (for the narration).
+    pub head: Option<Head<'a>>,
+}
+
+/// Header slots on the stack: enough for any browser, so the common case
+/// needs no allocation for httparse's output.
+const STACK_HEADERS: usize = 64;
+
+/// Parse the first request in `input`.
+pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
+    // 414 first: look at the request line alone. (httparse skips empty
+    // lines before it, as RFC 9112 asks servers to, so we do the same.)
+    let line_start = input
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(input.len());
+    let line = &input[line_start..];
+    let line_len = match line.iter().position(|&b| b == b'\n') {
+        Some(end) if end > 0 && line[end - 1] == b'\r' => end - 1,
+        Some(end) => end,
+        // Not ended yet: what we have must still fit (a CR may follow).
+        None => line.len().saturating_sub(1),
+    };
+    if line_len > limits.max_line {
+        return refuse(
+            Status::URI_TOO_LONG,
+            "The request line is longer than the server's limit (--max-line).",
+        );
+    }
+
+    let mut stack_slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap_slots = Vec::new();
+    let slots: &mut [httparse::Header<'a>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack_slots[..limits.max_headers]
+    } else {
+        heap_slots.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut heap_slots
+    };
+    let mut request = httparse::Request::new(slots);
+    let head_len = match request.parse(input) {
+        Ok(httparse::Status::Complete(head_len)) => head_len,
+        Ok(httparse::Status::Partial) if input.len() > limits.max_head => {
+            return refuse(Status::HEADERS_TOO_LARGE, HEAD_TOO_LARGE);
+        }
+        Ok(httparse::Status::Partial) => return Parsed::NeedMore,
+        Err(httparse::Error::TooManyHeaders) => {
+            return refuse(
+                Status::HEADERS_TOO_LARGE,
+                "The request has more header fields than the server's limit (--max-headers).",
+            );
+        }
+        Err(httparse::Error::Version) if names_a_version(line) => {
+            return refuse(
+                Status::VERSION_NOT_SUPPORTED,
+                "The request asks for an HTTP version other than 1.0 or 1.1.",
+            );
+        }
+        Err(error) => return refuse(Status::BAD_REQUEST, parse_error_why(error)),
+    };
+    if head_len > limits.max_head {
+        return refuse(Status::HEADERS_TOO_LARGE, HEAD_TOO_LARGE);
+    }
+
+    // httparse fills in method, path and version whenever it says Complete.
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
+        return refuse(Status::BAD_REQUEST, "The request line is incomplete.");
+    };
+    let mut head = Head {
+        method,
+        target,
+        version,
+        headers: Vec::with_capacity(request.headers.len()),
+        head_len,
+        body_len: 0,
+    };
+
+    // The headers that decide how the connection goes on.
+    let mut content_length: Option<Result<usize, ()>> = None;
+    let mut chunked = false;
+    let mut hosts = 0;
+    let mut says_close = false;
+    let mut says_keep_alive = false;
+    for header in request.headers.iter() {
+        head.headers.push((header.name, header.value));
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = parse_length(header.value);
+            // Two different lengths: a request smuggling classic.
+            content_length = match content_length {
+                Some(first) if first != value => Some(Err(())),
+                _ => Some(value),
+            };
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                says_close |= token.eq_ignore_ascii_case(b"close");
+                says_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+
+    // Where does the body end? That is also where the next request starts.
+    if chunked {
+        // A Transfer-Encoding body (chunked) ends at a zero-size chunk. This
+        // server does not decode chunked bodies (GET and HEAD never need a
+        // body), so it cannot find the next request: 501 and close.
+        return refused(
+            Status::NOT_IMPLEMENTED,
+            "The request has a Transfer-Encoding body, which this server does not read.",
+            head,
+        );
+    }
+    head.body_len = match content_length {
+        None => 0,
+        Some(Ok(len)) if len > limits.max_body => {
+            return refused(
+                Status::CONTENT_TOO_LARGE,
+                "The request body is larger than the server's limit (--max-body).",
+                head,
+            );
+        }
+        Some(Ok(len)) => len,
+        Some(Err(())) => {
+            return refused(
+                Status::BAD_REQUEST,
+                "The Content-Length header is not one decimal number.",
+                head,
+            );
+        }
+    };
+    // RFC 9112, section 3.2: an HTTP/1.1 request without exactly one Host
+    // header gets 400. (HTTP/1.0 predates Host.)
+    if version == 1 && hosts != 1 {
+        return refused(
+            Status::BAD_REQUEST,
+            "An HTTP/1.1 request must carry exactly one Host header.",
+            head,
+        );
+    }
+    if input.len() - head_len < head.body_len {
+        return Parsed::NeedMore; // the body is still arriving
+    }
+    let keep_alive = !says_close && (version == 1 || says_keep_alive);
+    Parsed::Complete(Request { head, keep_alive })
+}
+
+const HEAD_TOO_LARGE: &str =
+    "The request head is larger than the server's limit (--max-head), or never ends.";
+
+fn refuse<'a>(status: Status, why: &'static str) -> Parsed<'a> {
+    Parsed::Refused(Refused {
+        status,
+        why,
+        head: None,
+    })
+}
+
+fn refused<'a>(status: Status, why: &'static str, head: Head<'a>) -> Parsed<'a> {
+    Parsed::Refused(Refused {
+        status,
+        why,
+        head: Some(head),
+    })
+}
+
+/// A Content-Length value: digits only (no sign, no spaces inside).
+/// A number too big for usize is reported as usize::MAX (over any limit).
+fn parse_length(value: &[u8]) -> Result<usize, ()> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    Ok(value.iter().fold(0usize, |n, &digit| {
+        n.saturating_mul(10)
+            .saturating_add(usize::from(digit - b'0'))
+    }))
+}
+
+/// Does the request line end with something shaped like an HTTP version
+/// (`HTTP/` and a digit), so that 505 is the right answer rather than 400?
+fn names_a_version(line: &[u8]) -> bool {
+    let end = line
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(line.len());
+    let line = &line[..end];
+    let version = match line.iter().rposition(|&b| b == b' ') {
+        Some(space) => &line[space + 1..],
+        None => return false,
+    };
+    version.len() > 5 && version.starts_with(b"HTTP/") && version[5].is_ascii_digit()
+}
+
+fn parse_error_why(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::Token => {
+            "The request line is malformed: it must be a method, one space, a target of printable characters, one space, and a version."
+        }
+        httparse::Error::HeaderName => "A header name contains a character that is not allowed.",
+        httparse::Error::HeaderValue => "A header value contains a control character.",
+        httparse::Error::NewLine => "A line of the request head does not end with CR LF.",
+        httparse::Error::Version => {
+            "The request line does not end with an HTTP version such as HTTP/1.1."
+        }
+        _ => "The request head is malformed.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_line: 100,
+        max_head: 300,
+        max_headers: 5,
+        max_body: 50,
+    };
+
+    fn status(input: &[u8]) -> Option<u16> {
+        match parse(input, &LIMITS) {
+            Parsed::NeedMore => None,
+            Parsed::Complete(_) => Some(200),
+            Parsed::Refused(refused) => Some(refused.status.code),
+        }
+    }
+
+    #[test]
+    fn a_complete_request_reports_head_and_body_lengths() {
+        let input = b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET";
+        let Parsed::Complete(request) = parse(input, &LIMITS) else {
+            panic!("a whole request");
+        };
+        assert_eq!(request.head.method, "POST");
+        assert_eq!(request.head.target, "/form");
+        assert_eq!(request.head.version, 1);
+        assert_eq!(request.head.headers.len(), 2);
+        assert_eq!(request.head.head_len, input.len() - 6);
+        assert_eq!(request.head.body_len, 3);
+        assert!(request.keep_alive);
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_needs_more() {
+        let input =
+            b"\r\nGET /a%20b?x=1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi";
+        for split in 0..input.len() {
+            assert_eq!(status(&input[..split]), None, "split at {split}");
+        }
+        assert_eq!(status(input), Some(200));
+    }
+
+    #[test]
+    fn limits_give_414_431_413() {
+        let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(100));
+        assert_eq!(status(long_line.as_bytes()), Some(414));
+        // Not even ended yet, and already too long.
+        assert_eq!(status(&long_line.as_bytes()[..103]), Some(414));
+        let exactly = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(86));
+        assert_eq!(status(exactly.as_bytes()), Some(200));
+
+        let big_head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "b".repeat(300)
+        );
+        assert_eq!(status(big_head.as_bytes()), Some(431));
+        assert_eq!(status(&big_head.as_bytes()[..301]), Some(431));
+        assert_eq!(status(&[b'\n'; 301]), Some(431));
+
+        let many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n";
+        assert_eq!(status(many.as_bytes()), Some(431));
+
+        let big_body = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 51\r\n\r\n";
+        assert_eq!(status(big_body), Some(413));
+        let huge = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        assert_eq!(status(huge), Some(413));
+    }
+
+    #[test]
+    fn more_header_slots_than_the_stack_holds() {
+        let limits = Limits {
+            max_headers: 100,
+            max_head: 10_000,
+            ..LIMITS
+        };
+        let mut input = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..80 {
+            input.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        input.push_str("\r\n");
+        assert!(matches!(
+            parse(input.as_bytes(), &limits),
+            Parsed::Complete(_)
+        ));
+    }
+
+    #[test]
+    fn malformed_requests_get_400_and_other_versions_505() {
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(status(b"GET  / HTTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(status(b"GET / FTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(status(b"\x00\x01\x02\r\n\r\n"), Some(400));
+        assert_eq!(status(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"), Some(400));
+        assert_eq!(status(b"GET / HTTP/2.0\r\n\r\n"), Some(505));
+        assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), Some(505));
+        assert_eq!(status(b"GET / HTTP/3"), Some(505));
+        // HTTP/1.1 needs exactly one Host; HTTP/1.0 does not.
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), Some(200));
+    }
+
+    #[test]
+    fn body_length_rules() {
+        let te = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(status(te), Some(501));
+        let both = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(status(both), Some(501));
+        let twice =
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+        assert_eq!(status(twice), Some(400));
+        let same =
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab";
+        assert_eq!(status(same), Some(200));
+        for bad in ["-1", "+1", "1 1", "0x10", ""] {
+            let input = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), Some(400), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_wishes() {
+        let wish = |input: &[u8]| match parse(input, &LIMITS) {
+            Parsed::Complete(request) => request.keep_alive,
+            _ => panic!("a whole request"),
+        };
+        assert!(wish(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!wish(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"
+        ));
+        assert!(!wish(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n"
+        ));
+        assert!(!wish(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(wish(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!wish(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+    }
+}
