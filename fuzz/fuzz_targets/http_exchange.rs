@@ -63,12 +63,28 @@ fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000)
 }
 
+/// Where the fixture lives: a directory of its own per fuzzing process.
+static BASE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Remove the fixture when libFuzzer exits (it ends with exit(), after
+/// which no Rust destructor runs).
+extern "C" fn remove_fixture() {
+    if let Some(base) = BASE.get() {
+        let _ = fs::remove_dir_all(base);
+    }
+}
+
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("netlab-fuzz-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        build_fixture(&base).expect("cannot build the fuzz fixture in the temp directory");
+        let base = BASE.get_or_init(|| {
+            std::env::temp_dir().join(format!("netlab-fuzz-{}", std::process::id()))
+        });
+        let _ = fs::remove_dir_all(base);
+        build_fixture(base).expect("cannot build the fuzz fixture in the temp directory");
+        // SAFETY: atexit only stores the function pointer; remove_fixture
+        // touches nothing but BASE, which lives as long as the process.
+        unsafe { libc::atexit(remove_fixture) };
         let site = Site::new(Some(&base.join("root"))).expect("Site::new refused the fixture root");
         let root = base
             .join("root")
