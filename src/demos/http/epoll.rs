@@ -1,0 +1,361 @@
+//! `--model epoll` (the default): every connection in one thread.
+//!
+//! The loop of `netlab epoll-demo`, with HTTP on top: non-blocking sockets,
+//! a level-triggered epoll interest list, and per connection a buffer, the
+//! response being sent and a clock (`conn.rs`). One wakeup serves every
+//! ready socket; no call ever waits, except epoll_wait itself.
+//!
+//! * A socket is watched for **EPOLLIN** while its connection waits for a
+//!   request. A response is written at once, without asking epoll first
+//!   (the send buffer is almost always empty); only when the kernel takes
+//!   part of it (EAGAIN) is the socket switched to **EPOLLOUT** until the
+//!   rest is out. So the usual request costs no epoll_ctl at all.
+//! * **Timeouts** are checked with a tick: epoll_wait's timeout is the time
+//!   left to the next tick, and each tick scans every connection's one
+//!   deadline (head, idle, send or linger). A sorted timer list would wake
+//!   at the exact instant, but every request moves a deadline, and keeping
+//!   the list sorted would cost work per request; a scan costs work per
+//!   tick instead, a few microseconds for thousands of connections. The
+//!   tick is half the shortest timeout, at most one second, so a deadline is
+//!   kept to within one tick.
+//!
+//! Try it: `netlab http-server --port 8000`, then `curl -v http://127.0.0.1:8000/`.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{setsockopt, sockopt};
+use serde_json::json;
+
+use super::conn::{Conn, Ending, Next, Received, Sent, SMALL_FILE};
+use super::Config;
+use crate::demos::mux::{self, epoll::epoll_bits, Accepted, ServerArgs};
+use crate::narrate::Narrator;
+use crate::stop;
+
+/// How many ready sockets one epoll_wait() may return.
+const MAX_EVENTS: usize = 1024;
+
+/// Everything the event loop works with.
+struct Server<'a> {
+    nar: &'a Narrator,
+    config: &'a Config,
+    epoll: Epoll,
+    listen_fd: BorrowedFd<'a>,
+    /// What `mux::accept_client` needs to know (no --sndbuf here).
+    accept_args: ServerArgs,
+    /// The connections, indexed by their fd (the kernel hands out the
+    /// lowest free number, so the table stays dense).
+    conns: Vec<Option<Conn>>,
+    open: usize,
+    /// One buffer for the small files read with pread() before writev().
+    scratch: Vec<u8>,
+    /// Said once: the first TCP_NODELAY note.
+    told_nodelay: bool,
+}
+
+pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Result<()> {
+    let step = nar.call("epoll_create1", "EPOLL_CLOEXEC");
+    let epoll = step.check(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC), |epoll| {
+        format!("epfd {}", epoll.0.as_raw_fd())
+    })?;
+    nar.note("One thread serves every connection: epoll keeps the interest list in the kernel and reports only the ready sockets. Level-triggered, so one recv() per event is enough.");
+    let mut server = Server {
+        nar,
+        config,
+        epoll,
+        listen_fd,
+        accept_args: ServerArgs {
+            host: String::new(),
+            port: 0,
+            backlog: 0,
+            bufsize: 1,
+            sndbuf: None,
+        },
+        conns: Vec::new(),
+        open: 0,
+        scratch: vec![0u8; SMALL_FILE],
+        told_nodelay: false,
+    };
+    let epfd = server.epoll.0.as_raw_fd();
+    let raw = listen_fd.as_raw_fd();
+    let step = nar.call(
+        "epoll_ctl",
+        format!("epfd {epfd}, EPOLL_CTL_ADD, fd {raw}, EPOLLIN"),
+    );
+    step.check(
+        server
+            .epoll
+            .add(listen_fd, EpollEvent::new(EpollFlags::EPOLLIN, raw as u64)),
+        |_| "0".into(),
+    )?;
+
+    let result = server.event_loop();
+    for slot in &mut server.conns {
+        if let Some(conn) = slot.take() {
+            conn.close(nar, Ending::Shutdown);
+        }
+    }
+    let Server { epoll, .. } = server;
+    let step = nar.call("close", format!("epfd {}", epoll.0.as_raw_fd()));
+    step.check(nix::unistd::close(epoll.0), |_| "0".into())?;
+    result
+}
+
+impl Server<'_> {
+    fn event_loop(&mut self) -> Result<()> {
+        let nar = self.nar;
+        let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
+        let tick = (self.config.shortest_timeout() / 2)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        nar.info(
+            "tick",
+            json!(tick.as_secs_f64()),
+            format!(
+                "deadlines are checked every {} ms: epoll_wait's timeout is the time left to the next check",
+                tick.as_millis()
+            ),
+        );
+        let mut next_scan = Instant::now() + tick;
+        let epfd = self.epoll.0.as_raw_fd();
+        while stop::requested().is_none() {
+            let left = next_scan.saturating_duration_since(Instant::now());
+            // Rounded up: a timeout of 0 would spin until the tick is due.
+            let millis = left.as_millis().clamp(1, 1000) as u16;
+            let timeout = EpollTimeout::from(millis);
+            let step = nar.blocking_with(
+                "epoll_wait",
+                || format!("epfd {epfd}, {MAX_EVENTS} slots, timeout {millis} ms"),
+                "until a socket is ready or the next deadline check",
+            );
+            let ready = match self.epoll.wait(&mut events, timeout) {
+                Ok(ready) => ready,
+                Err(Errno::EINTR) => {
+                    step.fail(Errno::EINTR);
+                    continue;
+                }
+                Err(errno) => {
+                    step.fail(errno);
+                    return Err(errno).context("epoll_wait() failed");
+                }
+            };
+            step.ok_with(ready as i64, || format!("{ready} ready"));
+            for event in &events[..ready] {
+                // The u64 registered with each fd is the fd itself.
+                let fd = event.data() as RawFd;
+                if fd == self.listen_fd.as_raw_fd() {
+                    self.accept_all()?;
+                } else if let Some(ending) = self.serve(fd) {
+                    self.drop_conn(fd, ending);
+                }
+            }
+            let now = Instant::now();
+            if now >= next_scan {
+                self.check_deadlines(now);
+                next_scan = now + tick;
+            }
+            nar.gauge("connections_open", self.open as u64);
+        }
+        Ok(())
+    }
+
+    /// The listener is readable: accept every waiting client.
+    fn accept_all(&mut self) -> Result<()> {
+        let nar = self.nar;
+        loop {
+            let accepted = mux::accept_client(nar, self.listen_fd, &self.accept_args)?;
+            let Accepted::Client(client) = accepted else {
+                return Ok(());
+            };
+            let mux::conn::Conn { fd, peer, .. } = client;
+            let conn = Conn::new(fd, peer);
+            self.no_delay(&conn);
+            let raw = conn.raw_fd();
+            let epfd = self.epoll.0.as_raw_fd();
+            let step = nar.call_with("epoll_ctl", || {
+                format!("epfd {epfd}, EPOLL_CTL_ADD, fd {raw}, EPOLLIN")
+            });
+            match self.epoll.add(
+                conn.fd.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, raw as u64),
+            ) {
+                Ok(()) => step.ok_with(0, || "0".into()),
+                Err(errno) => {
+                    step.fail(errno);
+                    conn.close(nar, Ending::Failed(errno));
+                    continue;
+                }
+            }
+            nar.count("connections", 1);
+            let index = raw as usize;
+            if index >= self.conns.len() {
+                self.conns.resize_with(index + 1, || None);
+            }
+            if self.conns[index].replace(conn).is_none() {
+                self.open += 1;
+            }
+        }
+    }
+
+    /// TCP_NODELAY: a response goes out whole in one call, so Nagle's
+    /// algorithm (hold a small segment until the previous one is
+    /// acknowledged) could only delay the second of two pipelined responses.
+    fn no_delay(&mut self, conn: &Conn) {
+        let nar = self.nar;
+        let fd = conn.raw_fd();
+        let step = nar.call_with("setsockopt", || {
+            format!("fd {fd}, IPPROTO_TCP, TCP_NODELAY, 1")
+        });
+        match setsockopt(&conn.fd, sockopt::TcpNoDelay, &true) {
+            Ok(()) => step.ok_with(0, || "0".into()),
+            Err(errno) => step.fail(errno),
+        }
+        if !self.told_nodelay && nar.showing() {
+            self.told_nodelay = true;
+            nar.note("TCP_NODELAY turns off Nagle's algorithm on this connection: each response is written whole, and a small one must not wait for the acknowledgement of the one before it.");
+        }
+    }
+
+    /// A connection's socket is ready. Returns why to close it, if it must be.
+    fn serve(&mut self, fd: RawFd) -> Option<Ending> {
+        let (nar, config) = (self.nar, self.config);
+        let conn = self.conns.get_mut(fd as usize)?.as_mut()?;
+        if conn.is_lingering() {
+            return conn.discard(nar, config).then_some(Ending::AfterResponse);
+        }
+        if conn.is_sending() {
+            // Watched for EPOLLOUT: the rest of the response can go now.
+            // (EPOLLERR and EPOLLHUP come too; the send says what happened.)
+            return self.progress(fd);
+        }
+        // EPOLLIN, or EPOLLERR/EPOLLHUP: recv() says which (0 for FIN,
+        // ECONNRESET for a reset).
+        match conn.receive(nar, config) {
+            Received::Data(_) | Received::End => self.progress(fd),
+            Received::Drained | Received::Interrupted => None,
+            Received::Gone(ending) => Some(ending),
+        }
+    }
+
+    /// Send what can be sent, then start the next buffered request, until
+    /// the connection needs more bytes or the socket is full.
+    fn progress(&mut self, fd: RawFd) -> Option<Ending> {
+        let (nar, config) = (self.nar, self.config);
+        let conn = self.conns.get_mut(fd as usize)?.as_mut()?;
+        loop {
+            if conn.is_sending() {
+                match conn.send_response(nar, &mut self.scratch) {
+                    Sent::Blocked => {
+                        return set_interest(nar, &self.epoll, conn, true);
+                    }
+                    Sent::Gone(ending) => return Some(ending),
+                    Sent::Done { keep_alive: false } => {
+                        if conn.finish(nar) {
+                            // Lingering: watch for the client's bytes and FIN.
+                            return set_interest(nar, &self.epoll, conn, false);
+                        }
+                        return Some(Ending::AfterResponse);
+                    }
+                    Sent::Done { keep_alive: true } => {}
+                }
+            }
+            match conn.next_request(nar, config) {
+                Next::Respond | Next::Busy => continue,
+                Next::TooLarge => return Some(Ending::TooLarge),
+                Next::NeedMore if conn.peer_done() => return Some(Ending::PeerClosed),
+                Next::NeedMore => return set_interest(nar, &self.epoll, conn, false),
+            }
+        }
+    }
+
+    /// Close every connection whose deadline has passed; a half-received
+    /// request head gets its 408 first.
+    fn check_deadlines(&mut self, now: Instant) {
+        let (nar, config) = (self.nar, self.config);
+        for fd in 0..self.conns.len() {
+            let Some(conn) = self.conns[fd].as_mut() else {
+                continue;
+            };
+            let (deadline, ending) = conn.deadline(config);
+            if now < deadline {
+                continue;
+            }
+            let fd = fd as RawFd;
+            if nar.showing() {
+                nar.info(
+                    "timeout",
+                    json!({ "fd": fd, "peer": conn.peer.to_string(), "why": ending.name() }),
+                    format!("fd {fd} ({}): {}", conn.peer, ending.name()),
+                );
+            }
+            if ending == Ending::HeaderTimeout {
+                nar.note("The request head did not arrive in time: a client that sends half a request must not hold a connection for ever. It gets 408 Request Timeout, and the connection closes.");
+                conn.request_timeout(nar);
+                match self.progress(fd) {
+                    // The 408 is out: the connection ends for the timeout.
+                    Some(Ending::AfterResponse) => self.drop_conn(fd, Ending::HeaderTimeout),
+                    Some(ending) => self.drop_conn(fd, ending),
+                    None => {}
+                }
+            } else {
+                self.drop_conn(fd, ending);
+            }
+        }
+    }
+
+    /// epoll_ctl(DEL), then close().
+    fn drop_conn(&mut self, fd: RawFd, ending: Ending) {
+        let nar = self.nar;
+        let Some(conn) = self.conns.get_mut(fd as usize).and_then(Option::take) else {
+            return;
+        };
+        self.open -= 1;
+        let epfd = self.epoll.0.as_raw_fd();
+        let step = nar.call_with("epoll_ctl", || {
+            format!("epfd {epfd}, EPOLL_CTL_DEL, fd {fd}")
+        });
+        match self.epoll.delete(conn.fd.as_fd()) {
+            Ok(()) => step.ok_with(0, || "0".into()),
+            Err(errno) => step.fail(errno),
+        }
+        conn.close(nar, ending);
+    }
+}
+
+/// epoll_ctl(MOD) between EPOLLIN (waiting for a request) and EPOLLOUT (a
+/// response is stuck), only when it changes.
+fn set_interest(nar: &Narrator, epoll: &Epoll, conn: &mut Conn, out: bool) -> Option<Ending> {
+    if conn.watching_out == out {
+        return None;
+    }
+    let interest = if out {
+        EpollFlags::EPOLLOUT
+    } else {
+        EpollFlags::EPOLLIN
+    };
+    let (epfd, fd) = (epoll.0.as_raw_fd(), conn.raw_fd());
+    let step = nar.call_with("epoll_ctl", || {
+        format!(
+            "epfd {epfd}, EPOLL_CTL_MOD, fd {fd}, {}",
+            epoll_bits(interest)
+        )
+    });
+    let mut event = EpollEvent::new(interest, fd as u64);
+    match epoll.modify(conn.fd.as_fd(), &mut event) {
+        Ok(()) => {
+            step.ok_with(0, || "0".into());
+            conn.watching_out = out;
+            if out {
+                nar.note("The response is stuck in a full send buffer: this socket is now watched for EPOLLOUT, and not read from, until the rest is out. The next pipelined request waits its turn.");
+            }
+            None
+        }
+        Err(errno) => {
+            step.fail(errno);
+            Some(Ending::Failed(errno))
+        }
+    }
+}

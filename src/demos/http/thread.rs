@@ -1,0 +1,124 @@
+//! `--model thread`: one thread per connection, blocking calls.
+//!
+//! The course's second version: the main thread only accepts, and each
+//! connection gets a thread of its own (named `conn-N`) that runs the same
+//! blocking loop as the iterative server (`iterative::serve_connection`).
+//! A slow client now holds only its own thread. The cost is a thread (and
+//! its stack) per connection: fine for dozens, heavy for thousands, which
+//! is why the default model is epoll.
+//!
+//! The threads are scoped: each is detached from the main loop (nobody
+//! waits for it while the server runs), counted, and the scope joins every
+//! one before the server returns. On Ctrl-C the main thread shuts every
+//! live connection down, which wakes its thread from recv().
+//!
+//! Try it: `netlab http-server --model thread --port 8000`.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+use nix::sys::socket::{shutdown, Shutdown};
+use serde_json::json;
+
+use super::conn::{Conn, SMALL_FILE};
+use super::iterative::{accept_blocking, serve_connection};
+use super::Config;
+use crate::narrate::Narrator;
+use crate::stop;
+use crate::sys;
+
+pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Result<()> {
+    nar.note("One thread per connection: the main thread only accepts; each client's thread blocks in its own recv() and send(), so a slow client holds up only itself.");
+    // The connections being served, so that a stop can shut them down.
+    let live: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+    let lock = || live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let finished = AtomicU64::new(0);
+
+    std::thread::scope(|scope| {
+        let mut started: u64 = 0;
+        let mut outcome: Result<()> = Ok(());
+        while stop::requested().is_none() {
+            let (conn_fd, peer) = match accept_blocking(nar, listen_fd) {
+                Ok(Some(accepted)) => accepted,
+                Ok(None) => continue,
+                Err(err) => {
+                    outcome = Err(err);
+                    break;
+                }
+            };
+            started += 1;
+            let raw = conn_fd.as_raw_fd();
+            lock().push(raw);
+            let (lock, finished) = (&lock, &finished);
+            let name = format!("conn-{started}");
+            let spawned =
+                std::thread::Builder::new()
+                    .name(name.clone())
+                    .spawn_scoped(scope, move || {
+                        // Ctrl-C goes to the main thread, which wakes us.
+                        stop::block_stop_signals_in_this_thread();
+                        nar.in_thread(&name);
+                        let mut scratch = vec![0u8; SMALL_FILE];
+                        let conn = Conn::new(conn_fd, peer);
+                        let (conn, ending) =
+                            serve_connection(nar, config, conn, &mut scratch, None);
+                        // Leave the list before the fd is closed, so the main
+                        // thread never shuts down a number reused by another file.
+                        lock().retain(|fd| *fd != raw);
+                        conn.close(nar, ending);
+                        finished.fetch_add(1, Ordering::Relaxed);
+                    });
+            match spawned {
+                Ok(_) => {
+                    let running = started - finished.load(Ordering::Relaxed);
+                    nar.gauge("threads_running", running);
+                    if nar.showing() {
+                        nar.info(
+                            "thread_for_connection",
+                            json!({ "peer": peer.to_string(), "fd": raw, "thread": started, "running": running }),
+                            format!("thread conn-{started} serves {peer}; {running} connection thread(s) running"),
+                        );
+                    }
+                }
+                Err(err) => {
+                    // The closure (and the socket in it) was dropped.
+                    lock().retain(|fd| *fd != raw);
+                    nar.warning(
+                        format!(
+                            "could not start a thread for {peer}: {err}; its connection is closed"
+                        ),
+                        None,
+                    );
+                }
+            }
+        }
+        // Stopping: wake every thread blocked in recv() or send().
+        let mut shut = false;
+        while !lock().is_empty() {
+            if !shut {
+                shut = true;
+                nar.note("Stopping: shutdown() on every live connection wakes its thread from recv(), so it can close and end; then the threads are joined.");
+                for fd in lock().iter() {
+                    let step = nar.call("shutdown", format!("fd {fd}, SHUT_RDWR"));
+                    match shutdown(*fd, Shutdown::Both) {
+                        Ok(()) => step.ok("0"),
+                        Err(errno) => step.fail(errno),
+                    }
+                }
+            }
+            let _ = sys::nanosleep(Duration::from_millis(20));
+        }
+        nar.info(
+            "threads",
+            json!({ "started": started, "finished": finished.load(Ordering::Relaxed) }),
+            format!(
+                "{started} connection thread(s) started, {} finished and joined",
+                finished.load(Ordering::Relaxed)
+            ),
+        );
+        outcome
+    })
+}
