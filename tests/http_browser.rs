@@ -131,12 +131,16 @@ fn is_info(event: &Value, key: &str) -> bool {
     event["event"] == "info" && event["key"] == key
 }
 
-/// Wait for the narration of `GET /` and return the User-Agent header
-/// narrated with it.
-fn narrated_get_root(server: &mut Demo) -> String {
-    server.wait_for("the narrated request GET /", |e| {
+/// Wait for the narration of `GET /`; return the client's address and the
+/// User-Agent header narrated with it.
+fn narrated_get_root(server: &mut Demo) -> (String, String) {
+    let request = server.wait_for("the narrated request GET /", |e| {
         is_info(e, "request") && e["value"]["method"] == "GET" && e["value"]["target"] == "/"
     });
+    let peer = request["value"]["peer"]
+        .as_str()
+        .expect("the request's peer is a string")
+        .to_string();
     // The header lines follow their request line in the narration.
     let header = server.wait_for("the narrated User-Agent header of GET /", |e| {
         is_info(e, "request_header")
@@ -144,16 +148,21 @@ fn narrated_get_root(server: &mut Demo) -> String {
                 .as_str()
                 .is_some_and(|name| name.eq_ignore_ascii_case("user-agent"))
     });
-    header["value"]["value"]
+    let user_agent = header["value"]["value"]
         .as_str()
         .expect("the header's value is a string")
-        .to_string()
+        .to_string();
+    (peer, user_agent)
 }
 
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
 fn png_size(png: &[u8]) -> (u32, u32) {
     const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    assert!(png.len() > 33, "the screenshot has only {} bytes", png.len());
+    assert!(
+        png.len() > 33,
+        "the screenshot has only {} bytes",
+        png.len()
+    );
     assert_eq!(&png[..8], SIGNATURE, "the screenshot is not a PNG");
     // The first chunk: length (4 bytes, 13 for IHDR), type "IHDR", then
     // width and height as 32-bit big-endian numbers.
@@ -175,7 +184,7 @@ fn chromium_sees_its_own_request_on_the_built_in_page() {
     let profile = temp.0.join("profile-dom");
     let output = chromium(&profile, &url, &["--dump-dom".to_string()]);
     let dom = String::from_utf8_lossy(&output.stdout).into_owned();
-    let user_agent = narrated_get_root(&mut server);
+    let (peer, user_agent) = narrated_get_root(&mut server);
     assert!(
         user_agent.contains("HeadlessChrome/"),
         "the narrated User-Agent is not headless Chromium's: {user_agent:?}"
@@ -188,9 +197,12 @@ fn chromium_sees_its_own_request_on_the_built_in_page() {
         dom.contains("GET / HTTP/1.1"),
         "the page does not show the request line GET / HTTP/1.1; DOM:\n{dom}"
     );
+    // The client's port, which the browser's kernel chose for this
+    // connection: the page must show the same one accept() returned.
+    let port = peer.rsplit_once(':').map(|(_, port)| port).unwrap_or("");
     assert!(
-        dom.contains(&addr.ip().to_string()),
-        "the page does not show the client's address; DOM:\n{dom}"
+        !port.is_empty() && dom.contains(port),
+        "the page does not show the client's port (the server saw {peer}); DOM:\n{dom}"
     );
 
     // 2. A screenshot at projector size.
@@ -212,7 +224,7 @@ fn chromium_sees_its_own_request_on_the_built_in_page() {
     }
     // The second load is a second request for / with the same browser.
     assert_eq!(
-        narrated_get_root(&mut server),
+        narrated_get_root(&mut server).1,
         user_agent,
         "the second load sent a different User-Agent"
     );
