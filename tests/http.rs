@@ -158,7 +158,8 @@ fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
 
 #[test]
 fn curl_gets_the_built_in_page_with_its_own_request() {
-    let (server, addr) = server(&[]);
+    // --rate 0: every step narrated, so every request's events are seen.
+    let (server, addr) = server_with(&["--rate", "0"], &[]);
     let url = format!("http://{addr}/hello?x=1");
     let (code, body, err) = curl(&["-A", "netlab-test-agent/1.0", &url]);
     assert_eq!(code, 0, "curl failed: {err}");
@@ -209,7 +210,10 @@ fn curl_gets_the_built_in_page_with_its_own_request() {
 #[test]
 fn curl_reuses_one_connection_and_gets_files_404_and_no_traversal() {
     let root = site("curl");
-    let (server, addr) = server(&["--root", root.to_str().expect("utf-8 path")]);
+    let (server, addr) = server_with(
+        &["--rate", "0"],
+        &["--root", root.to_str().expect("utf-8 path")],
+    );
     let base = format!("http://{addr}");
 
     // Three URLs on one command line: one connection, kept alive.
@@ -339,16 +343,19 @@ fn sha256_hex(data: &[u8]) -> String {
 
 #[test]
 fn every_error_code_from_raw_sockets() {
-    let (server, addr) = server(&[
-        "--max-line",
-        "100",
-        "--max-head",
-        "600",
-        "--max-headers",
-        "8",
-        "--max-body",
-        "16",
-    ]);
+    let (server, addr) = server_with(
+        &["--rate", "0"],
+        &[
+            "--max-line",
+            "100",
+            "--max-head",
+            "600",
+            "--max-headers",
+            "8",
+            "--max-body",
+            "16",
+        ],
+    );
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("garbage", b"HELLO THERE\r\n\r\n".to_vec(), 400),
         (
@@ -364,6 +371,11 @@ fn every_error_code_from_raw_sockets() {
         (
             "unknown method",
             b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            405,
+        ),
+        (
+            "chunked body",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
             501,
         ),
         (
@@ -614,6 +626,8 @@ fn the_three_models_answer_the_same_requests() {
                 assert_eq!(reply.body, b"hello, world\n", "{model}");
             }
         }
+        // (Iterative: curl is served once this connection is gone.)
+        drop(stream);
         let (code, body, err) = curl(&[&format!("http://{addr}/bin.dat")]);
         assert_eq!(code, 0, "{model}: {err}");
         assert_eq!(
@@ -621,7 +635,6 @@ fn the_three_models_answer_the_same_requests() {
             std::fs::read(root.join("bin.dat")).expect("bin"),
             "{model}"
         );
-        drop(stream);
         let events = stop(server);
         assert!(infos(&events, "response").len() >= 4, "{model}");
     }

@@ -132,14 +132,14 @@ impl<'t> Path<'t> {
 
     /// The path relative to the root, NUL-terminated: `/a/b` is `a/b`, and
     /// `/` is `.`, the root itself.
-    fn relative(&mut self) -> &CStr {
+    fn relative(&mut self) -> Option<&CStr> {
         let start = usize::from(self.len > 0 && self.decoded[0] == b'/');
         if start == self.len {
-            return c".";
+            return Some(c".");
         }
         self.decoded[self.len] = 0;
-        // Interior NULs were refused in parse().
-        CStr::from_bytes_with_nul(&self.decoded[start..=self.len]).unwrap_or(c".")
+        // None only if there were a NUL inside, which parse() refused.
+        CStr::from_bytes_with_nul(&self.decoded[start..=self.len]).ok()
     }
 }
 
@@ -169,10 +169,15 @@ pub enum Found {
 
 /// Open what `path` names under the root directory `root`.
 pub fn open(root: &File, beneath: bool, path: &mut Path<'_>) -> Result<Found, Refusal> {
-    let ends_with_slash = path.decoded().ends_with(b"/");
+    // The raw path decides (not the decoded one): the browser resolves
+    // relative links against the address as it was sent.
+    let ends_with_slash = path.raw.ends_with('/');
     let file_type = content_type(extension_of(path.decoded()));
     let raw = path.raw;
-    let relative = path.relative();
+    let relative = path.relative().ok_or(refusal(
+        Status::BAD_REQUEST,
+        "The path contains a NUL byte (%00), which would cut the file name short.",
+    ))?;
     let file = open_beneath(root, relative, beneath).map_err(open_refusal)?;
     let meta = file.metadata().map_err(|_| STAT_FAILED)?;
     if meta.is_file() {
@@ -299,12 +304,12 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
     }
 }
 
-/// Does this kernel have openat2 (Linux 5.6 or later)?
+/// Can the server use openat2 (Linux 5.6 or later)? Asked once, at start:
+/// opening the root itself beneath the root must work. A kernel without
+/// the call says ENOSYS; a seccomp filter (some containers) may say EPERM
+/// instead. Either way, the step-by-step fallback below is used.
 pub fn has_openat2(dir: &File) -> bool {
-    match open_beneath(dir, c".", true) {
-        Ok(_) => true,
-        Err(error) => error.raw_os_error() != Some(libc::ENOSYS),
-    }
+    open_beneath(dir, c".", true).is_ok()
 }
 
 /// The fallback for kernels without openat2 (ENOSYS): walk the path one

@@ -300,3 +300,525 @@ fn route(
         Err(refusal) => refuse(refusal),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// A root directory under the temp dir (the pid in its name, so
+    /// parallel runs do not collide), removed when dropped.
+    struct Fixture {
+        dir: PathBuf,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Fixture {
+            let dir = std::env::temp_dir()
+                .join(format!("netlab-http-core-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("root/sub")).unwrap();
+            std::fs::create_dir_all(dir.join("root/empty")).unwrap();
+            std::fs::write(dir.join("root/hello.txt"), b"hello\n").unwrap();
+            std::fs::write(dir.join("root/a b.html"), b"<p>space</p>").unwrap();
+            std::fs::write(dir.join("root/sub/index.html"), b"<p>index</p>").unwrap();
+            std::fs::write(dir.join("root/empty/z.txt"), b"z").unwrap();
+            std::fs::write(dir.join("root/empty/<odd> & name.txt"), b"").unwrap();
+            let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+            std::fs::write(dir.join("root/data.bin"), binary).unwrap();
+            std::fs::write(dir.join("secret.txt"), b"TOP SECRET").unwrap();
+            std::os::unix::fs::symlink(dir.join("secret.txt"), dir.join("root/escape")).unwrap();
+            std::os::unix::fs::symlink("../secret.txt", dir.join("root/escape-relative")).unwrap();
+            std::os::unix::fs::symlink("hello.txt", dir.join("root/inside")).unwrap();
+            Fixture { dir }
+        }
+
+        fn site(&self) -> Site {
+            Site::new(Some(&self.dir.join("root"))).unwrap()
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        max_line: 200,
+        max_head: 1000,
+        max_headers: 10,
+        max_body: 100,
+    };
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
+
+    fn exchange<'a>(site: &Site, input: &'a [u8]) -> Exchange<'a> {
+        match handle(site, &LIMITS, input, peer(), now()) {
+            Outcome::Reply(exchange) => exchange,
+            Outcome::NeedMore => panic!("a whole request: {:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    fn get(site: &Site, target: &str) -> Response {
+        let input = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        exchange(site, input.as_bytes()).response
+    }
+
+    fn head_text(response: &Response) -> String {
+        String::from_utf8(response.head.clone()).unwrap()
+    }
+
+    fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
+        let head = std::str::from_utf8(&response.head).ok()?;
+        head.split("\r\n").find_map(|line| {
+            let (key, value) = line.split_once(": ")?;
+            key.eq_ignore_ascii_case(name).then_some(value)
+        })
+    }
+
+    /// The body, whatever its kind, read whole (fine for test files).
+    fn body(response: Response) -> Vec<u8> {
+        match response.body {
+            Body::Empty => Vec::new(),
+            Body::Bytes(bytes) => bytes,
+            Body::File { mut file, len } => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).unwrap();
+                assert_eq!(bytes.len() as u64, len);
+                bytes
+            }
+        }
+    }
+
+    fn builtin() -> Site {
+        Site::new(None).unwrap()
+    }
+
+    #[test]
+    fn builtin_page_shows_the_request_and_keeps_the_connection() {
+        let input =
+            b"GET /x?y=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Mozilla/5.0 <test>\r\n\r\n";
+        let exchange = exchange(&builtin(), input);
+        assert_eq!(exchange.consumed, input.len());
+        let request = exchange.request.as_ref().unwrap();
+        assert_eq!((request.method, request.target), ("GET", "/x?y=1"));
+        let response = exchange.response;
+        assert_eq!((response.status, response.reason), (200, "OK"));
+        assert!(response.keep_alive);
+        assert!(head_text(&response).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert_eq!(
+            header(&response, "Date"),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(header(&response, "Server"), Some(response::SERVER));
+        assert_eq!(header(&response, "Connection"), None);
+        assert_eq!(header(&response, "Content-Type"), Some(response::HTML));
+        let length: usize = header(&response, "Content-Length")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let page = String::from_utf8(body(response)).unwrap();
+        assert_eq!(page.len(), length);
+        assert!(page.contains("Mozilla/5.0 &lt;test&gt;"));
+        assert!(page.contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn favicon_is_an_icon() {
+        let response = get(&builtin(), "/favicon.ico?v=2");
+        assert_eq!(response.status, 200);
+        assert_eq!(header(&response, "Content-Type"), Some("image/x-icon"));
+        assert_eq!(body(response), page::FAVICON);
+    }
+
+    #[test]
+    fn head_gets_the_get_headers_and_no_body() {
+        let fixture = Fixture::new("head");
+        for site in [builtin(), fixture.site()] {
+            for target in ["/hello.txt", "/nothing", "/sub", "/empty/"] {
+                let get = get(&site, target);
+                let input = format!("HEAD {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+                let head = exchange(&site, input.as_bytes()).response;
+                assert_eq!(head.status, get.status, "{target}");
+                assert_eq!(head.keep_alive, get.keep_alive);
+                assert!(matches!(head.body, Body::Empty));
+                let length = header(&head, "Content-Length").map(str::to_owned);
+                let get_length = header(&get, "Content-Length").map(str::to_owned);
+                if site.root.is_some() {
+                    // The built-in page differs (it shows the method), files do not.
+                    assert_eq!(head_text(&head), head_text(&get), "{target}");
+                }
+                assert_eq!(length.is_some(), get_length.is_some());
+                assert!(length.unwrap().parse::<u64>().unwrap() > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_one_at_a_time() {
+        let site = builtin();
+        let first = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n";
+        let second = b"HEAD /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        let input = [&first[..], &second[..]].concat();
+        let one = exchange(&site, &input);
+        assert_eq!(one.consumed, first.len());
+        assert_eq!(one.request.unwrap().target, "/one");
+        assert!(one.response.keep_alive);
+        let two = exchange(&site, &input[one.consumed..]);
+        assert_eq!(two.consumed, second.len());
+        assert_eq!(two.request.unwrap().target, "/two");
+        assert!(!two.response.keep_alive);
+        assert_eq!(header(&two.response, "Connection"), Some("close"));
+    }
+
+    #[test]
+    fn every_split_point_needs_more() {
+        let site = builtin();
+        let input = b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody";
+        for split in 0..input.len() {
+            assert!(
+                matches!(
+                    handle(&site, &LIMITS, &input[..split], peer(), now()),
+                    Outcome::NeedMore
+                ),
+                "split at {split}"
+            );
+        }
+        let whole = exchange(&site, input);
+        assert_eq!(whole.consumed, input.len());
+        assert_eq!(whole.response.status, 405);
+    }
+
+    #[test]
+    fn other_methods_get_405_with_allow_and_the_body_skipped() {
+        let site = builtin();
+        let input =
+            b"DELETE / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n";
+        let exchange = exchange(&site, input);
+        assert_eq!(exchange.consumed, input.len() - 16);
+        let response = exchange.response;
+        assert_eq!(
+            (response.status, response.reason),
+            (405, "Method Not Allowed")
+        );
+        assert_eq!(header(&response, "Allow"), Some("GET, HEAD"));
+        assert!(response.keep_alive);
+        assert!(response.why.is_some());
+        // Methods are case-sensitive: "get" is not GET.
+        let lower = b"get / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(exchange_status(&site, lower), (405, true));
+    }
+
+    fn exchange_status(site: &Site, input: &[u8]) -> (u16, bool) {
+        let response = exchange(site, input).response;
+        (response.status, response.keep_alive)
+    }
+
+    #[test]
+    fn errors_that_lose_the_request_boundary_close() {
+        let site = builtin();
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(300));
+        let many_headers = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: y\r\n".repeat(20));
+        let cases: [(&[u8], u16); 7] = [
+            (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
+            (long_target.as_bytes(), 414),
+            (many_headers.as_bytes(), 431),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+                413,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                501,
+            ),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ];
+        for (input, status) in cases {
+            let exchange = exchange(&site, input);
+            let response = exchange.response;
+            assert_eq!(
+                response.status,
+                status,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            assert!(!response.keep_alive);
+            assert_eq!(header(&response, "Connection"), Some("close"));
+            assert!(response.why.is_some());
+            let length: usize = header(&response, "Content-Length")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let page = body(response);
+            assert_eq!(page.len(), length);
+            assert!(page.starts_with(b"<!DOCTYPE html>"));
+        }
+    }
+
+    #[test]
+    fn an_error_for_head_has_no_body() {
+        let site = builtin();
+        let input = b"HEAD /%zz HTTP/1.1\r\nHost: a\r\n\r\n";
+        let response = exchange(&site, input).response;
+        assert_eq!(response.status, 400);
+        assert!(header(&response, "Content-Length").unwrap() != "0");
+        assert!(matches!(response.body, Body::Empty));
+    }
+
+    #[test]
+    fn http_1_0_closes_unless_asked_to_keep_alive() {
+        let site = builtin();
+        let plain = exchange(&site, b"GET / HTTP/1.0\r\n\r\n").response;
+        assert!(!plain.keep_alive);
+        assert_eq!(header(&plain, "Connection"), Some("close"));
+        let asked = exchange(&site, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").response;
+        assert!(asked.keep_alive);
+        assert_eq!(header(&asked, "Connection"), Some("keep-alive"));
+        // The server answers HTTP/1.1 either way, as RFC 9110 asks.
+        assert!(head_text(&asked).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn files_have_type_length_and_exact_bytes() {
+        let fixture = Fixture::new("files");
+        let site = fixture.site();
+        let hello = get(&site, "/hello.txt");
+        assert_eq!(hello.status, 200);
+        assert_eq!(
+            header(&hello, "Content-Type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(header(&hello, "Content-Length"), Some("6"));
+        assert_eq!(body(hello), b"hello\n");
+
+        let data = get(&site, "/data.bin");
+        assert_eq!(
+            header(&data, "Content-Type"),
+            Some("application/octet-stream")
+        );
+        assert!(matches!(data.body, Body::File { len: 70_000, .. }));
+        assert_eq!(
+            body(data),
+            std::fs::read(fixture.dir.join("root/data.bin")).unwrap()
+        );
+
+        // Percent-decoding, and the query string ignored.
+        let spaced = get(&site, "/a%20b.html?download=1");
+        assert_eq!(spaced.status, 200);
+        assert_eq!(header(&spaced, "Content-Type"), Some(response::HTML));
+        assert_eq!(body(spaced), b"<p>space</p>");
+        assert_eq!(get(&site, "/a%2Fb.html").status, 404);
+        assert_eq!(get(&site, "/missing.txt").status, 404);
+        assert_eq!(get(&site, "/hello.txt/").status, 404);
+    }
+
+    #[test]
+    fn a_file_name_that_is_not_utf8_is_reachable_by_percent_escape() {
+        let fixture = Fixture::new("latin1");
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"caf\xe9.txt");
+        std::fs::write(fixture.dir.join("root").join(name), b"latin-1").unwrap();
+        let response = get(&fixture.site(), "/caf%E9.txt");
+        assert_eq!(response.status, 200);
+        assert_eq!(body(response), b"latin-1");
+        // The same byte raw in the target is not UTF-8: 400.
+        let raw = exchange(
+            &fixture.site(),
+            b"GET /caf\xe9.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        );
+        assert_eq!(raw.response.status, 400);
+        assert!(raw.request.is_none());
+    }
+
+    #[test]
+    fn directories_redirect_then_serve_index_or_a_listing() {
+        let fixture = Fixture::new("dirs");
+        let site = fixture.site();
+        let moved = get(&site, "/sub?x=1");
+        assert_eq!(moved.status, 301);
+        assert_eq!(header(&moved, "Location"), Some("/sub/?x=1"));
+        assert!(moved.keep_alive);
+        let index = get(&site, "/sub/");
+        assert_eq!(header(&index, "Content-Type"), Some(response::HTML));
+        assert_eq!(body(index), b"<p>index</p>");
+
+        let listing = get(&site, "/empty/");
+        assert_eq!(listing.status, 200);
+        let page = String::from_utf8(body(listing)).unwrap();
+        assert!(page.contains("<a href=\"z.txt\">z.txt</a>"));
+        assert!(
+            page.contains("<a href=\"%3Codd%3E%20%26%20name.txt\">&lt;odd&gt; &amp; name.txt</a>")
+        );
+        assert!(page.contains("href=\"../\""));
+        let root = String::from_utf8(body(get(&site, "/"))).unwrap();
+        assert!(root.contains("<a href=\"sub/\">sub/</a>"));
+        assert!(root.contains("<a href=\"a%20b.html\">"));
+        assert!(!root.contains("href=\"../\""));
+    }
+
+    #[test]
+    fn traversal_attempts_are_refused() {
+        let fixture = Fixture::new("traversal");
+        for site in [fixture.site(), builtin()] {
+            for target in [
+                "/../etc/passwd",
+                "/%2e%2e/",
+                "/%2E%2E/secret.txt",
+                "/..%2f",
+                "/..%2fsecret.txt",
+                "/sub/../../secret.txt",
+                "//etc/passwd",
+                "/%2fetc/passwd",
+                "/\\..\\secret.txt",
+                "/%5c..%5csecret.txt",
+                "/..",
+            ] {
+                let response = get(&site, target);
+                assert_eq!(response.status, 403, "{target}");
+                assert!(response.why.is_some());
+                assert!(!body(response).windows(10).any(|w| w == b"TOP SECRET"));
+            }
+            for target in ["/a%00.txt", "/%zz", "/%4", "etc/passwd", "*"] {
+                assert_eq!(get(&site, target).status, 400, "{target}");
+            }
+        }
+    }
+
+    #[test]
+    fn symlinks_may_not_leave_the_root() {
+        let fixture = Fixture::new("symlinks");
+        let mut site = fixture.site();
+        // With openat2 (this kernel has it), the kernel refuses with EXDEV.
+        assert!(site.beneath, "openat2 is expected on Linux >= 5.6");
+        for target in ["/escape", "/escape-relative"] {
+            let response = get(&site, target);
+            assert_eq!(response.status, 403, "{target}");
+            assert!(response.why.unwrap().contains("RESOLVE_BENEATH"));
+        }
+        assert_eq!(body(get(&site, "/inside")), b"hello\n");
+        // The fallback (no openat2) follows no symlink at all.
+        site.beneath = false;
+        for target in ["/escape", "/escape-relative", "/inside"] {
+            assert_eq!(get(&site, target).status, 403, "{target}");
+        }
+        assert_eq!(body(get(&site, "/sub/index.html")), b"<p>index</p>");
+        assert_eq!(body(get(&site, "/sub/")), b"<p>index</p>");
+        assert_eq!(get(&site, "/nothing/here").status, 404);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let fixture = Fixture::new("fifo");
+        let path = std::ffi::CString::new(
+            fixture
+                .dir
+                .join("root/pipe")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        assert_eq!(get(&fixture.site(), "/pipe").status, 403);
+    }
+
+    #[test]
+    fn site_new_refuses_a_missing_root_or_a_file() {
+        let fixture = Fixture::new("site");
+        assert!(Site::new(Some(&fixture.dir.join("nope"))).is_err());
+        assert!(Site::new(Some(&fixture.dir.join("secret.txt"))).is_err());
+        let site = fixture.site();
+        assert_eq!(
+            site.root.as_deref(),
+            Some(fixture.dir.join("root").canonicalize().unwrap().as_path())
+        );
+    }
+
+    #[test]
+    fn consumed_is_never_zero_and_never_past_the_input() {
+        let site = builtin();
+        let inputs: [&[u8]; 6] = [
+            b"\x00",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\n\r\nGET / HTTP/1.0\r\n\r\nrest",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab",
+            b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\nmore",
+            b"\xff\xfe",
+        ];
+        for input in inputs {
+            let exchange = exchange(&site, input);
+            assert!(exchange.consumed > 0 && exchange.consumed <= input.len());
+        }
+        assert!(matches!(
+            handle(&site, &LIMITS, b"", peer(), now()),
+            Outcome::NeedMore
+        ));
+    }
+
+    /// A small deterministic fuzzer: mutations of real requests must never
+    /// panic, and every reply must be a well-formed response.
+    #[test]
+    fn mutated_requests_never_panic_and_always_frame_correctly() {
+        let fixture = Fixture::new("mutations");
+        let sites = [builtin(), fixture.site()];
+        let seeds: [&[u8]; 5] = [
+            b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/8\r\n\r\n",
+            b"HEAD /sub HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET /%2e%2e/a%20b.html?q=%zz HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET /empty/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ];
+        const INTERESTING: &[u8] = b"%/.\\\r\n :0123456789?#\x00\xff\xe9HTTP/1.2";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut random = move |below: usize| {
+            // xorshift64: fast, deterministic, good enough to pick mutations.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below.max(1) as u64) as usize
+        };
+        for round in 0..3000 {
+            let mut input = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + random(4) {
+                let at = random(input.len() + 1);
+                match random(4) {
+                    0 if at < input.len() => input[at] = INTERESTING[random(INTERESTING.len())],
+                    1 => input.insert(at, INTERESTING[random(INTERESTING.len())]),
+                    2 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => input.truncate(at.max(1)),
+                }
+            }
+            for site in &sites {
+                let Outcome::Reply(exchange) = handle(site, &LIMITS, &input, peer(), now()) else {
+                    continue;
+                };
+                assert!(exchange.consumed > 0 && exchange.consumed <= input.len());
+                let response = exchange.response;
+                assert!(response.head.starts_with(b"HTTP/1.1 "));
+                assert!(response.head.ends_with(b"\r\n\r\n"));
+                let length: u64 = header(&response, "Content-Length")
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                match &response.body {
+                    Body::Bytes(bytes) => assert_eq!(bytes.len() as u64, length),
+                    Body::File { len, .. } => assert_eq!(*len, length),
+                    Body::Empty => {}
+                }
+                if response.status >= 400 {
+                    assert!(response.why.is_some());
+                }
+            }
+        }
+    }
+}
