@@ -15,7 +15,8 @@
 //! - the head starts with `HTTP/1.1 `, a 3-digit status equal to
 //!   `response.status` and a space, and ends with the blank line (CRLF CRLF);
 //! - Content-Length equals the length of the body sent (HEAD excepted: it
-//!   announces the length of the body it leaves out);
+//!   announces the length of the body it leaves out; 1xx, 204 and 304 have
+//!   no body);
 //! - no response serves a file from outside the root: every file body lies
 //!   under the root once symlinks are resolved, and no body contains the
 //!   secret kept next to the root (which a symlink inside the root points to).
@@ -214,6 +215,10 @@ fuzz_target!(|data: &[u8]| {
                 matches!(response.body, Body::Empty),
                 "a HEAD response carries a body"
             );
+        } else if matches!(response.status, 100..=199 | 204 | 304) {
+            // The statuses that never have a body (RFC 9110, 6.4.1).
+            assert_eq!(sent, 0, "a {} response carries a body", response.status);
+            assert!(announced.is_none_or(|len| len == 0), "{head:?}");
         } else {
             assert_eq!(
                 announced,
