@@ -13,6 +13,8 @@ Usage: bench/http.py NETLAB OUT.md
    Each is loaded with `wrk -t2 -c50 -d5s --latency`, in alternating rounds;
    the verdict uses the median of the rounds. Target: netlab's requests/s at
    least 0.8 times nginx's, with no socket errors and no non-2xx responses.
+   Then each of netlab's models (`--model epoll|thread|iterative`) once
+   under the same load, while a 51st client measures how long it waits.
 2. A fresh netlab: 1,000 connections, one request each, answered and kept
    open; then VmRSS from /proc/PID/status. Target: under 32 MiB.
 
@@ -42,6 +44,7 @@ WRK_ARGS = ["-t2", "-c50", "-d5s", "--latency"]
 FILE_SIZE = 1024
 RATIO_TARGET = 0.8
 CONNS = 1000                # keep-alive connections for the memory figure
+PROBE_TIMEOUT = 2.5         # how long the probe client waits for an answer
 RSS_TARGET_KIB = 32 * 1024
 NGINX_CONF = """\
 # nginx for bench/http.py: one worker, loopback only, no access log.
@@ -188,6 +191,39 @@ def run_wrk(url, commands):
     return figures
 
 
+def probe(port):
+    """While wrk holds its 50 connections: how long does a 51st client wait
+    for its first response? Seconds, or None after PROBE_TIMEOUT."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as sock:
+            sock.sendall(b"GET /file.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            read_response(sock)
+    except (OSError, ConnectionError):
+        return None
+    return time.monotonic() - started
+
+
+def run_wrk_with_probe(url, port, commands):
+    """One wrk run, with a probe client 2 s into it."""
+    argv = ["wrk", *WRK_ARGS, url]
+    wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(2)
+        waited = probe(port)
+        output, _ = wrk.communicate(timeout=60)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    figures = parse_wrk(output)
+    if wrk.returncode != 0 or figures["rps"] is None:
+        print(output, file=sys.stderr)
+        raise SystemExit(f"wrk failed against {url} (exit {wrk.returncode})")
+    figures["probe_s"] = waited
+    return figures
+
+
 def read_response(sock):
     """Read one HTTP response with a Content-Length body; return its status."""
     data = b""
@@ -220,10 +256,10 @@ def status_kib(pid, key):
     return None
 
 
-def memory(netlab, root, commands):
+def memory(netlab, root, commands, model):
     """1,000 keep-alive connections to a fresh netlab: its memory."""
     argv = [netlab, "--json", "--quiet", "http-server", "--host", "127.0.0.1",
-            "--port", "0", "--root", root]
+            "--port", "0", "--root", root, "--model", model]
     commands.append(argv)
     server = Server("netlab", argv)
     conns = []
@@ -243,6 +279,9 @@ def memory(netlab, root, commands):
         result["rss_kib"] = status_kib(server.pid, "VmRSS")
         result["hwm_kib"] = status_kib(server.pid, "VmHWM")
         result["server_fds"] = len(os.listdir(f"/proc/{server.pid}/fd"))
+        with open(f"/proc/{server.pid}/status", encoding="ascii") as status:
+            result["threads"] = next(int(line.split()[1]) for line in status
+                                     if line.startswith("Threads:"))
         # Proof that they were kept alive: a second request on each.
         for sock in conns:
             sock.sendall(request)
@@ -333,14 +372,28 @@ def main():
                 print(f"round {number + 1}: {server.name}", file=sys.stderr)
                 figures = run_wrk(f"http://127.0.0.1:{server.port}/file.bin", commands)
                 runs[server.name].append(figures)
+        # netlab's three models, once each, with a 51st client probing.
+        models = {}
+        for model in ("epoll", "thread", "iterative"):
+            argv = netlab_argv + ["--model", model]
+            commands.append(argv)
+            print(f"model: {model}", file=sys.stderr)
+            server = Server(model, argv)
+            try:
+                url = f"http://127.0.0.1:{server.port}/file.bin"
+                models[model] = run_wrk_with_probe(url, server.port, commands)
+            finally:
+                server.stop()
         print(f"memory: {CONNS} keep-alive connections to a fresh netlab", file=sys.stderr)
-        mem = memory(netlab, root, commands)
+        mem = memory(netlab, root, commands, "epoll")
+        print("memory: the same with --model thread", file=sys.stderr)
+        mem_thread = memory(netlab, root, commands, "thread")
     finally:
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    text = report(machine(), [s.name for s in servers], runs, mem, commands, tmp)
+    text = report(machine(), [s.name for s in servers], runs, models, mem, mem_thread, commands, tmp)
     with open(out, "w", encoding="utf-8") as handle:
         handle.write(text)
     print(text)
@@ -352,7 +405,7 @@ def median_of(figures, key):
     return statistics.median(values) if values else None
 
 
-def report(host, names, runs, mem, commands, tmp):
+def report(host, names, runs, models, mem, mem_thread, commands, tmp):
     netlab_name, nginx_name, _ = names
     lines = [
         "# http-server benchmark",
@@ -402,22 +455,48 @@ def report(host, names, runs, mem, commands, tmp):
         "each response, so wrk reconnects for every request there; it is in the",
         "table for scale, not as a target.",
         "",
+        "## netlab's three models",
+        "",
+        "The same load once on each `--model`: `epoll` (one thread, the default),",
+        "`thread` (a thread per connection) and `iterative` (one connection at a",
+        "time). Two seconds into each run, a 51st client sends one request and",
+        f"waits up to {PROBE_TIMEOUT} s for the answer. wrk's own figures count only the",
+        "requests that were answered, so they cannot show the clients an",
+        "iterative server never gets to; the probe does.",
+        "",
+        "| model | requests/s | latency avg | p50 | p99 | socket errors | non-2xx | the 51st client waited |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, run in models.items():
+        waited = run.get("probe_s")
+        waited_text = f"no answer in {PROBE_TIMEOUT} s" if waited is None else f"{waited * 1000:.1f} ms"
+        lines.append(
+            f"| {model} | {fmt(run['rps'], 0)} | {fmt(run['avg_ms'])} ms | {fmt(run['p50_ms'])} ms "
+            f"| {fmt(run['p99_ms'])} ms | {run['socket_errors']} | {run['non_2xx']} | {waited_text} |"
+        )
+    lines += [
+        "",
         f"## Memory with {CONNS:,} keep-alive connections",
         "",
-        f"A fresh netlab; {CONNS:,} connections, each sends one request for `file.bin`",
-        "and reads the whole response, and all stay open. Then the server's",
-        "`/proc/PID/status` is read, and every connection sends a second request",
-        "(proof that none was closed).",
+        f"A fresh netlab (`--model epoll`, the default); {CONNS:,} connections, each",
+        "sends one request for `file.bin` and reads the whole response, and all",
+        "stay open. Then the server's `/proc/PID/status` is read, and every",
+        "connection sends a second request (proof that none was closed). The",
+        "same with `--model thread`, for comparison (no target for it).",
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| connections opened | {mem['opened']:,} |",
-        f"| first requests answered 200 | {mem['answered']:,} |",
-        f"| open descriptors in the server (/proc/PID/fd) | {mem.get('server_fds', 'n/a')} |",
-        f"| VmRSS before the connections | {fmt_kib(mem.get('rss_before_kib'))} |",
-        f"| VmRSS with {CONNS:,} connections open | {fmt_kib(rss)} |",
-        f"| VmHWM (peak resident) | {fmt_kib(mem.get('hwm_kib'))} |",
-        f"| second requests answered 200 | {mem['answered_again']:,} |",
+        "| figure | epoll | thread |",
+        "|---|---|---|",
+        f"| connections opened | {mem['opened']:,} | {mem_thread['opened']:,} |",
+        f"| first requests answered 200 | {mem['answered']:,} | {mem_thread['answered']:,} |",
+        f"| open descriptors in the server (/proc/PID/fd) | {mem.get('server_fds', 'n/a')} "
+        f"| {mem_thread.get('server_fds', 'n/a')} |",
+        f"| threads in the server (/proc/PID/status) | {mem.get('threads', 'n/a')} "
+        f"| {mem_thread.get('threads', 'n/a')} |",
+        f"| VmRSS before the connections | {fmt_kib(mem.get('rss_before_kib'))} "
+        f"| {fmt_kib(mem_thread.get('rss_before_kib'))} |",
+        f"| VmRSS with {CONNS:,} connections open | {fmt_kib(rss)} | {fmt_kib(mem_thread.get('rss_kib'))} |",
+        f"| VmHWM (peak resident) | {fmt_kib(mem.get('hwm_kib'))} | {fmt_kib(mem_thread.get('hwm_kib'))} |",
+        f"| second requests answered 200 | {mem['answered_again']:,} | {mem_thread['answered_again']:,} |",
         "",
         "## Verdict",
         "",
