@@ -725,3 +725,50 @@ fn a_root_that_is_not_a_directory_is_a_clear_error() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn a_closing_response_with_bytes_left_unread_is_delivered_whole() {
+    let root = site("linger");
+    big_file(&root, 4);
+    let big = std::fs::read(root.join("big.dat")).expect("big");
+    for model in ["epoll", "iterative", "thread"] {
+        let (server, addr) = server(&["--model", model, "--root", root.to_str().expect("utf-8")]);
+        let mut stream = connect(addr);
+        // The first request closes the connection; 170 KB follow it, which
+        // the server never reads: they stay in its socket's receive queue.
+        let mut bytes = b"GET /big.dat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&b"GET /never HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5000));
+        stream.write_all(&bytes).expect("send");
+        // Read late: most of the 4 MB still waits in the server's send
+        // buffer when it is done writing. A close() with unread bytes would
+        // send RST and throw that away; the server lingers instead.
+        std::thread::sleep(Duration::from_millis(300));
+        let reply = read_reply(&mut stream, false);
+        assert_eq!(reply.status, 200, "{model}");
+        assert_eq!(reply.header("Connection").as_deref(), Some("close"));
+        assert!(reply.body == big, "{model}: the whole file arrives");
+        let mut rest = Vec::new();
+        let end = stream.read_to_end(&mut rest);
+        assert!(
+            matches!(end, Ok(0)),
+            "{model}: then a clean end, got {end:?}"
+        );
+        drop(stream);
+        let events = stop(server);
+        assert!(!returns(&events, "shutdown").is_empty(), "{model}");
+    }
+}
+
+#[test]
+fn the_blocking_models_answer_408_too() {
+    for model in ["iterative", "thread"] {
+        let (server, addr) = server(&["--model", model, "--header-timeout", "0.3"]);
+        let mut slow = connect(addr);
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: sl").expect("half");
+        let started = Instant::now();
+        assert_eq!(read_reply(&mut slow, false).status, 408, "{model}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{model}");
+        assert!(closed_by_server(&mut slow), "{model}");
+        stop(server);
+    }
+}

@@ -20,9 +20,10 @@
 //!   how far it got and continues when the socket is writable again.
 //! * **Closing politely**: a connection that ends after a response first
 //!   shuts down its sending side (FIN after the last byte). Closing a socket
-//!   that still has unread bytes would make the kernel send RST, and a RST
-//!   can destroy the response still on its way; so when bytes are left, the
-//!   connection *lingers*: it reads and discards until the client closes.
+//!   whose receive queue still holds unread bytes would make the kernel send
+//!   RST and drop what is left in the send buffer, the end of our response;
+//!   so when bytes are left, the connection *lingers*: it reads and discards
+//!   until the client closes (or LINGER passes).
 //!
 //! A socket here may be non-blocking (epoll) or blocking with SO_RCVTIMEO
 //! and SO_SNDTIMEO (iterative, thread). In both cases EAGAIN means "not now":
@@ -40,7 +41,7 @@ use serde_json::json;
 
 use super::exchange::{self, Body, Outcome, Response};
 use super::{show, Config};
-use crate::demos::mux::receive_queue;
+use crate::demos::mux::{narrate_receive_queue, receive_queue};
 use crate::narrate::text::bytes;
 use crate::narrate::{errno_name, Narrator};
 use crate::stop;
@@ -202,6 +203,8 @@ pub struct Conn {
     lingering: bool,
     /// Requests answered on this connection.
     pub requests: u64,
+    /// The blocking models' sockets: recv() may wait (up to SO_RCVTIMEO).
+    pub blocking: bool,
 }
 
 impl Conn {
@@ -218,6 +221,7 @@ impl Conn {
             watching_out: false,
             lingering: false,
             requests: 0,
+            blocking: false,
         }
     }
 
@@ -274,13 +278,28 @@ impl Conn {
         }
         let fd = self.raw_fd();
         let room = &mut self.input[self.filled..];
-        let step = nar.call_with("recv", || format!("fd {fd}, {}, 0", bytes(room.len())));
+        let room_len = room.len();
+        let args = move || format!("fd {fd}, {}, 0", bytes(room_len));
+        // A blocking socket's recv() may wait: its line is printed first.
+        let step = if self.blocking {
+            nar.blocking_with(
+                "recv",
+                args,
+                "waiting for the client's bytes, one tick at most",
+            )
+        } else {
+            nar.call_with("recv", args)
+        };
         match recv(fd, room, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_with(0, || "0: end of stream".into());
                 if nar.showing() {
                     nar.tcp_state(self.fd.as_fd());
-                    nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whatever is buffered is still answered; then we close.");
+                    if self.lingering {
+                        nar.note("recv() returned 0: the client has closed its side too, after reading our response. Now close() cannot cause a reset.");
+                    } else {
+                        nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whatever is buffered is still answered; then we close.");
+                    }
                 }
                 self.peer_done = true;
                 Received::End
@@ -445,10 +464,13 @@ impl Conn {
         if self.peer_done {
             return false;
         }
-        let unread = self.filled > 0 || receive_queue(fd).is_ok_and(|waiting| waiting > 0);
+        // Bytes we already read into our buffer do not matter to the kernel;
+        // bytes still in the socket's receive queue do.
+        let unread = receive_queue(fd).is_ok_and(|waiting| waiting > 0);
         if unread {
             if nar.showing() {
-                nar.note("Bytes from the client are still unread. close() now would make the kernel answer with RST, which can destroy the response on its way, so we linger: read and discard until the client closes.");
+                narrate_receive_queue(nar, fd);
+                nar.note("Bytes from the client wait unread in the kernel. close() now would make the kernel send RST and drop whatever of our response is still in the send buffer, so we linger: read and discard until the client closes.");
             }
             self.lingering = true;
             self.filled = 0;

@@ -10,19 +10,19 @@
 //!   (the send buffer is almost always empty); only when the kernel takes
 //!   part of it (EAGAIN) is the socket switched to **EPOLLOUT** until the
 //!   rest is out. So the usual request costs no epoll_ctl at all.
-//! * **Timeouts** are checked with a tick: epoll_wait's timeout is the time
-//!   left to the next tick, and each tick scans every connection's one
-//!   deadline (head, idle, send or linger). A sorted timer list would wake
-//!   at the exact instant, but every request moves a deadline, and keeping
-//!   the list sorted would cost work per request; a scan costs work per
-//!   tick instead, a few microseconds for thousands of connections. The
-//!   tick is half the shortest timeout, at most one second, so a deadline is
-//!   kept to within one tick.
+//! * **Timeouts**: each connection has one deadline at a time (head, idle,
+//!   send or linger; see `Conn::deadline`), and epoll_wait's timeout is the
+//!   time left to the nearest one. No sorted timer list is kept (every
+//!   request moves a deadline, and keeping a list sorted would cost work per
+//!   request): after each event the connection's deadline is compared with
+//!   the nearest one (two comparisons), and when the nearest comes, one scan
+//!   over the connections closes the expired ones and finds the next. With
+//!   no connection open there is no deadline, and epoll_wait waits for ever.
 //!
 //! Try it: `netlab http-server --port 8000`, then `curl -v http://127.0.0.1:8000/`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -55,6 +55,9 @@ struct Server<'a> {
     scratch: Vec<u8>,
     /// Said once: the first TCP_NODELAY note.
     told_nodelay: bool,
+    /// The nearest deadline of any connection: when to scan for expired
+    /// ones (None with no connection open: nothing can expire).
+    next_scan: Option<Instant>,
 }
 
 pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Result<()> {
@@ -79,6 +82,7 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
         open: 0,
         scratch: vec![0u8; SMALL_FILE],
         told_nodelay: false,
+        next_scan: None,
     };
     let epfd = server.epoll.0.as_raw_fd();
     let raw = listen_fd.as_raw_fd();
@@ -109,27 +113,24 @@ impl Server<'_> {
     fn event_loop(&mut self) -> Result<()> {
         let nar = self.nar;
         let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
-        let tick = (self.config.shortest_timeout() / 2)
-            .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        nar.info(
-            "tick",
-            json!(tick.as_secs_f64()),
-            format!(
-                "deadlines are checked every {} ms: epoll_wait's timeout is the time left to the next check",
-                tick.as_millis()
-            ),
-        );
-        let mut next_scan = Instant::now() + tick;
         let epfd = self.epoll.0.as_raw_fd();
         while stop::requested().is_none() {
-            let left = next_scan.saturating_duration_since(Instant::now());
-            // Rounded up: a timeout of 0 would spin until the tick is due.
-            let millis = left.as_millis().clamp(1, 1000) as u16;
-            let timeout = EpollTimeout::from(millis);
+            let (timeout, millis) = match self.next_scan {
+                None => (EpollTimeout::NONE, -1),
+                Some(due) => {
+                    // Rounded up, so that we never wake a little early and spin.
+                    let left = due.saturating_duration_since(Instant::now());
+                    let millis = left.as_micros().div_ceil(1000).min(60_000) as u16;
+                    (EpollTimeout::from(millis), i32::from(millis))
+                }
+            };
             let step = nar.blocking_with(
                 "epoll_wait",
-                || format!("epfd {epfd}, {MAX_EVENTS} slots, timeout {millis} ms"),
-                "until a socket is ready or the next deadline check",
+                || match millis {
+                    -1 => format!("epfd {epfd}, {MAX_EVENTS} slots, timeout -1 (no deadline)"),
+                    millis => format!("epfd {epfd}, {MAX_EVENTS} slots, timeout {millis} ms"),
+                },
+                "until a socket is ready or the nearest deadline",
             );
             let ready = match self.epoll.wait(&mut events, timeout) {
                 Ok(ready) => ready,
@@ -150,12 +151,13 @@ impl Server<'_> {
                     self.accept_all()?;
                 } else if let Some(ending) = self.serve(fd) {
                     self.drop_conn(fd, ending);
+                } else {
+                    self.note_deadline(fd);
                 }
             }
             let now = Instant::now();
-            if now >= next_scan {
-                self.check_deadlines(now);
-                next_scan = now + tick;
+            if self.next_scan.is_some_and(|due| now >= due) {
+                self.next_scan = self.check_deadlines(now);
             }
             nar.gauge("connections_open", self.open as u64);
         }
@@ -197,6 +199,7 @@ impl Server<'_> {
             if self.conns[index].replace(conn).is_none() {
                 self.open += 1;
             }
+            self.note_deadline(raw);
         }
     }
 
@@ -271,16 +274,22 @@ impl Server<'_> {
         }
     }
 
-    /// Close every connection whose deadline has passed; a half-received
-    /// request head gets its 408 first.
-    fn check_deadlines(&mut self, now: Instant) {
+    /// Close every connection whose deadline has passed (a half-received
+    /// request head gets its 408 first). Returns when to scan next: the
+    /// nearest deadline left, or None with no connection open.
+    fn check_deadlines(&mut self, now: Instant) -> Option<Instant> {
         let (nar, config) = (self.nar, self.config);
+        let mut nearest: Option<Instant> = None;
+        let mut keep = |deadline: Instant| {
+            nearest = Some(nearest.map_or(deadline, |n: Instant| n.min(deadline)));
+        };
         for fd in 0..self.conns.len() {
             let Some(conn) = self.conns[fd].as_mut() else {
                 continue;
             };
             let (deadline, ending) = conn.deadline(config);
             if now < deadline {
+                keep(deadline);
                 continue;
             }
             let fd = fd as RawFd;
@@ -303,6 +312,20 @@ impl Server<'_> {
             } else {
                 self.drop_conn(fd, ending);
             }
+            // A connection still open (sending its 408) has a new deadline.
+            if let Some(conn) = self.conns[fd as usize].as_ref() {
+                keep(conn.deadline(config).0);
+            }
+        }
+        nearest
+    }
+
+    /// After an event: this connection's deadline may have moved (a request
+    /// began, a response got stuck, a lingering close began); scan no later.
+    fn note_deadline(&mut self, fd: RawFd) {
+        if let Some(conn) = self.conns.get(fd as usize).and_then(Option::as_ref) {
+            let deadline = conn.deadline(self.config).0;
+            self.next_scan = Some(self.next_scan.map_or(deadline, |due| due.min(deadline)));
         }
     }
 

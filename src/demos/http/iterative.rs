@@ -104,6 +104,7 @@ pub fn serve_connection(
 ) -> (Conn, Ending) {
     let tick =
         (config.shortest_timeout() / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    conn.blocking = true;
     if let Err(errno) = set_timeouts(nar, &conn, tick, config.send_timeout) {
         return (conn, Ending::Failed(errno));
     }

@@ -179,6 +179,9 @@ pub fn open(root: &File, beneath: bool, path: &mut Path<'_>) -> Result<Found, Re
         "The path contains a NUL byte (%00), which would cut the file name short.",
     ))?;
     let file = open_beneath(root, relative, beneath).map_err(open_refusal)?;
+    // fstat on the open file (std asks statx with AT_EMPTY_PATH, its modern
+    // form): the size for Content-Length and the type, of the very file we
+    // opened, not of whatever the path names a moment later.
     let meta = file.metadata().map_err(|_| STAT_FAILED)?;
     if meta.is_file() {
         return Ok(Found::File {
@@ -230,7 +233,7 @@ fn open_refusal(error: io::Error) -> Refusal {
         ),
         Some(libc::ELOOP) => refusal(
             Status::FORBIDDEN,
-            "The path goes through a symbolic link that the server does not follow.",
+            "The path goes through a symbolic link the server does not follow (a loop, or any link when openat2 is missing).",
         ),
         Some(libc::EACCES) | Some(libc::EPERM) => refusal(
             Status::FORBIDDEN,
@@ -279,7 +282,11 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
         // RESOLVE_NO_MAGICLINKS: no /proc/PID/fd/N style links either.
         resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
     };
+    // A few tries at most (see EAGAIN below), so that someone renaming
+    // files in a loop cannot keep the server spinning here.
+    let mut tries = 0;
     loop {
+        tries += 1;
         // SAFETY: openat2 reads a NUL-terminated path and `how`, both alive
         // for the call, with the size of `how` passed as the kernel expects.
         let fd = unsafe {
@@ -297,8 +304,10 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
         }
         let error = io::Error::last_os_error();
         // EAGAIN: a rename raced with the lookup and the kernel could not
-        // prove the path stays beneath; it asks us to try again.
-        if error.raw_os_error() != Some(libc::EINTR) && error.raw_os_error() != Some(libc::EAGAIN) {
+        // prove the path stays beneath; it asks us to try again (after the
+        // last try, the caller answers 503). EINTR: a signal arrived.
+        let again = matches!(error.raw_os_error(), Some(libc::EAGAIN | libc::EINTR));
+        if !again || tries == 4 {
             return Err(error);
         }
     }
@@ -529,4 +538,111 @@ pub fn with_slash(path: &Path<'_>) -> Vec<u8> {
         }
     }
     location
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(target: &str) -> Result<Vec<u8>, u16> {
+        Path::parse(target)
+            .map(|path| path.decoded().to_vec())
+            .map_err(|refusal| refusal.status.code)
+    }
+
+    #[test]
+    fn percent_decoding_and_the_query() {
+        assert_eq!(decoded("/a%20b.html").unwrap(), b"/a b.html");
+        assert_eq!(decoded("/%41%62%7e").unwrap(), b"/Ab~");
+        assert_eq!(decoded("/caf%C3%A9").unwrap(), "/café".as_bytes());
+        assert_eq!(decoded("/x.txt?a=%zz&b=/../").unwrap(), b"/x.txt");
+        let path = Path::parse("/dir?x=1").unwrap();
+        assert_eq!((path.raw, path.query), ("/dir", "?x=1"));
+        // A + is a plus in a path (it means space only in form queries).
+        assert_eq!(decoded("/a+b").unwrap(), b"/a+b");
+        for bad in ["/%", "/%4", "/%g0", "/%0g"] {
+            assert_eq!(decoded(bad), Err(400), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lexical_refusals() {
+        assert_eq!(decoded("/.."), Err(403));
+        assert_eq!(decoded("/a/../b"), Err(403));
+        assert_eq!(decoded("/a/%2E%2e/b"), Err(403));
+        assert_eq!(decoded("/a%2f..%2fb"), Err(403));
+        assert_eq!(decoded("/..."), Ok(b"/...".to_vec()));
+        assert_eq!(decoded("/..a"), Ok(b"/..a".to_vec()));
+        assert_eq!(decoded("/a/./b"), Ok(b"/a/./b".to_vec()));
+        assert_eq!(decoded("//x"), Err(403));
+        assert_eq!(decoded("/%2F%2Fx"), Err(403));
+        assert_eq!(decoded("/a\\b"), Err(403));
+        assert_eq!(decoded("/a%5Cb"), Err(403));
+        assert_eq!(decoded("/a%00b"), Err(400));
+        assert_eq!(decoded("http://example.com/"), Err(400));
+        assert_eq!(decoded("*"), Err(400));
+        let long = format!("/{}", "a".repeat(PATH_MAX));
+        assert_eq!(decoded(&long), Err(414));
+        let longest = format!("/{}", "a".repeat(PATH_MAX - 1));
+        assert_eq!(decoded(&longest).map(|d| d.len()), Ok(PATH_MAX));
+    }
+
+    #[test]
+    fn relative_paths_for_the_kernel() {
+        let mut root = Path::parse("/").unwrap();
+        assert_eq!(root.relative(), Some(c"."));
+        let mut file = Path::parse("/a/b%20c?q").unwrap();
+        assert_eq!(file.relative(), Some(c"a/b c"));
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(
+            content_type(extension_of(b"/index.HTML")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(extension_of(b"/a/photo.jpeg")), "image/jpeg");
+        assert_eq!(
+            content_type(extension_of(b"/archive.tar.gz")),
+            "application/gzip"
+        );
+        assert_eq!(
+            content_type(extension_of(b"/README")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(extension_of(b"/.bashrc")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(extension_of(b"/dir.d/file")),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn errno_to_status() {
+        let status = |errno| {
+            open_refusal(io::Error::from_raw_os_error(errno))
+                .status
+                .code
+        };
+        assert_eq!(status(libc::ENOENT), 404);
+        assert_eq!(status(libc::ENOTDIR), 404);
+        assert_eq!(status(libc::EXDEV), 403);
+        assert_eq!(status(libc::ELOOP), 403);
+        assert_eq!(status(libc::EACCES), 403);
+        assert_eq!(status(libc::ENAMETOOLONG), 414);
+        assert_eq!(status(libc::EMFILE), 503);
+        assert_eq!(status(libc::EIO), 500);
+    }
+
+    #[test]
+    fn urls_for_links_and_redirects() {
+        let mut out = Vec::new();
+        push_percent_encoded(&mut out, "a b#?é.txt".as_bytes());
+        assert_eq!(out, b"a%20b%23%3F%C3%A9.txt");
+        let path = Path::parse("/caf\u{e9}?x=1").unwrap();
+        assert_eq!(with_slash(&path), b"/caf%C3%A9/?x=1");
+    }
 }

@@ -85,7 +85,11 @@ impl Site {
                 beneath: false,
             });
         };
+        // Canonical once, at start, for messages; requests never resolve
+        // this path again, they go through the fd below.
         let root = dir.canonicalize()?;
+        // A directory can be opened read-only like a file; the fd is what
+        // openat2 resolves request paths relative to.
         let root_dir = File::open(&root)?;
         if !root_dir.metadata()?.is_dir() {
             return Err(io::Error::new(
@@ -128,11 +132,14 @@ pub struct Exchange<'a> {
 /// httparse's view of a request head, borrowed from the input.
 #[derive(Debug)]
 pub struct Head<'a> {
+    /// `GET`, `HEAD`, `POST`... (case matters: `get` is another method).
     pub method: &'a str,
     /// The request target as sent, e.g. `/docs/a%20b.html?x=1`.
     pub target: &'a str,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
+    /// Every header as (name, value), in the order sent. Values are bytes:
+    /// HTTP allows non-ASCII there, and it need not be UTF-8.
     pub headers: Vec<(&'a str, &'a [u8])>,
     /// Where the body starts: the length of the head including the blank line.
     pub head_len: usize,
@@ -188,7 +195,7 @@ pub fn handle<'a>(
                 .as_ref()
                 .is_some_and(|head| head.method == "HEAD");
             let response =
-                response::error(refused.status, refused.why, head_only, Connection::Close)
+                response::with_page(refused.status, refused.why, head_only, Connection::Close)
                     .finish(now);
             return Outcome::Reply(Exchange {
                 consumed: input.len(),
@@ -204,26 +211,24 @@ pub fn handle<'a>(
         (true, 1) => Connection::KeepAliveByDefault,
         (true, _) => Connection::KeepAliveAsked,
     };
-    let head_only = match head.method {
-        "GET" => false,
-        "HEAD" => true,
+    let head_only = head.method == "HEAD";
+    if !request::is_served(head.method) {
         // Any other method: the body (if any) has been received and is
-        // skipped, so the connection can go on.
-        _ => {
-            let mut reply = response::error(
-                Status::METHOD_NOT_ALLOWED,
-                "This server only answers GET and HEAD.",
-                false,
-                connection,
-            );
-            reply.extra = Some(("Allow", Cow::Borrowed(b"GET, HEAD")));
-            return Outcome::Reply(Exchange {
-                consumed,
-                response: reply.finish(now),
-                request: Some(head),
-            });
-        }
-    };
+        // skipped, so the connection can go on. (A body over --max-body was
+        // refused with 413 and a close before we got here.)
+        let mut reply = response::with_page(
+            Status::METHOD_NOT_ALLOWED,
+            "This server only answers GET and HEAD.",
+            false,
+            connection,
+        );
+        reply.extra = Some(("Allow", Cow::Borrowed(ALLOW)));
+        return Outcome::Reply(Exchange {
+            consumed,
+            response: reply.finish(now),
+            request: Some(head),
+        });
+    }
     let raw = &input[..consumed];
     let response = route(site, &head, raw, peer, head_only, connection).finish(now);
     Outcome::Reply(Exchange {
@@ -232,6 +237,9 @@ pub fn handle<'a>(
         response,
     })
 }
+
+/// The `Allow` header of a 405: what this server does answer.
+const ALLOW: &[u8] = b"GET, HEAD";
 
 /// Decide what a GET or HEAD gets.
 fn route(
@@ -249,7 +257,7 @@ fn route(
             400 | 414 => Connection::Close,
             _ => connection,
         };
-        response::error(refusal.status, refusal.why, head_only, connection)
+        response::with_page(refusal.status, refusal.why, head_only, connection)
     };
     // Every target is decoded and checked first, whatever is served.
     let mut path = match files::Path::parse(head.target) {
@@ -265,7 +273,7 @@ fn route(
         extra: None,
         why,
     };
-    let (Some(root_dir), Some(_)) = (&site.root_dir, &site.root) else {
+    let Some(root_dir) = &site.root_dir else {
         // No --root: the built-in page, whatever the path, and an icon.
         if path.decoded() == b"/favicon.ico" {
             return ok("image/x-icon", Body::Bytes(page::FAVICON.to_vec()), None);
@@ -288,7 +296,7 @@ fn route(
             Some("The directory has no index.html, so the server lists it."),
         ),
         Ok(files::Found::AddSlash) => {
-            let mut reply = response::error(
+            let mut reply = response::with_page(
                 Status::MOVED_PERMANENTLY,
                 "A directory's address ends with /, so that the links in its page resolve inside it.",
                 head_only,
@@ -331,6 +339,7 @@ mod tests {
             std::os::unix::fs::symlink(dir.join("secret.txt"), dir.join("root/escape")).unwrap();
             std::os::unix::fs::symlink("../secret.txt", dir.join("root/escape-relative")).unwrap();
             std::os::unix::fs::symlink("hello.txt", dir.join("root/inside")).unwrap();
+            std::os::unix::fs::symlink("loop", dir.join("root/loop")).unwrap();
             Fixture { dir }
         }
 
@@ -502,9 +511,9 @@ mod tests {
         let site = builtin();
         let input =
             b"DELETE / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n";
-        let exchange = exchange(&site, input);
-        assert_eq!(exchange.consumed, input.len() - 16);
-        let response = exchange.response;
+        let deleted = exchange(&site, input);
+        assert_eq!(deleted.consumed, input.len() - 16);
+        let response = deleted.response;
         assert_eq!(
             (response.status, response.reason),
             (405, "Method Not Allowed")
@@ -512,6 +521,14 @@ mod tests {
         assert_eq!(header(&response, "Allow"), Some("GET, HEAD"));
         assert!(response.keep_alive);
         assert!(response.why.is_some());
+        // A body over the limit is refused first: 413, and close.
+        let big = format!(
+            "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n{}",
+            "x".repeat(101)
+        );
+        let closed = exchange(&site, big.as_bytes()).response;
+        assert_eq!(closed.status, 413);
+        assert_eq!(header(&closed, "Connection"), Some("close"));
         // Methods are case-sensitive: "get" is not GET.
         let lower = b"get / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(exchange_status(&site, lower), (405, true));
@@ -532,7 +549,7 @@ mod tests {
             (long_target.as_bytes(), 414),
             (many_headers.as_bytes(), 431),
             (
-                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
                 413,
             ),
             (
@@ -704,9 +721,10 @@ mod tests {
             assert!(response.why.unwrap().contains("RESOLVE_BENEATH"));
         }
         assert_eq!(body(get(&site, "/inside")), b"hello\n");
+        assert_eq!(get(&site, "/loop").status, 403);
         // The fallback (no openat2) follows no symlink at all.
         site.beneath = false;
-        for target in ["/escape", "/escape-relative", "/inside"] {
+        for target in ["/escape", "/escape-relative", "/inside", "/loop"] {
             assert_eq!(get(&site, target).status, 403, "{target}");
         }
         assert_eq!(body(get(&site, "/sub/index.html")), b"<p>index</p>");

@@ -6,6 +6,7 @@
 //! this server). Everything the client sent is HTML-escaped before it goes
 //! into the page, so a header like `<script>` is shown, never run.
 
+use std::io::Write;
 use std::net::SocketAddr;
 
 use super::response::{push_escaped, push_number};
@@ -18,7 +19,9 @@ pub fn page(head: &Head<'_>, raw: &[u8], peer: SocketAddr) -> Vec<u8> {
     out.extend_from_slice(PAGE_START.as_bytes());
 
     out.extend_from_slice(b"<h2>Who asked</h2>\n<p>Client address <b>");
-    push_escaped(&mut out, peer.ip().to_string().as_bytes());
+    // An IP address is digits, dots, colons and hex: nothing to escape.
+    // (Writing into a Vec cannot fail.)
+    let _ = write!(out, "{}", peer.ip());
     out.extend_from_slice(b"</b>, port <b>");
     push_number(&mut out, u64::from(peer.port()));
     out.extend_from_slice(
@@ -77,7 +80,7 @@ pub fn page(head: &Head<'_>, raw: &[u8], peer: SocketAddr) -> Vec<u8> {
     out.extend_from_slice(b" bytes.</p>\n<h2>The body</h2>\n<p>");
     if head.body_len == 0 {
         out.extend_from_slice(
-            b"None: a GET carries no body, and no Content-Length header announced one.",
+            b"None: no Content-Length header announced one (a GET rarely has a body).",
         );
     } else {
         out.extend_from_slice(b"The ");
@@ -185,7 +188,8 @@ dd { margin-left: 1.5rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border: 2px solid #222; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
 th { background: #222; color: #fff; }
-td:nth-child(3) { font-size: 1.3rem; }
+td:first-child { white-space: nowrap; }
+td:nth-child(3) { font-size: 1.4rem; }
 </style>
 </head>
 <body>
@@ -321,6 +325,14 @@ mod tests {
         assert!(page.contains("<span class=\"ctl\">\\x01</span><span class=\"ctl\">\\xff</span>"));
         assert!(!page.contains("<b>&"));
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_shown_without_brackets() {
+        let peer: SocketAddr = "[::1]:5000".parse().unwrap();
+        let page = String::from_utf8(page(&head(Vec::new()), b"", peer)).unwrap();
+        assert!(page.contains("<b>::1</b>, port <b>5000</b>"));
+        assert!(page.contains("The headers (0)"));
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     }
     head.body_len = match content_length {
         None => 0,
+        // Checked before the method: a body over the limit is 413 whatever
+        // the method, since the server will not even read past it.
         Some(Ok(len)) if len > limits.max_body => {
             return refused(
                 Status::CONTENT_TOO_LARGE,
@@ -190,6 +192,11 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     }
     let keep_alive = !says_close && (version == 1 || says_keep_alive);
     Parsed::Complete(Request { head, keep_alive })
+}
+
+/// The methods this server answers; any other gets 405 Method Not Allowed.
+pub fn is_served(method: &str) -> bool {
+    method == "GET" || method == "HEAD"
 }
 
 const HEAD_TOO_LARGE: &str =
@@ -317,10 +324,12 @@ mod tests {
         let many = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n";
         assert_eq!(status(many.as_bytes()), Some(431));
 
-        let big_body = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 51\r\n\r\n";
+        let big_body = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 51\r\n\r\n";
         assert_eq!(status(big_body), Some(413));
-        let huge = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        let huge = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n";
         assert_eq!(status(huge), Some(413));
+        let post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 51\r\n\r\n";
+        assert_eq!(status(post), Some(413));
     }
 
     #[test]

@@ -142,8 +142,14 @@ impl Reply {
     }
 }
 
-/// An error response: a small HTML page that names the status and why.
-pub fn error(status: Status, why: &'static str, head_only: bool, connection: Connection) -> Reply {
+/// A response whose body is a small HTML page naming the status and why:
+/// every error, and the 301 that adds a slash to a directory's address.
+pub fn with_page(
+    status: Status,
+    why: &'static str,
+    head_only: bool,
+    connection: Connection,
+) -> Reply {
     Reply {
         status,
         content_type: HTML,
@@ -327,7 +333,7 @@ mod tests {
     fn head_has_status_line_date_server_length_and_blank_line() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
         let response =
-            error(Status::NOT_FOUND, "Nothing here.", false, Connection::Close).finish(now);
+            with_page(Status::NOT_FOUND, "Nothing here.", false, Connection::Close).finish(now);
         let head = String::from_utf8(response.head).unwrap();
         let Body::Bytes(body) = response.body else {
             panic!("an error page is built in memory");
