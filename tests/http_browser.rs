@@ -107,8 +107,15 @@ fn chromium(profile: &Path, url: &str, extra: &[String]) -> Output {
         .join()
         .expect("the chromium reader thread")
         .expect("wait for chromium");
-    // Chromium's helpers end with it; make sure none outlives the test.
-    let _ = killpg(pid, Signal::SIGKILL);
+    // Chromium's helper processes (zygote, renderer) end with it. Should one
+    // still be there after a while, it is in the group started here: stop it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_members(pid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !group_members(pid).is_empty() {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
     assert!(
         output.status.success(),
         "chromium failed after {:?} ({}); stderr:\n{}",
@@ -117,6 +124,31 @@ fn chromium(profile: &Path, url: &str, extra: &[String]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// The live processes whose process group is `group`, from /proc/PID/stat:
+/// after the command name in parentheses come the state and, two fields
+/// later, the group. Zombies are left out: they run nothing, and whoever
+/// inherited them reaps them.
+fn group_members(group: Pid) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let mut fields = stat.rsplit_once(") ")?.1.split(' ');
+                    let state = fields.next()?;
+                    let pgrp = fields.nth(1)?.parse::<i32>().ok()?;
+                    Some(state != "Z" && pgrp == group.as_raw())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Text as an HTML serializer writes it in a text node.
