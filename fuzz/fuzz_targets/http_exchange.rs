@@ -14,6 +14,8 @@
 //! - `consumed` is at least 1 and at most the bytes it was given;
 //! - the head starts with `HTTP/1.1 `, a 3-digit status equal to
 //!   `response.status` and a space, and ends with the blank line (CRLF CRLF);
+//!   every line ends with CRLF and holds no other CR or LF (no header can be
+//!   smuggled in through a reflected path); Date and Server are there;
 //! - Content-Length equals the length of the body sent (HEAD excepted: it
 //!   announces the length of the body it leaves out; 1xx, 204 and 304 have
 //!   no body);
@@ -175,6 +177,17 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             head.ends_with("\r\n\r\n"),
             "head does not end with CRLF CRLF: {head:?}"
+        );
+        // No CR or LF except as CRLF line ends: a path reflected in a header
+        // (Location) must not be able to add headers of its own.
+        assert!(
+            head.split("\r\n").all(|line| !line.contains(['\r', '\n'])),
+            "a lone CR or LF in the head: {head:?}"
+        );
+        assert!(header(head, "Date").is_some(), "no Date header: {head:?}");
+        assert!(
+            header(head, "Server").is_some(),
+            "no Server header: {head:?}"
         );
         assert_eq!(
             head.matches("\r\n\r\n").count(),
