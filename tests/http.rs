@@ -697,10 +697,32 @@ fn thread_model_serves_a_fast_client_while_a_slow_one_holds_its_thread() {
     let reply = exchange(addr, b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(reply.status, 200);
     assert!(started.elapsed() < Duration::from_secs(2));
-    drop(slow);
-    let events = stop(server);
+    // Ctrl-C while the slow client's thread waits in recv(): the main
+    // thread shuts its connection down, joins every thread, exits 130.
+    let pid = server.pid();
+    let (status, events, stderr) = server.signal(Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert_no_children(pid);
+    assert!(
+        closed_by_server(&mut slow),
+        "the slow client's connection is closed"
+    );
     assert!(infos(&events, "thread_for_connection").len() >= 2);
-    assert_eq!(infos(&events, "threads").len(), 1);
+    let threads = infos(&events, "threads");
+    assert_eq!(threads.len(), 1);
+    assert_eq!(
+        threads[0]["value"]["started"],
+        threads[0]["value"]["finished"]
+    );
+    assert!(!returns(&events, "shutdown").is_empty());
+    // The kernel counts them: main, the stop helper, and two connections.
+    assert!(
+        facts(&events, "threads")
+            .iter()
+            .any(|e| e["value"].as_i64().unwrap_or(0) >= 4),
+        "{}",
+        dump(&events)
+    );
 }
 
 #[test]
@@ -760,15 +782,32 @@ fn a_closing_response_with_bytes_left_unread_is_delivered_whole() {
 }
 
 #[test]
-fn the_blocking_models_answer_408_too() {
-    for model in ["iterative", "thread"] {
-        let (server, addr) = server(&["--model", model, "--header-timeout", "0.3"]);
+fn a_client_trickling_its_head_gets_408_in_every_model() {
+    for model in ["epoll", "iterative", "thread"] {
+        let (server, addr) = server(&["--model", model, "--header-timeout", "0.5"]);
         let mut slow = connect(addr);
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: sl").expect("half");
+        slow.write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .expect("start");
+        // One byte every 100 ms: the socket is never quiet for a whole
+        // SO_RCVTIMEO tick, yet the head never completes.
+        let mut writer = slow.try_clone().expect("clone");
+        let trickle = std::thread::spawn(move || {
+            for _ in 0..40 {
+                if writer.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
         let started = Instant::now();
         assert_eq!(read_reply(&mut slow, false).status, 408, "{model}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{model}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{model}: {:?}",
+            started.elapsed()
+        );
         assert!(closed_by_server(&mut slow), "{model}");
+        trickle.join().expect("trickle");
         stop(server);
     }
 }

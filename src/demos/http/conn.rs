@@ -59,7 +59,7 @@ pub const SMALL_FILE: usize = 32 * 1024;
 const SENDFILE_CHUNK: usize = 1 << 20;
 
 /// How long a closing connection may keep sending us bytes we discard.
-pub const LINGER: Duration = Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +199,10 @@ pub struct Conn {
     /// epoll only: the socket is watched for EPOLLOUT (a response is stuck)
     /// rather than EPOLLIN.
     pub watching_out: bool,
-    /// Our side has sent FIN, and we discard what still arrives.
-    lingering: bool,
+    /// Our side has sent FIN, and we discard what still arrives until the
+    /// client closes or this instant (fixed: a client that keeps sending
+    /// cannot extend it).
+    linger_until: Option<Instant>,
     /// Requests answered on this connection.
     pub requests: u64,
     /// The blocking models' sockets: recv() may wait (up to SO_RCVTIMEO).
@@ -219,7 +221,7 @@ impl Conn {
             last_progress: Instant::now(),
             peer_done: false,
             watching_out: false,
-            lingering: false,
+            linger_until: None,
             requests: 0,
             blocking: false,
         }
@@ -235,7 +237,7 @@ impl Conn {
     }
 
     pub fn is_lingering(&self) -> bool {
-        self.lingering
+        self.linger_until.is_some()
     }
 
     /// Has the client sent FIN (recv() returned 0)?
@@ -250,8 +252,8 @@ impl Conn {
                 self.last_progress + config.send_timeout,
                 Ending::SendTimeout,
             )
-        } else if self.lingering {
-            (self.last_progress + LINGER, Ending::LingerOver)
+        } else if let Some(until) = self.linger_until {
+            (until, Ending::LingerOver)
         } else if let Some(started) = self.head_started {
             (started + config.header_timeout, Ending::HeaderTimeout)
         } else {
@@ -295,7 +297,7 @@ impl Conn {
                 step.ok_with(0, || "0: end of stream".into());
                 if nar.showing() {
                     nar.tcp_state(self.fd.as_fd());
-                    if self.lingering {
+                    if self.is_lingering() {
                         nar.note("recv() returned 0: the client has closed its side too, after reading our response. Now close() cannot cause a reset.");
                     } else {
                         nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whatever is buffered is still answered; then we close.");
@@ -350,7 +352,7 @@ impl Conn {
         if self.sending.is_some() {
             return Next::Busy;
         }
-        if self.filled == 0 || self.lingering {
+        if self.filled == 0 || self.is_lingering() {
             return Next::NeedMore;
         }
         let input = &self.input[..self.filled];
@@ -372,7 +374,11 @@ impl Conn {
                 Some(head) => show::request(nar, fd, self.peer, head, input),
                 None => show::unparsed(nar, fd, self.peer, input),
             }
-            show::response(nar, fd, &exchange.response);
+            let head_request = exchange
+                .request
+                .as_ref()
+                .is_some_and(|head| head.method == "HEAD");
+            show::response(nar, fd, &exchange.response, head_request);
         }
         show::count_response(nar, exchange.response.status);
         // Drop the request's bytes; a pipelined request moves to the front.
@@ -401,7 +407,7 @@ impl Conn {
     pub fn request_timeout(&mut self, nar: &Narrator) {
         let response = request_timeout_response();
         if nar.showing() {
-            show::response(nar, self.raw_fd(), &response);
+            show::response(nar, self.raw_fd(), &response, false);
         }
         show::count_response(nar, response.status);
         self.filled = 0;
@@ -472,9 +478,8 @@ impl Conn {
                 narrate_receive_queue(nar, fd);
                 nar.note("Bytes from the client wait unread in the kernel. close() now would make the kernel send RST and drop whatever of our response is still in the send buffer, so we linger: read and discard until the client closes.");
             }
-            self.lingering = true;
+            self.linger_until = Some(Instant::now() + LINGER);
             self.filled = 0;
-            self.last_progress = Instant::now();
         }
         unread
     }

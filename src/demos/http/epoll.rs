@@ -45,8 +45,8 @@ struct Server<'a> {
     config: &'a Config,
     epoll: Epoll,
     listen_fd: BorrowedFd<'a>,
-    /// What `mux::accept_client` needs to know (no --sndbuf here).
-    accept_args: ServerArgs,
+    /// The listener's flags, which `mux::accept_client` reads too.
+    accept_args: &'a ServerArgs,
     /// The connections, indexed by their fd (the kernel hands out the
     /// lowest free number, so the table stays dense).
     conns: Vec<Option<Conn>>,
@@ -60,7 +60,12 @@ struct Server<'a> {
     next_scan: Option<Instant>,
 }
 
-pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Result<()> {
+pub fn serve(
+    nar: &Narrator,
+    config: &Config,
+    listen_fd: BorrowedFd<'_>,
+    accept_args: &ServerArgs,
+) -> Result<()> {
     let step = nar.call("epoll_create1", "EPOLL_CLOEXEC");
     let epoll = step.check(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC), |epoll| {
         format!("epfd {}", epoll.0.as_raw_fd())
@@ -71,13 +76,7 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
         config,
         epoll,
         listen_fd,
-        accept_args: ServerArgs {
-            host: String::new(),
-            port: 0,
-            backlog: 0,
-            bufsize: 1,
-            sndbuf: None,
-        },
+        accept_args,
         conns: Vec::new(),
         open: 0,
         scratch: vec![0u8; SMALL_FILE],
@@ -168,7 +167,7 @@ impl Server<'_> {
     fn accept_all(&mut self) -> Result<()> {
         let nar = self.nar;
         loop {
-            let accepted = mux::accept_client(nar, self.listen_fd, &self.accept_args)?;
+            let accepted = mux::accept_client(nar, self.listen_fd, self.accept_args)?;
             let Accepted::Client(client) = accepted else {
                 return Ok(());
             };

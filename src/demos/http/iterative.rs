@@ -29,7 +29,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use serde_json::json;
 
-use super::conn::{Conn, Ending, Next, Received, Sent, LINGER, SMALL_FILE};
+use super::conn::{Conn, Ending, Next, Received, Sent, SMALL_FILE};
 use super::Config;
 use crate::demos::accept;
 use crate::kernel;
@@ -132,33 +132,34 @@ pub fn serve_connection(
             Next::NeedMore if conn.peer_done() => break Ending::PeerClosed,
             Next::NeedMore => {}
         }
+        // No complete request: has the deadline passed? Checked before
+        // every recv(), not only when SO_RCVTIMEO passes: a client that
+        // trickles a byte at a time never lets it pass, and must time out too.
+        let (deadline, ending) = conn.deadline(config);
+        if Instant::now() >= deadline {
+            if ending != Ending::HeaderTimeout {
+                break ending;
+            }
+            nar.note("The request head did not arrive in time: a client that sends half a request must not hold a connection for ever. It gets 408 Request Timeout, and the connection closes.");
+            conn.request_timeout(nar);
+            match conn.send_response(nar, scratch) {
+                Sent::Done { .. } => {
+                    if conn.finish(nar) {
+                        linger(nar, config, &mut conn);
+                    }
+                    break Ending::HeaderTimeout;
+                }
+                Sent::Blocked => break Ending::SendTimeout,
+                Sent::Gone(ending) => break ending,
+            }
+        }
         match conn.receive(nar, config) {
             Received::Data(_) | Received::End | Received::Interrupted => {}
             Received::Gone(ending) => break ending,
-            // SO_RCVTIMEO passed: a tick. Check the deadline, and (iterative)
-            // who is kept waiting.
+            // SO_RCVTIMEO passed: a tick. (Iterative) who is kept waiting?
             Received::Drained => {
                 if let Some(listen_fd) = listen_fd {
                     queue_seen = show_waiting(nar, listen_fd, queue_seen);
-                }
-                let (deadline, ending) = conn.deadline(config);
-                if Instant::now() < deadline {
-                    continue;
-                }
-                if ending != Ending::HeaderTimeout {
-                    break ending;
-                }
-                nar.note("The request head did not arrive in time: a client that sends half a request must not hold a connection for ever. It gets 408 Request Timeout, and the connection closes.");
-                conn.request_timeout(nar);
-                match conn.send_response(nar, scratch) {
-                    Sent::Done { .. } => {
-                        if conn.finish(nar) {
-                            linger(nar, config, &mut conn);
-                        }
-                        break Ending::HeaderTimeout;
-                    }
-                    Sent::Blocked => break Ending::SendTimeout,
-                    Sent::Gone(ending) => break ending,
                 }
             }
         }
@@ -198,7 +199,7 @@ fn set_timeouts(nar: &Narrator, conn: &Conn, tick: Duration, send: Duration) -> 
 /// After the last response, with unread bytes: read and drop until the
 /// client closes, for at most LINGER.
 fn linger(nar: &Narrator, config: &Config, conn: &mut Conn) {
-    let until = Instant::now() + LINGER;
+    let (until, _) = conn.deadline(config);
     while Instant::now() < until && stop::requested().is_none() {
         if conn.discard(nar, config) {
             return;
@@ -237,7 +238,8 @@ fn show_waiting(nar: &Narrator, listen_fd: BorrowedFd<'_>, seen: u32) -> u32 {
 /// the accept queue held it. Read from TCP_INFO's `tcpi_last_data_recv`.
 fn time_in_queue(nar: &Narrator, conn_fd: BorrowedFd<'_>) {
     let subject = format!("fd {}", conn_fd.as_raw_fd());
-    let mut info: libc::tcp_info = unsafe_zeroed_tcp_info();
+    // SAFETY: tcp_info is a plain C struct of integers; all zeroes is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `info`, a live,
     // writable libc::tcp_info, and updates `len`.
@@ -271,9 +273,4 @@ fn time_in_queue(nar: &Narrator, conn_fd: BorrowedFd<'_>) {
     if millis >= 200 {
         nar.note("This client waited in the accept queue for that long before the server got to it: its handshake was done by the kernel, but an iterative server accepts only when the previous client is gone.");
     }
-}
-
-fn unsafe_zeroed_tcp_info() -> libc::tcp_info {
-    // SAFETY: tcp_info is a plain C struct of integers; all zeroes is valid.
-    unsafe { std::mem::zeroed() }
 }

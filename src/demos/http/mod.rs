@@ -167,10 +167,11 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
     );
     let config = configure(nar, args)?;
     mux::raise_fd_limit(nar)?;
-    let listen_fd = mux::open_listener(nar, &listener_args(args))?;
+    let server_args = listener_args(args);
+    let listen_fd = mux::open_listener(nar, &server_args)?;
     nar.fd_table();
     let result = match args.model {
-        Model::Epoll => epoll::serve(nar, &config, listen_fd.as_fd()),
+        Model::Epoll => epoll::serve(nar, &config, listen_fd.as_fd(), &server_args),
         Model::Iterative | Model::Thread => {
             make_blocking(nar, &listen_fd)?;
             if args.model == Model::Iterative {
@@ -193,15 +194,6 @@ fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
             Some("--root must name an existing directory"),
         )
     })?;
-    if let Some(root) = args.root.as_deref() {
-        if !root.is_dir() {
-            return Err(Failure::new(
-                format!("cannot serve {}: it is not a directory", root.display()),
-                Some("--root must name an existing directory"),
-            )
-            .into());
-        }
-    }
     match &site.root {
         Some(root) => nar.info(
             "root",
@@ -246,13 +238,14 @@ fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
     })
 }
 
-/// The listener set-up is the multiplexing servers' (`mux::open_listener`).
+/// The listener set-up and accept() are the multiplexing servers'
+/// (`mux::open_listener`, `mux::accept_client`), which read these flags.
 fn listener_args(args: &Args) -> ServerArgs {
     ServerArgs {
         host: args.host.clone(),
         port: args.port,
         backlog: args.backlog,
-        // Not used by the listener; each connection has its own buffer.
+        // Not read by the listener: each connection has its own buffer.
         bufsize: 16384,
         sndbuf: None,
     }
@@ -268,4 +261,21 @@ fn make_blocking(nar: &Narrator, listen_fd: &OwnedFd) -> Result<()> {
     })?;
     nar.note("The listening socket is blocking again: this model sleeps in accept() until a client arrives, and Ctrl-C interrupts it with EINTR.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_positive_seconds_with_fractions() {
+        assert_eq!(parse_seconds("0.5"), Ok(0.5));
+        assert_eq!(parse_seconds("30"), Ok(30.0));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("1e9").is_err());
+        assert!(parse_seconds("ten").is_err());
+    }
 }

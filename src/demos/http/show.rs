@@ -84,8 +84,9 @@ pub fn unparsed(nar: &Narrator, fd: RawFd, peer: SocketAddr, raw: &[u8]) {
 }
 
 /// A response: its status line, each header, and where the body comes from.
-pub fn response(nar: &Narrator, fd: RawFd, response: &Response) {
+pub fn response(nar: &Narrator, fd: RawFd, response: &Response, head_request: bool) {
     let (source, body_len) = match &response.body {
+        Body::Empty if head_request => ("none (HEAD: the head a GET would get, no body)", 0),
         Body::Empty => ("none", 0),
         Body::Bytes(bytes) if response.status >= 400 => ("error page", bytes.len() as u64),
         Body::Bytes(bytes) => ("built in memory", bytes.len() as u64),

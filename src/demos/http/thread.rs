@@ -26,7 +26,8 @@ use serde_json::json;
 use super::conn::{Conn, SMALL_FILE};
 use super::iterative::{accept_blocking, serve_connection};
 use super::Config;
-use crate::narrate::Narrator;
+use crate::kernel;
+use crate::narrate::{Fact, Narrator};
 use crate::stop;
 use crate::sys;
 
@@ -76,6 +77,7 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
                     let running = started - finished.load(Ordering::Relaxed);
                     nar.gauge("threads_running", running);
                     if nar.showing() {
+                        threads_fact(nar);
                         nar.info(
                             "thread_for_connection",
                             json!({ "peer": peer.to_string(), "fd": raw, "thread": started, "running": running }),
@@ -121,4 +123,24 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
         );
         outcome
     })
+}
+
+/// How many threads the process has now, read from /proc/PID/stat: the
+/// evidence that each connection really is a thread of its own.
+fn threads_fact(nar: &Narrator) {
+    let pid = std::process::id() as i32;
+    let subject = format!("pid {pid}");
+    match kernel::read_stat(pid) {
+        Ok(stat) => nar.kernel(Fact::new(
+            &subject,
+            "threads",
+            json!(stat.num_threads),
+            "/proc/PID/stat",
+            format!(
+                "{subject} has {} threads: main, netlab's stop helper, and one per open connection",
+                stat.num_threads
+            ),
+        )),
+        Err(err) => nar.kernel(Fact::unavailable(subject, "threads", "/proc/PID/stat", err)),
+    }
 }

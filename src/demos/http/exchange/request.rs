@@ -119,7 +119,8 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
     };
 
     // The headers that decide how the connection goes on.
-    let mut content_length: Option<Result<usize, ()>> = None;
+    let mut content_length: Option<usize> = None;
+    let mut bad_length = false;
     let mut chunked = false;
     let mut hosts = 0;
     let mut says_close = false;
@@ -128,12 +129,13 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
         head.headers.push((header.name, header.value));
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let value = parse_length(header.value);
-            // Two different lengths: a request smuggling classic.
-            content_length = match content_length {
-                Some(first) if first != value => Some(Err(())),
-                _ => Some(value),
-            };
+            match (parse_length(header.value), content_length) {
+                (None, _) => bad_length = true,
+                // Two different lengths: which one ends the body? A proxy
+                // and a server that disagree is how request smuggling works.
+                (Some(len), Some(first)) if len != first => bad_length = true,
+                (Some(len), _) => content_length = Some(len),
+            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
         } else if name.eq_ignore_ascii_case("host") {
@@ -158,25 +160,25 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             head,
         );
     }
+    if bad_length {
+        return refused(
+            Status::BAD_REQUEST,
+            "The Content-Length header is not one decimal number.",
+            head,
+        );
+    }
     head.body_len = match content_length {
-        None => 0,
         // Checked before the method: a body over the limit is 413 whatever
         // the method, since the server will not even read past it.
-        Some(Ok(len)) if len > limits.max_body => {
+        Some(len) if len > limits.max_body => {
             return refused(
                 Status::CONTENT_TOO_LARGE,
                 "The request body is larger than the server's limit (--max-body).",
                 head,
             );
         }
-        Some(Ok(len)) => len,
-        Some(Err(())) => {
-            return refused(
-                Status::BAD_REQUEST,
-                "The Content-Length header is not one decimal number.",
-                head,
-            );
-        }
+        Some(len) => len,
+        None => 0,
     };
     // RFC 9112, section 3.2: an HTTP/1.1 request without exactly one Host
     // header gets 400. (HTTP/1.0 predates Host.)
@@ -220,11 +222,11 @@ fn refused<'a>(status: Status, why: &'static str, head: Head<'a>) -> Parsed<'a> 
 
 /// A Content-Length value: digits only (no sign, no spaces inside).
 /// A number too big for usize is reported as usize::MAX (over any limit).
-fn parse_length(value: &[u8]) -> Result<usize, ()> {
+fn parse_length(value: &[u8]) -> Option<usize> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return Err(());
+        return None;
     }
-    Ok(value.iter().fold(0usize, |n, &digit| {
+    Some(value.iter().fold(0usize, |n, &digit| {
         n.saturating_mul(10)
             .saturating_add(usize::from(digit - b'0'))
     }))
@@ -252,7 +254,7 @@ fn parse_error_why(error: httparse::Error) -> &'static str {
         }
         httparse::Error::HeaderName => "A header name contains a character that is not allowed.",
         httparse::Error::HeaderValue => "A header value contains a control character.",
-        httparse::Error::NewLine => "A line of the request head does not end with CR LF.",
+        httparse::Error::NewLine => "A CR in the request head is not followed by LF.",
         httparse::Error::Version => {
             "The request line does not end with an HTTP version such as HTTP/1.1."
         }

@@ -32,7 +32,6 @@ pub struct Status {
 
 impl Status {
     pub const OK: Status = Status::new(200, "OK");
-    pub const NO_CONTENT: Status = Status::new(204, "No Content");
     pub const MOVED_PERMANENTLY: Status = Status::new(301, "Moved Permanently");
     pub const BAD_REQUEST: Status = Status::new(400, "Bad Request");
     pub const FORBIDDEN: Status = Status::new(403, "Forbidden");
@@ -101,17 +100,13 @@ impl Reply {
         push_http_date(&mut head, now);
         head.extend_from_slice(b"\r\nServer: ");
         head.extend_from_slice(SERVER.as_bytes());
-        if !self.content_type.is_empty() {
-            head.extend_from_slice(b"\r\nContent-Type: ");
-            head.extend_from_slice(self.content_type.as_bytes());
-        }
-        // Content-Length on every response (even 204 would be fine without,
-        // but a zero does no harm): the client needs it to find the end of
-        // the body on a connection that stays open.
-        if self.status != Status::NO_CONTENT {
-            head.extend_from_slice(b"\r\nContent-Length: ");
-            push_number(&mut head, len);
-        }
+        head.extend_from_slice(b"\r\nContent-Type: ");
+        head.extend_from_slice(self.content_type.as_bytes());
+        // Content-Length on every response: on a connection that stays
+        // open, it is how the client finds where this body ends. (For HEAD
+        // it is the length of the body a GET would get.)
+        head.extend_from_slice(b"\r\nContent-Length: ");
+        push_number(&mut head, len);
         if let Some((name, value)) = self.extra {
             head.extend_from_slice(b"\r\n");
             head.extend_from_slice(name.as_bytes());
