@@ -565,3 +565,48 @@ fn the_summarys_open_connections_count_the_closes_of_the_last_wakeup() {
         );
     }
 }
+
+#[test]
+fn after_a_burst_the_summary_comes_on_time_and_a_late_client_is_narrated() {
+    // A burst switches the throttle to summaries. When the traffic stops,
+    // the burst's summary must be printed within about a second (epoll-demo
+    // wakes up for it), not when the next client comes; and a client that
+    // comes after the pause is narrated step by step again (its dozen
+    // steps fit under --rate 15; the burst's hundreds do not).
+    let (server, addr) = server_with(&["--rate", "15"], "epoll-demo", &[]);
+    let mut clients: Vec<TcpStream> = (0..40).map(|_| connect(addr)).collect();
+    for client in &mut clients {
+        assert_eq!(echo(client, b"x"), b"x");
+    }
+    drop(clients);
+    let burst_over = Instant::now();
+    thread::sleep(Duration::from_millis(2500));
+    let pause = burst_over.elapsed().as_secs_f64();
+    let mut late = connect(addr);
+    assert_eq!(echo(&mut late, b"late"), b"late");
+    drop(late);
+    thread::sleep(Duration::from_millis(200));
+    let events = stop(server);
+    let last_summary_before_late = events
+        .iter()
+        .filter(|e| e["event"] == "summary")
+        .map(|e| e["t"].as_f64().unwrap_or(f64::MAX))
+        .collect::<Vec<_>>();
+    let late_accept = events
+        .iter()
+        .filter(|e| is_call(e, "accept"))
+        .map(|e| e["t"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    assert!(late_accept > 0.0, "the late client's accept is narrated");
+    // Some summary was printed during the pause, well before the late client.
+    assert!(
+        last_summary_before_late
+            .iter()
+            .any(|t| *t < late_accept - pause / 2.0),
+        "summaries at {last_summary_before_late:?}, late accept at {late_accept}"
+    );
+    let late_recv = events
+        .iter()
+        .any(|e| e["event"] == "return" && e["call"] == "recv" && e["value"] == 4);
+    assert!(late_recv, "the late client's recv is narrated: {}", dump(&events));
+}

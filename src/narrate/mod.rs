@@ -34,7 +34,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use colored::Colorize;
 use nix::errno::Errno;
@@ -441,6 +441,29 @@ impl Narrator {
                 exit_code,
             },
         );
+    }
+
+    /// For a program that has been waiting: print the summary of a busy
+    /// window that has ended, now rather than at the next step. Call it
+    /// whenever a wait returns (with or without events).
+    pub fn tick(&self) {
+        if self.settings.quiet {
+            return;
+        }
+        let mut out = self.lock();
+        if let Some(summary) = out.throttle.close_window_if_due(Instant::now()) {
+            self.write_locked(&mut out, None, summary_kind(summary));
+        }
+    }
+
+    /// How long a waiting program may sleep before [`Narrator::tick`] has a
+    /// summary to print; None when nothing is pending. Use it to shorten
+    /// a wait's timeout (epoll_wait, poll, SO_RCVTIMEO).
+    pub fn tick_due_in(&self) -> Option<Duration> {
+        if self.settings.quiet {
+            return None;
+        }
+        self.lock().throttle.due_in(Instant::now())
     }
 
     /// Print whatever the throttle still holds.

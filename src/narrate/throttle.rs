@@ -6,8 +6,12 @@
 //! While the count stays under the limit (`--rate`, 50 by default) every step
 //! is shown. The first step over the limit switches to *summary mode*: steps
 //! are only counted, by call name and by errno, and each window that closes
-//! prints one summary. A window with fewer steps than the limit switches back
-//! to full narration, so a demo that calms down becomes readable again.
+//! prints one summary. A window with fewer steps than the limit, or a pause
+//! of a whole window with no step at all, switches back to full narration,
+//! so a demo that calms down becomes readable again. A program that waits
+//! (epoll_wait, recvfrom with a timeout) calls `Narrator::tick` when it
+//! wakes, so the last busy second's summary is printed on time rather than
+//! when the next step comes.
 //!
 //! The throttle only decides and counts; it never prints. Time is passed in,
 //! so the tests below can drive it without sleeping.
@@ -44,6 +48,8 @@ pub struct Throttle {
     /// Steps per window narrated in full; 0 turns the throttle off.
     limit: u32,
     window_start: Option<Instant>,
+    /// When the last step began: a pause of a whole window ends summary mode.
+    last_step: Option<Instant>,
     steps_in_window: u32,
     summarising: bool,
     hidden: Summary,
@@ -63,6 +69,7 @@ impl Throttle {
         Throttle {
             limit,
             window_start: None,
+            last_step: None,
             steps_in_window: 0,
             summarising: false,
             hidden: Summary::default(),
@@ -84,6 +91,7 @@ impl Throttle {
             };
         }
         let summary = self.close_window_if_due(now);
+        self.last_step = Some(now);
         self.steps_in_window += 1;
         if !self.summarising && self.steps_in_window > self.limit {
             self.summarising = true;
@@ -135,10 +143,13 @@ impl Throttle {
             return None;
         }
         let quiet_window = self.steps_in_window <= self.limit;
+        let paused = self
+            .last_step
+            .is_none_or(|last| now.saturating_duration_since(last) >= WINDOW);
         self.window_start = Some(now);
         self.steps_in_window = 0;
         let mut summary = std::mem::take(&mut self.hidden);
-        if quiet_window {
+        if quiet_window || paused {
             self.summarising = false;
         }
         if summary.is_empty() {
@@ -146,6 +157,17 @@ impl Throttle {
         }
         summary.seconds = elapsed.as_secs_f64();
         Some(summary)
+    }
+
+    /// How long until the current window's summary is due, when there is
+    /// one to print (or summary mode to end); None when nothing is pending.
+    /// A waiting program uses it as an upper bound on its timeout.
+    pub fn due_in(&self, now: Instant) -> Option<Duration> {
+        if !self.summarising && self.hidden.is_empty() {
+            return None;
+        }
+        let start = self.window_start?;
+        Some((start + WINDOW).saturating_duration_since(now))
     }
 
     /// Whatever is still counted, for the end of the program.
@@ -163,6 +185,51 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_after_a_burst_prints_its_summary_and_narrates_again() {
+        let base = Instant::now();
+        let mut throttle = Throttle::new(5);
+        for i in 0..100 {
+            if !throttle.admit(ms(base, i * 5)).show {
+                throttle.hide_call("recv");
+            }
+        }
+        assert!(throttle.summarising());
+        // The burst ended at 0.5 s: its summary is due at the window's end.
+        let due = throttle
+            .due_in(ms(base, 600))
+            .expect("a summary is pending");
+        assert_eq!(due, Duration::from_millis(400));
+        // A waiting program ticks at 1.0 s: the summary comes out then...
+        let summary = throttle.close_window_if_due(ms(base, 1000));
+        assert_eq!(summary.map(|s| s.hidden_steps), Some(95));
+        // That window was busy, so summary mode lasts until a quiet one
+        // ends: one more tick, with nothing to print, ends it.
+        assert_eq!(throttle.due_in(ms(base, 1000)), Some(WINDOW));
+        assert_eq!(throttle.close_window_if_due(ms(base, 2000)), None);
+        assert_eq!(throttle.due_in(ms(base, 2000)), None);
+        // ...and a lone step five seconds later is narrated in full.
+        let verdict = throttle.admit(ms(base, 6000));
+        assert!(verdict.show);
+        assert_eq!(verdict.summary, None);
+    }
+
+    #[test]
+    fn a_step_after_a_whole_quiet_window_is_narrated_even_without_a_tick() {
+        let base = Instant::now();
+        let mut throttle = Throttle::new(5);
+        for i in 0..100 {
+            if !throttle.admit(ms(base, i * 5)).show {
+                throttle.hide_call("recv");
+            }
+        }
+        // Nobody ticked; the next step, at 5.7 s, closes the long window,
+        // prints its summary first, and is itself shown.
+        let verdict = throttle.admit(ms(base, 5700));
+        assert_eq!(verdict.summary.map(|s| s.hidden_steps), Some(95));
+        assert!(verdict.show);
+    }
 
     fn ms(base: Instant, millis: u64) -> Instant {
         base + Duration::from_millis(millis)

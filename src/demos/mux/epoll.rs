@@ -140,13 +140,19 @@ impl Server<'_> {
         let (mut wakeups, mut ready_total) = (0u64, 0u64);
         // With --partial-read, wake up every second even when nothing is
         // ready, to show the clients whose bytes are stuck in the kernel.
-        let timeout = if self.args.partial_read {
+        let every_second = if self.args.partial_read {
             EpollTimeout::from(1000u16)
         } else {
             EpollTimeout::NONE
         };
         let epfd = self.epoll.0.as_raw_fd();
         while stop::requested().is_none() {
+            // After a burst, wake up when its summary line is due, so the
+            // class sees it when the traffic stops, not at the next client.
+            let timeout = match nar.tick_due_in() {
+                Some(due) => EpollTimeout::from((due.as_millis() + 1).min(1000) as u16),
+                None => every_second,
+            };
             let slots = events.len();
             let step = nar.blocking_with(
                 "epoll_wait",
@@ -172,6 +178,7 @@ impl Server<'_> {
             };
             let events = &events[..ready];
             step.ok_with(ready as i64, || describe_ready(events));
+            nar.tick();
             if ready == 0 {
                 // A timeout, not a wakeup: nothing was ready.
                 self.show_stalled_clients();
