@@ -54,6 +54,7 @@ fn site(name: &str) -> PathBuf {
     let every_byte: Vec<u8> = (0..=255u8).cycle().take(256 * 40).collect();
     std::fs::write(dir.join("bin.dat"), every_byte).expect("bin");
     std::fs::write(dir.join("sub/a b.txt"), "spaced\n").expect("spaced");
+    std::fs::write(dir.join("empty.txt"), "").expect("empty");
     dir
 }
 
@@ -618,7 +619,12 @@ fn the_three_models_answer_the_same_requests() {
     for model in ["epoll", "iterative", "thread"] {
         let (server, addr) = server(&["--model", model, "--root", root.to_str().expect("utf-8")]);
         let mut stream = connect(addr);
-        for (path, status) in [("/hello.txt", 200), ("/missing", 404), ("/", 200)] {
+        for (path, status) in [
+            ("/hello.txt", 200),
+            ("/missing", 404),
+            ("/empty.txt", 200),
+            ("/", 200),
+        ] {
             write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
             let reply = read_reply(&mut stream, false);
             assert_eq!(reply.status, status, "{model} {path}");
@@ -810,4 +816,26 @@ fn a_client_trickling_its_head_gets_408_in_every_model() {
         trickle.join().expect("trickle");
         stop(server);
     }
+}
+
+#[test]
+fn quiet_prints_the_listening_line_and_nothing_per_request() {
+    let (server, addr) = server_with(&["--quiet"], &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status,
+            200
+        );
+    }
+    let events = stop(server);
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}:{}", e["event"], e["key"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["\"start\":null", "\"info\":\"listening\"", "\"end\":null"],
+        "{}",
+        dump(&events)
+    );
 }

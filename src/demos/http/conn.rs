@@ -551,7 +551,10 @@ fn write_some(
         Body::File { file, len } => {
             let file_left = len - out.body_sent;
             let offset = out.body_sent as i64;
-            if !head_left.is_empty() && file_left <= scratch.len().min(SMALL_FILE) as u64 {
+            if file_left == 0 {
+                // An empty file: the head is all there is.
+                send_head(nar, fd, head_left, MsgFlags::empty())
+            } else if !head_left.is_empty() && file_left <= scratch.len().min(SMALL_FILE) as u64 {
                 // A small file: read it, and send it with the head in one call.
                 let want = &mut scratch[..file_left as usize];
                 let file_fd = file.as_raw_fd();

@@ -18,9 +18,11 @@
 //! | `thread.rs`    | `--model thread`: one thread per connection, blocking calls. |
 //! | `show.rs`      | the narration of each request and response. |
 //!
-//! System calls: getrlimit/setrlimit, socket, setsockopt, bind, listen,
-//! accept, fcntl, epoll_create1/epoll_ctl/epoll_wait, recv, send, writev,
-//! pread, sendfile, shutdown, close (and openat/fstat in `exchange/`).
+//! System calls: getrlimit/setrlimit, socket, setsockopt (SO_REUSEADDR,
+//! TCP_NODELAY, SO_RCVTIMEO, SO_SNDTIMEO), bind, listen, accept, fcntl,
+//! epoll_create1/epoll_ctl/epoll_wait, recv, send (MSG_MORE), writev, pread,
+//! sendfile, shutdown, ioctl(FIONREAD), getsockopt(TCP_INFO), close (and
+//! openat2/fstat in `exchange/`).
 //!
 //! Try it:
 //!
