@@ -308,7 +308,7 @@ def machine():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nginx": subprocess.run(["nginx", "-v"], stderr=subprocess.PIPE, text=True).stderr.strip(),
         "wrk": subprocess.run(["wrk", "--version"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True).stdout.split("\n")[0].strip(),
+                              stderr=subprocess.STDOUT, text=True).stdout.split(" [")[0].strip(),
         "python": platform.python_version(),
     }
 
@@ -411,8 +411,10 @@ def report(host, names, runs, models, mem, mem_thread, commands, tmp):
         "# http-server benchmark",
         "",
         "Produced by `make bench` (the script is `bench/http.py`, run after",
-        "`bench/run.py`). Re-run it to measure your own machine; the figures",
-        "below are from one run and move by several percent from run to run.",
+        "`bench/run.py`). Re-run it to measure your own machine. The figures",
+        "below are from one run; on a shared 2-core machine single rounds",
+        "differ by up to a third (the table shows each round), which is why",
+        "the servers take turns and the verdict uses medians.",
         "",
         f"- Machine: {host['nproc']} CPUs ({host['cpu']}), Linux {host['kernel']}",
         f"- Date: {host['date']}",

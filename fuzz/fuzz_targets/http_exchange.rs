@@ -9,6 +9,9 @@
 //! Run it with `make fuzz` (ten minutes) or
 //! `cargo +nightly fuzz run http_exchange -- -max_total_time=60`.
 //!
+//! Every input goes to two sites: one serving a fixture directory
+//! (`--root`), and the built-in page that shows the request (no root).
+//!
 //! Invariants checked on every reply, for any input:
 //! - `handle` never panics;
 //! - `consumed` is at least 1 and at most the bytes it was given;
@@ -21,7 +24,10 @@
 //!   no body);
 //! - no response serves a file from outside the root: every file body lies
 //!   under the root once symlinks are resolved, and no body contains the
-//!   secret kept next to the root (which a symlink inside the root points to).
+//!   secret kept next to the root (which a symlink inside the root points to);
+//! - no body holds the tag `<x-fuzz` (a seed puts it in the target and the
+//!   headers): the page and the error pages escape what the client sent;
+//! - the built-in page never answers with a file.
 
 #![no_main]
 
@@ -43,7 +49,11 @@ mod exchange;
 use exchange::{Body, Limits, Outcome, Site};
 
 /// What the file outside the root contains; no response may ever carry it.
-const SECRET: &[u8] = b"netlab-fuzz secret outside the root";
+/// A NUL and a `<` make sure no response can hold it by echoing the request
+/// (a path with NUL is refused, and the pages escape `<` and show NUL as
+/// `\x00`): libFuzzer soon learns these bytes from the comparisons below and
+/// puts them into requests.
+const SECRET: &[u8] = b"netlab-fuzz\0<secret> outside the root";
 
 /// Small limits, so that short inputs reach 414, 431 and 413 too.
 const LIMITS: Limits = Limits {
@@ -55,7 +65,10 @@ const LIMITS: Limits = Limits {
 
 /// The fixture, built once per fuzzing process.
 struct Fixture {
-    site: Site,
+    /// `--root` over the fixture directory.
+    files: Site,
+    /// No `--root`: the built-in page that shows the request.
+    builtin: Site,
     /// The canonical root, to compare file paths against.
     root: PathBuf,
 }
@@ -93,7 +106,12 @@ fn fixture() -> &'static Fixture {
             .join("root")
             .canonicalize()
             .expect("canonicalize the fixture root");
-        Fixture { site, root }
+        let builtin = Site::new(None).expect("Site::new without a root");
+        Fixture {
+            files: site,
+            builtin,
+            root,
+        }
     })
 }
 
@@ -139,14 +157,25 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window == needle)
 }
 
+/// A tag that would be live HTML if the built-in page copied a request into
+/// itself without escaping it (a seed carries it in the target and headers).
+const MARKUP: &[u8] = b"<x-fuzz";
+
 fuzz_target!(|data: &[u8]| {
     let fixture = fixture();
+    connection(&fixture.files, Some(&fixture.root), data);
+    connection(&fixture.builtin, None, data);
+});
+
+/// Feed one connection's bytes to `handle`, request after request, and
+/// check every reply. `root` is the served directory, None for the page.
+fn connection(site: &Site, root: Option<&Path>, data: &[u8]) {
     let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 40000));
     let mut rest = data;
     // One connection: answer requests until the core needs more bytes, the
     // response closes the connection, or the input is used up.
     while !rest.is_empty() {
-        let exchange = match exchange::handle(&fixture.site, &LIMITS, rest, peer, now()) {
+        let exchange = match exchange::handle(site, &LIMITS, rest, peer, now()) {
             Outcome::NeedMore => break,
             Outcome::Reply(exchange) => exchange,
         };
@@ -209,14 +238,17 @@ fuzz_target!(|data: &[u8]| {
             Body::Empty => (0, None),
             Body::Bytes(bytes) => (bytes.len() as u64, Some(bytes)),
             Body::File { file, len } => {
+                let Some(root) = root else {
+                    panic!("the built-in page answered with a file: {head:?}");
+                };
                 // Which file is this really? The kernel knows: /proc/self/fd.
                 let path = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
                     .expect("readlink /proc/self/fd");
                 assert!(
-                    path.starts_with(&fixture.root),
+                    path.starts_with(root),
                     "serves {} from outside the root {}",
                     path.display(),
-                    fixture.root.display()
+                    root.display()
                 );
                 let size = file.metadata().expect("fstat the served file").len();
                 assert_eq!(*len, size, "Body::File len differs from the file's size");
@@ -241,6 +273,10 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Some(bytes) = bytes {
             assert!(
+                !contains(bytes, MARKUP),
+                "a body carries request text as live HTML (unescaped <): {head:?}"
+            );
+            assert!(
                 !contains(bytes, SECRET),
                 "a response body carries the secret from outside the root"
             );
@@ -263,4 +299,4 @@ fuzz_target!(|data: &[u8]| {
         }
         rest = &rest[exchange.consumed..];
     }
-});
+}
