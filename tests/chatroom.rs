@@ -27,8 +27,8 @@ fn server() -> Server {
     });
     let console = processes["value"]["console"].as_i64().expect("console pid") as i32;
     assert_eq!(processes["value"]["receive_loop"], demo.pid());
-    // The receive loop is ready once it blocks in recvfrom().
-    demo.wait_for_call("recvfrom", 1);
+    // The receive loop is ready once it blocks in recvmsg().
+    demo.wait_for_call("recvmsg", 1);
     Server {
         demo,
         addr,
@@ -397,6 +397,10 @@ fn spoofed_chat_and_quit_from_another_address_are_refused_and_reported() {
 #[test]
 fn bad_datagrams_are_refused_and_the_users_are_kept() {
     let server = server();
+    // The longest C zed may send (1022 bytes) is forwarded whole as a
+    // 1024-byte MSG; one byte more is refused, since its MSG would not fit.
+    let longest = format!("send:C zed {}END", "x".repeat(1013));
+    let too_long = format!("send:C zed {}END", "x".repeat(1014));
     let mut ana = client("ana", server.addr);
     let go = signal_file("bad");
     let go_arg = format!("wait:{}", go.display());
@@ -427,6 +431,9 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
                 "expect:OK",
                 "sock:0",
                 "expect:JOIN yan",
+                &longest,
+                &too_long,
+                "expect:ERR line too long",
                 &go_arg,
                 "expect:MSG ana hi zed",
             ],
@@ -434,6 +441,7 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
     });
     wait_line(&mut ana.demo, "* zed joined");
     wait_line(&mut ana.demo, "* yan joined");
+    wait_line(&mut ana.demo, &format!("zed: {}END", "x".repeat(1013)));
     // A line too long for one datagram is cut at a character boundary.
     ana.demo.send_stdin(&format!("{}\n", "你".repeat(400)));
     ana.demo.wait_for("the cut", |e| e["key"] == "cut");
@@ -443,13 +451,14 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
     let _ = std::fs::remove_file(&go);
     assert!(out.ends_with("done\n"), "{out}");
     assert!(
-        out.contains(&format!("got 0: MSG ana {}", "你".repeat(339))),
+        out.contains(&format!("got 0: MSG ana {}", "你".repeat(338))),
         "{out}"
     );
     let ana_events = leave(ana);
     let cut = infos(&ana_events, "cut")[0];
-    assert_eq!(cut["value"]["sent"], 1023);
-    assert_eq!(cut["value"]["left_out"], 61 * 3);
+    // `MSG ana ` leaves 1016 bytes: 338 whole characters, 1014 bytes.
+    assert_eq!(cut["value"]["sent"], "C ana ".len() + 338 * 3);
+    assert_eq!(cut["value"]["left_out"], 62 * 3);
     let events = stop(server);
     let reasons = refusals(&events);
     for reason in [
@@ -457,6 +466,7 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
         "malformed request",
         "not UTF-8",
         "datagram too long",
+        "line too long",
     ] {
         assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
     }
@@ -511,6 +521,11 @@ fn ctrl_c_in_a_terminal_sends_q_and_ends_both_client_processes() {
         &[env!("CARGO_BIN_EXE_netlab"), "127.0.0.1", &port, "tty"],
     );
     assert!(out.contains("redraw=True"), "{out}");
+    // The half-typed line stayed on screen and was sent whole.
+    assert!(out.contains("kept=True"), "{out}");
+    assert!(out.contains("said='MSG tty half typed line'"), "{out}");
+    // No prompt after leaving; the end line on its own row.
+    assert!(out.contains("clean_end=True"), "{out}");
     assert!(out.contains("left='LEAVE tty'"), "{out}");
     assert!(out.contains("exit=130"), "{out}");
     assert!(out.contains("receiver_gone=True"), "{out}");

@@ -81,7 +81,7 @@ pub(super) fn console(nar: &Narrator, parent: Pid, console_sock: OwnedFd, target
                 nar.info(
                     "cut",
                     json!({ "left_out": left_out }),
-                    format!("the line was cut at a character boundary to fit in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
+                    format!("the line was cut at a character boundary so that the MSG the server forwards fits in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
                 );
             }
             send_datagram(nar, fd, &datagram, target);

@@ -54,13 +54,14 @@
 //!
 //! Lesson: `netlab lesson chatroom`.
 
+use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{sendto, MsgFlags};
+use nix::sys::socket::{recvmsg, sendto, MsgFlags, SockaddrStorage};
 use nix::unistd::Pid;
 use serde_json::json;
 
@@ -138,6 +139,30 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 /// Returns false if it failed (the caller goes on either way: UDP has no
 /// connection that a failed send could break).
 fn send_datagram(nar: &Narrator, fd: RawFd, datagram: &str, to: SocketAddr) -> bool {
+    send_datagram_if(nar, fd, datagram, to, true)
+}
+
+/// `send_datagram`, narrated only if `narrate`: a server's replies follow
+/// the request they answer, so that under load (when the throttle hid the
+/// request) a reply is never shown without the datagram that caused it.
+/// A reply not narrated is still counted in the summary.
+fn send_datagram_if(
+    nar: &Narrator,
+    fd: RawFd,
+    datagram: &str,
+    to: SocketAddr,
+    narrate: bool,
+) -> bool {
+    if !narrate {
+        let sent = sendto(
+            fd,
+            datagram.as_bytes(),
+            &crate::sys::to_kernel(to),
+            MsgFlags::empty(),
+        );
+        nar.count("datagrams_out", 1);
+        return sent.is_ok();
+    }
     let step = nar.call_with("sendto", || {
         format!(
             "fd {fd}, {}, {to}",
@@ -210,6 +235,56 @@ fn die_with_parent(nar: &Narrator, parent: Pid) -> bool {
     }
     nar.note("If the parent dies, even by SIGKILL, the kernel now sends this process SIGTERM, so it cannot be left running on its own.");
     true
+}
+
+/// One datagram as recvmsg() returned it.
+struct Datagram {
+    /// How many bytes are in the buffer.
+    kept: usize,
+    /// How long the datagram really was (MSG_TRUNC): more than `kept` when
+    /// it did not fit, and the rest is gone.
+    real: usize,
+    from: SocketAddr,
+}
+
+impl Datagram {
+    /// Was it longer than the buffer (so longer than the protocol allows)?
+    fn oversized(&self) -> bool {
+        self.real > self.kept
+    }
+
+    /// The step's result line: the real length, what was kept, the start.
+    fn describe(&self, buf: &[u8]) -> String {
+        let shown = show_bytes(&buf[..self.kept], SHOW_CHARS);
+        if self.oversized() {
+            format!(
+                "{} bytes from {}, only {} kept (MSG_TRUNC): {shown}",
+                self.real, self.from, self.kept
+            )
+        } else {
+            format!("{} bytes from {}: {shown}", self.real, self.from)
+        }
+    }
+}
+
+/// recvmsg() with MSG_TRUNC as an input flag: one datagram into `buf`, and
+/// its real length even when it is longer than `buf` (Linux, for UDP), as
+/// the udp-server demo does. A datagram is read whole or cut, never kept
+/// for the next call, so the real length is the only way to know.
+fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<Datagram> {
+    let capacity = buf.len();
+    let mut iov = [IoSliceMut::new(buf)];
+    let message = recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_TRUNC)?;
+    let from = message
+        .address
+        .as_ref()
+        .and_then(crate::sys::to_std)
+        .ok_or(Errno::EAFNOSUPPORT)?;
+    Ok(Datagram {
+        kept: message.bytes.min(capacity),
+        real: message.bytes,
+        from,
+    })
 }
 
 /// A recvfrom() failure that a loop should survive: a signal, or the
