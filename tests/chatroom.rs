@@ -630,6 +630,65 @@ fn a_flood_of_bad_datagrams_is_summarised_and_survived() {
 }
 
 #[test]
+fn logins_and_quits_during_a_flood_are_narrated_and_the_summary_comes_on_time() {
+    let mut server = server();
+    let out = peer(
+        server.addr,
+        &[
+            "send:L fl",
+            "expect:OK",
+            "flood:2000",
+            "sock:1",
+            "ask:L rcv|OK",
+            "ask:Q rcv|EXIT",
+            "sock:0",
+            "ask:Q fl|EXIT",
+        ],
+    );
+    assert!(out.ends_with("done\n"), "{out}");
+    // Both quits and the emptied users table are narrated, throttle or not.
+    let empty = server.demo.wait_for("the users table, empty", |e| {
+        e["key"] == "users" && e["value"]["count"] == 0
+    });
+    assert_eq!(empty["value"]["users"], serde_json::json!({}));
+    // Nothing more is sent; the summary of the flood still comes, within
+    // about a second of quiet (poll's timeout), not at the next datagram.
+    let quiet_since = Instant::now();
+    server
+        .demo
+        .wait_for("the flood's summary", |e| e["event"] == "summary");
+    assert!(quiet_since.elapsed() < Duration::from_secs(4));
+    let loop_pid = server.demo.pid();
+    let events = stop(server);
+    for name in ["fl", "rcv"] {
+        assert!(
+            infos(&events, "request")
+                .iter()
+                .any(|e| e["value"]["kind"] == "Q" && e["value"]["name"] == name),
+            "the quit of {name} was not narrated"
+        );
+    }
+    // A reply is never shown without the request that caused it: the
+    // call before each shown sendto is a recvmsg (or another sendto of
+    // the same request's fan-out), never a poll or nothing.
+    let of_loop: Vec<Value> = events
+        .iter()
+        .filter(|e| e["pid"] == loop_pid)
+        .cloned()
+        .collect();
+    let shown = calls(&of_loop);
+    for (i, call) in shown.iter().enumerate() {
+        if call == "sendto" {
+            let before = shown[..i].iter().rev().find(|c| *c != "sendto");
+            assert!(
+                matches!(before.map(String::as_str), Some("recvmsg") | None),
+                "sendto after {before:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn when_one_client_process_dies_the_other_ends_too() {
     let server = server();
     // The receiver killed: the sender hears SIGCHLD, leaves properly
@@ -675,4 +734,81 @@ fn assert_not_running(pid: i32, who: &str) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A stand-in for a chat server, on a Rust UDP socket: it answers `L` with
+/// OK and `Q` with EXIT (then ends), and a `C` or `W` with `ERR unknown
+/// name` if `forgets` (as a restarted server does), or not at all (as a
+/// server that was killed). Returns its address and, at the end, every
+/// datagram it received.
+fn fake_server(forgets: bool) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    sock.set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    let handle = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((length, from)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..length]).into_owned();
+            let reply = match text.split(' ').next() {
+                Some("L") => Some("OK"),
+                Some("Q") => Some("EXIT"),
+                Some("C" | "W") if forgets => Some("ERR unknown name"),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                let _ = sock.send_to(reply.as_bytes(), from);
+            }
+            let quit = text.starts_with("Q ");
+            got.push(text);
+            if quit {
+                break;
+            }
+        }
+        got
+    });
+    (addr, handle)
+}
+
+#[test]
+fn who_waits_with_a_timeout_when_the_server_is_gone() {
+    let (addr, fake) = fake_server(false);
+    let mut ana = start_client("ana", addr, &["--timeout", "200", "--tries", "2"]);
+    ana.wait_for_call("read", 1);
+    ana.send_stdin("/who\n");
+    let warning = ana.wait_for("the /who warning", |e| e["event"] == "warning");
+    assert!(
+        warning["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("no answer to /who") && t.contains("after 2 tries")),
+        "{warning}"
+    );
+    // The client goes on: /quit still leaves properly.
+    ana.send_stdin("/quit\n");
+    let (status, _, _) = ana.finish();
+    assert_eq!(status.code(), Some(0));
+    let got = fake.join().expect("fake server");
+    assert_eq!(got, ["L ana", "W ana", "W ana", "Q ana"]);
+}
+
+#[test]
+fn a_client_the_server_no_longer_knows_ends_with_a_clear_message() {
+    let (addr, fake) = fake_server(true);
+    let mut ana = start_client("ana", addr, &["--timeout", "300"]);
+    ana.wait_for_call("read", 1);
+    ana.send_stdin("hello\n");
+    ana.wait_for("the receiver's end", |e| e["key"] == "receiver_ended");
+    let (status, events, stderr) = ana.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no longer knows you as `ana`"), "{stderr}");
+    assert!(
+        lines(&events)
+            .iter()
+            .any(|l| l.contains("! refused: unknown name")),
+        "{events:?}"
+    );
+    // No Q is sent to a server that does not know us.
+    assert!(returns(&events, "sendto").len() == 2, "{events:?}");
+    drop(fake);
 }
