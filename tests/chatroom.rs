@@ -53,8 +53,18 @@ fn client(name: &str, server: SocketAddr) -> Client {
     assert_eq!(processes["value"]["sender"], demo.pid());
     let receiver = processes["value"]["receiver"].as_i64().expect("pid") as i32;
     // Ready once the sender waits on the keyboard.
-    demo.wait_for_call("read", 1);
+    wait_keyboard(&mut demo);
     Client { demo, receiver }
+}
+
+/// Wait until the sender waits on the keyboard (its poll on stdin).
+fn wait_keyboard(demo: &mut Demo) {
+    demo.wait_for("the sender's poll on the keyboard", |e| {
+        is_call(e, "poll")
+            && e["args"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("fd 0 (stdin)"))
+    });
 }
 
 fn start_client(name: &str, server: SocketAddr, extra: &[&str]) -> Demo {
@@ -445,7 +455,8 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
     // A line too long for one datagram is cut at a character boundary.
     ana.demo.send_stdin(&format!("{}\n", "你".repeat(400)));
     ana.demo.wait_for("the cut", |e| e["key"] == "cut");
-    ana.demo.send_stdin("hi zed\n");
+    // A tab becomes a space, and the client says so, once.
+    ana.demo.send_stdin("hi\tzed\n");
     std::fs::write(&go, "").expect("signal file");
     let out = zed.join().expect("peer thread");
     let _ = std::fs::remove_file(&go);
@@ -455,11 +466,23 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
         "{out}"
     );
     let ana_events = leave(ana);
+    assert_eq!(infos(&ana_events, "line_changed").len(), 1);
     let cut = infos(&ana_events, "cut")[0];
     // `MSG ana ` leaves 1016 bytes: 338 whole characters, 1014 bytes.
     assert_eq!(cut["value"]["sent"], "C ana ".len() + 338 * 3);
     assert_eq!(cut["value"]["left_out"], 62 * 3);
     let events = stop(server);
+    // The real length of the 60000-byte datagram, from MSG_TRUNC.
+    let big = returns(&events, "recvmsg")
+        .into_iter()
+        .find(|e| e["value"] == 60000)
+        .expect("recvmsg returned the real length");
+    assert!(
+        big["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("only 1024 kept (MSG_TRUNC)")),
+        "{big}"
+    );
     let reasons = refusals(&events);
     for reason in [
         "empty datagram",
@@ -499,6 +522,13 @@ fn a_login_nobody_answers_is_tried_three_times_then_given_up() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(took >= Duration::from_millis(900), "took {took:?}");
     assert_eq!(infos(&events, "login_attempt").len(), 3);
+    // Each wait shows the --timeout given, not 299 ms.
+    let polls: Vec<&Value> = events.iter().filter(|e| is_call(e, "poll")).collect();
+    assert_eq!(polls.len(), 3);
+    assert!(
+        polls.iter().all(|e| e["args"] == "fd 3 POLLIN, 300 ms"),
+        "{polls:?}"
+    );
     // The three logins really were sent.
     silent
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -548,6 +578,14 @@ fn end_of_input_on_the_server_console_ends_only_the_console() {
         .wait_for("the console reaped", |e| e["key"] == "console_reaped");
     assert_gone(server.console, "the console");
     assert_no_zombies(server.demo.pid());
+    // The kernel's word on it, read from /proc after the reap.
+    let gone = server.demo.wait_for("the console's /proc line", |e| {
+        e["event"] == "kernel"
+            && e["fact"] == "process"
+            && e["value"]["who"] == "the console process"
+    });
+    assert_eq!(gone["value"]["pid"], server.console);
+    assert!(gone["value"]["state"].is_null(), "{gone}");
     // The server still serves.
     let out = peer(
         server.addr,
@@ -775,7 +813,7 @@ fn fake_server(forgets: bool) -> (SocketAddr, std::thread::JoinHandle<Vec<String
 fn who_waits_with_a_timeout_when_the_server_is_gone() {
     let (addr, fake) = fake_server(false);
     let mut ana = start_client("ana", addr, &["--timeout", "200", "--tries", "2"]);
-    ana.wait_for_call("read", 1);
+    wait_keyboard(&mut ana);
     ana.send_stdin("/who\n");
     let warning = ana.wait_for("the /who warning", |e| e["event"] == "warning");
     assert!(
@@ -796,7 +834,7 @@ fn who_waits_with_a_timeout_when_the_server_is_gone() {
 fn a_client_the_server_no_longer_knows_ends_with_a_clear_message() {
     let (addr, fake) = fake_server(true);
     let mut ana = start_client("ana", addr, &["--timeout", "300"]);
-    ana.wait_for_call("read", 1);
+    wait_keyboard(&mut ana);
     ana.send_stdin("hello\n");
     ana.wait_for("the receiver's end", |e| e["key"] == "receiver_ended");
     let (status, events, stderr) = ana.finish();
@@ -811,4 +849,22 @@ fn a_client_the_server_no_longer_knows_ends_with_a_clear_message() {
     // No Q is sent to a server that does not know us.
     assert!(returns(&events, "sendto").len() == 2, "{events:?}");
     drop(fake);
+}
+
+#[test]
+fn port_0_is_refused_as_a_destination() {
+    let (status, _, stderr) = Demo::start(&[
+        "chatroom",
+        "client",
+        "--name",
+        "ana",
+        "--server",
+        "127.0.0.1:0",
+    ])
+    .finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("`127.0.0.1:0`: port 0 cannot be a destination"),
+        "{stderr}"
+    );
 }

@@ -136,6 +136,15 @@ def run(pid, master, server, name):
                 screen += os.read(master, 4096)
             except OSError:
                 pass  # EIO: the terminal's other side is closed
+    # What the client wrote just before it exited may still be in the pty.
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break  # EIO: the terminal's other side is closed
+        if not chunk:
+            break
+        screen += chunk
     code = os.waitstatus_to_exitcode(status)
     # The receiver must be gone too: /proc/PID no longer exists.
     deadline = time.monotonic() + 2

@@ -28,7 +28,6 @@ use super::protocol::{self, parse_reply, Reply, Typed, MAX_DATAGRAM};
 use super::receiver::{receive_lines, RECEIVER_FORGOTTEN, RECEIVER_GOT_EXIT, RECEIVER_SERVER_DOWN};
 use super::{recv_datagram, send_datagram, show_process};
 use crate::demos::children::{self, Forked, SigchldReap};
-use crate::demos::stdin_lines;
 use crate::error::Failure;
 use crate::narrate::Narrator;
 use crate::stop;
@@ -243,6 +242,7 @@ pub(super) fn run(
             let mut receiver = Receiver {
                 pid: child,
                 ended: None,
+                pipe_closed: false,
             };
             let sent = send_lines(nar, &client, &mut receiver, &answers_read);
             let left = leave(nar, &client, &mut receiver);
@@ -418,6 +418,9 @@ struct Receiver {
     pid: Pid,
     /// How it ended, once the SIGCHLD handler has reaped it.
     ended: Option<WaitStatus>,
+    /// The pipe from it reached end of file: it has exited (the SIGCHLD
+    /// handler may not have reaped it yet).
+    pipe_closed: bool,
 }
 
 impl Receiver {
@@ -443,6 +446,11 @@ impl Receiver {
 /// The sender: each typed line becomes a datagram, until end of input,
 /// `/quit`, Ctrl-C, or the receiver's end (the server said DOWN, or no
 /// longer knows us).
+///
+/// It waits with poll() on the keyboard *and* the pipe from the receiver,
+/// not in read() alone: when the receiver exits, the pipe's write end
+/// closes and poll() returns at once. A SIGCHLD alone could come just
+/// before read() starts and leave the sender waiting for a key.
 fn send_lines(
     nar: &Narrator,
     client: &Client,
@@ -450,45 +458,139 @@ fn send_lines(
     answers: &OwnedFd,
 ) -> Result<()> {
     client.show_prompt();
+    nar.note("Type a line and press Enter to say it; /who lists the users; /quit, Ctrl-D or Ctrl-C leaves.");
+    let stdin = std::io::stdin();
+    let pipe = answers.as_raw_fd();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
     let mut told_changed = false;
-    let receiver = std::cell::RefCell::new(receiver);
-    let read = stdin_lines::send_each_line_while(
-        nar,
-        "Type a line and press Enter to say it; /who lists the users; /quit, Ctrl-D or Ctrl-C leaves.",
-        || !receiver.borrow_mut().check(nar),
-        |line| {
-            let go_on = match protocol::parse_typed(line) {
-                Typed::Quit => false,
-                Typed::Nothing => true,
-                Typed::Who => ask_who(nar, client, &mut receiver.borrow_mut(), answers),
-                Typed::Say(text, changed) => {
-                    if changed && !told_changed {
-                        told_changed = true;
-                        nar.startup(
-                            "line_changed",
-                            json!({ "name": client.name }),
-                            "note: bytes that are not UTF-8 were sent as U+FFFD, and control characters (a tab, a bell) as spaces; the protocol carries UTF-8 text without control characters",
-                        );
-                    }
-                    let (datagram, left_out) = protocol::chat_datagram(client.name, &text);
-                    if left_out > 0 {
-                        nar.info(
-                            "cut",
-                            json!({ "left_out": left_out, "sent": datagram.len() }),
-                            format!("the line was cut at a character boundary so that the MSG the server forwards fits in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
-                        );
-                    }
-                    send_datagram(nar, client.fd, &datagram, client.server);
-                    true
-                }
-            };
-            if go_on {
-                client.show_prompt();
+    loop {
+        if stop::requested().is_some() || receiver.check(nar) {
+            return Ok(());
+        }
+        let mut fds = [
+            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+            PollFd::new(answers.as_fd(), PollFlags::POLLIN),
+        ];
+        let step = nar.blocking(
+            "poll",
+            format!("fd 0 (stdin) POLLIN, fd {pipe} (pipe) POLLIN, no timeout"),
+            "waiting for a line on standard input, or for the receiver to end",
+        );
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(count) => step.ok_value(i64::from(count), "ready"),
+            Err(Errno::EINTR) => {
+                step.fail(Errno::EINTR);
+                continue;
             }
-            go_on
-        },
-    );
-    read.context("reading the keyboard")
+            Err(errno) => {
+                step.fail(errno);
+                return Err(errno).context("waiting for the keyboard");
+            }
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        if ready(&fds[1]) {
+            let mut stale = [0u8; 64];
+            let step = nar.call("read", format!("fd {pipe} (pipe), 64 bytes"));
+            match nix::unistd::read(answers.as_fd(), &mut stale) {
+                Ok(0) => {
+                    step.ok_value(
+                        0,
+                        "0: the receiver has ended (the pipe's write end is closed)",
+                    );
+                    receiver.pipe_closed = true;
+                    return Ok(());
+                }
+                // A late answer to a /who that was already given up on.
+                Ok(count) => step.ok_value(
+                    count as i64,
+                    format!("{count} bytes: a late answer to /who"),
+                ),
+                Err(errno) => step.fail(errno),
+            }
+        }
+        if !ready(&fds[0]) {
+            continue;
+        }
+        let step = nar.call("read", "fd 0 (stdin), 4096 bytes");
+        let count = match nix::unistd::read(stdin.as_fd(), &mut chunk) {
+            Ok(0) => {
+                step.ok_value(0, "0: end of input");
+                if !pending.is_empty() {
+                    let line = std::mem::take(&mut pending);
+                    typed(nar, client, receiver, answers, &line, &mut told_changed);
+                }
+                return Ok(());
+            }
+            Ok(count) => {
+                step.ok_value(count as i64, format!("{count} bytes"));
+                count
+            }
+            Err(Errno::EINTR) => {
+                step.fail(Errno::EINTR);
+                continue;
+            }
+            Err(errno) => {
+                step.fail(errno);
+                return Err(errno).context("reading the keyboard");
+            }
+        };
+        pending.extend_from_slice(&chunk[..count]);
+        while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if !typed(nar, client, receiver, answers, &line, &mut told_changed) {
+                return Ok(());
+            }
+        }
+        // A very long line without a newline is sent in pieces.
+        if pending.len() >= chunk.len() {
+            let line = std::mem::take(&mut pending);
+            if !typed(nar, client, receiver, answers, &line, &mut told_changed) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One typed line: `/quit`, `/who`, nothing, or text to say. False when
+/// the sender should stop.
+fn typed(
+    nar: &Narrator,
+    client: &Client,
+    receiver: &mut Receiver,
+    answers: &OwnedFd,
+    line: &[u8],
+    told_changed: &mut bool,
+) -> bool {
+    let go_on = match protocol::parse_typed(line) {
+        Typed::Quit => false,
+        Typed::Nothing => true,
+        Typed::Who => ask_who(nar, client, receiver, answers),
+        Typed::Say(text, changed) => {
+            if changed && !*told_changed {
+                *told_changed = true;
+                nar.startup(
+                    "line_changed",
+                    json!({ "name": client.name }),
+                    "note: bytes that are not UTF-8 were sent as U+FFFD, and control characters (a tab, a bell) as spaces; the protocol carries UTF-8 text without control characters",
+                );
+            }
+            let (datagram, left_out) = protocol::chat_datagram(client.name, &text);
+            if left_out > 0 {
+                nar.info(
+                    "cut",
+                    json!({ "left_out": left_out, "sent": datagram.len() }),
+                    format!("the line was cut at a character boundary so that the MSG the server forwards fits in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
+                );
+            }
+            send_datagram(nar, client.fd, &datagram, client.server);
+            true
+        }
+    };
+    if go_on {
+        client.show_prompt();
+    }
+    go_on
 }
 
 /// `/who`: send `W` and wait for the receiver to say (a byte in the pipe)
@@ -519,12 +621,16 @@ fn ask_who(nar: &Narrator, client: &Client, receiver: &mut Receiver, answers: &O
                 }
                 Ok(count) => {
                     step.ok_value(i64::from(count), "the pipe is readable");
+                    // An end of file here: the receiver has ended.
                     let mut byte = [0u8; 64];
                     let step = nar.call("read", format!("fd {}, 64 bytes", answers.as_raw_fd()));
                     let read = nix::unistd::read(answers.as_fd(), &mut byte);
                     return match step.check(read, |count| format!("{count} bytes")) {
                         // 0: the receiver has ended (the write end closed).
-                        Ok(0) | Err(_) => !receiver.check(nar),
+                        Ok(0) | Err(_) => {
+                            receiver.pipe_closed = true;
+                            false
+                        }
                         Ok(_) => true,
                     };
                 }
@@ -556,7 +662,10 @@ fn ask_who(nar: &Narrator, client: &Client, receiver: &mut Receiver, answers: &O
 /// server no longer knows us or never answered EXIT (exit status 1).
 fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()> {
     client.stop_prompting();
-    receiver.check(nar);
+    if receiver.pipe_closed && !receiver.check(nar) {
+        // It has exited; wait for the reap to learn why.
+        wait_for_receiver(nar, receiver, Duration::from_secs(2));
+    }
     match receiver.ended {
         Some(WaitStatus::Exited(_, RECEIVER_SERVER_DOWN)) => {
             nar.info(

@@ -64,7 +64,8 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
     // The console's socket is made before fork(), so that the parent knows
     // its address: a `C admin ...` from anywhere else is refused.
     let console_target = local_destination(bound);
-    let (console_sock, console_addr) = open_console_socket(nar, console_target)?;
+    let (console_sock, console_addr) =
+        open_console_socket(nar, console_target, bound.ip().is_unspecified())?;
 
     // SIGCHLD interrupts recvfrom() (no SA_RESTART) when the console ends,
     // and its handler reaps it, so the loop can say so and go on.
@@ -273,6 +274,8 @@ fn console_reaped(nar: &Narrator, room: &mut Room) {
             .is_some_and(|console| Some(console.pid()) == status.pid());
         if ours {
             if let Some(console) = room.console.take() {
+                // The kernel's word: /proc no longer has the process.
+                show_process(nar, console.pid(), "the console process");
                 console.reaped_elsewhere();
             }
             if stop::requested().is_none() {
