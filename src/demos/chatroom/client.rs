@@ -5,7 +5,7 @@
 //! calls `login`. After `OK`, `fork`: the parent is the **sender**
 //! (`send_lines` reads the keyboard, `leave` sends `Q` and waits for
 //! `EXIT`), the child is the **receiver** (`receive_lines` in
-//! `receiver.rs`: recvfrom, print, redraw the prompt). The parent reaps the
+//! `receiver.rs`: recvmsg, print above the prompt row). The parent reaps the
 //! child in every case; the child asks the kernel to end it if the parent
 //! dies first.
 
@@ -44,7 +44,7 @@ pub(super) struct Client<'a> {
     tries: u32,
     /// Print chat lines for a person (not with --json).
     display: bool,
-    /// Show a prompt and redraw it around incoming lines: only on a
+    /// Show a prompt, with incoming lines printed above it: only on a
     /// terminal, and only with --quiet (otherwise the narration's own
     /// `read(fd 0)` line is where the user types).
     prompt: bool,
@@ -336,7 +336,7 @@ enum Answer {
     Stopped,
 }
 
-/// poll() for up to `client.timeout`, then recvfrom(); only the awaited
+/// poll() for up to `client.timeout`, then recvmsg(); only the awaited
 /// reply, from the server's address, ends the wait. Never blocks for ever:
 /// an answer that was lost must not hang the client.
 fn wait_for_reply(nar: &Narrator, client: &Client, awaited: Awaited) -> Answer {

@@ -16,14 +16,17 @@
 //!
 //! ## The protocol
 //!
-//! One message per datagram, UTF-8, no newline, at most 1024 bytes
-//! (`protocol::MAX_DATAGRAM`). A name is 1 to 16 characters, each a letter
+//! One message per datagram, UTF-8, no newline, at most 1024 bytes in
+//! either direction (`protocol::MAX_DATAGRAM`). A name is 1 to 16 characters, each a letter
 //! or digit (of any script), `_` or `-`; `admin` is reserved (in any case).
 //!
 //! Client to server: `L name` (log in), `C name text` (say `text`; not
 //! empty, no control characters), `Q name` (leave), `W name` (who is here:
-//! the `/who` extension). The client cuts a long line so the datagram fits
-//! in 1024 bytes, at a character boundary; the server refuses a longer one.
+//! the `/who` extension). The server forwards `C name text` as `MSG name
+//! text`, 2 bytes longer, so a `C` may have at most 1022 bytes
+//! (`protocol::MAX_CHAT_REQUEST`): the client cuts a long line to that, at a
+//! character boundary, and the server refuses a longer `C` (`line too
+//! long`) and any datagram over 1024 bytes (`datagram too long`).
 //!
 //! Server to client:
 //! - `OK`: the login worked (sent again if the same address retries it).
@@ -31,7 +34,9 @@
 //!   came from. Reasons: `name invalid`, `name reserved`, `name taken`,
 //!   `already logged in`, `unknown name`, `not your name` (a `C`, `Q` or
 //!   `W` from an address that is not the named user's), `malformed
-//!   request`, `empty datagram`, `not UTF-8`, `datagram too long`.
+//!   request`, `empty datagram`, `not UTF-8`, `datagram too long`, `line
+//!   too long`. A client that gets `unknown name` or `not your name` back
+//!   ends: the server was restarted or dropped it.
 //! - `EXIT`: the answer to `Q` (also for a name that already left, so a
 //!   client whose first `EXIT` was lost can ask again).
 //! - `JOIN name` and `LEAVE name`: sent to everyone else present.
@@ -41,8 +46,9 @@
 //! - `DOWN`: the server is stopping (Ctrl-C or SIGTERM); clients end.
 //!
 //! System calls: socket(SOCK_DGRAM), bind, getsockname, sigaction(SIGCHLD),
-//! fork, prctl(PR_SET_PDEATHSIG), getppid, recvfrom and sendto in loops,
-//! read on the console, poll (a reply with a timeout), kill, waitpid.
+//! fork, prctl(PR_SET_PDEATHSIG), getppid, recvmsg (with MSG_TRUNC) and
+//! sendto in loops, pipe, read and write, poll (a reply with a timeout; the
+//! keyboard and the receiver's pipe together), kill, waitpid.
 //!
 //! Try it, each line in its own terminal:
 //!
@@ -287,7 +293,7 @@ fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<Datagram> {
     })
 }
 
-/// A recvfrom() failure that a loop should survive: a signal, or the
+/// A receive failure that a loop should survive: a signal, or the
 /// kernel short of memory for a moment.
 fn is_transient(errno: Errno) -> bool {
     matches!(errno, Errno::EINTR | Errno::ENOMEM | Errno::ENOBUFS)

@@ -128,8 +128,8 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Parse one datagram as a request. `datagram` is what recvfrom() put in a
-/// buffer of MAX_DATAGRAM + 1 bytes, so a longer one shows as oversized.
+/// Parse one datagram as a request. `datagram` is what recvmsg() put in
+/// the buffer; a longer one (MSG_TRUNC told the server) is refused before.
 /// Only the shape is checked here; whether the name is free, known and the
 /// sender's is the server's question.
 pub fn parse_request(datagram: &[u8]) -> Result<Request<'_>, Refusal> {

@@ -67,10 +67,10 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
     let (console_sock, console_addr) =
         open_console_socket(nar, console_target, bound.ip().is_unspecified())?;
 
-    // SIGCHLD interrupts recvfrom() (no SA_RESTART) when the console ends,
+    // SIGCHLD interrupts recvmsg() (no SA_RESTART) when the console ends,
     // and its handler reaps it, so the loop can say so and go on.
     children::install_sigchld(nar, SigchldReap::Loop)?;
-    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the interrupted recvfrom() returns EINTR so the loop can say what happened.");
+    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the interrupted recvmsg() returns EINTR so the loop can say what happened.");
 
     let parent = nix::unistd::getpid();
     match children::fork(nar, "one process for the console, one for the receive loop")? {
