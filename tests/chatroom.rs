@@ -774,31 +774,45 @@ fn assert_not_running(pid: i32, who: &str) {
     }
 }
 
+/// How a stand-in server misbehaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Fake {
+    /// No answer to `C` or `W`, as a server that was killed.
+    Silent,
+    /// `ERR unknown name` to `C` and `W`, as a restarted server.
+    Forgets,
+    /// No answer to `Q` either (and the fake never ends by itself).
+    NoExit,
+    /// A 3000-byte datagram in answer to `W`.
+    Oversized,
+}
+
 /// A stand-in for a chat server, on a Rust UDP socket: it answers `L` with
-/// OK and `Q` with EXIT (then ends), and a `C` or `W` with `ERR unknown
-/// name` if `forgets` (as a restarted server does), or not at all (as a
-/// server that was killed). Returns its address and, at the end, every
-/// datagram it received.
-fn fake_server(forgets: bool) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+/// OK and `Q` with EXIT (then ends), and `C` and `W` as `fake` says.
+/// Returns its address and, at the end, every datagram it received.
+fn fake_server(fake: Fake) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = sock.local_addr().expect("addr");
-    sock.set_read_timeout(Some(Duration::from_secs(8)))
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
     let handle = std::thread::spawn(move || {
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
+        let big = format!("USERS {}", "x".repeat(2994));
         while let Ok((length, from)) = sock.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..length]).into_owned();
-            let reply = match text.split(' ').next() {
-                Some("L") => Some("OK"),
-                Some("Q") => Some("EXIT"),
-                Some("C" | "W") if forgets => Some("ERR unknown name"),
+            let reply = match (text.split(' ').next(), fake) {
+                (Some("L"), _) => Some("OK"),
+                (Some("Q"), Fake::NoExit) => None,
+                (Some("Q"), _) => Some("EXIT"),
+                (Some("C" | "W"), Fake::Forgets) => Some("ERR unknown name"),
+                (Some("W"), Fake::Oversized) => Some(big.as_str()),
                 _ => None,
             };
             if let Some(reply) = reply {
                 let _ = sock.send_to(reply.as_bytes(), from);
             }
-            let quit = text.starts_with("Q ");
+            let quit = text.starts_with("Q ") && fake != Fake::NoExit;
             got.push(text);
             if quit {
                 break;
@@ -811,7 +825,7 @@ fn fake_server(forgets: bool) -> (SocketAddr, std::thread::JoinHandle<Vec<String
 
 #[test]
 fn who_waits_with_a_timeout_when_the_server_is_gone() {
-    let (addr, fake) = fake_server(false);
+    let (addr, fake) = fake_server(Fake::Silent);
     let mut ana = start_client("ana", addr, &["--timeout", "200", "--tries", "2"]);
     wait_keyboard(&mut ana);
     ana.send_stdin("/who\n");
@@ -832,7 +846,7 @@ fn who_waits_with_a_timeout_when_the_server_is_gone() {
 
 #[test]
 fn a_client_the_server_no_longer_knows_ends_with_a_clear_message() {
-    let (addr, fake) = fake_server(true);
+    let (addr, fake) = fake_server(Fake::Forgets);
     let mut ana = start_client("ana", addr, &["--timeout", "300"]);
     wait_keyboard(&mut ana);
     ana.send_stdin("hello\n");
@@ -867,4 +881,42 @@ fn port_0_is_refused_as_a_destination() {
         stderr.contains("`127.0.0.1:0`: port 0 cannot be a destination"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_datagram_longer_than_the_protocol_allows_is_reported_by_its_real_length() {
+    let (addr, fake) = fake_server(Fake::Oversized);
+    let mut ana = start_client("ana", addr, &["--timeout", "200", "--tries", "1"]);
+    wait_keyboard(&mut ana);
+    ana.send_stdin("/who\n");
+    let warning = ana.wait_for("the oversized warning", |e| {
+        e["event"] == "warning"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("a datagram of 3000 bytes"))
+    });
+    assert!(warning["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("MSG_TRUNC")));
+    ana.send_stdin("/quit\n");
+    let (status, events, _) = ana.finish();
+    assert_eq!(status.code(), Some(0));
+    // recvmsg() returned the real length, 3000, not the 1024 it kept.
+    assert!(returns(&events, "recvmsg")
+        .iter()
+        .any(|e| e["value"] == 3000));
+    fake.join().expect("fake server");
+}
+
+#[test]
+fn a_quit_that_never_gets_exit_ends_with_status_1() {
+    let (addr, _fake) = fake_server(Fake::NoExit);
+    let mut ana = start_client("ana", addr, &["--timeout", "100", "--tries", "2"]);
+    wait_keyboard(&mut ana);
+    ana.send_stdin("/quit\n");
+    let (status, events, stderr) = ana.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no EXIT from"), "{stderr}");
+    // The receiver was still ended and reaped.
+    assert_eq!(infos(&events, "receiver_ended").len(), 1);
 }
