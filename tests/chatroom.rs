@@ -27,8 +27,8 @@ fn server() -> Server {
     });
     let console = processes["value"]["console"].as_i64().expect("console pid") as i32;
     assert_eq!(processes["value"]["receive_loop"], demo.pid());
-    // The receive loop is ready once it blocks in recvfrom().
-    demo.wait_for_call("recvfrom", 1);
+    // The receive loop is ready once it blocks in recvmsg().
+    demo.wait_for_call("recvmsg", 1);
     Server {
         demo,
         addr,
@@ -53,8 +53,18 @@ fn client(name: &str, server: SocketAddr) -> Client {
     assert_eq!(processes["value"]["sender"], demo.pid());
     let receiver = processes["value"]["receiver"].as_i64().expect("pid") as i32;
     // Ready once the sender waits on the keyboard.
-    demo.wait_for_call("read", 1);
+    wait_keyboard(&mut demo);
     Client { demo, receiver }
+}
+
+/// Wait until the sender waits on the keyboard (its poll on stdin).
+fn wait_keyboard(demo: &mut Demo) {
+    demo.wait_for("the sender's poll on the keyboard", |e| {
+        is_call(e, "poll")
+            && e["args"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("fd 0 (stdin)"))
+    });
 }
 
 fn start_client(name: &str, server: SocketAddr, extra: &[&str]) -> Demo {
@@ -397,6 +407,10 @@ fn spoofed_chat_and_quit_from_another_address_are_refused_and_reported() {
 #[test]
 fn bad_datagrams_are_refused_and_the_users_are_kept() {
     let server = server();
+    // The longest C zed may send (1022 bytes) is forwarded whole as a
+    // 1024-byte MSG; one byte more is refused, since its MSG would not fit.
+    let longest = format!("send:C zed {}END", "x".repeat(1013));
+    let too_long = format!("send:C zed {}END", "x".repeat(1014));
     let mut ana = client("ana", server.addr);
     let go = signal_file("bad");
     let go_arg = format!("wait:{}", go.display());
@@ -427,6 +441,9 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
                 "expect:OK",
                 "sock:0",
                 "expect:JOIN yan",
+                &longest,
+                &too_long,
+                "expect:ERR line too long",
                 &go_arg,
                 "expect:MSG ana hi zed",
             ],
@@ -434,29 +451,45 @@ fn bad_datagrams_are_refused_and_the_users_are_kept() {
     });
     wait_line(&mut ana.demo, "* zed joined");
     wait_line(&mut ana.demo, "* yan joined");
+    wait_line(&mut ana.demo, &format!("zed: {}END", "x".repeat(1013)));
     // A line too long for one datagram is cut at a character boundary.
     ana.demo.send_stdin(&format!("{}\n", "你".repeat(400)));
     ana.demo.wait_for("the cut", |e| e["key"] == "cut");
-    ana.demo.send_stdin("hi zed\n");
+    // A tab becomes a space, and the client says so, once.
+    ana.demo.send_stdin("hi\tzed\n");
     std::fs::write(&go, "").expect("signal file");
     let out = zed.join().expect("peer thread");
     let _ = std::fs::remove_file(&go);
     assert!(out.ends_with("done\n"), "{out}");
     assert!(
-        out.contains(&format!("got 0: MSG ana {}", "你".repeat(339))),
+        out.contains(&format!("got 0: MSG ana {}", "你".repeat(338))),
         "{out}"
     );
     let ana_events = leave(ana);
+    assert_eq!(infos(&ana_events, "line_changed").len(), 1);
     let cut = infos(&ana_events, "cut")[0];
-    assert_eq!(cut["value"]["sent"], 1023);
-    assert_eq!(cut["value"]["left_out"], 61 * 3);
+    // `MSG ana ` leaves 1016 bytes: 338 whole characters, 1014 bytes.
+    assert_eq!(cut["value"]["sent"], "C ana ".len() + 338 * 3);
+    assert_eq!(cut["value"]["left_out"], 62 * 3);
     let events = stop(server);
+    // The real length of the 60000-byte datagram, from MSG_TRUNC.
+    let big = returns(&events, "recvmsg")
+        .into_iter()
+        .find(|e| e["value"] == 60000)
+        .expect("recvmsg returned the real length");
+    assert!(
+        big["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("only 1024 kept (MSG_TRUNC)")),
+        "{big}"
+    );
     let reasons = refusals(&events);
     for reason in [
         "empty datagram",
         "malformed request",
         "not UTF-8",
         "datagram too long",
+        "line too long",
     ] {
         assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
     }
@@ -489,6 +522,13 @@ fn a_login_nobody_answers_is_tried_three_times_then_given_up() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(took >= Duration::from_millis(900), "took {took:?}");
     assert_eq!(infos(&events, "login_attempt").len(), 3);
+    // Each wait shows the --timeout given, not 299 ms.
+    let polls: Vec<&Value> = events.iter().filter(|e| is_call(e, "poll")).collect();
+    assert_eq!(polls.len(), 3);
+    assert!(
+        polls.iter().all(|e| e["args"] == "fd 3 POLLIN, 300 ms"),
+        "{polls:?}"
+    );
     // The three logins really were sent.
     silent
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -511,6 +551,11 @@ fn ctrl_c_in_a_terminal_sends_q_and_ends_both_client_processes() {
         &[env!("CARGO_BIN_EXE_netlab"), "127.0.0.1", &port, "tty"],
     );
     assert!(out.contains("redraw=True"), "{out}");
+    // The half-typed line stayed on screen and was sent whole.
+    assert!(out.contains("kept=True"), "{out}");
+    assert!(out.contains("said='MSG tty half typed line'"), "{out}");
+    // No prompt after leaving; the end line on its own row.
+    assert!(out.contains("clean_end=True"), "{out}");
     assert!(out.contains("left='LEAVE tty'"), "{out}");
     assert!(out.contains("exit=130"), "{out}");
     assert!(out.contains("receiver_gone=True"), "{out}");
@@ -533,6 +578,14 @@ fn end_of_input_on_the_server_console_ends_only_the_console() {
         .wait_for("the console reaped", |e| e["key"] == "console_reaped");
     assert_gone(server.console, "the console");
     assert_no_zombies(server.demo.pid());
+    // The kernel's word on it, read from /proc after the reap.
+    let gone = server.demo.wait_for("the console's /proc line", |e| {
+        e["event"] == "kernel"
+            && e["fact"] == "process"
+            && e["value"]["who"] == "the console process"
+    });
+    assert_eq!(gone["value"]["pid"], server.console);
+    assert!(gone["value"]["state"].is_null(), "{gone}");
     // The server still serves.
     let out = peer(
         server.addr,
@@ -615,6 +668,65 @@ fn a_flood_of_bad_datagrams_is_summarised_and_survived() {
 }
 
 #[test]
+fn logins_and_quits_during_a_flood_are_narrated_and_the_summary_comes_on_time() {
+    let mut server = server();
+    let out = peer(
+        server.addr,
+        &[
+            "send:L fl",
+            "expect:OK",
+            "flood:2000",
+            "sock:1",
+            "ask:L rcv|OK",
+            "ask:Q rcv|EXIT",
+            "sock:0",
+            "ask:Q fl|EXIT",
+        ],
+    );
+    assert!(out.ends_with("done\n"), "{out}");
+    // Both quits and the emptied users table are narrated, throttle or not.
+    let empty = server.demo.wait_for("the users table, empty", |e| {
+        e["key"] == "users" && e["value"]["count"] == 0
+    });
+    assert_eq!(empty["value"]["users"], serde_json::json!({}));
+    // Nothing more is sent; the summary of the flood still comes, within
+    // about a second of quiet (poll's timeout), not at the next datagram.
+    let quiet_since = Instant::now();
+    server
+        .demo
+        .wait_for("the flood's summary", |e| e["event"] == "summary");
+    assert!(quiet_since.elapsed() < Duration::from_secs(4));
+    let loop_pid = server.demo.pid();
+    let events = stop(server);
+    for name in ["fl", "rcv"] {
+        assert!(
+            infos(&events, "request")
+                .iter()
+                .any(|e| e["value"]["kind"] == "Q" && e["value"]["name"] == name),
+            "the quit of {name} was not narrated"
+        );
+    }
+    // A reply is never shown without the request that caused it: the
+    // call before each shown sendto is a recvmsg (or another sendto of
+    // the same request's fan-out), never a poll or nothing.
+    let of_loop: Vec<Value> = events
+        .iter()
+        .filter(|e| e["pid"] == loop_pid)
+        .cloned()
+        .collect();
+    let shown = calls(&of_loop);
+    for (i, call) in shown.iter().enumerate() {
+        if call == "sendto" {
+            let before = shown[..i].iter().rev().find(|c| *c != "sendto");
+            assert!(
+                matches!(before.map(String::as_str), Some("recvmsg") | None),
+                "sendto after {before:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn when_one_client_process_dies_the_other_ends_too() {
     let server = server();
     // The receiver killed: the sender hears SIGCHLD, leaves properly
@@ -660,4 +772,151 @@ fn assert_not_running(pid: i32, who: &str) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// How a stand-in server misbehaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Fake {
+    /// No answer to `C` or `W`, as a server that was killed.
+    Silent,
+    /// `ERR unknown name` to `C` and `W`, as a restarted server.
+    Forgets,
+    /// No answer to `Q` either (and the fake never ends by itself).
+    NoExit,
+    /// A 3000-byte datagram in answer to `W`.
+    Oversized,
+}
+
+/// A stand-in for a chat server, on a Rust UDP socket: it answers `L` with
+/// OK and `Q` with EXIT (then ends), and `C` and `W` as `fake` says.
+/// Returns its address and, at the end, every datagram it received.
+fn fake_server(fake: Fake) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let handle = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let big = format!("USERS {}", "x".repeat(2994));
+        while let Ok((length, from)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..length]).into_owned();
+            let reply = match (text.split(' ').next(), fake) {
+                (Some("L"), _) => Some("OK"),
+                (Some("Q"), Fake::NoExit) => None,
+                (Some("Q"), _) => Some("EXIT"),
+                (Some("C" | "W"), Fake::Forgets) => Some("ERR unknown name"),
+                (Some("W"), Fake::Oversized) => Some(big.as_str()),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                let _ = sock.send_to(reply.as_bytes(), from);
+            }
+            let quit = text.starts_with("Q ") && fake != Fake::NoExit;
+            got.push(text);
+            if quit {
+                break;
+            }
+        }
+        got
+    });
+    (addr, handle)
+}
+
+#[test]
+fn who_waits_with_a_timeout_when_the_server_is_gone() {
+    let (addr, fake) = fake_server(Fake::Silent);
+    let mut ana = start_client("ana", addr, &["--timeout", "200", "--tries", "2"]);
+    wait_keyboard(&mut ana);
+    ana.send_stdin("/who\n");
+    let warning = ana.wait_for("the /who warning", |e| e["event"] == "warning");
+    assert!(
+        warning["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("no answer to /who") && t.contains("after 2 tries")),
+        "{warning}"
+    );
+    // The client goes on: /quit still leaves properly.
+    ana.send_stdin("/quit\n");
+    let (status, _, _) = ana.finish();
+    assert_eq!(status.code(), Some(0));
+    let got = fake.join().expect("fake server");
+    assert_eq!(got, ["L ana", "W ana", "W ana", "Q ana"]);
+}
+
+#[test]
+fn a_client_the_server_no_longer_knows_ends_with_a_clear_message() {
+    let (addr, fake) = fake_server(Fake::Forgets);
+    let mut ana = start_client("ana", addr, &["--timeout", "300"]);
+    wait_keyboard(&mut ana);
+    ana.send_stdin("hello\n");
+    ana.wait_for("the receiver's end", |e| e["key"] == "receiver_ended");
+    let (status, events, stderr) = ana.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no longer knows you as `ana`"), "{stderr}");
+    assert!(
+        lines(&events)
+            .iter()
+            .any(|l| l.contains("! refused: unknown name")),
+        "{events:?}"
+    );
+    // No Q is sent to a server that does not know us.
+    assert!(returns(&events, "sendto").len() == 2, "{events:?}");
+    drop(fake);
+}
+
+#[test]
+fn port_0_is_refused_as_a_destination() {
+    let (status, _, stderr) = Demo::start(&[
+        "chatroom",
+        "client",
+        "--name",
+        "ana",
+        "--server",
+        "127.0.0.1:0",
+    ])
+    .finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("`127.0.0.1:0`: port 0 cannot be a destination"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_datagram_longer_than_the_protocol_allows_is_reported_by_its_real_length() {
+    let (addr, fake) = fake_server(Fake::Oversized);
+    let mut ana = start_client("ana", addr, &["--timeout", "200", "--tries", "1"]);
+    wait_keyboard(&mut ana);
+    ana.send_stdin("/who\n");
+    let warning = ana.wait_for("the oversized warning", |e| {
+        e["event"] == "warning"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("a datagram of 3000 bytes"))
+    });
+    assert!(warning["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("MSG_TRUNC")));
+    ana.send_stdin("/quit\n");
+    let (status, events, _) = ana.finish();
+    assert_eq!(status.code(), Some(0));
+    // recvmsg() returned the real length, 3000, not the 1024 it kept.
+    assert!(returns(&events, "recvmsg")
+        .iter()
+        .any(|e| e["value"] == 3000));
+    fake.join().expect("fake server");
+}
+
+#[test]
+fn a_quit_that_never_gets_exit_ends_with_status_1() {
+    let (addr, _fake) = fake_server(Fake::NoExit);
+    let mut ana = start_client("ana", addr, &["--timeout", "100", "--tries", "2"]);
+    wait_keyboard(&mut ana);
+    ana.send_stdin("/quit\n");
+    let (status, events, stderr) = ana.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no EXIT from"), "{stderr}");
+    // The receiver was still ended and reaped.
+    assert_eq!(infos(&events, "receiver_ended").len(), 1);
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Run `netlab chatroom client` in a pseudo-terminal, as a person would:
-check that an incoming line redraws the prompt, then press Ctrl-C.
+check that an incoming line goes above a half-typed line and leaves it on
+screen, then press Ctrl-C and check that no prompt follows the last lines.
 
     chat_pty.py NETLAB HOST PORT NAME
 
-A raw UDP peer (name `pia`) logs in and says one line; the client's
-terminal must show it as `\\r ESC[2K pia: ... \\r\\n NAME> `. Then Ctrl-C
+A raw UDP peer (name `pia`) logs in; `half typed` is typed without Enter;
+pia says one line, which the client must insert above the prompt row (ESC 7,
+ESC [1L, the line, ESC 8, ESC [1B) without erasing the row; then ` line`
+and Enter must send `half typed line` whole. Then Ctrl-C
 (byte 0x03, which the terminal turns into SIGINT for the foreground process
 group) must make the client send Q: pia must see `LEAVE NAME`. Prints one
 line of results, `key=value` pairs, for the Rust test to check.
@@ -92,8 +95,23 @@ def run(pid, master, server, name):
     peer.settimeout(5)
     peer.sendto(b"L pia", server)
     assert peer.recvfrom(2048)[0] == b"OK"
+    # Half a line typed, no Enter yet: the terminal driver holds it and
+    # echoes it. An incoming line must go above it and leave it on screen.
+    os.write(master, b"half typed")
+    read_until(rb"half typed")
+    typed_at = len(screen)
     peer.sendto(b"C pia hello terminal", server)
-    redraw = read_until(rb"\r\x1b\[2Kpia: hello terminal\r\n" + re.escape(name.encode()) + rb"> ")
+    redraw = read_until(rb"\x1b7\r\x1b\[1Lpia: hello terminal\x1b8\x1b\[1B")
+    # Nothing erased the row being typed on, and no prompt was drawn over it.
+    kept = b"\x1b[2K" not in screen[typed_at:] and b"> " not in screen[typed_at:]
+    os.write(master, b" line\r")
+    said = b""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        data, _ = peer.recvfrom(2048)
+        if data.startswith(b"MSG "):
+            said = data
+            break
 
     os.write(master, b"\x03")  # Ctrl-C
     left = b""
@@ -118,6 +136,15 @@ def run(pid, master, server, name):
                 screen += os.read(master, 4096)
             except OSError:
                 pass  # EIO: the terminal's other side is closed
+    # What the client wrote just before it exited may still be in the pty.
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break  # EIO: the terminal's other side is closed
+        if not chunk:
+            break
+        screen += chunk
     code = os.waitstatus_to_exitcode(status)
     # The receiver must be gone too: /proc/PID no longer exists.
     deadline = time.monotonic() + 2
@@ -125,8 +152,16 @@ def run(pid, master, server, name):
         time.sleep(0.02)
     receiver_gone = not os.path.exists(f"/proc/{receiver}")
     peer.sendto(b"Q pia", server)
-    print(f"redraw={redraw is not None} left={left.decode()!r} exit={code} "
+    # After leaving: no prompt again, and the end line on a row of its own.
+    after = screen.split(b"you have left the room")[-1]
+    clean_end = (b"you have left the room" in screen
+                 and name.encode() + b"> " not in after
+                 and re.search(rb"(\n|\x1b\[1B) *(\x1b\[[0-9;]*m)*\* (\x1b\[[0-9;]*m)*end", after) is not None)
+    print(f"redraw={redraw is not None} kept={kept} said={said.decode()!r} "
+          f"clean_end={clean_end} left={left.decode()!r} exit={code} "
           f"receiver={receiver} receiver_gone={receiver_gone}", flush=True)
+    if not clean_end:
+        sys.stderr.write(repr(after) + "\n")
 
 
 if __name__ == "__main__":

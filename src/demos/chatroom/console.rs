@@ -23,9 +23,12 @@ use crate::sys;
 
 /// The console's socket, bound to the loopback address (port 0: any free
 /// port) so that its datagrams have an address the server can recognise.
+/// `wildcard`: the server bound 0.0.0.0 or ::, and `target` is the
+/// loopback address of the same family.
 pub(super) fn open_console_socket(
     nar: &Narrator,
     target: SocketAddr,
+    wildcard: bool,
 ) -> Result<(OwnedFd, SocketAddr)> {
     let step = nar.call(
         "socket",
@@ -52,7 +55,11 @@ pub(super) fn open_console_socket(
         json!({ "addr": console_addr.to_string(), "sends_to": target.to_string() }),
         format!("the console sends from {console_addr} to {target}; only that address may speak as admin"),
     );
-    nar.note("The console sends to the server's port at a loopback address, because 0.0.0.0 is what a server binds to mean every address, not an address anyone can send to.");
+    if wildcard {
+        nar.note("The console sends to the server's port at a loopback address, because a wildcard address (0.0.0.0 or ::) is what a server binds to mean every address, not an address anyone can send to.");
+    } else {
+        nar.note("The console sends to the very address the server bound, from a socket of its own on the same address, so its datagrams take the same path as everyone's.");
+    }
     Ok((sock, console_addr))
 }
 
@@ -81,7 +88,7 @@ pub(super) fn console(nar: &Narrator, parent: Pid, console_sock: OwnedFd, target
                 nar.info(
                     "cut",
                     json!({ "left_out": left_out }),
-                    format!("the line was cut at a character boundary to fit in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
+                    format!("the line was cut at a character boundary so that the MSG the server forwards fits in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
                 );
             }
             send_datagram(nar, fd, &datagram, target);

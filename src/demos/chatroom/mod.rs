@@ -16,14 +16,17 @@
 //!
 //! ## The protocol
 //!
-//! One message per datagram, UTF-8, no newline, at most 1024 bytes
-//! (`protocol::MAX_DATAGRAM`). A name is 1 to 16 characters, each a letter
+//! One message per datagram, UTF-8, no newline, at most 1024 bytes in
+//! either direction (`protocol::MAX_DATAGRAM`). A name is 1 to 16 characters, each a letter
 //! or digit (of any script), `_` or `-`; `admin` is reserved (in any case).
 //!
 //! Client to server: `L name` (log in), `C name text` (say `text`; not
 //! empty, no control characters), `Q name` (leave), `W name` (who is here:
-//! the `/who` extension). The client cuts a long line so the datagram fits
-//! in 1024 bytes, at a character boundary; the server refuses a longer one.
+//! the `/who` extension). The server forwards `C name text` as `MSG name
+//! text`, 2 bytes longer, so a `C` may have at most 1022 bytes
+//! (`protocol::MAX_CHAT_REQUEST`): the client cuts a long line to that, at a
+//! character boundary, and the server refuses a longer `C` (`line too
+//! long`) and any datagram over 1024 bytes (`datagram too long`).
 //!
 //! Server to client:
 //! - `OK`: the login worked (sent again if the same address retries it).
@@ -31,7 +34,9 @@
 //!   came from. Reasons: `name invalid`, `name reserved`, `name taken`,
 //!   `already logged in`, `unknown name`, `not your name` (a `C`, `Q` or
 //!   `W` from an address that is not the named user's), `malformed
-//!   request`, `empty datagram`, `not UTF-8`, `datagram too long`.
+//!   request`, `empty datagram`, `not UTF-8`, `datagram too long`, `line
+//!   too long`. A client that gets `unknown name` or `not your name` back
+//!   ends: the server was restarted or dropped it.
 //! - `EXIT`: the answer to `Q` (also for a name that already left, so a
 //!   client whose first `EXIT` was lost can ask again).
 //! - `JOIN name` and `LEAVE name`: sent to everyone else present.
@@ -41,8 +46,9 @@
 //! - `DOWN`: the server is stopping (Ctrl-C or SIGTERM); clients end.
 //!
 //! System calls: socket(SOCK_DGRAM), bind, getsockname, sigaction(SIGCHLD),
-//! fork, prctl(PR_SET_PDEATHSIG), getppid, recvfrom and sendto in loops,
-//! read on the console, poll (a reply with a timeout), kill, waitpid.
+//! fork, prctl(PR_SET_PDEATHSIG), getppid, recvmsg (with MSG_TRUNC) and
+//! sendto in loops, pipe, read and write, poll (a reply with a timeout; the
+//! keyboard and the receiver's pipe together), kill, waitpid.
 //!
 //! Try it, each line in its own terminal:
 //!
@@ -54,13 +60,14 @@
 //!
 //! Lesson: `netlab lesson chatroom`.
 
+use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 use anyhow::Result;
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{sendto, MsgFlags};
+use nix::sys::socket::{recvmsg, sendto, MsgFlags, SockaddrStorage};
 use nix::unistd::Pid;
 use serde_json::json;
 
@@ -138,6 +145,30 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 /// Returns false if it failed (the caller goes on either way: UDP has no
 /// connection that a failed send could break).
 fn send_datagram(nar: &Narrator, fd: RawFd, datagram: &str, to: SocketAddr) -> bool {
+    send_datagram_if(nar, fd, datagram, to, true)
+}
+
+/// `send_datagram`, narrated only if `narrate`: a server's replies follow
+/// the request they answer, so that under load (when the throttle hid the
+/// request) a reply is never shown without the datagram that caused it.
+/// A reply not narrated is still counted in the summary.
+fn send_datagram_if(
+    nar: &Narrator,
+    fd: RawFd,
+    datagram: &str,
+    to: SocketAddr,
+    narrate: bool,
+) -> bool {
+    if !narrate {
+        let sent = sendto(
+            fd,
+            datagram.as_bytes(),
+            &crate::sys::to_kernel(to),
+            MsgFlags::empty(),
+        );
+        nar.count("datagrams_out", 1);
+        return sent.is_ok();
+    }
     let step = nar.call_with("sendto", || {
         format!(
             "fd {fd}, {}, {to}",
@@ -212,7 +243,57 @@ fn die_with_parent(nar: &Narrator, parent: Pid) -> bool {
     true
 }
 
-/// A recvfrom() failure that a loop should survive: a signal, or the
+/// One datagram as recvmsg() returned it.
+struct Datagram {
+    /// How many bytes are in the buffer.
+    kept: usize,
+    /// How long the datagram really was (MSG_TRUNC): more than `kept` when
+    /// it did not fit, and the rest is gone.
+    real: usize,
+    from: SocketAddr,
+}
+
+impl Datagram {
+    /// Was it longer than the buffer (so longer than the protocol allows)?
+    fn oversized(&self) -> bool {
+        self.real > self.kept
+    }
+
+    /// The step's result line: the real length, what was kept, the start.
+    fn describe(&self, buf: &[u8]) -> String {
+        let shown = show_bytes(&buf[..self.kept], SHOW_CHARS);
+        if self.oversized() {
+            format!(
+                "{} bytes from {}, only {} kept (MSG_TRUNC): {shown}",
+                self.real, self.from, self.kept
+            )
+        } else {
+            format!("{} bytes from {}: {shown}", self.real, self.from)
+        }
+    }
+}
+
+/// recvmsg() with MSG_TRUNC as an input flag: one datagram into `buf`, and
+/// its real length even when it is longer than `buf` (Linux, for UDP), as
+/// the udp-server demo does. A datagram is read whole or cut, never kept
+/// for the next call, so the real length is the only way to know.
+fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<Datagram> {
+    let capacity = buf.len();
+    let mut iov = [IoSliceMut::new(buf)];
+    let message = recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_TRUNC)?;
+    let from = message
+        .address
+        .as_ref()
+        .and_then(crate::sys::to_std)
+        .ok_or(Errno::EAFNOSUPPORT)?;
+    Ok(Datagram {
+        kept: message.bytes.min(capacity),
+        real: message.bytes,
+        from,
+    })
+}
+
+/// A receive failure that a loop should survive: a signal, or the
 /// kernel short of memory for a moment.
 fn is_transient(errno: Errno) -> bool {
     matches!(errno, Errno::EINTR | Errno::ENOMEM | Errno::ENOBUFS)

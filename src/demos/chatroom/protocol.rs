@@ -18,10 +18,22 @@
 
 use std::fmt;
 
-/// The largest datagram either side sends or accepts, in bytes. The
-/// server reads into a buffer one byte larger: if that byte is filled, the
-/// datagram was too long and is refused.
+/// The largest datagram either side sends or accepts, in bytes, in both
+/// directions. A receiver asks recvmsg() for the real length (MSG_TRUNC),
+/// so a longer datagram is seen as too long, never read as a cut one.
 pub const MAX_DATAGRAM: usize = 1024;
+
+/// The server forwards `C name text` as `MSG name text`, 2 bytes longer
+/// (`MSG` against `C`). So a `C` may have at most this many bytes: then
+/// its `MSG` fits in MAX_DATAGRAM. A longer `C` is refused (`line too
+/// long`), since its `MSG` could not reach anyone whole.
+pub const MAX_CHAT_REQUEST: usize = MAX_DATAGRAM - ("MSG".len() - "C".len());
+
+/// How many bytes of text `name` may say in one line: what is left of
+/// MAX_DATAGRAM once `MSG name ` is written.
+pub fn max_text_bytes(name: &str) -> usize {
+    MAX_DATAGRAM.saturating_sub("MSG ".len() + name.len() + 1)
+}
 
 /// The longest name, in characters (not bytes).
 pub const MAX_NAME_CHARS: usize = 16;
@@ -69,6 +81,8 @@ pub enum Refusal {
     Empty,
     /// More than MAX_DATAGRAM bytes.
     Oversized,
+    /// A `C` whose forwarded `MSG` would be longer than MAX_DATAGRAM.
+    LineTooLong,
     /// Bytes that are not UTF-8.
     InvalidUtf8,
     /// Not one of the four requests, or a `C` without text, or a control
@@ -95,6 +109,7 @@ impl Refusal {
         match self {
             Refusal::Empty => "empty datagram",
             Refusal::Oversized => "datagram too long",
+            Refusal::LineTooLong => "line too long",
             Refusal::InvalidUtf8 => "not UTF-8",
             Refusal::Malformed => "malformed request",
             Refusal::NameInvalid => "name invalid",
@@ -113,8 +128,8 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// Parse one datagram as a request. `datagram` is what recvfrom() put in a
-/// buffer of MAX_DATAGRAM + 1 bytes, so a longer one shows as oversized.
+/// Parse one datagram as a request. `datagram` is what recvmsg() put in
+/// the buffer; a longer one (MSG_TRUNC told the server) is refused before.
 /// Only the shape is checked here; whether the name is free, known and the
 /// sender's is the server's question.
 pub fn parse_request(datagram: &[u8]) -> Result<Request<'_>, Refusal> {
@@ -132,10 +147,11 @@ pub fn parse_request(datagram: &[u8]) -> Result<Request<'_>, Refusal> {
             if said.is_empty() || said.chars().any(char::is_control) {
                 return Err(Refusal::Malformed);
             }
-            Ok(Request::Chat {
-                name: checked_name(name).ok_or(Refusal::UnknownName)?,
-                text: said,
-            })
+            let name = checked_name(name).ok_or(Refusal::UnknownName)?;
+            if datagram.len() > MAX_CHAT_REQUEST {
+                return Err(Refusal::LineTooLong);
+            }
+            Ok(Request::Chat { name, text: said })
         }
         "L" => match check_name(rest) {
             Ok(name) => Ok(Request::Login { name }),
@@ -206,14 +222,14 @@ pub fn parse_reply(datagram: &[u8]) -> Option<Reply<'_>> {
     }
 }
 
-/// `C name text` for a line typed by the user, cut so that the datagram
+/// `C name text` for a line typed by the user, with the text cut to
+/// `max_text_bytes(name)`, so that the `MSG name text` the server forwards
 /// fits in MAX_DATAGRAM bytes. The cut falls on a character boundary, never
 /// inside a multi-byte UTF-8 character. Returns the datagram and how many
 /// bytes of the text were left out.
 pub fn chat_datagram(name: &str, text: &str) -> (String, usize) {
     let head = format!("C {name} ");
-    let room = MAX_DATAGRAM.saturating_sub(head.len());
-    let kept = cut_at_char_boundary(text, room);
+    let kept = cut_at_char_boundary(text, max_text_bytes(name));
     (head + kept, text.len() - kept.len())
 }
 
@@ -239,21 +255,33 @@ pub enum Typed {
     Who,
     Quit,
     Nothing,
-    Say(String),
+    /// Text to say, and whether it was changed on the way (invalid UTF-8
+    /// became U+FFFD, a control character a space).
+    Say(String, bool),
 }
 
 pub fn parse_typed(line: &[u8]) -> Typed {
     let text = String::from_utf8_lossy(line);
+    let mut changed = matches!(text, std::borrow::Cow::Owned(_));
     let text = text.trim_end_matches(['\n', '\r']);
     match text.trim() {
         "/who" => Typed::Who,
         "/quit" => Typed::Quit,
         "" => Typed::Nothing,
-        _ => Typed::Say(
-            text.chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect(),
-        ),
+        _ => {
+            let said = text
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        changed = true;
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            Typed::Say(said, changed)
+        }
     }
 }
 
@@ -314,8 +342,17 @@ mod tests {
         assert_eq!(parse_request(b"L a b"), Err(Refusal::NameInvalid));
         assert_eq!(parse_request(b"L Admin"), Err(Refusal::NameReserved));
         assert_eq!(parse_request(b"Q no body"), Err(Refusal::UnknownName));
-        let longest = "x".repeat(MAX_DATAGRAM - 6);
-        assert!(parse_request(format!("C ana {longest}").as_bytes()).is_ok());
+        // The longest C is 2 bytes short of the datagram limit, so that
+        // its MSG fits; one byte more is refused as too long.
+        let longest = "x".repeat(max_text_bytes("ana"));
+        let request = format!("C ana {longest}");
+        assert_eq!(request.len(), MAX_CHAT_REQUEST);
+        assert!(parse_request(request.as_bytes()).is_ok());
+        assert_eq!(format!("MSG ana {longest}").len(), MAX_DATAGRAM);
+        assert_eq!(
+            parse_request(format!("{request}x").as_bytes()),
+            Err(Refusal::LineTooLong)
+        );
     }
 
     #[test]
@@ -359,13 +396,13 @@ mod tests {
 
     #[test]
     fn long_text_is_cut_on_a_character_boundary() {
-        // 3-byte characters: 1018 bytes of room is 339 whole characters
-        // (1017 bytes); the 340th would straddle the limit.
+        // 3-byte characters: `MSG ana ` leaves 1016 bytes of text, 338
+        // whole characters (1014 bytes); the 339th would straddle the limit.
         let text = "你".repeat(400);
         let (datagram, left_out) = chat_datagram("ana", &text);
-        assert_eq!(datagram.len(), "C ana ".len() + 339 * 3);
-        assert!(datagram.len() <= MAX_DATAGRAM);
-        assert_eq!(left_out, 61 * 3);
+        assert_eq!(datagram.len(), "C ana ".len() + 338 * 3);
+        assert!(datagram.len() + 2 <= MAX_DATAGRAM);
+        assert_eq!(left_out, 62 * 3);
         assert!(parse_request(datagram.as_bytes()).is_ok());
         assert_eq!(cut_at_char_boundary("aé", 2), "a");
         assert_eq!(cut_at_char_boundary("aé", 3), "aé");
@@ -377,7 +414,12 @@ mod tests {
         assert_eq!(parse_typed(b"/who\n"), Typed::Who);
         assert_eq!(parse_typed(b" /quit \r\n"), Typed::Quit);
         assert_eq!(parse_typed(b"\n"), Typed::Nothing);
-        assert_eq!(parse_typed(b"hi\tyou\n"), Typed::Say("hi you".into()));
+        assert_eq!(parse_typed(b"hi\tyou\n"), Typed::Say("hi you".into(), true));
+        assert_eq!(parse_typed(b"hi\n"), Typed::Say("hi".into(), false));
+        assert_eq!(
+            parse_typed(b"a\xffb\n"),
+            Typed::Say("a\u{FFFD}b".into(), true)
+        );
         assert_eq!(printable("a\x1b[2Jb"), "a\u{FFFD}[2Jb");
     }
 }

@@ -10,20 +10,28 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::client::{ignore_stranger, Client};
-use super::protocol::{self, parse_reply, Reply, MAX_DATAGRAM};
-use super::{die_with_parent, is_transient, SHOW_CHARS};
-use crate::narrate::text::show_bytes;
+use std::os::fd::RawFd;
+
+use super::protocol::{self, parse_reply, Refusal, Reply, MAX_DATAGRAM};
+use super::{die_with_parent, is_transient, recv_datagram};
 use crate::narrate::Narrator;
-use crate::sys;
 
 /// The receiver's exit statuses, which tell the sender why it ended.
 pub(super) const RECEIVER_GOT_EXIT: i32 = 0;
 pub(super) const RECEIVER_FAILED: i32 = 1;
 pub(super) const RECEIVER_SERVER_DOWN: i32 = 3;
+/// The server refused a request of ours with `unknown name` or `not your
+/// name`: it no longer has us at our address (it was restarted, or it
+/// dropped us). The client does not log in again by itself: the line that
+/// was refused is lost, and a new login could take a name someone else
+/// now has; the sender ends with a clear message instead.
+pub(super) const RECEIVER_FORGOTTEN: i32 = 4;
 
 /// The receiver process: print what the server sends until EXIT or DOWN.
 /// Returns its exit status.
-pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32 {
+/// `answers` is the pipe's write end: one byte there tells the sender that
+/// the answer to its `/who` came.
+pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid, answers: RawFd) -> i32 {
     if !die_with_parent(nar, parent) {
         return RECEIVER_FAILED;
     }
@@ -38,14 +46,16 @@ pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32
         |_| "0".into(),
     );
     nar.note("The receiver ignores Ctrl-C: the sender answers it by sending Q, and this process keeps receiving until the server's EXIT arrives.");
-    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    // The protocol's limit: recvmsg() with MSG_TRUNC still tells the real
+    // length of a longer datagram, so it is seen as too long, not as cut.
+    let mut buf = [0u8; MAX_DATAGRAM];
     loop {
         let step = nar.blocking(
-            "recvfrom",
-            format!("fd {}, {} bytes", client.fd, buf.len()),
+            "recvmsg",
+            format!("fd {}, {} bytes, MSG_TRUNC", client.fd, buf.len()),
             "waiting for what the server sends",
         );
-        let (length, from) = match sys::recvfrom(client.fd, &mut buf) {
+        let datagram = match recv_datagram(client.fd, &mut buf) {
             Ok(received) => received,
             Err(errno) if is_transient(errno) => {
                 step.fail(errno);
@@ -56,17 +66,23 @@ pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32
                 return RECEIVER_FAILED;
             }
         };
-        step.ok_value(
-            length as i64,
-            format!(
-                "{length} bytes from {from}: {}",
-                show_bytes(&buf[..length], SHOW_CHARS)
-            ),
-        );
+        step.ok_value(datagram.real as i64, datagram.describe(&buf));
+        let from = datagram.from;
         if from != client.server {
             ignore_stranger(nar, from);
             continue;
         }
+        if datagram.oversized() {
+            nar.warning(
+                format!(
+                    "the server sent a datagram of {} bytes, more than the protocol's {MAX_DATAGRAM}; it was cut by the kernel (MSG_TRUNC) and is ignored",
+                    datagram.real
+                ),
+                None,
+            );
+            continue;
+        }
+        let length = datagram.kept;
         let Some(reply) = parse_reply(&buf[..length]) else {
             nar.info(
                 "not_a_reply",
@@ -75,6 +91,11 @@ pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32
             );
             continue;
         };
+        let forgotten = matches!(
+            reply,
+            Reply::Err(reason)
+                if reason == Refusal::UnknownName.reason() || reason == Refusal::Spoofed.reason()
+        );
         let line = match &reply {
             Reply::Msg { name, text } => {
                 format!(
@@ -86,6 +107,11 @@ pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32
             Reply::Join(name) => format!("* {} joined", protocol::printable(name)),
             Reply::Leave(name) => format!("* {} left", protocol::printable(name)),
             Reply::Users(names) => format!("* here: {}", protocol::printable(&names.join(", "))),
+            Reply::Err(reason) if forgotten => format!(
+                "! refused: {}; the server no longer knows you as {}",
+                protocol::printable(reason),
+                client.name()
+            ),
             Reply::Err(reason) => format!("! refused: {}", protocol::printable(reason)),
             Reply::Down => "* the server is shutting down".to_string(),
             Reply::Exit => "* you have left the room".to_string(),
@@ -108,6 +134,21 @@ pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid) -> i32
         match reply {
             Reply::Exit => return RECEIVER_GOT_EXIT,
             Reply::Down => return RECEIVER_SERVER_DOWN,
+            _ if forgotten => return RECEIVER_FORGOTTEN,
+            Reply::Users(_) => {
+                // Tell the sender its /who was answered. The pipe is empty
+                // or nearly so: this write does not block.
+                let step = nar.call("write", format!("fd {answers} (pipe), 1 byte"));
+                let _ = step.check(
+                    nix::unistd::write(
+                        // SAFETY: the pipe's write end stays open in this process
+                        // until it exits.
+                        unsafe { std::os::fd::BorrowedFd::borrow_raw(answers) },
+                        b"w",
+                    ),
+                    |count| format!("{count} byte"),
+                );
+            }
             _ => {}
         }
     }

@@ -9,22 +9,22 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::SigHandler;
 use nix::sys::socket::{bind, socket, SockFlag, SockType};
 use serde_json::json;
 
 use super::console::{console, open_console_socket};
 use super::protocol::{parse_request, Refusal, Request, ADMIN, MAX_DATAGRAM};
-use super::{is_transient, local_destination, send_datagram, show_process, SHOW_CHARS};
+use super::{is_transient, local_destination, recv_datagram, send_datagram_if, show_process};
 use crate::demos::children::{self, Forked, ForkedChild, SigchldReap};
 use crate::error::Failure;
 use crate::kernel;
-use crate::narrate::text::show_bytes;
 use crate::narrate::{errno_name, Narrator};
 use crate::stop;
 use crate::sys;
@@ -40,6 +40,16 @@ struct Room {
     console_addr: SocketAddr,
     /// The console process, until it has been reaped.
     console: Option<ForkedChild>,
+    /// Was the datagram being handled narrated? Its replies are narrated
+    /// only if it was (under load the throttle hides most steps).
+    shown: bool,
+}
+
+impl Room {
+    /// Send one reply of the datagram being handled.
+    fn send(&self, nar: &Narrator, datagram: &str, to: SocketAddr) {
+        send_datagram_if(nar, self.fd, datagram, to, self.shown);
+    }
 }
 
 pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
@@ -54,12 +64,13 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
     // The console's socket is made before fork(), so that the parent knows
     // its address: a `C admin ...` from anywhere else is refused.
     let console_target = local_destination(bound);
-    let (console_sock, console_addr) = open_console_socket(nar, console_target)?;
+    let (console_sock, console_addr) =
+        open_console_socket(nar, console_target, bound.ip().is_unspecified())?;
 
-    // SIGCHLD interrupts recvfrom() (no SA_RESTART) when the console ends,
+    // SIGCHLD interrupts recvmsg() (no SA_RESTART) when the console ends,
     // and its handler reaps it, so the loop can say so and go on.
     children::install_sigchld(nar, SigchldReap::Loop)?;
-    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the interrupted recvfrom() returns EINTR so the loop can say what happened.");
+    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the interrupted recvmsg() returns EINTR so the loop can say what happened.");
 
     let parent = nix::unistd::getpid();
     match children::fork(nar, "one process for the console, one for the receive loop")? {
@@ -81,6 +92,7 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
                 users: BTreeMap::new(),
                 console_addr,
                 console: Some(ForkedChild::new(child)),
+                shown: true,
             };
             let served = serve(nar, &mut room);
             shut_down(nar, &mut room);
@@ -150,17 +162,20 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
 
 /// The receive loop: one datagram, one decision, until Ctrl-C or SIGTERM.
 fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
-    // One byte more than the protocol allows: if it is filled, the
-    // datagram was too long (the rest of it is already gone).
-    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    // The protocol's limit; recvmsg() with MSG_TRUNC still tells the real
+    // length of a longer datagram, which is refused as too long.
+    let mut buf = [0u8; MAX_DATAGRAM];
     let fd = room.fd;
     while stop::requested().is_none() {
+        if !room.shown && !nar.is_quiet() && !wait_while_summarising(nar, fd) {
+            continue;
+        }
         let step = nar.blocking_with(
-            "recvfrom",
-            || format!("fd {fd}, {} bytes", buf.len()),
+            "recvmsg",
+            || format!("fd {fd}, {} bytes, MSG_TRUNC", buf.len()),
             "waiting for a datagram from a user or the console",
         );
-        let (length, from) = match sys::recvfrom(fd, &mut buf) {
+        let datagram = match recv_datagram(fd, &mut buf) {
             Ok(received) => received,
             Err(errno) if is_transient(errno) => {
                 step.fail(errno);
@@ -168,7 +183,7 @@ fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
                 if errno != Errno::EINTR {
                     nar.warning(
                         format!(
-                            "recvfrom() failed with {}; the server goes on",
+                            "recvmsg() failed with {}; the server goes on",
                             errno_name(errno)
                         ),
                         None,
@@ -179,21 +194,68 @@ fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
             }
             Err(errno) => {
                 step.fail(errno);
-                return Err(errno).context("recvfrom() failed");
+                return Err(errno).context("recvmsg() failed");
             }
         };
-        step.ok_with(length as i64, || {
-            format!(
-                "{length} bytes from {from}: {}",
-                show_bytes(&buf[..length], SHOW_CHARS)
-            )
-        });
+        step.ok_with(datagram.real as i64, || datagram.describe(&buf));
+        room.shown = nar.showing();
         nar.count("datagrams_in", 1);
-        handle(nar, room, &buf[..length], from);
+        if datagram.oversized() {
+            if room.shown {
+                nar.info(
+                    "oversized",
+                    json!({ "from": datagram.from.to_string(), "length": datagram.real, "max": MAX_DATAGRAM }),
+                    format!(
+                        "the datagram had {} bytes, more than the protocol's {MAX_DATAGRAM}; only {} were kept, the rest is gone",
+                        datagram.real, datagram.kept
+                    ),
+                );
+            }
+            refuse(nar, room, datagram.from, Refusal::Oversized, None);
+        } else {
+            handle(nar, room, &buf[..datagram.kept], datagram.from);
+        }
         console_reaped(nar, room);
     }
     Ok(())
 }
+
+/// While the throttle hides the steps (a flood), wait for the next
+/// datagram with poll() and a 1 s timeout instead of blocking in recvmsg():
+/// when the flood stops, the timeout comes and the summary of what was
+/// hidden is printed then, not whenever the next datagram happens to come.
+/// True when a datagram is waiting.
+fn wait_while_summarising(nar: &Narrator, fd: RawFd) -> bool {
+    // SAFETY: `fd` is the room's socket, open for the whole receive loop.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+    let step = nar.blocking(
+        "poll",
+        format!("fd {fd} POLLIN, {IDLE_FLUSH_MS} ms"),
+        "waiting for a datagram; after a quiet second, the summary is printed",
+    );
+    match poll(&mut fds, PollTimeout::from(IDLE_FLUSH_MS)) {
+        Ok(0) => {
+            step.ok_value(0, "0: the timeout passed");
+            nar.flush_summary();
+            false
+        }
+        Ok(count) => {
+            step.ok_value(i64::from(count), "the socket is readable");
+            true
+        }
+        Err(errno) => {
+            step.fail(errno);
+            if errno != Errno::EINTR {
+                let _ = sys::nanosleep(Duration::from_millis(100));
+            }
+            false
+        }
+    }
+}
+
+/// How long the loop waits, under load, before it prints the summary.
+const IDLE_FLUSH_MS: u16 = 1000;
 
 /// Did the SIGCHLD handler reap the console? Say so; the server goes on.
 fn console_reaped(nar: &Narrator, room: &mut Room) {
@@ -212,6 +274,8 @@ fn console_reaped(nar: &Narrator, room: &mut Room) {
             .is_some_and(|console| Some(console.pid()) == status.pid());
         if ours {
             if let Some(console) = room.console.take() {
+                // The kernel's word: /proc no longer has the process.
+                show_process(nar, console.pid(), "the console process");
                 console.reaped_elsewhere();
             }
             if stop::requested().is_none() {
@@ -227,7 +291,10 @@ fn handle(nar: &Narrator, room: &mut Room, datagram: &[u8], from: SocketAddr) {
         Ok(request) => request,
         Err(refusal) => return refuse(nar, room, from, refusal, None),
     };
-    if nar.showing() {
+    // Logins and quits change the room: they are rare, and they are the
+    // state, so they are narrated even when the throttle hides the rest.
+    let changes_the_room = matches!(request, Request::Login { .. } | Request::Quit { .. });
+    if nar.showing() || changes_the_room {
         nar.info(
             "request",
             json!({ "from": from.to_string(), "kind": request.kind(), "name": request.name() }),
@@ -251,11 +318,18 @@ fn handle(nar: &Narrator, room: &mut Room, datagram: &[u8], from: SocketAddr) {
                 nar.info(
                     "fan_out",
                     json!({ "name": name, "to": others.len() }),
-                    format!("{name}'s line goes to the {} other user(s)", others.len()),
+                    if name == ADMIN {
+                        format!("MSG datagrams to send: {}, one to each user", others.len())
+                    } else {
+                        format!(
+                            "MSG datagrams to send: {}, one to each user but {name}",
+                            others.len()
+                        )
+                    },
                 );
             }
             for addr in others {
-                send_datagram(nar, room.fd, &line, addr);
+                room.send(nar, &line, addr);
             }
         }
         Request::Quit { name } => quit(nar, room, name, from),
@@ -265,7 +339,7 @@ fn handle(nar: &Narrator, room: &mut Room, datagram: &[u8], from: SocketAddr) {
             }
             let names: Vec<&str> = room.users.keys().map(String::as_str).collect();
             let reply = format!("USERS {}", names.join(" "));
-            send_datagram(nar, room.fd, reply.trim_end(), from);
+            room.send(nar, reply.trim_end(), from);
         }
     }
 }
@@ -276,7 +350,7 @@ fn login(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
         // The same user asking again: our OK was lost on the way.
         Some(addr) if *addr == from => {
             nar.note("The same address asks again for the name it already has: its OK must have been lost, so OK is sent again and nothing else changes.");
-            send_datagram(nar, room.fd, "OK", from);
+            room.send(nar, "OK", from);
             return;
         }
         Some(_) => return refuse(nar, room, from, Refusal::NameTaken, Some(name)),
@@ -286,10 +360,10 @@ fn login(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
         return refuse(nar, room, from, Refusal::AlreadyLoggedIn, Some(name));
     }
     room.users.insert(name.to_string(), from);
-    send_datagram(nar, room.fd, "OK", from);
+    room.send(nar, "OK", from);
     let line = format!("JOIN {name}");
     for (_, addr) in room.users.iter().filter(|(user, _)| user.as_str() != name) {
-        send_datagram(nar, room.fd, &line, *addr);
+        room.send(nar, &line, *addr);
     }
     show_users(nar, room);
 }
@@ -298,7 +372,7 @@ fn login(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
 fn quit(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
     if name != ADMIN && !room.users.contains_key(name) {
         nar.note("Q for a name that is not logged in: most likely our EXIT was lost and the client asks again, so EXIT is sent again.");
-        send_datagram(nar, room.fd, "EXIT", from);
+        room.send(nar, "EXIT", from);
         return;
     }
     if let Err(refusal) = check_sender(room, name, from) {
@@ -309,10 +383,10 @@ fn quit(nar: &Narrator, room: &mut Room, name: &str, from: SocketAddr) {
         return refuse(nar, room, from, Refusal::Malformed, Some(name));
     }
     room.users.remove(name);
-    send_datagram(nar, room.fd, "EXIT", from);
+    room.send(nar, "EXIT", from);
     let line = format!("LEAVE {name}");
     for addr in room.users.values() {
-        send_datagram(nar, room.fd, &line, *addr);
+        room.send(nar, &line, *addr);
     }
     show_users(nar, room);
 }
@@ -366,15 +440,13 @@ fn refuse(nar: &Narrator, room: &Room, from: SocketAddr, refusal: Refusal, name:
             nar.note("The name in a datagram is only a claim; the source address is what the kernel saw. A C, Q or W must come from the address its user logged in from.");
         }
     }
-    send_datagram(nar, room.fd, &format!("ERR {refusal}"), from);
+    room.send(nar, &format!("ERR {refusal}"), from);
 }
 
 /// The users map, after a change.
 fn show_users(nar: &Narrator, room: &Room) {
+    // Not throttled: a change of the users map is always narrated.
     nar.gauge("users", room.users.len() as u64);
-    if !nar.showing() {
-        return;
-    }
     let listed: Vec<String> = room
         .users
         .iter()
@@ -398,17 +470,18 @@ fn show_users(nar: &Narrator, room: &Room) {
 
 /// After Ctrl-C or SIGTERM: tell every user, then end and reap the console.
 fn shut_down(nar: &Narrator, room: &mut Room) {
+    room.shown = true;
     if stop::requested().is_some() && !room.users.is_empty() {
         nar.info(
             "going_down",
             json!({ "users": room.users.len() }),
             format!(
-                "telling the {} user(s) that the server is stopping",
+                "users to tell that the server is stopping: {}",
                 room.users.len()
             ),
         );
         for addr in room.users.values() {
-            send_datagram(nar, room.fd, "DOWN", *addr);
+            room.send(nar, "DOWN", *addr);
         }
         nar.note("DOWN is one datagram to each user, and UDP may lose it: a client that misses it only learns that the server is gone when its next request goes unanswered.");
     }
