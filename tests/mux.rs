@@ -608,5 +608,9 @@ fn after_a_burst_the_summary_comes_on_time_and_a_late_client_is_narrated() {
     let late_recv = events
         .iter()
         .any(|e| e["event"] == "return" && e["call"] == "recv" && e["value"] == 4);
-    assert!(late_recv, "the late client's recv is narrated: {}", dump(&events));
+    assert!(
+        late_recv,
+        "the late client's recv is narrated: {}",
+        dump(&events)
+    );
 }
