@@ -1,11 +1,11 @@
 //! The chat server: bind, fork the console reader, then the receive loop.
 //!
 //! `run` opens the socket and the console's own socket, forks, and hands
-//! the parent to `serve` and the child to `console` (in `console.rs`). `serve` blocks
-//! SIGCHLD, then waits in ppoll() (which lets SIGCHLD in only while it
-//! waits), reads one datagram at a time, and `handle` decides what it means: the checks that
-//! student versions forget (is this sender really that user?) are in
-//! `check_sender`. `shut_down` tells every user, then ends and reaps the
+//! the parent to `serve` and the child to `console` (in `console.rs`).
+//! `serve` blocks SIGCHLD, then waits in ppoll() (which lets SIGCHLD in
+//! only while it waits) and reads one datagram at a time; `handle` decides
+//! what it means: the checks that student versions forget (is this sender
+//! really that user?) are in `check_sender`. `shut_down` tells every user, then ends and reaps the
 //! console process.
 
 use std::collections::BTreeMap;
@@ -190,7 +190,7 @@ fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
         let datagram = match recv_datagram(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
             Ok(received) => received,
             Err(Errno::EAGAIN) => {
-                // poll() said readable, but nothing was there: back to wait.
+                // ppoll() said readable, but nothing was there: back to wait.
                 step.fail(Errno::EAGAIN);
                 continue;
             }
