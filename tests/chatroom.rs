@@ -5,10 +5,13 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -27,8 +30,8 @@ fn server() -> Server {
     });
     let console = processes["value"]["console"].as_i64().expect("console pid") as i32;
     assert_eq!(processes["value"]["receive_loop"], demo.pid());
-    // The receive loop is ready once it blocks in recvmsg().
-    demo.wait_for_call("recvmsg", 1);
+    // The receive loop is ready once it waits in ppoll().
+    demo.wait_for_call("ppoll", 1);
     Server {
         demo,
         addr,
@@ -599,6 +602,168 @@ fn end_of_input_on_the_server_console_ends_only_the_console() {
     assert!(returns(&events, "kill").is_empty());
 }
 
+/// The server's standard input and error on a pseudo-terminal, for
+/// `--step`: the test reads the `next: CALL` prompts and presses Enter.
+struct Terminal {
+    master: OwnedFd,
+    screen: String,
+    /// How many prompts have been read so far.
+    prompts: usize,
+}
+
+impl Terminal {
+    /// Wait for the next `--step` prompt; returns the call it names.
+    fn next_pause(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut prompts = self.screen.split("next: ").skip(1);
+            if let Some(prompt) = prompts.nth(self.prompts) {
+                if let Some((call, _)) = prompt.split_once("   [Enter]") {
+                    self.prompts += 1;
+                    return call.to_string();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no --step prompt; screen: {}", self.screen);
+            let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
+            let millis = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            if poll(&mut fds, PollTimeout::from(millis)).unwrap_or(0) > 0 {
+                let mut chunk = [0u8; 4096];
+                let count = nix::unistd::read(&self.master, &mut chunk).unwrap_or(0);
+                self.screen
+                    .push_str(&String::from_utf8_lossy(&chunk[..count]));
+            }
+        }
+    }
+
+    /// Press Enter: run the call the step is paused on.
+    fn enter(&self) {
+        nix::unistd::write(&self.master, b"\r").expect("write to the terminal");
+    }
+}
+
+/// A process's state letter from /proc/PID/stat; None once it is gone.
+fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Is `signal` set in this field of /proc/PID/status (a hex mask such as
+/// `SigBlk` or `ShdPnd`)?
+fn signal_in(pid: i32, field: &str, signal: Signal) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).expect("a hex mask"))
+        .expect("the field");
+    mask & (1 << (signal as i32 - 1)) != 0
+}
+
+/// The race that ppoll() closes, made certain with `--step`: the receive
+/// loop is held at its pause just before it waits, after it has looked for
+/// a reaped console, and the console ends right then. Only after that does
+/// the wait begin. A loop that waited in a plain recvmsg() here would have
+/// let the handler run during the pause, and would then sleep until the
+/// next datagram, never telling of the console. With SIGCHLD blocked, the
+/// signal waits, pending, and ppoll() lets it in and returns EINTR at once.
+#[test]
+fn a_console_that_ends_just_before_the_loop_waits_is_still_reported() {
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut cmd = netlab();
+    cmd.args([
+        "--json",
+        "--step",
+        "chatroom",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ])
+    .stdin(Stdio::from(pty.slave.try_clone().expect("dup")))
+    .stderr(Stdio::from(pty.slave));
+    let mut demo = Demo::spawn_keeping_stdio(cmd);
+    let mut terminal = Terminal {
+        master: pty.master,
+        screen: String::new(),
+        prompts: 0,
+    };
+    // Step up to and through fork().
+    loop {
+        let call = terminal.next_pause();
+        terminal.enter();
+        if call.starts_with("fork") {
+            break;
+        }
+    }
+    let processes = demo.wait_for("the process structure", |e| {
+        e["event"] == "info" && e["key"] == "processes"
+    });
+    let console = processes["value"]["console"].as_i64().expect("console pid") as i32;
+    let server = demo.pid();
+    // The console reads the same terminal: stop it, so that every key
+    // from now on goes to the receive loop's --step pauses.
+    kill(console, Signal::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state_of(console) != Some('T') {
+        assert!(Instant::now() < deadline, "the console did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Step until the loop is paused just before its wait.
+    let waits_in = loop {
+        let call = terminal.next_pause();
+        if call.starts_with("ppoll(") || call.starts_with("recvmsg(") {
+            break call;
+        }
+        terminal.enter();
+    };
+    // The console ends now, while the loop is between its look and its wait.
+    kill(console, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches!(state_of(console), Some('Z') | None) {
+        assert!(Instant::now() < deadline, "the console did not end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Time for a handler that could run now to run.
+    std::thread::sleep(Duration::from_millis(100));
+    let zombie = state_of(console) == Some('Z');
+    let blocked = signal_in(server, "SigBlk", Signal::SIGCHLD);
+    let pending = signal_in(server, "ShdPnd", Signal::SIGCHLD);
+    // Run the wait: the console's end must be told at once, not at the next
+    // datagram (none is sent).
+    terminal.enter();
+    let reaped = demo.wait_for("the console reaped", |e| e["key"] == "console_reaped");
+    assert_eq!(reaped["value"]["pid"], console);
+    assert_eq!(reaped["value"]["signal"], "SIGKILL");
+    assert!(
+        waits_in.starts_with("ppoll("),
+        "the loop waits in {waits_in}"
+    );
+    // The kernel's view during the pause: SIGCHLD blocked in the loop's
+    // thread and pending for the process, the console an unreaped zombie.
+    assert!(
+        blocked && pending && zombie,
+        "blocked {blocked}, pending {pending}, zombie {zombie}"
+    );
+    let interrupted = returns(&demo.seen, "ppoll")
+        .into_iter()
+        .any(|e| e["errno"] == "EINTR");
+    assert!(interrupted, "{}", dump(&demo.seen));
+    kill(server, Signal::SIGTERM);
+    demo.wait_for("the end", |e| e["event"] == "end");
+    let (status, _, _) = demo.finish();
+    assert_eq!(status.code(), Some(143));
+    assert_gone(console, "the console");
+    assert_gone(server, "the server");
+    drop(terminal);
+}
+
 #[test]
 fn sigint_on_the_server_tells_every_user_and_reaps_the_console() {
     let server = server();
@@ -690,7 +855,7 @@ fn logins_and_quits_during_a_flood_are_narrated_and_the_summary_comes_on_time() 
     });
     assert_eq!(empty["value"]["users"], serde_json::json!({}));
     // Nothing more is sent; the summary of the flood still comes, within
-    // about a second of quiet (poll's timeout), not at the next datagram.
+    // about a second of quiet (ppoll's timeout), not at the next datagram.
     let quiet_since = Instant::now();
     server
         .demo

@@ -314,16 +314,21 @@ impl Demo {
     /// behind a wrapper such as `ip netns exec NS`. A wrapper must exec
     /// netlab (as `ip netns exec` does), so that the pid is netlab's.
     pub fn spawn(mut cmd: Command) -> Demo {
+        cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
+        Demo::spawn_keeping_stdio(cmd)
+    }
+
+    /// `spawn`, with the standard input and error that `cmd` already has
+    /// (a pseudo-terminal, say); only standard output is always a pipe.
+    pub fn spawn_keeping_stdio(mut cmd: Command) -> Demo {
         let mut child = cmd
             .env_remove("NO_COLOR")
             .env_remove("NETLAB_COLOR")
-            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("start the command");
         let stdout = child.stdout.take().expect("stdout");
-        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = child.stderr.take();
         let (sender, events) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -335,10 +340,12 @@ impl Demo {
                 }
             }
         });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+        let stderr = stderr.map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
         });
         let stdin = child.stdin.take();
         Demo {
@@ -346,7 +353,7 @@ impl Demo {
             stdin,
             events,
             seen: Vec::new(),
-            stderr: Some(stderr),
+            stderr,
         }
     }
 }

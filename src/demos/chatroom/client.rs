@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, Signal};
-use nix::sys::socket::{socket, SockFlag, SockType};
+use nix::sys::socket::{socket, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use serde_json::json;
@@ -377,7 +377,7 @@ fn wait_for_reply(nar: &Narrator, client: &Client, awaited: Awaited) -> Answer {
             "recvmsg",
             format!("fd {}, {} bytes, MSG_TRUNC", client.fd, buf.len()),
         );
-        let datagram = match recv_datagram(client.fd, &mut buf) {
+        let datagram = match recv_datagram(client.fd, &mut buf, MsgFlags::empty()) {
             Ok(received) => received,
             Err(errno) => {
                 step.fail(errno);

@@ -46,9 +46,11 @@
 //! - `DOWN`: the server is stopping (Ctrl-C or SIGTERM); clients end.
 //!
 //! System calls: socket(SOCK_DGRAM), bind, getsockname, sigaction(SIGCHLD),
-//! fork, prctl(PR_SET_PDEATHSIG), getppid, recvmsg (with MSG_TRUNC) and
-//! sendto in loops, pipe, read and write, poll (a reply with a timeout; the
-//! keyboard and the receiver's pipe together), kill, waitpid.
+//! fork, prctl(PR_SET_PDEATHSIG), getppid, pthread_sigmask (the server
+//! blocks SIGCHLD) and ppoll (its receive loop waits with SIGCHLD let in),
+//! recvmsg (with MSG_TRUNC) and sendto in loops, pipe, read and write, poll
+//! (a reply with a timeout; the keyboard and the receiver's pipe together),
+//! kill, waitpid.
 //!
 //! Try it, each line in its own terminal:
 //!
@@ -277,10 +279,12 @@ impl Datagram {
 /// its real length even when it is longer than `buf` (Linux, for UDP), as
 /// the udp-server demo does. A datagram is read whole or cut, never kept
 /// for the next call, so the real length is the only way to know.
-fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<Datagram> {
+/// `flags` are added to MSG_TRUNC: the server passes MSG_DONTWAIT, because
+/// it calls recvmsg() only after ppoll() said the socket is readable.
+fn recv_datagram(fd: RawFd, buf: &mut [u8], flags: MsgFlags) -> nix::Result<Datagram> {
     let capacity = buf.len();
     let mut iov = [IoSliceMut::new(buf)];
-    let message = recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_TRUNC)?;
+    let message = recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_TRUNC | flags)?;
     let from = message
         .address
         .as_ref()

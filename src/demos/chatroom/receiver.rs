@@ -6,6 +6,7 @@
 //! status tells the sender which (see `client.rs`).
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::socket::MsgFlags;
 use nix::unistd::Pid;
 use serde_json::json;
 
@@ -55,7 +56,7 @@ pub(super) fn receive_lines(nar: &Narrator, client: &Client, parent: Pid, answer
             format!("fd {}, {} bytes, MSG_TRUNC", client.fd, buf.len()),
             "waiting for what the server sends",
         );
-        let datagram = match recv_datagram(client.fd, &mut buf) {
+        let datagram = match recv_datagram(client.fd, &mut buf, MsgFlags::empty()) {
             Ok(received) => received,
             Err(errno) if is_transient(errno) => {
                 step.fail(errno);

@@ -1,10 +1,11 @@
 //! The chat server: bind, fork the console reader, then the receive loop.
 //!
 //! `run` opens the socket and the console's own socket, forks, and hands
-//! the parent to `serve` and the child to `console` (in `console.rs`). `serve` reads one
-//! datagram at a time and `handle` decides what it means: the checks that
-//! student versions forget (is this sender really that user?) are in
-//! `check_sender`. `shut_down` tells every user, then ends and reaps the
+//! the parent to `serve` and the child to `console` (in `console.rs`).
+//! `serve` blocks SIGCHLD, then waits in ppoll() (which lets SIGCHLD in
+//! only while it waits) and reads one datagram at a time; `handle` decides
+//! what it means: the checks that student versions forget (is this sender
+//! really that user?) are in `check_sender`. `shut_down` tells every user, then ends and reaps the
 //! console process.
 
 use std::collections::BTreeMap;
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::SigHandler;
-use nix::sys::socket::{bind, socket, SockFlag, SockType};
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{bind, socket, MsgFlags, SockFlag, SockType};
+use nix::sys::time::TimeSpec;
 use serde_json::json;
 
 use super::console::{console, open_console_socket};
@@ -67,10 +69,11 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
     let (console_sock, console_addr) =
         open_console_socket(nar, console_target, bound.ip().is_unspecified())?;
 
-    // SIGCHLD interrupts recvmsg() (no SA_RESTART) when the console ends,
-    // and its handler reaps it, so the loop can say so and go on.
+    // SIGCHLD interrupts the loop's ppoll() (no SA_RESTART) when the
+    // console ends, and its handler reaps it, so the loop can say so and
+    // go on.
     children::install_sigchld(nar, SigchldReap::Loop)?;
-    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the interrupted recvmsg() returns EINTR so the loop can say what happened.");
+    nar.note("When the console process ends (end of input on the console), the kernel sends SIGCHLD; the handler reaps it with waitpid(), and the receive loop's ppoll() returns EINTR so the loop can say what happened.");
 
     let parent = nix::unistd::getpid();
     match children::fork(nar, "one process for the console, one for the receive loop")? {
@@ -161,25 +164,38 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
 }
 
 /// The receive loop: one datagram, one decision, until Ctrl-C or SIGTERM.
+///
+/// Each turn: narrate a console the SIGCHLD handler has reaped, wait in
+/// ppoll() until the socket is readable, then read the datagram with
+/// recvmsg() and handle it. SIGCHLD is blocked in this thread all along,
+/// except inside ppoll(): see `block_sigchld` for the race this closes.
 fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
+    let wait_mask = block_sigchld(nar)?;
     // The protocol's limit; recvmsg() with MSG_TRUNC still tells the real
     // length of a longer datagram, which is refused as too long.
     let mut buf = [0u8; MAX_DATAGRAM];
     let fd = room.fd;
     while stop::requested().is_none() {
-        if !room.shown && !nar.is_quiet() && !wait_while_summarising(nar, fd) {
+        // Safe to look now and then wait: a SIGCHLD that comes after this
+        // look stays pending (blocked) until ppoll() lets it in.
+        console_reaped(nar, room);
+        if !wait_for_datagram(nar, fd, &wait_mask)? {
             continue;
         }
-        let step = nar.blocking_with(
-            "recvmsg",
-            || format!("fd {fd}, {} bytes, MSG_TRUNC", buf.len()),
-            "waiting for a datagram from a user or the console",
-        );
-        let datagram = match recv_datagram(fd, &mut buf) {
+        // The socket is readable, so this call does not wait; MSG_DONTWAIT
+        // makes sure of it, in case the datagram is gone after all.
+        let step = nar.call_with("recvmsg", || {
+            format!("fd {fd}, {} bytes, MSG_TRUNC|MSG_DONTWAIT", buf.len())
+        });
+        let datagram = match recv_datagram(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
             Ok(received) => received,
+            Err(Errno::EAGAIN) => {
+                // ppoll() said readable, but nothing was there: back to wait.
+                step.fail(Errno::EAGAIN);
+                continue;
+            }
             Err(errno) if is_transient(errno) => {
                 step.fail(errno);
-                console_reaped(nar, room);
                 if errno != Errno::EINTR {
                     nar.warning(
                         format!(
@@ -215,47 +231,110 @@ fn serve(nar: &Narrator, room: &mut Room) -> Result<()> {
         } else {
             handle(nar, room, &buf[..datagram.kept], datagram.from);
         }
-        console_reaped(nar, room);
     }
     Ok(())
 }
 
-/// While the throttle hides the steps (a flood), wait for the next
-/// datagram with poll() and a 1 s timeout instead of blocking in recvmsg():
-/// when the flood stops, the timeout comes and the summary of what was
-/// hidden is printed then, not whenever the next datagram happens to come.
-/// True when a datagram is waiting.
-fn wait_while_summarising(nar: &Narrator, fd: RawFd) -> bool {
+/// Block SIGCHLD in this thread, the receive loop's, and return the mask
+/// that ppoll() waits with: the mask as it was, SIGCHLD not blocked.
+///
+/// The race this closes. The handler reaps the console and leaves a note
+/// in a table; the loop reads the table (`console_reaped`) and then waits.
+/// If SIGCHLD came after the loop read the table but before the wait
+/// began, the handler would run in that gap, the wait would then start
+/// with no signal left to interrupt it, and the console's end would be
+/// told only when the next datagram happened to arrive. Blocked, the
+/// signal cannot come in that gap: it stays pending. ppoll() swaps in the
+/// mask without SIGCHLD and starts waiting in one system call, so a
+/// pending SIGCHLD is delivered inside the wait, and ppoll() returns EINTR
+/// at once; one that comes later interrupts the wait the same way.
+///
+/// It is blocked after fork(), in the parent only: the console process
+/// keeps the mask it was born with (it forks nothing and waits for no
+/// SIGCHLD). netlab's stop helper thread blocks SIGCHLD too (`stop.rs`),
+/// so no other thread can take the signal while this one has it blocked.
+/// It stays blocked until the process exits: after the loop, `shut_down`
+/// waits for the console by its pid, and no handler must reap it first.
+fn block_sigchld(nar: &Narrator) -> Result<SigSet> {
+    let mut sigchld = SigSet::empty();
+    sigchld.add(Signal::SIGCHLD);
+    let step = nar.call("pthread_sigmask", "SIG_BLOCK, {SIGCHLD}");
+    let old = step
+        .check(sigchld.thread_swap_mask(SigmaskHow::SIG_BLOCK), |_| {
+            "0".into()
+        })
+        .context("blocking SIGCHLD in the receive loop")?;
+    nar.note("SIGCHLD is now blocked in the receive loop: if the console ends while the loop is busy, the signal stays pending, and the handler does not run until the loop waits in ppoll(). The console was forked before this call, so its own mask is unchanged.");
+    nar.note("Why not look for a reaped console and then wait in recvmsg()? A SIGCHLD that came after the look but before recvmsg() began to wait would run its handler in that gap, and recvmsg() would then sleep until the next datagram. ppoll() unblocks SIGCHLD and begins to wait in one system call, so the signal lands inside the wait and ppoll() returns EINTR at once.");
+    let mut wait_mask = old;
+    wait_mask.remove(Signal::SIGCHLD);
+    Ok(wait_mask)
+}
+
+/// ppoll() on the socket, with `wait_mask` (SIGCHLD not blocked) in force
+/// for the length of the wait only. True when a datagram is waiting; false
+/// after a signal (EINTR) or a timeout, and the loop looks again.
+///
+/// While the throttle holds hidden steps (a flood), the wait ends when
+/// their summary is due (`Narrator::tick_due_in`, at most 1 s), and
+/// `Narrator::tick` prints it: when the flood stops, its summary comes
+/// then, not whenever the next datagram happens to arrive.
+fn wait_for_datagram(nar: &Narrator, fd: RawFd, wait_mask: &SigSet) -> Result<bool> {
+    // Whole milliseconds, rounded up, so the wait never ends just short.
+    let millis = nar
+        .tick_due_in()
+        .map(|due| (due.as_micros().div_ceil(1000) as u64 + 1).min(MAX_WAIT_MS));
+    let step = nar.blocking_with(
+        "ppoll",
+        || match millis {
+            Some(millis) => format!("fd {fd} POLLIN, {millis} ms, sigmask without SIGCHLD"),
+            None => format!("fd {fd} POLLIN, no timeout, sigmask without SIGCHLD"),
+        },
+        "waiting for a datagram from a user or the console, or for SIGCHLD",
+    );
     // SAFETY: `fd` is the room's socket, open for the whole receive loop.
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
     let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
-    let step = nar.blocking(
-        "poll",
-        format!("fd {fd} POLLIN, {IDLE_FLUSH_MS} ms"),
-        "waiting for a datagram; after a quiet second, the summary is printed",
-    );
-    match poll(&mut fds, PollTimeout::from(IDLE_FLUSH_MS)) {
+    let timeout = millis.map(|millis| TimeSpec::from_duration(Duration::from_millis(millis)));
+    let waited = ppoll(&mut fds, timeout, Some(*wait_mask));
+    let readable = match waited {
         Ok(0) => {
-            step.ok_value(0, "0: the timeout passed");
-            nar.flush_summary();
+            step.ok_with(0, || "0: the timeout passed".into());
             false
         }
         Ok(count) => {
-            step.ok_value(i64::from(count), "the socket is readable");
+            step.ok_with(i64::from(count), || "the socket is readable".into());
             true
+        }
+        // A signal: SIGCHLD (the console ended), or Ctrl-C or SIGTERM.
+        Err(Errno::EINTR) => {
+            step.fail(Errno::EINTR);
+            false
+        }
+        Err(errno) if is_transient(errno) => {
+            step.fail(errno);
+            nar.warning(
+                format!(
+                    "ppoll() failed with {}; the server goes on",
+                    errno_name(errno)
+                ),
+                None,
+            );
+            let _ = sys::nanosleep(Duration::from_millis(100));
+            false
         }
         Err(errno) => {
             step.fail(errno);
-            if errno != Errno::EINTR {
-                let _ = sys::nanosleep(Duration::from_millis(100));
-            }
-            false
+            return Err(errno).context("ppoll() failed");
         }
-    }
+    };
+    nar.tick();
+    Ok(readable)
 }
 
-/// How long the loop waits, under load, before it prints the summary.
-const IDLE_FLUSH_MS: u16 = 1000;
+/// The longest the loop waits, while a summary is pending, before it
+/// prints it.
+const MAX_WAIT_MS: u64 = 1000;
 
 /// Did the SIGCHLD handler reap the console? Say so; the server goes on.
 fn console_reaped(nar: &Narrator, room: &mut Room) {
