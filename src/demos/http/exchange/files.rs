@@ -360,6 +360,25 @@ fn open_step_by_step(dir: &File, path: &CStr) -> io::Result<File> {
     current.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
+/// A file name as the narration shows it: in double quotes, with `"`, `\\`
+/// and bytes that are not printable ASCII escaped (`\\xE9`).
+pub fn quoted(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for &b in name {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            b' '..=b'~' => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02X}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The part after the last `/`.
 fn last_segment(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {

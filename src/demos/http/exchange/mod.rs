@@ -29,6 +29,8 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -73,6 +75,13 @@ pub struct Site {
     /// True when the kernel has openat2 (Linux 5.6+); false means the
     /// fallback that refuses every symlink (see files.rs).
     pub beneath: bool,
+    /// Record the file system calls made for each request in
+    /// [`Exchange::trace`], for the narration. False by default: tracing
+    /// allocates (strings for the arguments), the untraced path does not.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub trace: bool,
 }
 
 impl Site {
@@ -83,30 +92,73 @@ impl Site {
                 root: None,
                 root_dir: None,
                 beneath: false,
+                trace: false,
             });
         };
         // Canonical once, at start, for messages; requests never resolve
         // this path again, they go through the fd below.
         let root = dir.canonicalize()?;
         // A directory can be opened read-only like a file; the fd is what
-        // openat2 resolves request paths relative to.
-        let root_dir = File::open(&root)?;
-        if !root_dir.metadata()?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the root is not a directory",
-            ));
-        }
+        // openat2 resolves request paths relative to. O_DIRECTORY makes the
+        // kernel refuse anything else (ENOTDIR). std adds O_CLOEXEC itself.
+        let root_dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&root)
+            .map_err(|error| match error.raw_os_error() {
+                Some(libc::ENOTDIR) => {
+                    io::Error::new(io::ErrorKind::InvalidInput, "the root is not a directory")
+                }
+                _ => error,
+            })?;
         let beneath = files::has_openat2(&root_dir);
         Ok(Site {
             root: Some(root),
             root_dir: Some(root_dir),
             beneath,
+            trace: false,
         })
+    }
+
+    /// The root directory's fd (the `dirfd` of every openat2), if any.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub fn root_fd(&self) -> Option<i32> {
+        self.root_dir.as_ref().map(|dir| dir.as_raw_fd())
+    }
+
+    /// How [`Site::new`] opened the root, as the arguments of the open
+    /// call, for the narration: `"/srv/site", O_RDONLY|O_DIRECTORY|O_CLOEXEC`.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub fn root_open_args(&self) -> Option<String> {
+        let root = self.root.as_ref()?;
+        Some(format!(
+            "{}, O_RDONLY|O_DIRECTORY|O_CLOEXEC",
+            files::quoted(root.as_os_str().as_encoded_bytes())
+        ))
     }
 }
 
+/// One system call the core made while answering a request (only recorded
+/// when [`Site::trace`] is true), so that the narration hides none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traced {
+    /// The call: "openat2", "openat", "fstat", "getdents64"...
+    pub call: &'static str,
+    /// Its arguments as text, e.g. `root fd 3, "docs/a b.html", O_RDONLY|...`.
+    pub args: String,
+    /// What it returned: `Ok("fd 7")`, `Ok("regular file, 1024 bytes")`, or
+    /// the errno.
+    pub result: Result<String, i32>,
+}
+
 /// The result of looking at the bytes received so far on one connection.
+// NeedMore is small and Reply large: clippy suggests a Box, which would be
+// one more allocation per request for nothing (the value is moved out at once).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outcome<'a> {
     /// The request head (or its body) is not complete yet, and no limit is
@@ -127,6 +179,20 @@ pub struct Exchange<'a> {
     pub request: Option<Head<'a>>,
     /// What to send back.
     pub response: Response,
+    /// The file system calls made for this request, in order (empty unless
+    /// [`Site::trace`] is set). Closing a file sent back in [`Body::File`]
+    /// is the caller's, since it owns the `File`.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub trace: Vec<Traced>,
+    /// httparse's error, named and explained, when the head did not parse:
+    /// e.g. "httparse: Token (a character not allowed in a method or header
+    /// name)". None otherwise.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub parse_error: Option<&'static str>,
 }
 
 /// httparse's view of a request head, borrowed from the input.
@@ -201,6 +267,8 @@ pub fn handle<'a>(
                 consumed: input.len(),
                 request: refused.head,
                 response,
+                trace: Vec::new(),
+                parse_error: None,
             });
         }
     };
@@ -227,6 +295,8 @@ pub fn handle<'a>(
             consumed,
             response: reply.finish(now),
             request: Some(head),
+            trace: Vec::new(),
+            parse_error: None,
         });
     }
     let raw = &input[..consumed];
@@ -235,7 +305,25 @@ pub fn handle<'a>(
         consumed,
         request: Some(head),
         response,
+        trace: Vec::new(),
+        parse_error: None,
     })
+}
+
+/// 408 Request Timeout, for the connection layer to send when a client
+/// took longer than the server waits: same headers and page as every other
+/// response, and the connection closes. `head_complete` says which part was
+/// late: the head, or the body its Content-Length announced.
+// Read by the connection layer (the narration); until it does, the
+// compiler would call this unused.
+#[allow(dead_code)]
+pub fn timeout_response(now: SystemTime, head_complete: bool) -> Response {
+    let why = if head_complete {
+        "The request head arrived, but the body its Content-Length announced did not arrive complete within --header-timeout."
+    } else {
+        "The request head did not arrive complete within --header-timeout."
+    };
+    response::with_page(Status::REQUEST_TIMEOUT, why, false, Connection::Close).finish(now)
 }
 
 /// The `Allow` header of a 405: what this server does answer.
@@ -746,6 +834,46 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
         assert_eq!(get(&fixture.site(), "/pipe").status, 403);
+    }
+
+    #[test]
+    fn the_408_is_built_like_every_other_response() {
+        for head_complete in [false, true] {
+            let response = timeout_response(now(), head_complete);
+            assert_eq!((response.status, response.reason), (408, "Request Timeout"));
+            assert!(!response.keep_alive);
+            assert_eq!(
+                header(&response, "Date"),
+                Some("Sun, 06 Nov 1994 08:49:37 GMT")
+            );
+            assert_eq!(header(&response, "Server"), Some(response::SERVER));
+            assert_eq!(header(&response, "Connection"), Some("close"));
+            let why = response.why.unwrap();
+            assert_eq!(why.contains("body"), head_complete, "{why}");
+            let length: usize = header(&response, "Content-Length")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let page = body(response);
+            assert_eq!(page.len(), length);
+            assert!(page.starts_with(b"<!DOCTYPE html>"));
+        }
+    }
+
+    #[test]
+    fn the_root_is_opened_once_and_described_for_the_narration() {
+        let fixture = Fixture::new("rootfd");
+        let site = fixture.site();
+        assert!(site.root_fd().unwrap() >= 0);
+        let args = site.root_open_args().unwrap();
+        assert!(args.starts_with('"'), "{args}");
+        assert!(
+            args.ends_with("\", O_RDONLY|O_DIRECTORY|O_CLOEXEC"),
+            "{args}"
+        );
+        assert!(!site.trace);
+        assert_eq!(builtin().root_fd(), None);
+        assert_eq!(builtin().root_open_args(), None);
     }
 
     #[test]
