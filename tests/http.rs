@@ -760,7 +760,11 @@ fn a_closing_response_with_bytes_left_unread_is_delivered_whole() {
     big_file(&root, 4);
     let big = std::fs::read(root.join("big.dat")).expect("big");
     for model in ["epoll", "iterative", "thread"] {
-        let (server, addr) = server(&["--model", model, "--root", root.to_str().expect("utf-8")]);
+        // --rate 0: every step is shown, so the shutdown step can be found.
+        let (server, addr) = server_with(
+            &["--rate", "0"],
+            &["--model", model, "--root", root.to_str().expect("utf-8")],
+        );
         let mut stream = connect(addr);
         // The first request closes the connection; 170 KB follow it, which
         // the server never reads: they stay in its socket's receive queue.
