@@ -268,7 +268,7 @@ pub fn handle<'a>(
                 request: refused.head,
                 response,
                 trace: Vec::new(),
-                parse_error: None,
+                parse_error: refused.parse_error,
             });
         }
     };
@@ -645,7 +645,7 @@ mod tests {
                 501,
             ),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
-            (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         ];
         for (input, status) in cases {
             let exchange = exchange(&site, input);
@@ -667,6 +667,53 @@ mod tests {
             assert_eq!(page.len(), length);
             assert!(page.starts_with(b"<!DOCTYPE html>"));
         }
+    }
+
+    #[test]
+    fn a_space_in_the_target_is_400_and_another_version_505() {
+        let site = builtin();
+        let spaced = exchange(&site, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(spaced.response.status, 400);
+        assert!(spaced.response.why.unwrap().contains("%20"));
+        for version in ["HTTP/1.2", "HTTP/2.0"] {
+            let input = format!("GET / {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(exchange(&site, input.as_bytes()).response.status, 505);
+        }
+        // A line with the wrong number of spaces is malformed, whatever its end.
+        assert_eq!(exchange_status(&site, b"GET  / HTTP/1.2\r\n\r\n").0, 400);
+        assert_eq!(exchange_status(&site, b"GET /  HTTP/1.2\r\n\r\n").0, 400);
+    }
+
+    #[test]
+    fn httparse_errors_are_named_for_the_narration() {
+        let site = builtin();
+        let cases: [(&[u8], &str); 4] = [
+            (
+                b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+                "httparse: Version (",
+            ),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "httparse: Version ("),
+            (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", "httparse: Token ("),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+                "httparse: HeaderName (",
+            ),
+        ];
+        for (input, name) in cases {
+            let parse_error = exchange(&site, input).parse_error;
+            assert!(
+                parse_error.is_some_and(|error| error.starts_with(name)),
+                "{}: {parse_error:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // Parsed fine (even if refused afterwards): no httparse error.
+        assert_eq!(
+            exchange(&site, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").parse_error,
+            None
+        );
+        let big = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n";
+        assert_eq!(exchange(&site, big).parse_error, None);
     }
 
     #[test]
