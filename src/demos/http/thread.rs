@@ -76,7 +76,7 @@ pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Re
                         // thread never shuts down a number reused by another file.
                         lock().retain(|(fd, _)| *fd != raw);
                         conn.close(nar, ending);
-                        finished.fetch_add(1, Ordering::Relaxed);
+                        finished.fetch_add(1, Ordering::SeqCst);
                     });
             match spawned {
                 Ok(_) => {
@@ -94,6 +94,7 @@ pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Re
                 Err(err) => {
                     // The closure (and the socket in it) was dropped.
                     lock().retain(|(fd, _)| *fd != raw);
+                    finished.fetch_add(1, Ordering::SeqCst);
                     nar.warning(
                         format!(
                             "could not start a thread for {peer}: {err}; its connection is closed"
@@ -103,9 +104,10 @@ pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Re
                 }
             }
         }
-        // Stopping: wake every thread blocked in recv() or send().
+        // Stopping: wake every thread blocked in recv() or send(), and wait
+        // until each has closed its connection and ended.
         let mut shut = false;
-        while !lock().is_empty() {
+        while finished.load(Ordering::SeqCst) < started {
             if !shut {
                 shut = true;
                 nar.note("Stopping: shutdown() on every live connection wakes its thread from recv(), so it can close and end; then the threads are joined.");
