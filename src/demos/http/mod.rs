@@ -187,20 +187,37 @@ pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
 
 /// Check the root directory and turn the flags into limits and timeouts.
 fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
-    let mut site = Site::new(args.root.as_deref()).map_err(|err| {
+    // The root directory is opened once (in Site::new). Its step comes
+    // first, so that --step pauses before the open really happens; the
+    // arguments are the ones Site::new uses.
+    let step = args.root.as_ref().map(|dir| {
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        nar.call(
+            "open",
+            format!("{canonical:?}, O_RDONLY|O_DIRECTORY|O_CLOEXEC"),
+        )
+    });
+    let opened = Site::new(args.root.as_deref());
+    match (step, &opened) {
+        (Some(step), Ok(site)) => {
+            let fd = site.root_fd().unwrap_or(-1);
+            step.ok_value(i64::from(fd), format!("fd {fd}"));
+            nar.note("The root directory is opened once, at start-up. Every file a request names is opened relative to this fd with openat2(RESOLVE_BENEATH), so the kernel itself refuses any path that would leave it.");
+        }
+        // The only error without an errno is "not a directory" (ENOTDIR).
+        (Some(step), Err(err)) => step.fail(
+            err.raw_os_error()
+                .map_or(nix::errno::Errno::ENOTDIR, nix::errno::Errno::from_raw),
+        ),
+        (None, _) => {}
+    }
+    let mut site = opened.map_err(|err| {
         let dir = args.root.as_deref().unwrap_or(std::path::Path::new("."));
         Failure::new(
             format!("cannot serve {}: {err}", dir.display()),
             Some("--root must name an existing directory"),
         )
     })?;
-    // The root was opened by Site::new; its open is narrated here, after
-    // the fact (it does not block).
-    if let (Some(open_args), Some(fd)) = (site.root_open_args(), site.root_fd()) {
-        let step = nar.call("open", open_args);
-        step.ok_value(i64::from(fd), format!("fd {fd}"));
-        nar.note("The root directory is opened once, at start-up. Every file a request names is opened relative to this fd with openat2(RESOLVE_BENEATH), so the kernel itself refuses any path that would leave it.");
-    }
     // Record the file system calls of each request for the narration:
     // with --quiet nothing is shown, and nothing is recorded.
     site.trace = !nar.is_quiet();
