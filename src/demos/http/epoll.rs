@@ -183,9 +183,9 @@ impl Server<'_, '_> {
             if nar.showing() {
                 nar.tcp_state(fd.as_fd());
             }
-            if listener::make_nonblocking(nar, &fd).is_err() {
+            if let Err(errno) = listener::make_nonblocking(nar, &fd) {
                 let conn = Conn::new(fd, peer);
-                conn.close(nar, Ending::Failed(Errno::EINVAL));
+                conn.close(nar, Ending::Failed(errno));
                 continue;
             }
             if nar.showing() {
