@@ -760,7 +760,11 @@ fn a_closing_response_with_bytes_left_unread_is_delivered_whole() {
     big_file(&root, 4);
     let big = std::fs::read(root.join("big.dat")).expect("big");
     for model in ["epoll", "iterative", "thread"] {
-        let (server, addr) = server(&["--model", model, "--root", root.to_str().expect("utf-8")]);
+        // --rate 0: every step is shown, so the shutdown step can be found.
+        let (server, addr) = server_with(
+            &["--rate", "0"],
+            &["--model", model, "--root", root.to_str().expect("utf-8")],
+        );
         let mut stream = connect(addr);
         // The first request closes the connection; 170 KB follow it, which
         // the server never reads: they stay in its socket's receive queue.
@@ -838,4 +842,308 @@ fn quiet_prints_the_listening_line_and_nothing_per_request() {
         "{}",
         dump(&events)
     );
+}
+
+/// The `t` (seconds since start) of an event.
+fn at(event: &Value) -> f64 {
+    event["t"].as_f64().expect("t")
+}
+
+/// A burst of short connections (more steps than --rate 50 shows), then a
+/// pause, then one request: the burst's summary comes when the traffic
+/// stops, not when the late client arrives, and the late request is
+/// narrated in full. (Review defect 1.)
+fn burst_then_a_late_request(model: &str) {
+    let (server, addr) = server(&["--model", model]);
+    for _ in 0..25 {
+        let reply = exchange(
+            addr,
+            b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(reply.status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let reply = exchange(addr, b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(reply.status, 200);
+    let events = stop(server);
+    let late = infos(&events, "request")
+        .into_iter()
+        .find(|e| e["value"]["target"] == "/late")
+        .unwrap_or_else(|| panic!("{model}: the late request is narrated\n{}", dump(&events)));
+    let summaries: Vec<&Value> = events.iter().filter(|e| e["event"] == "summary").collect();
+    assert!(!summaries.is_empty(), "{model}: the burst is summarised");
+    assert!(
+        summaries.iter().any(|s| at(s) + 1.0 < at(late)),
+        "{model}: a summary is printed when the burst ends, well before the late request at {}: {:?}",
+        at(late),
+        summaries.iter().map(|s| at(s)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_bursts_summary_comes_when_it_ends_in_epoll() {
+    burst_then_a_late_request("epoll");
+}
+
+#[test]
+fn a_bursts_summary_comes_when_it_ends_in_thread() {
+    burst_then_a_late_request("thread");
+}
+
+/// The root's open at start-up, then per request openat2 and fstat, the
+/// pread on the fd openat2 returned, and that fd's close. (Defect 2.)
+#[test]
+fn the_file_system_calls_are_steps_from_open_to_close() {
+    let root = site("trace");
+    let (server, addr) = server_with(&["--rate", "0"], &["--root", root.to_str().expect("utf-8")]);
+    let reply = exchange(addr, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(reply.body, b"hello, world\n");
+    let events = stop(server);
+    let opened = returns(&events, "open");
+    assert!(
+        opened.iter().any(|e| e["value"].as_i64() == Some(3)),
+        "the root is opened as fd 3: {}",
+        dump(&events)
+    );
+    let file = returns(&events, "openat2")
+        .first()
+        .and_then(|e| e["value"].as_i64())
+        .unwrap_or_else(|| panic!("openat2 is a step with the file's fd\n{}", dump(&events)));
+    let names = calls(&events);
+    assert!(
+        in_order(&names, &["openat2", "fstat", "pread", "writev", "close"]),
+        "{names:?}"
+    );
+    let args_of = |call: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| is_call(e, call))
+            .map(|e| e["args"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(args_of("pread")
+        .iter()
+        .any(|a| a.starts_with(&format!("fd {file},"))));
+    assert!(
+        args_of("close")
+            .iter()
+            .any(|a| a.starts_with(&format!("fd {file} "))),
+        "the file's fd is closed: {:?}",
+        args_of("close")
+    );
+}
+
+/// A client with a tiny receive buffer asks for a large file and reads
+/// nothing: every model drops it after --send-timeout, not later. (Defect 3.)
+#[test]
+fn the_send_timeout_holds_in_every_model() {
+    let root = site("sendtimeout");
+    big_file(&root, 16);
+    let root = root.to_str().expect("utf-8").to_string();
+    // The three models at once, each with its own server.
+    let checks: Vec<_> = ["iterative", "thread", "epoll"]
+        .into_iter()
+        .map(|model| {
+            let root = root.clone();
+            std::thread::spawn(move || send_timeout_holds(model, &root))
+        })
+        .collect();
+    for check in checks {
+        check.join().expect("the check passes");
+    }
+}
+
+fn send_timeout_holds(model: &str, root: &str) {
+    use nix::sys::socket::{self as sock, sockopt};
+    let (server, addr) = server(&["--model", model, "--root", root, "--send-timeout", "0.3"]);
+    let socket = sock::socket(
+        sock::AddressFamily::Inet,
+        sock::SockType::Stream,
+        sock::SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    // A tiny receive buffer: the kernel soon stops taking the response.
+    sock::setsockopt(&socket, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+    let SocketAddr::V4(v4) = addr else {
+        unreachable!("the server is on 127.0.0.1")
+    };
+    sock::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &sock::SockaddrIn::from(v4),
+    )
+    .expect("connect");
+    let mut stalled = TcpStream::from(socket);
+    stalled
+        .write_all(b"GET /big.dat HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(1500));
+    let events = stop(server);
+    let closed = infos(&events, "connection_closed")
+        .into_iter()
+        .find(|e| {
+            e["value"]["why"]
+                .as_str()
+                .unwrap_or("")
+                .contains("send timeout")
+        })
+        .unwrap_or_else(|| panic!("{model}: dropped for the send timeout\n{}", dump(&events)));
+    let accepted = returns(&events, "accept")
+        .into_iter()
+        .find(|e| e["ok"] == true)
+        .expect("accepted");
+    let took = at(closed) - at(accepted);
+    assert!(
+        took < 1.0,
+        "{model}: dropped {took:.2} s after accept(), with --send-timeout 0.3"
+    );
+    // The blocking models' sends may wait, and say so.
+    if model != "epoll" {
+        assert!(
+            events
+                .iter()
+                .any(|e| is_call(e, "send") && e["blocking"] == true),
+            "{model}: a blocking send is narrated as blocking"
+        );
+    }
+    drop(stalled);
+}
+
+/// Ctrl-C in --model thread: the main thread's shutdown() ends the
+/// connections, and their threads say so rather than blame the client.
+/// (Defect 4.)
+#[test]
+fn ctrl_c_in_thread_narrates_our_shutdown_as_ours() {
+    let root = site("threadstop");
+    big_file(&root, 16);
+    let (server, addr) = server_with(
+        &["--rate", "0"],
+        &["--model", "thread", "--root", root.to_str().expect("utf-8")],
+    );
+    let mut waiting = connect(addr);
+    waiting.write_all(b"GET /slow HTTP/1.1\r\n").expect("half");
+    let mut stalled = connect(addr);
+    stalled
+        .write_all(b"GET /big.dat HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, events, stderr) = server.signal(Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    let why: Vec<String> = infos(&events, "connection_closed")
+        .iter()
+        .map(|e| e["value"]["why"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        why,
+        ["server stopping", "server stopping"],
+        "{}",
+        dump(&events)
+    );
+    let notes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "note")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(
+        !notes.iter().any(|n| n.contains("the client sent FIN")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.starts_with("The client is gone")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("our own shutdown()")),
+        "{notes:?}"
+    );
+    drop((waiting, stalled));
+}
+
+/// The 408 is built like every other response (Date, Server netlab/...),
+/// and says which part was late. (Defect 6.)
+#[test]
+fn the_408_has_the_usual_headers_and_says_what_was_late() {
+    let (server, addr) = server(&["--header-timeout", "0.3"]);
+    let mut head_late = connect(addr);
+    head_late
+        .write_all(b"GET / HTTP/1.1\r\nHost: x")
+        .expect("half");
+    let mut body_late = connect(addr);
+    body_late
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        .expect("short body");
+    for stream in [&mut head_late, &mut body_late] {
+        let reply = read_reply(stream, false);
+        assert_eq!(reply.status, 408, "{}", reply.head);
+        assert!(reply.header("Date").is_some(), "{}", reply.head);
+        assert!(
+            reply
+                .header("Server")
+                .is_some_and(|s| s.starts_with("netlab/")),
+            "{}",
+            reply.head
+        );
+    }
+    let events = stop(server);
+    let whys: Vec<String> = infos(&events, "response")
+        .iter()
+        .filter(|e| e["value"]["status"] == 408)
+        .map(|e| e["value"]["why"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(whys.len(), 2, "{whys:?}");
+    assert!(whys.iter().any(|w| w.contains("body")), "{whys:?}");
+    assert!(whys.iter().any(|w| !w.contains("body")), "{whys:?}");
+}
+
+/// Out of descriptors with clients still arriving: the warnings come at
+/// most once a second (not ten times), and the extra clients are turned
+/// away (their connection ends) instead of waiting. (Defect 8.)
+#[test]
+fn running_out_of_descriptors_warns_once_a_second_and_turns_clients_away() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = netlab();
+    // --rate 0: every step is shown, so the turned-away clients can be counted.
+    cmd.args([
+        "--json",
+        "--rate",
+        "0",
+        "http-server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 120,
+                rlim_max: 120,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = Demo::spawn(cmd);
+    let addr = server.listening_addr();
+    // More idle connections than the server has descriptors left.
+    let clients: Vec<TcpStream> = (0..130).map(|_| connect(addr)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let events = stop(server);
+    // Each turned-away client: the spare is closed, the client accepted
+    // into its number and closed at once, and the spare opened again.
+    let turned_away = events
+        .iter()
+        .filter(|e| is_call(e, "close") && e["args"].as_str().unwrap_or("").contains("the spare"))
+        .count();
+    let warnings = events.iter().filter(|e| e["event"] == "warning").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warnings\n{}",
+        dump(&events)
+    );
+    assert!(turned_away >= 5, "{turned_away} clients were turned away");
+    drop(clients);
 }

@@ -25,22 +25,31 @@
 //!   so when bytes are left, the connection *lingers*: it reads and discards
 //!   until the client closes (or LINGER passes).
 //!
-//! A socket here may be non-blocking (epoll) or blocking with SO_RCVTIMEO
-//! and SO_SNDTIMEO (iterative, thread). In both cases EAGAIN means "not now":
-//! for epoll, wait for readiness; for the blocking models, the timeout passed.
+//! A socket here may be non-blocking (epoll) or blocking (iterative,
+//! thread). A blocking socket's waits are bounded by SO_RCVTIMEO and
+//! SO_SNDTIMEO, set before each wait to the time left until the
+//! connection's deadline (`arm_timeout`): each option bounds one call, so
+//! the deadline itself is kept here. In both cases EAGAIN means "not now":
+//! for epoll, wait for readiness; for the blocking models, the time is up.
+//!
+//! The files a response sends come from `exchange/`, which opens them; the
+//! calls it made (openat2, fstat...) are narrated here as steps, after the
+//! request, and the file's close() when its response is done.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, shutdown, MsgFlags, Shutdown};
+use nix::sys::socket::{recv, send, setsockopt, shutdown, sockopt, MsgFlags, Shutdown};
 use nix::sys::uio::{pread, writev};
 use serde_json::json;
 
-use super::exchange::{self, Body, Outcome, Response};
-use super::{show, Config};
+use super::exchange::{self, Body, Outcome, Response, Traced};
+use super::{listener, show, Config};
 use crate::demos::mux::{narrate_receive_queue, receive_queue};
 use crate::narrate::text::bytes;
 use crate::narrate::{errno_name, Narrator};
@@ -53,6 +62,10 @@ const FIRST_INPUT: usize = 4096;
 /// A file up to this size is read with pread() and sent with its head in
 /// one writev(); a larger one is sent with sendfile().
 pub const SMALL_FILE: usize = 32 * 1024;
+
+/// The blocking models send every file through a buffer of this size
+/// (pread, then send), since sendfile() there would not keep SO_SNDTIMEO.
+pub const BLOCKING_CHUNK: usize = 256 * 1024;
 
 /// How much one sendfile() is asked to send: a blocking socket then comes
 /// back (and checks for a stop) at least once per chunk.
@@ -205,8 +218,24 @@ pub struct Conn {
     linger_until: Option<Instant>,
     /// Requests answered on this connection.
     pub requests: u64,
-    /// The blocking models' sockets: recv() may wait (up to SO_RCVTIMEO).
+    /// The blocking models' sockets: recv() and send() may wait (up to
+    /// SO_RCVTIMEO and SO_SNDTIMEO).
     pub blocking: bool,
+    /// The SO_RCVTIMEO and SO_SNDTIMEO now set (blocking sockets), so that
+    /// they are set again only when the time left has changed.
+    receive_armed: Option<Duration>,
+    send_armed: Option<Duration>,
+    /// Thread model: set by the main thread just before its own shutdown()
+    /// of this socket, when the server stops. Then a recv() of 0 or an
+    /// EPIPE is our doing, not the client's.
+    pub stopping: Option<Arc<AtomicBool>>,
+}
+
+/// Which of a blocking socket's two timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Receive,
+    Send,
 }
 
 impl Conn {
@@ -224,7 +253,70 @@ impl Conn {
             linger_until: None,
             requests: 0,
             blocking: false,
+            receive_armed: None,
+            send_armed: None,
+            stopping: None,
         }
+    }
+
+    /// Has the server itself shut this connection down (it is stopping)?
+    fn shut_by_server(&self) -> bool {
+        self.stopping
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+
+    /// Blocking sockets: before a recv() or a send(), make the call give up
+    /// when this connection's deadline comes (and, for recv, when the
+    /// narration's summary of a busy second is due), not later. Set again
+    /// only when the time left differs by more than 50 ms from what is set,
+    /// so a keep-alive connection's usual request costs no extra call.
+    fn arm_timeout(&mut self, nar: &Narrator, config: &Config, wait: Wait) -> nix::Result<()> {
+        let (deadline, _) = self.deadline(config);
+        let mut left = deadline.saturating_duration_since(Instant::now());
+        if wait == Wait::Receive {
+            if let Some(due) = nar.tick_due_in() {
+                left = left.min(due);
+            }
+        }
+        // 0 would mean "wait for ever": 1 ms is the least.
+        let left = left.max(Duration::from_millis(1));
+        let armed = match wait {
+            Wait::Receive => &mut self.receive_armed,
+            Wait::Send => &mut self.send_armed,
+        };
+        let first = armed.is_none();
+        if armed.is_some_and(|set| set.abs_diff(left) <= Duration::from_millis(50)) {
+            return Ok(());
+        }
+        let fd = self.fd.as_raw_fd();
+        let name = match wait {
+            Wait::Receive => "SO_RCVTIMEO",
+            Wait::Send => "SO_SNDTIMEO",
+        };
+        let step = nar.call_with("setsockopt", || {
+            format!("fd {fd}, SOL_SOCKET, {name}, {} ms", left.as_millis())
+        });
+        let value = listener::timeval(left);
+        let result = match wait {
+            Wait::Receive => setsockopt(&self.fd, sockopt::ReceiveTimeout, &value),
+            Wait::Send => setsockopt(&self.fd, sockopt::SendTimeout, &value),
+        };
+        match result {
+            Ok(()) => step.ok_with(0, || "0".into()),
+            Err(errno) => {
+                step.fail(errno);
+                return Err(errno);
+            }
+        }
+        *armed = Some(left);
+        if first && wait == Wait::Receive {
+            nar.note("SO_RCVTIMEO: the next recv() on this blocking socket returns EAGAIN if nothing arrives before this connection's deadline (head, idle), so a silent client cannot hold the server. It is set again only when the time left changes.");
+        }
+        if first && wait == Wait::Send {
+            nar.note("SO_SNDTIMEO: a blocking send that makes no progress gives up with EAGAIN when the --send-timeout runs out. The option bounds each call, not the response, so the deadline (no progress for that long) is kept here, and the option is set to the time left before each call.");
+        }
+        Ok(())
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -279,15 +371,20 @@ impl Conn {
             self.input.resize(grown, 0);
         }
         let fd = self.raw_fd();
-        let room = &mut self.input[self.filled..];
-        let room_len = room.len();
+        let room_len = self.input.len() - self.filled;
         let args = move || format!("fd {fd}, {}, 0", bytes(room_len));
         // A blocking socket's recv() may wait: its line is printed first.
+        if self.blocking {
+            if let Err(errno) = self.arm_timeout(nar, config, Wait::Receive) {
+                return Received::Gone(Ending::Failed(errno));
+            }
+        }
+        let room = &mut self.input[self.filled..];
         let step = if self.blocking {
             nar.blocking_with(
                 "recv",
                 args,
-                "waiting for the client's bytes, one tick at most",
+                "waiting for the client's bytes, until this connection's deadline",
             )
         } else {
             nar.call_with("recv", args)
@@ -295,6 +392,13 @@ impl Conn {
         match recv(fd, room, MsgFlags::empty()) {
             Ok(0) => {
                 step.ok_with(0, || "0: end of stream".into());
+                if self.shut_by_server() {
+                    if nar.showing() {
+                        nar.tcp_state(self.fd.as_fd());
+                        nar.note("The server is stopping: our own shutdown() ended this connection (it sent our FIN, hence FIN_WAIT1), and recv() returns 0 because of it, not because the client closed.");
+                    }
+                    return Received::Gone(Ending::Shutdown);
+                }
                 if nar.showing() {
                     nar.tcp_state(self.fd.as_fd());
                     if self.is_lingering() {
@@ -334,6 +438,11 @@ impl Conn {
                 step.fail(Errno::EINTR);
                 Received::Interrupted
             }
+            Err(errno @ (Errno::ECONNRESET | Errno::EPIPE)) if self.shut_by_server() => {
+                step.fail(errno);
+                nar.note("The server is stopping: our own shutdown() ended this connection, which is why the call failed.");
+                Received::Gone(Ending::Shutdown)
+            }
             Err(Errno::ECONNRESET) => {
                 step.fail(Errno::ECONNRESET);
                 nar.note("ECONNRESET: the client reset the connection (it sent RST). There is nothing more to read or write on it.");
@@ -372,8 +481,14 @@ impl Conn {
         if nar.showing() {
             match &exchange.request {
                 Some(head) => show::request(nar, fd, self.peer, head, input),
-                None => show::unparsed(nar, fd, self.peer, input),
+                None => show::unparsed(nar, fd, self.peer, input, exchange.parse_error),
             }
+        }
+        // The file system calls `exchange::handle` made (empty with --quiet).
+        for traced in &exchange.trace {
+            narrate_traced(nar, traced);
+        }
+        if nar.showing() {
             let head_request = exchange
                 .request
                 .as_ref()
@@ -403,9 +518,11 @@ impl Conn {
     }
 
     /// The header timeout passed with a request half-received: answer 408
-    /// and close (the bytes so far are dropped).
+    /// and close (the bytes so far are dropped). The 408 says whether the
+    /// head was late, or the body its Content-Length announced.
     pub fn request_timeout(&mut self, nar: &Narrator) {
-        let response = request_timeout_response();
+        let head_complete = head_is_complete(&self.input[..self.filled]);
+        let response = exchange::timeout_response(SystemTime::now(), head_complete);
         if nar.showing() {
             show::response(nar, self.raw_fd(), &response, false);
         }
@@ -415,27 +532,56 @@ impl Conn {
         self.start_sending(response);
     }
 
-    /// Send as much of the current response as the socket takes.
-    pub fn send_response(&mut self, nar: &Narrator, scratch: &mut [u8]) -> Sent {
+    /// Send as much of the current response as the socket takes (a
+    /// blocking socket: until it is out, or no byte went for --send-timeout).
+    pub fn send_response(&mut self, nar: &Narrator, config: &Config, scratch: &mut [u8]) -> Sent {
         let fd = self.raw_fd();
         loop {
-            let Some(out) = self.sending.as_mut() else {
+            let Some(out) = self.sending.as_ref() else {
                 return Sent::Done { keep_alive: true };
             };
             if out.is_complete() {
                 let keep_alive = out.keep_alive;
-                self.sending = None;
+                if let Some(done) = self.sending.take() {
+                    close_body(nar, done.body);
+                }
                 self.last_progress = Instant::now();
                 return Sent::Done { keep_alive };
             }
-            let result = write_some(nar, fd, &self.fd, out, scratch);
+            if self.blocking {
+                if stop::requested().is_some() {
+                    return Sent::Gone(Ending::Shutdown);
+                }
+                if Instant::now() >= self.deadline(config).0 {
+                    nar.note("No byte of the response went out for --send-timeout: the client stopped reading. The connection is dropped.");
+                    return Sent::Blocked;
+                }
+                if let Err(errno) = self.arm_timeout(nar, config, Wait::Send) {
+                    return Sent::Gone(Ending::Failed(errno));
+                }
+            }
+            let shut_by_server = self.shut_by_server();
+            let Some(out) = self.sending.as_mut() else {
+                continue;
+            };
+            let result = write_some(nar, fd, &self.fd, out, scratch, self.blocking);
             match result {
-                Ok(0) => return Sent::Gone(Ending::FileShrank),
-                Ok(sent) => {
+                Ok((0, _)) => return Sent::Gone(Ending::FileShrank),
+                Ok((sent, offered)) => {
                     nar.count("bytes_out", sent as u64);
                     out.advance(sent);
-                    self.last_progress = Instant::now();
+                    // A blocking call returns short only when SO_SNDTIMEO ran
+                    // out (or a signal came): it took what fitted at once, then
+                    // waited in vain for the client to make room. That is no
+                    // progress, so the deadline stays where it was.
+                    if !self.blocking || sent == offered {
+                        self.last_progress = Instant::now();
+                    } else if nar.showing() {
+                        nar.note("A short write on a blocking socket: the call took what fitted in the send buffer, then waited until SO_SNDTIMEO ran out without the client making room. That counts as no progress.");
+                    }
                 }
+                // Blocking: SO_SNDTIMEO passed; the loop checks the deadline.
+                Err(Errno::EAGAIN) if self.blocking => {}
                 Err(Errno::EAGAIN) => {
                     nar.note("EAGAIN from a send: the socket's send buffer is full because the client reads slower than we write. The rest of the response waits until the socket is writable.");
                     return Sent::Blocked;
@@ -444,6 +590,10 @@ impl Conn {
                     if stop::requested().is_some() {
                         return Sent::Gone(Ending::Shutdown);
                     }
+                }
+                Err(Errno::EPIPE | Errno::ECONNRESET) if shut_by_server => {
+                    nar.note("The server is stopping: our own shutdown() ended this connection in the middle of a response, which is why the send failed.");
+                    return Sent::Gone(Ending::Shutdown);
                 }
                 Err(Errno::EPIPE | Errno::ECONNRESET) => {
                     nar.note("The client is gone (EPIPE or ECONNRESET) in the middle of a response. SIGPIPE is ignored, so this is an error we handle: only this connection ends.");
@@ -498,8 +648,12 @@ impl Conn {
         }
     }
 
-    /// close(): the end of this connection.
-    pub fn close(self, nar: &Narrator, why: Ending) {
+    /// close(): the end of this connection (and of the file a response in
+    /// progress was sending).
+    pub fn close(mut self, nar: &Narrator, why: Ending) {
+        if let Some(unfinished) = self.sending.take() {
+            close_body(nar, unfinished.body);
+        }
         let fd = self.raw_fd();
         let peer = self.peer;
         if let Ending::Failed(errno) = why {
@@ -532,31 +686,44 @@ impl Conn {
 }
 
 /// One system call that sends the next part of `out`, narrated. Returns how
-/// many bytes the kernel took (0 only when the file has no more bytes).
+/// many bytes the kernel took (0 only when the file has no more bytes),
+/// and how many the call offered it.
 fn write_some(
     nar: &Narrator,
     fd: RawFd,
     sock: &OwnedFd,
     out: &Sending,
     scratch: &mut [u8],
-) -> nix::Result<usize> {
+    blocking: bool,
+) -> nix::Result<(usize, usize)> {
     let head_left = &out.head[out.head_sent..];
     let total_left = head_left.len() as u64 + out.body_len() - out.body_sent;
+    let offered = |sent: usize, asked: usize| (sent, asked);
     match &out.body {
-        Body::Empty => send_head(nar, fd, head_left, MsgFlags::empty()),
+        Body::Empty => send_head(nar, fd, head_left, MsgFlags::empty(), blocking)
+            .map(|sent| offered(sent, head_left.len())),
         Body::Bytes(body) => {
             let body_left = &body[out.body_sent as usize..];
-            writev_parts(nar, fd, sock, head_left, body_left, total_left)
+            writev_parts(nar, fd, sock, head_left, body_left, total_left, blocking)
+                .map(|sent| offered(sent, head_left.len() + body_left.len()))
         }
         Body::File { file, len } => {
             let file_left = len - out.body_sent;
             let offset = out.body_sent as i64;
             if file_left == 0 {
                 // An empty file: the head is all there is.
-                send_head(nar, fd, head_left, MsgFlags::empty())
-            } else if !head_left.is_empty() && file_left <= scratch.len().min(SMALL_FILE) as u64 {
-                // A small file: read it, and send it with the head in one call.
-                let want = &mut scratch[..file_left as usize];
+                send_head(nar, fd, head_left, MsgFlags::empty(), blocking)
+                    .map(|sent| offered(sent, head_left.len()))
+            } else if blocking
+                || !head_left.is_empty() && file_left <= scratch.len().min(SMALL_FILE) as u64
+            {
+                // A small file: read it, and send it with the head in one
+                // call. A blocking socket gets every file this way, a buffer
+                // at a time: sendfile() on a blocking socket does not keep
+                // SO_SNDTIMEO (it waits as long as the client does not
+                // read), while send() and writev() do.
+                let chunk = (file_left as usize).min(scratch.len());
+                let want = &mut scratch[..chunk];
                 let file_fd = file.as_raw_fd();
                 let step = nar.call_with("pread", || {
                     format!("fd {file_fd}, {}, offset {offset}", bytes(want.len()))
@@ -572,16 +739,37 @@ fn write_some(
                     }
                 };
                 if got == 0 {
-                    return Ok(0);
+                    return Ok((0, 0));
                 }
-                writev_parts(nar, fd, sock, head_left, &scratch[..got], total_left)
+                if head_left.is_empty() {
+                    return send_bytes(
+                        nar,
+                        fd,
+                        "body",
+                        &scratch[..got],
+                        MsgFlags::empty(),
+                        blocking,
+                    )
+                    .map(|sent| offered(sent, got));
+                }
+                writev_parts(
+                    nar,
+                    fd,
+                    sock,
+                    head_left,
+                    &scratch[..got],
+                    total_left,
+                    blocking,
+                )
+                .map(|sent| offered(sent, head_left.len() + got))
             } else if !head_left.is_empty() {
                 // MSG_MORE: hold this partial segment; the file follows at once.
-                send_head(nar, fd, head_left, msg_more())
+                send_head(nar, fd, head_left, msg_more(), blocking)
+                    .map(|sent| offered(sent, head_left.len()))
             } else {
                 let count = (file_left as usize).min(SENDFILE_CHUNK);
                 let file_fd = file.as_raw_fd();
-                let step = nar.call_with("sendfile", || {
+                let step = begin_send(nar, blocking, "sendfile", || {
                     format!(
                         "fd {fd}, file fd {file_fd}, offset {offset}, {}",
                         bytes(count)
@@ -593,7 +781,7 @@ fn write_some(
                         if sent < count && sent > 0 && nar.showing() {
                             nar.note("A short write: sendfile() copied only what fits in the socket's send buffer. The connection remembers the offset and goes on when the socket is writable.");
                         }
-                        Ok(sent)
+                        Ok((sent, count))
                     }
                     Err(errno) => {
                         step.fail(errno);
@@ -622,16 +810,53 @@ fn sendfile(sock: &OwnedFd, file: &std::fs::File, offset: i64, count: usize) -> 
     Errno::result(sent).map(|sent| sent as usize)
 }
 
-fn send_head(nar: &Narrator, fd: RawFd, head: &[u8], flags: MsgFlags) -> nix::Result<usize> {
-    let step = nar.call_with("send", || {
+/// A sending call's step: on a blocking socket it may wait, so its line is
+/// printed before the call, saying so.
+fn begin_send<'n>(
+    nar: &'n Narrator,
+    blocking: bool,
+    call: &'static str,
+    args: impl FnOnce() -> String,
+) -> crate::narrate::Step<'n> {
+    if blocking {
+        nar.blocking_with(
+            call,
+            args,
+            "waiting for room in the send buffer, until --send-timeout",
+        )
+    } else {
+        nar.call_with(call, args)
+    }
+}
+
+fn send_head(
+    nar: &Narrator,
+    fd: RawFd,
+    head: &[u8],
+    flags: MsgFlags,
+    blocking: bool,
+) -> nix::Result<usize> {
+    send_bytes(nar, fd, "head", head, flags, blocking)
+}
+
+/// send(): `what` ("head", "body") says which part of the response it is.
+fn send_bytes(
+    nar: &Narrator,
+    fd: RawFd,
+    what: &'static str,
+    data: &[u8],
+    flags: MsgFlags,
+    blocking: bool,
+) -> nix::Result<usize> {
+    let step = begin_send(nar, blocking, "send", || {
         let more = if flags.contains(msg_more()) {
             "MSG_MORE"
         } else {
             "0"
         };
-        format!("fd {fd}, head {}, {more}", bytes(head.len()))
+        format!("fd {fd}, {what} {}, {more}", bytes(data.len()))
     });
-    match send(fd, head, flags) {
+    match send(fd, data, flags) {
         Ok(sent) => {
             step.ok_with(sent as i64, || bytes(sent));
             Ok(sent)
@@ -651,8 +876,9 @@ fn writev_parts(
     head: &[u8],
     body: &[u8],
     total_left: u64,
+    blocking: bool,
 ) -> nix::Result<usize> {
-    let step = nar.call_with("writev", || {
+    let step = begin_send(nar, blocking, "writev", || {
         format!(
             "fd {fd}, [head {}, body {}]",
             bytes(head.len()),
@@ -674,21 +900,40 @@ fn writev_parts(
     }
 }
 
-/// 408 Request Timeout: the one response the connection layer makes itself,
-/// because no request was complete enough to hand to `exchange::handle`.
-fn request_timeout_response() -> Response {
-    const BODY: &[u8] = b"<!DOCTYPE html>\n<html><head><title>408 Request Timeout</title></head>\n<body><h1>408 Request Timeout</h1><p>The request did not arrive in time.</p></body></html>\n";
-    let head = format!(
-        "HTTP/1.1 408 Request Timeout\r\nServer: netlab\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        BODY.len()
-    );
-    Response {
-        status: 408,
-        reason: "Request Timeout",
-        head: head.into_bytes(),
-        body: Body::Bytes(BODY.to_vec()),
-        keep_alive: false,
-        why: Some("The request head did not arrive complete within --header-timeout."),
+/// Has the whole request head arrived (the empty line that ends it)? Then
+/// a 408 is about the body. httparse accepts a bare LF for CRLF, so the
+/// head ends at LF CRLF or LF LF.
+fn head_is_complete(input: &[u8]) -> bool {
+    input.windows(3).any(|three| three == b"\n\r\n") || input.windows(2).any(|pair| pair == b"\n\n")
+}
+
+/// One file system call that `exchange::handle` made, as a step (after
+/// the fact: it has returned already).
+fn narrate_traced(nar: &Narrator, traced: &Traced) {
+    let step = nar.call_with(traced.call, || traced.args.clone());
+    match &traced.result {
+        Ok(result) => {
+            // "fd 7": the value is the fd, as for the calls made here.
+            let value = result
+                .strip_prefix("fd ")
+                .and_then(|number| number.parse().ok())
+                .unwrap_or(0);
+            step.ok_with(value, || result.clone());
+        }
+        Err(errno) => step.fail(Errno::from_raw(*errno)),
+    }
+}
+
+/// A response is done (or its connection ends): a file it was sending is
+/// closed here, as a step, since this layer owns the `File`.
+fn close_body(nar: &Narrator, body: Body) {
+    if let Body::File { file, .. } = body {
+        let fd = file.as_raw_fd();
+        let step = nar.call_with("close", || format!("fd {fd} (the file)"));
+        match nix::unistd::close(file) {
+            Ok(()) => step.ok_with(0, || "0".into()),
+            Err(errno) => step.fail(errno),
+        }
     }
 }
 
@@ -715,14 +960,15 @@ mod tests {
     }
 
     #[test]
-    fn the_408_head_matches_its_body() {
-        let response = request_timeout_response();
-        let head = String::from_utf8(response.head).expect("ascii");
-        let Body::Bytes(body) = response.body else {
-            panic!("408 has a body")
-        };
-        assert!(head.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
-        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
-        assert!(head.ends_with("\r\n\r\n"));
+    fn a_head_is_complete_at_its_empty_line() {
+        assert!(!head_is_complete(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n"
+        ));
+        assert!(head_is_complete(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"
+        ));
+        assert!(head_is_complete(
+            b"POST / HTTP/1.1\nContent-Length: 5\n\nab"
+        ));
     }
 }

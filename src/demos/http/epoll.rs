@@ -17,7 +17,8 @@
 //!   request): after each event the connection's deadline is compared with
 //!   the nearest one (two comparisons), and when the nearest comes, one scan
 //!   over the connections closes the expired ones and finds the next. With
-//!   no connection open there is no deadline, and epoll_wait waits for ever.
+//!   no connection open there is no deadline, and epoll_wait waits for ever
+//!   (or until the narration's summary of a busy second is due).
 //!
 //! Try it: `netlab http-server --port 8000`, then `curl -v http://127.0.0.1:8000/`.
 
@@ -31,8 +32,9 @@ use nix::sys::socket::{setsockopt, sockopt};
 use serde_json::json;
 
 use super::conn::{Conn, Ending, Next, Received, Sent, SMALL_FILE};
+use super::listener::{self, Accepted, Acceptor};
 use super::Config;
-use crate::demos::mux::{self, epoll::epoll_bits, Accepted, ServerArgs};
+use crate::demos::mux::epoll::epoll_bits;
 use crate::narrate::Narrator;
 use crate::stop;
 
@@ -40,13 +42,13 @@ use crate::stop;
 const MAX_EVENTS: usize = 1024;
 
 /// Everything the event loop works with.
-struct Server<'a> {
+struct Server<'a, 'l> {
     nar: &'a Narrator,
     config: &'a Config,
     epoll: Epoll,
-    listen_fd: BorrowedFd<'a>,
-    /// The listener's flags, which `mux::accept_client` reads too.
-    accept_args: &'a ServerArgs,
+    listen_fd: BorrowedFd<'l>,
+    /// accept(), and what to do when descriptors run out.
+    acceptor: &'a mut Acceptor<'l>,
     /// The connections, indexed by their fd (the kernel hands out the
     /// lowest free number, so the table stays dense).
     conns: Vec<Option<Conn>>,
@@ -60,12 +62,8 @@ struct Server<'a> {
     next_scan: Option<Instant>,
 }
 
-pub fn serve(
-    nar: &Narrator,
-    config: &Config,
-    listen_fd: BorrowedFd<'_>,
-    accept_args: &ServerArgs,
-) -> Result<()> {
+pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Result<()> {
+    let listen_fd = acceptor.listen_fd;
     let step = nar.call("epoll_create1", "EPOLL_CLOEXEC");
     let epoll = step.check(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC), |epoll| {
         format!("epfd {}", epoll.0.as_raw_fd())
@@ -76,7 +74,7 @@ pub fn serve(
         config,
         epoll,
         listen_fd,
-        accept_args,
+        acceptor,
         conns: Vec::new(),
         open: 0,
         scratch: vec![0u8; SMALL_FILE],
@@ -108,17 +106,26 @@ pub fn serve(
     result
 }
 
-impl Server<'_> {
+impl Server<'_, '_> {
     fn event_loop(&mut self) -> Result<()> {
         let nar = self.nar;
         let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
         let epfd = self.epoll.0.as_raw_fd();
         while stop::requested().is_none() {
-            let (timeout, millis) = match self.next_scan {
+            // Wake for the nearest deadline, or when the last busy second's
+            // summary is due (so it is printed when the traffic stops, not
+            // at the next client), whichever comes first.
+            let now = Instant::now();
+            let left = match (self.next_scan, nar.tick_due_in()) {
+                (None, None) => None,
+                (Some(due), None) => Some(due.saturating_duration_since(now)),
+                (None, Some(tick)) => Some(tick),
+                (Some(due), Some(tick)) => Some(due.saturating_duration_since(now).min(tick)),
+            };
+            let (timeout, millis) = match left {
                 None => (EpollTimeout::NONE, -1),
-                Some(due) => {
+                Some(left) => {
                     // Rounded up, so that we never wake a little early and spin.
-                    let left = due.saturating_duration_since(Instant::now());
                     let millis = left.as_micros().div_ceil(1000).min(60_000) as u16;
                     (EpollTimeout::from(millis), i32::from(millis))
                 }
@@ -143,6 +150,7 @@ impl Server<'_> {
                 }
             };
             step.ok_with(ready as i64, || format!("{ready} ready"));
+            nar.tick();
             for event in &events[..ready] {
                 // The u64 registered with each fd is the fd itself.
                 let fd = event.data() as RawFd;
@@ -167,11 +175,27 @@ impl Server<'_> {
     fn accept_all(&mut self) -> Result<()> {
         let nar = self.nar;
         loop {
-            let accepted = mux::accept_client(nar, self.listen_fd, self.accept_args)?;
-            let Accepted::Client(client) = accepted else {
-                return Ok(());
+            let (fd, peer) = match self.acceptor.accept(nar, false)? {
+                Accepted::Client(fd, peer) => (fd, peer),
+                // Level-triggered: if more clients wait, epoll says so again.
+                Accepted::Failed | Accepted::Nothing => return Ok(()),
             };
-            let mux::conn::Conn { fd, peer, .. } = client;
+            if nar.showing() {
+                nar.tcp_state(fd.as_fd());
+            }
+            if let Err(errno) = listener::make_nonblocking(nar, &fd) {
+                let conn = Conn::new(fd, peer);
+                conn.close(nar, Ending::Failed(errno));
+                continue;
+            }
+            if nar.showing() {
+                let raw = fd.as_raw_fd();
+                nar.info(
+                    "client",
+                    json!({ "peer": peer.to_string(), "fd": raw }),
+                    format!("client {peer} connected on fd {raw}"),
+                );
+            }
             let conn = Conn::new(fd, peer);
             self.no_delay(&conn);
             let raw = conn.raw_fd();
@@ -249,7 +273,7 @@ impl Server<'_> {
         let conn = self.conns.get_mut(fd as usize)?.as_mut()?;
         loop {
             if conn.is_sending() {
-                match conn.send_response(nar, &mut self.scratch) {
+                match conn.send_response(nar, config, &mut self.scratch) {
                     Sent::Blocked => {
                         return set_interest(nar, &self.epoll, conn, true);
                     }
@@ -335,6 +359,10 @@ impl Server<'_> {
             return;
         };
         self.open -= 1;
+        if self.open == 0 {
+            // Nothing left that could expire: epoll_wait may wait for ever.
+            self.next_scan = None;
+        }
         let epfd = self.epoll.0.as_raw_fd();
         let step = nar.call_with("epoll_ctl", || {
             format!("epfd {epfd}, EPOLL_CTL_DEL, fd {fd}")

@@ -6,13 +6,15 @@
 //! keeps it open for keep-alive; a slow client trickles its request), every
 //! other client waits in the kernel's accept queue. The narration reads that
 //! queue's length from the kernel (TCP_INFO on the listening socket) while
-//! the server is busy, and at each accept() says how long ago the new
-//! client last sent anything (its time in the queue, at least).
+//! the server is busy (each time a recv() returns), and at each accept()
+//! says how long ago the new client last sent anything (its time in the
+//! queue, at least).
 //!
-//! The timeouts use blocking sockets: SO_RCVTIMEO makes recv() give up
-//! with EAGAIN after a tick (at most a second), so the loop can check the
-//! connection's deadline; SO_SNDTIMEO does the same for a send that makes
-//! no progress.
+//! The timeouts use blocking sockets: before each recv(), SO_RCVTIMEO is
+//! set to the time left until the connection's deadline (the head, or the
+//! idle timeout), so recv() gives up with EAGAIN exactly then; SO_SNDTIMEO
+//! does the same for the sends (see `conn.rs`). An idle keep-alive client
+//! therefore costs one recv() that waits, not one a second.
 //!
 //! The per-connection loop `serve_connection` is shared with `--model thread`.
 //!
@@ -21,27 +23,25 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nix::errno::Errno;
-use nix::sys::socket::{setsockopt, sockopt};
-use nix::sys::time::TimeVal;
 use serde_json::json;
 
-use super::conn::{Conn, Ending, Next, Received, Sent, SMALL_FILE};
+use super::conn::{Conn, Ending, Next, Received, Sent, BLOCKING_CHUNK};
+use super::listener::{Accepted, Acceptor};
 use super::Config;
-use crate::demos::accept;
 use crate::kernel;
 use crate::narrate::{Fact, Narrator};
 use crate::stop;
-use crate::sys;
 
-pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Result<()> {
+pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Result<()> {
     nar.note("One client at a time: this server serves a connection from accept() to close(). Meanwhile, every other client waits in the accept queue.");
-    let mut scratch = vec![0u8; SMALL_FILE];
+    let listen_fd = acceptor.listen_fd;
+    let mut scratch = vec![0u8; BLOCKING_CHUNK];
     while stop::requested().is_none() {
-        let Some((conn_fd, peer)) = accept_blocking(nar, listen_fd)? else {
+        let Some((conn_fd, peer)) = accept_blocking(nar, acceptor)? else {
             continue;
         };
         if nar.showing() {
@@ -55,42 +55,28 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
     Ok(())
 }
 
-/// A blocking accept(). None when interrupted or when the failure belongs
-/// to one client (the caller loops).
+/// A blocking accept(). None when it timed out (a summary was due), was
+/// interrupted, or failed for one client only (the caller loops).
 pub fn accept_blocking(
     nar: &Narrator,
-    listen_fd: BorrowedFd<'_>,
+    acceptor: &mut Acceptor<'_>,
 ) -> Result<Option<(OwnedFd, SocketAddr)>> {
-    let fd = listen_fd.as_raw_fd();
-    let step = nar.blocking_with("accept", || format!("fd {fd}"), "waiting for a client");
-    match sys::accept_with_peer(listen_fd) {
-        Ok((conn_fd, peer)) => {
-            let raw = conn_fd.as_raw_fd();
-            step.ok_with(i64::from(raw), || format!("fd {raw}, peer {peer}"));
-            nar.count("connections", 1);
-            if nar.showing() {
-                nar.info(
-                    "client",
-                    json!({ "peer": peer.to_string(), "fd": raw }),
-                    format!("client {peer} connected on fd {raw}"),
-                );
-            }
-            Ok(Some((conn_fd, peer)))
-        }
-        Err(Errno::EINTR) => {
-            step.fail(Errno::EINTR);
-            Ok(None)
-        }
-        Err(errno) if accept::is_transient(errno) => {
-            step.fail(errno);
-            accept::carry_on(nar, errno);
-            Ok(None)
-        }
-        Err(errno) => {
-            step.fail(errno);
-            Err(errno).context("accept() failed")
-        }
+    acceptor.arm_timeout(nar);
+    let accepted = acceptor.accept(nar, true)?;
+    // accept() returned: print the last busy second's summary if it is due.
+    nar.tick();
+    let Accepted::Client(conn_fd, peer) = accepted else {
+        return Ok(None);
+    };
+    if nar.showing() {
+        let raw = conn_fd.as_raw_fd();
+        nar.info(
+            "client",
+            json!({ "peer": peer.to_string(), "fd": raw }),
+            format!("client {peer} connected on fd {raw}"),
+        );
     }
+    Ok(Some((conn_fd, peer)))
 }
 
 /// Serve one connection with blocking calls until it ends; the caller
@@ -102,12 +88,7 @@ pub fn serve_connection(
     scratch: &mut [u8],
     listen_fd: Option<BorrowedFd<'_>>,
 ) -> (Conn, Ending) {
-    let tick =
-        (config.shortest_timeout() / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
     conn.blocking = true;
-    if let Err(errno) = set_timeouts(nar, &conn, tick, config.send_timeout) {
-        return (conn, Ending::Failed(errno));
-    }
     let mut queue_seen = 0;
     let ending = loop {
         if stop::requested().is_some() {
@@ -116,7 +97,7 @@ pub fn serve_connection(
         // First answer every complete request already buffered (pipelining),
         // one response at a time, in order.
         match conn.next_request(nar, config) {
-            Next::Respond | Next::Busy => match conn.send_response(nar, scratch) {
+            Next::Respond | Next::Busy => match conn.send_response(nar, config, scratch) {
                 Sent::Done { keep_alive: true } => continue,
                 Sent::Done { keep_alive: false } => {
                     if conn.finish(nar) {
@@ -124,7 +105,7 @@ pub fn serve_connection(
                     }
                     break Ending::AfterResponse;
                 }
-                // A blocking send with SO_SNDTIMEO: no progress in time.
+                // No progress for --send-timeout.
                 Sent::Blocked => break Ending::SendTimeout,
                 Sent::Gone(ending) => break ending,
             },
@@ -142,7 +123,7 @@ pub fn serve_connection(
             }
             nar.note("The request head did not arrive in time: a client that sends half a request must not hold a connection for ever. It gets 408 Request Timeout, and the connection closes.");
             conn.request_timeout(nar);
-            match conn.send_response(nar, scratch) {
+            match conn.send_response(nar, config, scratch) {
                 Sent::Done { .. } => {
                     if conn.finish(nar) {
                         linger(nar, config, &mut conn);
@@ -153,47 +134,20 @@ pub fn serve_connection(
                 Sent::Gone(ending) => break ending,
             }
         }
-        match conn.receive(nar, config) {
-            Received::Data(_) | Received::End | Received::Interrupted => {}
+        let received = conn.receive(nar, config);
+        // recv() returned: print the last busy second's summary if it is due.
+        nar.tick();
+        // (Iterative) who is kept waiting meanwhile?
+        if let Some(listen_fd) = listen_fd {
+            queue_seen = show_waiting(nar, listen_fd, queue_seen);
+        }
+        match received {
+            // Drained: SO_RCVTIMEO passed; the deadline is checked above.
+            Received::Data(_) | Received::End | Received::Interrupted | Received::Drained => {}
             Received::Gone(ending) => break ending,
-            // SO_RCVTIMEO passed: a tick. (Iterative) who is kept waiting?
-            Received::Drained => {
-                if let Some(listen_fd) = listen_fd {
-                    queue_seen = show_waiting(nar, listen_fd, queue_seen);
-                }
-            }
         }
     };
     (conn, ending)
-}
-
-/// SO_RCVTIMEO (the tick) and SO_SNDTIMEO (the send timeout): a blocking
-/// call then returns EAGAIN instead of waiting for ever.
-fn set_timeouts(nar: &Narrator, conn: &Conn, tick: Duration, send: Duration) -> nix::Result<()> {
-    let fd = conn.raw_fd();
-    for (name, value) in [("SO_RCVTIMEO", tick), ("SO_SNDTIMEO", send)] {
-        let step = nar.call_with("setsockopt", || {
-            format!("fd {fd}, SOL_SOCKET, {name}, {} ms", value.as_millis())
-        });
-        let timeval = TimeVal::from(libc::timeval {
-            tv_sec: value.as_secs() as libc::time_t,
-            tv_usec: libc::suseconds_t::from(value.subsec_micros()),
-        });
-        let result = if name == "SO_RCVTIMEO" {
-            setsockopt(&conn.fd, sockopt::ReceiveTimeout, &timeval)
-        } else {
-            setsockopt(&conn.fd, sockopt::SendTimeout, &timeval)
-        };
-        match result {
-            Ok(()) => step.ok_with(0, || "0".into()),
-            Err(errno) => {
-                step.fail(errno);
-                return Err(errno);
-            }
-        }
-    }
-    nar.note("SO_RCVTIMEO: a blocking recv() on this socket returns EAGAIN when nothing arrives for one tick, so the loop can check the request and idle deadlines. SO_SNDTIMEO does the same for a send that makes no progress.");
-    Ok(())
 }
 
 /// After the last response, with unread bytes: read and drop until the

@@ -16,13 +16,15 @@
 //! | `epoll.rs`     | `--model epoll` (default): one thread, non-blocking sockets, level-triggered epoll, per-connection deadlines. |
 //! | `iterative.rs` | `--model iterative`: one client at a time with blocking calls; the others wait in the accept queue. |
 //! | `thread.rs`    | `--model thread`: one thread per connection, blocking calls. |
+//! | `listener.rs`  | the listening socket, accept(), and running out of descriptors. |
 //! | `show.rs`      | the narration of each request and response. |
 //!
-//! System calls: getrlimit/setrlimit, socket, setsockopt (SO_REUSEADDR,
-//! TCP_NODELAY, SO_RCVTIMEO, SO_SNDTIMEO), bind, listen, accept, fcntl,
-//! epoll_create1/epoll_ctl/epoll_wait, recv, send (MSG_MORE), writev, pread,
-//! sendfile, shutdown, ioctl(FIONREAD), getsockopt(TCP_INFO), close (and
-//! openat2/fstat in `exchange/`).
+//! System calls: open (the root directory, a spare fd), getrlimit/setrlimit,
+//! socket, setsockopt (SO_REUSEADDR, TCP_NODELAY, SO_RCVTIMEO, SO_SNDTIMEO),
+//! bind, listen, accept, fcntl, epoll_create1/epoll_ctl/epoll_wait, recv,
+//! send (MSG_MORE), writev, pread, sendfile, shutdown, ioctl(FIONREAD),
+//! getsockopt(TCP_INFO), close (and openat2/fstat in `exchange/`, narrated
+//! by `conn.rs`).
 //!
 //! Try it:
 //!
@@ -38,18 +40,18 @@ pub mod conn;
 pub mod epoll;
 pub mod exchange;
 pub mod iterative;
+pub mod listener;
 pub mod show;
 pub mod thread;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use serde_json::json;
 
-use super::mux::{self, ServerArgs};
+use super::mux;
 use crate::error::Failure;
 use crate::narrate::Narrator;
 use exchange::{Limits, Site};
@@ -152,50 +154,73 @@ impl Config {
     pub fn max_input(&self) -> usize {
         self.limits.max_head + self.limits.max_body
     }
-
-    /// The shortest of the three timeouts.
-    pub fn shortest_timeout(&self) -> Duration {
-        self.header_timeout
-            .min(self.idle_timeout)
-            .min(self.send_timeout)
-    }
 }
 
 pub fn run(nar: &Narrator, args: &Args) -> Result<()> {
+    // `q` at a --step pause may end the run at once, before the call it
+    // paused on: the server holds only descriptors (sockets, files, the
+    // root directory, epoll) and threads that use nothing else. It makes no
+    // child process and no file, so when the process exits the kernel
+    // closes everything and nothing is left behind.
+    nar.may_end_at_any_step();
     nar.start(
         "http-server",
         "http",
         "An HTTP/1.1 server on raw sockets: requests parsed with httparse, responses written by hand, files streamed with sendfile.",
     );
-    let config = configure(nar, args)?;
+    let mut config = configure(nar, args)?;
     mux::raise_fd_limit(nar)?;
-    let server_args = listener_args(args);
-    let listen_fd = mux::open_listener(nar, &server_args)?;
+    let blocking = args.model != Model::Epoll;
+    let listen_fd = listener::open_listener(nar, &args.host, args.port, args.backlog, blocking)?;
+    let mut acceptor = listener::Acceptor::new(nar, listen_fd.as_fd());
     nar.fd_table();
     let result = match args.model {
-        Model::Epoll => epoll::serve(nar, &config, listen_fd.as_fd(), &server_args),
-        Model::Iterative | Model::Thread => {
-            make_blocking(nar, &listen_fd)?;
-            if args.model == Model::Iterative {
-                iterative::serve(nar, &config, listen_fd.as_fd())
-            } else {
-                thread::serve(nar, &config, listen_fd.as_fd())
-            }
-        }
+        Model::Epoll => epoll::serve(nar, &config, &mut acceptor),
+        Model::Iterative => iterative::serve(nar, &config, &mut acceptor),
+        Model::Thread => thread::serve(nar, &config, &mut acceptor),
     };
-    mux::close_listener(nar, listen_fd)?;
+    drop(acceptor);
+    listener::close_listener(nar, listen_fd)?;
+    close_root(nar, &mut config);
     result
 }
 
 /// Check the root directory and turn the flags into limits and timeouts.
 fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
-    let site = Site::new(args.root.as_deref()).map_err(|err| {
+    // The root directory is opened once (in Site::new). Its step comes
+    // first, so that --step pauses before the open really happens; the
+    // arguments are the ones Site::new uses.
+    let step = args.root.as_ref().map(|dir| {
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        nar.call(
+            "open",
+            format!("{canonical:?}, O_RDONLY|O_DIRECTORY|O_CLOEXEC"),
+        )
+    });
+    let opened = Site::new(args.root.as_deref());
+    match (step, &opened) {
+        (Some(step), Ok(site)) => {
+            let fd = site.root_fd().unwrap_or(-1);
+            step.ok_value(i64::from(fd), format!("fd {fd}"));
+            nar.note("The root directory is opened once, at start-up. Every file a request names is opened relative to this fd with openat2(RESOLVE_BENEATH), so the kernel itself refuses any path that would leave it.");
+        }
+        // The only error without an errno is "not a directory" (ENOTDIR).
+        (Some(step), Err(err)) => step.fail(
+            err.raw_os_error()
+                .map_or(nix::errno::Errno::ENOTDIR, nix::errno::Errno::from_raw),
+        ),
+        (None, _) => {}
+    }
+    let mut site = opened.map_err(|err| {
         let dir = args.root.as_deref().unwrap_or(std::path::Path::new("."));
         Failure::new(
             format!("cannot serve {}: {err}", dir.display()),
             Some("--root must name an existing directory"),
         )
     })?;
+    // Record the file system calls of each request for the narration:
+    // with --quiet nothing is shown, and nothing is recorded.
+    site.trace = !nar.is_quiet();
     match &site.root {
         Some(root) => nar.info(
             "root",
@@ -240,29 +265,13 @@ fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
     })
 }
 
-/// The listener set-up and accept() are the multiplexing servers'
-/// (`mux::open_listener`, `mux::accept_client`), which read these flags.
-fn listener_args(args: &Args) -> ServerArgs {
-    ServerArgs {
-        host: args.host.clone(),
-        port: args.port,
-        backlog: args.backlog,
-        // Not read by the listener: each connection has its own buffer.
-        bufsize: 16384,
-        sndbuf: None,
+/// At the end: close the root directory's fd, opened at start-up.
+fn close_root(nar: &Narrator, config: &mut Config) {
+    if let Some(dir) = config.site.root_dir.take() {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+        let step = nar.call("close", format!("fd {fd} (the root directory)"));
+        step.check(nix::unistd::close(dir), |_| "0".into()).ok();
     }
-}
-
-/// The blocking models wait in accept(): clear the O_NONBLOCK that the
-/// shared listener set-up gave the socket.
-fn make_blocking(nar: &Narrator, listen_fd: &OwnedFd) -> Result<()> {
-    let fd = listen_fd.as_raw_fd();
-    let step = nar.call("fcntl", format!("fd {fd}, F_SETFL, O_RDWR"));
-    step.check(fcntl(listen_fd, FcntlArg::F_SETFL(OFlag::empty())), |_| {
-        "0".into()
-    })?;
-    nar.note("The listening socket is blocking again: this model sleeps in accept() until a client arrives, and Ctrl-C interrupts it with EINTR.");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -17,10 +17,15 @@ use crate::narrate::Narrator;
 /// How much of the raw request the narration shows.
 const SHOW_RAW: usize = 400;
 
+/// How much of a request target the human lines show.
+const SHOW_TARGET: usize = 200;
+
 /// A request as httparse saw it: the request line, what httparse returned,
 /// every header, and the raw bytes.
 pub fn request(nar: &Narrator, fd: RawFd, peer: SocketAddr, head: &Head<'_>, raw: &[u8]) {
     let version = format!("HTTP/1.{}", head.version);
+    // A long target (up to --max-line) is cut in the human lines.
+    let target = cut(head.target, SHOW_TARGET);
     nar.info(
         "request",
         json!({
@@ -34,18 +39,17 @@ pub fn request(nar: &Narrator, fd: RawFd, peer: SocketAddr, head: &Head<'_>, raw
             "body_len": head.body_len,
         }),
         format!(
-            "request from {peer} on fd {fd}: {} {} {version}",
-            head.method, head.target
+            "request from {peer} on fd {fd}: {} {target} {version}",
+            head.method
         ),
     );
     nar.info(
         "parsed",
         json!({ "head_len": head.head_len, "headers": head.headers.len() }),
         format!(
-            "httparse: Complete({}): method {}, path {}, version 1.{}, {} headers; the body starts at byte {} and is {} long",
+            "httparse: Complete({}): method {}, path {target}, version 1.{}, {} headers; the body starts at byte {} and is {} long",
             head.head_len,
             head.method,
-            head.target,
             head.version,
             head.headers.len(),
             head.head_len,
@@ -71,8 +75,15 @@ pub fn request(nar: &Narrator, fd: RawFd, peer: SocketAddr, head: &Head<'_>, raw
     );
 }
 
-/// Bytes that could not be parsed as a request (the 400 and its kin).
-pub fn unparsed(nar: &Narrator, fd: RawFd, peer: SocketAddr, raw: &[u8]) {
+/// Bytes that could not be parsed as a request (the 400 and its kin), and
+/// httparse's error about them when it had one.
+pub fn unparsed(
+    nar: &Narrator,
+    fd: RawFd,
+    peer: SocketAddr,
+    raw: &[u8],
+    parse_error: Option<&'static str>,
+) {
     nar.info(
         "request",
         json!({ "fd": fd, "peer": peer.to_string(), "method": null }),
@@ -81,6 +92,21 @@ pub fn unparsed(nar: &Narrator, fd: RawFd, peer: SocketAddr, raw: &[u8]) {
             show_bytes(raw, 80)
         ),
     );
+    if let Some(error) = parse_error {
+        nar.info(
+            "parse_error",
+            json!(error),
+            format!("{error}; the answer is 400 Bad Request"),
+        );
+    }
+}
+
+/// At most `max` characters of `text`, and how many bytes were left out.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}… (+{} bytes)", &text[..end], text.len() - end),
+        None => text.to_string(),
+    }
 }
 
 /// A response: its status line, each header, and where the body comes from.
@@ -166,5 +192,11 @@ mod tests {
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
         let lines: Vec<&str> = head_lines(head).collect();
         assert_eq!(lines, ["HTTP/1.1 200 OK", "Content-Length: 5"]);
+    }
+
+    #[test]
+    fn a_long_target_is_cut() {
+        assert_eq!(cut("/short", 10), "/short");
+        assert_eq!(cut("/abcdefghij", 4), "/abc… (+7 bytes)");
     }
 }

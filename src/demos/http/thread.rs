@@ -10,31 +10,35 @@
 //! The threads are scoped: each is detached from the main loop (nobody
 //! waits for it while the server runs), counted, and the scope joins every
 //! one before the server returns. On Ctrl-C the main thread shuts every
-//! live connection down, which wakes its thread from recv().
+//! live connection down, which wakes its thread from recv() or send(); it
+//! marks the connection first, so that the thread narrates the end as the
+//! server's doing, not as the client's FIN or reset.
 //!
 //! Try it: `netlab http-server --model thread --port 8000`.
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 use nix::sys::socket::{shutdown, Shutdown};
 use serde_json::json;
 
-use super::conn::{Conn, SMALL_FILE};
+use super::conn::{Conn, BLOCKING_CHUNK};
 use super::iterative::{accept_blocking, serve_connection};
+use super::listener::Acceptor;
 use super::Config;
 use crate::kernel;
 use crate::narrate::{Fact, Narrator};
 use crate::stop;
 use crate::sys;
 
-pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Result<()> {
+pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Result<()> {
     nar.note("One thread per connection: the main thread only accepts; each client's thread blocks in its own recv() and send(), so a slow client holds up only itself.");
-    // The connections being served, so that a stop can shut them down.
-    let live: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+    // The connections being served, so that a stop can shut them down,
+    // each with the flag that tells its thread the shutdown was ours.
+    let live: Mutex<Vec<(RawFd, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
     let lock = || live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let finished = AtomicU64::new(0);
 
@@ -42,7 +46,7 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
         let mut started: u64 = 0;
         let mut outcome: Result<()> = Ok(());
         while stop::requested().is_none() {
-            let (conn_fd, peer) = match accept_blocking(nar, listen_fd) {
+            let (conn_fd, peer) = match accept_blocking(nar, acceptor) {
                 Ok(Some(accepted)) => accepted,
                 Ok(None) => continue,
                 Err(err) => {
@@ -52,7 +56,8 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
             };
             started += 1;
             let raw = conn_fd.as_raw_fd();
-            lock().push(raw);
+            let stopping = Arc::new(AtomicBool::new(false));
+            lock().push((raw, Arc::clone(&stopping)));
             let (lock, finished) = (&lock, &finished);
             let name = format!("conn-{started}");
             let spawned =
@@ -62,15 +67,16 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
                         // Ctrl-C goes to the main thread, which wakes us.
                         stop::block_stop_signals_in_this_thread();
                         nar.in_thread(&name);
-                        let mut scratch = vec![0u8; SMALL_FILE];
-                        let conn = Conn::new(conn_fd, peer);
+                        let mut scratch = vec![0u8; BLOCKING_CHUNK];
+                        let mut conn = Conn::new(conn_fd, peer);
+                        conn.stopping = Some(stopping);
                         let (conn, ending) =
                             serve_connection(nar, config, conn, &mut scratch, None);
                         // Leave the list before the fd is closed, so the main
                         // thread never shuts down a number reused by another file.
-                        lock().retain(|fd| *fd != raw);
+                        lock().retain(|(fd, _)| *fd != raw);
                         conn.close(nar, ending);
-                        finished.fetch_add(1, Ordering::Relaxed);
+                        finished.fetch_add(1, Ordering::SeqCst);
                     });
             match spawned {
                 Ok(_) => {
@@ -87,7 +93,8 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
                 }
                 Err(err) => {
                     // The closure (and the socket in it) was dropped.
-                    lock().retain(|fd| *fd != raw);
+                    lock().retain(|(fd, _)| *fd != raw);
+                    finished.fetch_add(1, Ordering::SeqCst);
                     nar.warning(
                         format!(
                             "could not start a thread for {peer}: {err}; its connection is closed"
@@ -97,13 +104,16 @@ pub fn serve(nar: &Narrator, config: &Config, listen_fd: BorrowedFd<'_>) -> Resu
                 }
             }
         }
-        // Stopping: wake every thread blocked in recv() or send().
+        // Stopping: wake every thread blocked in recv() or send(), and wait
+        // until each has closed its connection and ended.
         let mut shut = false;
-        while !lock().is_empty() {
+        while finished.load(Ordering::SeqCst) < started {
             if !shut {
                 shut = true;
                 nar.note("Stopping: shutdown() on every live connection wakes its thread from recv(), so it can close and end; then the threads are joined.");
-                for fd in lock().iter() {
+                for (fd, stopping) in lock().iter() {
+                    // First the mark, then the shutdown that wakes the thread.
+                    stopping.store(true, Ordering::SeqCst);
                     let step = nar.call("shutdown", format!("fd {fd}, SHUT_RDWR"));
                     match shutdown(*fd, Shutdown::Both) {
                         Ok(()) => step.ok("0"),

@@ -7,6 +7,9 @@
 //!    (`/...`), its percent-escapes valid, and once decoded it may not hold
 //!    a NUL byte, a backslash, a leading `//`, or a `..` segment. `%2e%2e`
 //!    is `..` and `%2f` is `/`, so the checks run on the decoded bytes.
+//!    With a root, two more: no name may start with `.` (hidden files such
+//!    as `.git/` or `.env` are not served), and the decoded path must fit
+//!    in PATH_MAX.
 //! 2. **The kernel**, which has the last word: the file is opened with
 //!    `openat2(root_fd, path, RESOLVE_BENEATH)` (Linux 5.6), which fails
 //!    with EXDEV for any path that would leave the directory `root_fd`
@@ -16,15 +19,20 @@
 //!
 //! Then `fstat` on the open file tells its size (Content-Length) and whether
 //! it is a directory (served as its index.html, or a generated listing).
+//!
+//! Every system call made here can be written down in a [`Tracer`], so the
+//! narration shows them all (the server turns this on unless `--quiet`).
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 
 use super::response::{self, Status};
+use super::Traced;
 
-/// The longest decoded path this server opens (Linux's PATH_MAX).
+/// The longest path Linux opens, counting the NUL at its end (PATH_MAX).
+/// The decoded path is `/` + the relative path, so its length is the same.
 pub const PATH_MAX: usize = 4096;
 
 /// Why a target cannot be served, with the status to answer.
@@ -38,6 +46,28 @@ const fn refusal(status: Status, why: &'static str) -> Refusal {
     Refusal { status, why }
 }
 
+/// Where the system calls of one request are written down, if anywhere.
+/// `Tracer(None)` records nothing and allocates nothing: the arguments and
+/// results are only formatted when someone is listening.
+pub struct Tracer<'t>(pub Option<&'t mut Vec<Traced>>);
+
+impl Tracer<'_> {
+    fn record(
+        &mut self,
+        call: &'static str,
+        args: impl FnOnce() -> String,
+        result: impl FnOnce() -> Result<String, i32>,
+    ) {
+        if let Some(calls) = self.0.as_mut() {
+            calls.push(Traced {
+                call,
+                args: args(),
+                result: result(),
+            });
+        }
+    }
+}
+
 /// A request target decoded into a file path, checked lexically.
 pub struct Path<'t> {
     /// The path as sent, without the query (`?...`): `/docs/a%20b.html`.
@@ -45,31 +75,33 @@ pub struct Path<'t> {
     /// The query with its `?`, or "": ignored for files.
     pub query: &'t str,
     /// The decoded path, followed by a NUL for the system call.
-    decoded: [u8; PATH_MAX + 1],
-    len: usize,
+    decoded: Vec<u8>,
 }
 
 impl<'t> Path<'t> {
     /// Decode and check a request target.
     pub fn parse(target: &'t str) -> Result<Path<'t>, Refusal> {
-        // Origin-form only: the target of a request to a server (rather than
-        // a proxy) is an absolute path. `http://host/x`, `*` or `x` are not.
-        if !target.starts_with('/') {
-            return Err(refusal(
-                Status::BAD_REQUEST,
-                "The request target is not a path starting with /; this server is not a proxy.",
-            ));
-        }
+        // Origin-form (`/docs/a.html`) is what a browser sends a server.
+        // RFC 9112 (section 3.2.2) also asks a server to accept absolute-form
+        // (`http://host/docs/a.html`), which proxies get: the path is used
+        // and the host part ignored. `*` or `x` are not paths at all.
+        let target = match path_of_absolute_form(target) {
+            Some(path) => path,
+            None if target.starts_with('/') => target,
+            None => {
+                return Err(refusal(
+                    Status::BAD_REQUEST,
+                    "The request target is neither a path starting with / nor an http:// URL.",
+                ))
+            }
+        };
         let (raw, query) = match target.find('?') {
             Some(at) => target.split_at(at),
             None => (target, ""),
         };
-        let mut path = Path {
-            raw,
-            query,
-            decoded: [0; PATH_MAX + 1],
-            len: 0,
-        };
+        // Decoding never makes a path longer, so this one allocation is
+        // enough (the +1 is for the NUL the system call needs).
+        let mut decoded = Vec::with_capacity(raw.len() + 1);
         let mut bytes = raw.bytes();
         while let Some(byte) = bytes.next() {
             let byte = if byte == b'%' {
@@ -85,16 +117,8 @@ impl<'t> Path<'t> {
             } else {
                 byte
             };
-            if path.len == PATH_MAX {
-                return Err(refusal(
-                    Status::URI_TOO_LONG,
-                    "The decoded path is longer than PATH_MAX (4096 bytes).",
-                ));
-            }
-            path.decoded[path.len] = byte;
-            path.len += 1;
+            decoded.push(byte);
         }
-        let decoded = path.decoded();
         if decoded.contains(&0) {
             return Err(refusal(
                 Status::BAD_REQUEST,
@@ -122,24 +146,45 @@ impl<'t> Path<'t> {
                 "The path contains a .. segment, which would climb out of the root directory.",
             ));
         }
-        Ok(path)
+        decoded.push(0);
+        Ok(Path {
+            raw,
+            query,
+            decoded,
+        })
     }
 
     /// The decoded path, starting with `/`.
     pub fn decoded(&self) -> &[u8] {
-        &self.decoded[..self.len]
+        &self.decoded[..self.decoded.len() - 1]
     }
 
     /// The path relative to the root, NUL-terminated: `/a/b` is `a/b`, and
     /// `/` is `.`, the root itself.
-    fn relative(&mut self) -> Option<&CStr> {
-        let start = usize::from(self.len > 0 && self.decoded[0] == b'/');
-        if start == self.len {
-            return Some(c".");
+    fn relative(&self) -> &CStr {
+        let relative = &self.decoded[1..];
+        if relative == b"\0" {
+            return c".";
         }
-        self.decoded[self.len] = 0;
-        // None only if there were a NUL inside, which parse() refused.
-        CStr::from_bytes_with_nul(&self.decoded[start..=self.len]).ok()
+        // parse() refused a NUL inside and put one at the end.
+        CStr::from_bytes_with_nul(relative).unwrap_or(c".")
+    }
+}
+
+/// The path part of an absolute-form target: `http://host:8000/a?x` gives
+/// `/a?x`, and `http://host` or `http://host?x` give `/`. None when the
+/// target is not an http or https URL.
+fn path_of_absolute_form(target: &str) -> Option<&str> {
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let start = target.get(..scheme.len())?;
+        start
+            .eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })?;
+    // The authority (host and port) ends at the first `/`, `?` or `#`.
+    match after_scheme.find(['/', '?', '#']) {
+        Some(at) if after_scheme[at..].starts_with('/') => Some(&after_scheme[at..]),
+        _ => Some("/"),
     }
 }
 
@@ -167,58 +212,172 @@ pub enum Found {
     Listing(Vec<u8>),
 }
 
+/// Does a name in the path start with `.`? Such names are hidden files and
+/// directories (`.git/`, `.env`, `.htpasswd`, `.ssh/`), which often hold
+/// secrets that were never meant to be published. Like most file servers'
+/// usual configuration, this one neither serves nor lists them.
+fn is_hidden(decoded: &[u8]) -> bool {
+    decoded
+        .split(|&b| b == b'/')
+        .any(|name| name.first() == Some(&b'.'))
+}
+
+const HIDDEN: Refusal = refusal(
+    Status::FORBIDDEN,
+    "The path names a hidden file or directory (a name starting with ., such as .git or .env); this server neither serves nor lists them.",
+);
+
+const TOO_LONG: Refusal = refusal(
+    Status::URI_TOO_LONG,
+    "The decoded path is longer than PATH_MAX (4096 bytes), the longest path Linux opens.",
+);
+
 /// Open what `path` names under the root directory `root`.
-pub fn open(root: &File, beneath: bool, path: &mut Path<'_>) -> Result<Found, Refusal> {
+pub fn open(
+    root: &File,
+    beneath: bool,
+    path: &Path<'_>,
+    trace: &mut Tracer,
+) -> Result<Found, Refusal> {
+    if is_hidden(path.decoded()) {
+        return Err(HIDDEN);
+    }
+    // 414 rather than 404: the file cannot be opened under any name this
+    // long (the kernel would say ENAMETOOLONG, also answered 414), and the
+    // client learns that the length is the problem, not the name. Checked
+    // here, before the call, so no system call is wasted on it.
+    if path.decoded().len() > PATH_MAX {
+        return Err(TOO_LONG);
+    }
     // The raw path decides (not the decoded one): the browser resolves
     // relative links against the address as it was sent.
     let ends_with_slash = path.raw.ends_with('/');
     let file_type = content_type(extension_of(path.decoded()));
-    let raw = path.raw;
-    let relative = path.relative().ok_or(refusal(
-        Status::BAD_REQUEST,
-        "The path contains a NUL byte (%00), which would cut the file name short.",
-    ))?;
-    let file = open_beneath(root, relative, beneath).map_err(open_refusal)?;
-    // fstat on the open file (std asks statx with AT_EMPTY_PATH, its modern
-    // form): the size for Content-Length and the type, of the very file we
-    // opened, not of whatever the path names a moment later.
-    let meta = file.metadata().map_err(|_| STAT_FAILED)?;
-    if meta.is_file() {
-        return Ok(Found::File {
-            file,
-            len: meta.len(),
-            content_type: file_type,
-        });
+    let relative = path.relative();
+    let file =
+        open_beneath(root, "root fd", relative, READ, beneath, trace).map_err(open_refusal)?;
+    let kind = match fstat(&file, trace) {
+        Ok(kind) => kind,
+        Err(_) => {
+            close(file, trace);
+            return Err(STAT_FAILED);
+        }
+    };
+    match kind {
+        Kind::File(len) => {
+            // The server sends it, then closes it: the file is the caller's now.
+            return Ok(Found::File {
+                file,
+                len,
+                content_type: file_type,
+            });
+        }
+        Kind::Directory => {}
+        Kind::Other => {
+            close(file, trace);
+            return Err(refusal(
+                Status::FORBIDDEN,
+                "The path names a device, pipe or socket; only regular files and directories are served.",
+            ));
+        }
     }
-    if !meta.is_dir() {
-        return Err(refusal(
-            Status::FORBIDDEN,
-            "The path names a device, pipe or socket; only regular files and directories are served.",
-        ));
-    }
-    if !ends_with_slash && relative.to_bytes() != b"." {
+    if !ends_with_slash && relative != c"." {
+        close(file, trace);
         return Ok(Found::AddSlash);
     }
     // A directory: its index.html, opened relative to the directory itself
     // (so a symlinked index.html must stay inside it too).
-    match open_beneath(&file, c"index.html", beneath) {
-        Ok(index) => {
-            let meta = index.metadata().map_err(|_| STAT_FAILED)?;
-            if meta.is_file() {
+    match open_beneath(&file, "fd", c"index.html", READ, beneath, trace) {
+        Ok(index) => match fstat(&index, trace) {
+            Ok(Kind::File(len)) => {
+                close(file, trace);
                 return Ok(Found::File {
                     file: index,
-                    len: meta.len(),
+                    len,
                     content_type: response::HTML,
                 });
             }
-        }
+            // A directory (or a pipe) called index.html: list instead.
+            _ => close(index, trace),
+        },
         Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(error) => return Err(open_refusal(error)),
+        Err(error) => {
+            close(file, trace);
+            return Err(open_refusal(error));
+        }
     }
-    listing(&file, raw).map(Found::Listing)
+    let page = listing(root, &file, relative, path.raw, beneath, trace);
+    close(file, trace);
+    page.map(Found::Listing)
 }
 
 const STAT_FAILED: Refusal = refusal(Status::INTERNAL_ERROR, "fstat on the opened file failed.");
+
+/// What `fstat` says an open file is.
+enum Kind {
+    /// A regular file of this many bytes.
+    File(u64),
+    Directory,
+    /// A FIFO, a socket or a device.
+    Other,
+}
+
+/// fstat on an open file: its type and size, of the very file we opened,
+/// not of whatever the path names a moment later.
+fn fstat(file: &File, trace: &mut Tracer) -> io::Result<Kind> {
+    let fd = file.as_raw_fd();
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole struct stat into the buffer we pass.
+    let result = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+    if result != 0 {
+        let error = io::Error::last_os_error();
+        trace.record(
+            "fstat",
+            || format!("fd {fd}"),
+            || Err(error.raw_os_error().unwrap_or(0)),
+        );
+        return Err(error);
+    }
+    // SAFETY: fstat succeeded, so it filled the struct in.
+    let stat = unsafe { stat.assume_init() };
+    let (kind, size) = (stat.st_mode & libc::S_IFMT, stat.st_size);
+    trace.record(
+        "fstat",
+        || format!("fd {fd}"),
+        || {
+            Ok(match kind {
+                libc::S_IFREG => format!("a regular file, {size} bytes"),
+                libc::S_IFDIR => "a directory".to_string(),
+                _ => "not a regular file or a directory".to_string(),
+            })
+        },
+    );
+    Ok(match kind {
+        libc::S_IFREG => Kind::File(u64::try_from(size).unwrap_or(0)),
+        libc::S_IFDIR => Kind::Directory,
+        _ => Kind::Other,
+    })
+}
+
+/// Close a file we opened and no longer need (dropping it would too, but
+/// silently: this way the narration sees the call).
+fn close(file: File, trace: &mut Tracer) {
+    let fd = file.into_raw_fd();
+    // SAFETY: into_raw_fd gave us sole ownership of fd; it is closed once.
+    let result = unsafe { libc::close(fd) };
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    trace.record(
+        "close",
+        || format!("fd {fd}"),
+        || {
+            if result == 0 {
+                Ok("0".to_string())
+            } else {
+                Err(errno)
+            }
+        },
+    );
+}
 
 /// The status for a failed open, named by its errno.
 fn open_refusal(error: io::Error) -> Refusal {
@@ -263,19 +422,44 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// Flags for every open: read only; no fd leaked into children; and
-/// O_NONBLOCK so that a FIFO planted in the root cannot block the server in
-/// open() (it has no effect on reading regular files).
-const OPEN_FLAGS: libc::c_int =
-    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+/// Open flags, and how the narration spells them.
+#[derive(Clone, Copy)]
+struct Flags {
+    bits: libc::c_int,
+    text: &'static str,
+}
+
+/// Flags for every file the server reads: read only; no fd leaked into
+/// children; no controlling terminal; and O_NONBLOCK so that a FIFO planted
+/// in the root cannot block the server in open() (it has no effect on
+/// reading regular files).
+const READ: Flags = Flags {
+    bits: libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY,
+    text: "O_RDONLY|O_CLOEXEC|O_NONBLOCK|O_NOCTTY",
+};
+
+/// Flags to look a path up without opening the file for reading (O_PATH):
+/// enough to learn where a symlink leads, and cheap.
+const LOOK_UP: Flags = Flags {
+    bits: libc::O_PATH | libc::O_CLOEXEC,
+    text: "O_PATH|O_CLOEXEC",
+};
 
 /// Open `path` (relative) under the directory `dir`, never leaving it.
-fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
+/// `dir_label` is how the narration names `dir`'s fd ("root fd" or "fd").
+fn open_beneath(
+    dir: &File,
+    dir_label: &str,
+    path: &CStr,
+    flags: Flags,
+    beneath: bool,
+    trace: &mut Tracer,
+) -> io::Result<File> {
     if !beneath {
-        return open_step_by_step(dir, path);
+        return open_step_by_step(dir, dir_label, path, flags, trace);
     }
     let how = OpenHow {
-        flags: OPEN_FLAGS as u64,
+        flags: flags.bits as u64,
         mode: 0,
         // RESOLVE_BENEATH: every step of the lookup, symlinks and `..`
         // included, must stay under `dir`, or the call fails with EXDEV.
@@ -298,11 +482,31 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
                 std::mem::size_of::<OpenHow>(),
             )
         };
-        if fd >= 0 {
+        let result = if fd >= 0 {
+            Ok(fd as libc::c_int)
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        trace.record(
+            "openat2",
+            || {
+                format!(
+                    "{dir_label} {}, {}, {}, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS",
+                    dir.as_raw_fd(),
+                    quoted(path.to_bytes()),
+                    flags.text
+                )
+            },
+            || match &result {
+                Ok(fd) => Ok(format!("fd {fd}")),
+                Err(error) => Err(error.raw_os_error().unwrap_or(0)),
+            },
+        );
+        let error = match result {
             // SAFETY: the kernel just gave us this fd; nothing else owns it.
-            return Ok(unsafe { File::from_raw_fd(fd as libc::c_int) });
-        }
-        let error = io::Error::last_os_error();
+            Ok(fd) => return Ok(unsafe { File::from_raw_fd(fd) }),
+            Err(error) => error,
+        };
         // EAGAIN: a rename raced with the lookup and the kernel could not
         // prove the path stays beneath; it asks us to try again (after the
         // last try, the caller answers 503). EINTR: a signal arrived.
@@ -318,7 +522,7 @@ fn open_beneath(dir: &File, path: &CStr, beneath: bool) -> io::Result<File> {
 /// the call says ENOSYS; a seccomp filter (some containers) may say EPERM
 /// instead. Either way, the step-by-step fallback below is used.
 pub fn has_openat2(dir: &File) -> bool {
-    open_beneath(dir, c".", true).is_ok()
+    open_beneath(dir, "root fd", c".", LOOK_UP, true, &mut Tracer(None)).is_ok()
 }
 
 /// The fallback for kernels without openat2 (ENOSYS): walk the path one
@@ -327,37 +531,87 @@ pub fn has_openat2(dir: &File) -> bool {
 /// which follows symlinks that stay inside the root, but just as safe:
 /// `..` segments were refused lexically, and each step starts from a
 /// directory we already hold open.
-fn open_step_by_step(dir: &File, path: &CStr) -> io::Result<File> {
+fn open_step_by_step(
+    dir: &File,
+    dir_label: &str,
+    path: &CStr,
+    flags: Flags,
+    trace: &mut Tracer,
+) -> io::Result<File> {
     let mut current: Option<File> = None;
     let mut names = path
         .to_bytes()
         .split(|&b| b == b'/')
         .filter(|name| !name.is_empty())
         .peekable();
-    if names.peek().is_none() {
-        return dir.try_clone();
-    }
     let mut name_buf = [0u8; 256];
     while let Some(name) = names.next() {
         if name.len() >= name_buf.len() {
+            if let Some(previous) = current.take() {
+                close(previous, trace);
+            }
             return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
         }
         name_buf[..name.len()].copy_from_slice(name);
         name_buf[name.len()] = 0;
         let at = current.as_ref().unwrap_or(dir).as_raw_fd();
-        let mut flags = OPEN_FLAGS | libc::O_NOFOLLOW;
-        if names.peek().is_some() {
-            flags |= libc::O_DIRECTORY;
+        let last = names.peek().is_none();
+        let mut bits = flags.bits | libc::O_NOFOLLOW;
+        if !last {
+            bits |= libc::O_DIRECTORY;
         }
         // SAFETY: name_buf holds a NUL-terminated name; `at` is an open fd.
-        let fd = unsafe { libc::openat(at, name_buf.as_ptr().cast(), flags) };
+        let fd = unsafe { libc::openat(at, name_buf.as_ptr().cast(), bits) };
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        trace.record(
+            "openat",
+            || {
+                let label = if current.is_none() { dir_label } else { "fd" };
+                let directory = if last { "" } else { "|O_DIRECTORY" };
+                format!(
+                    "{label} {at}, {}, {}|O_NOFOLLOW{directory}",
+                    quoted(name),
+                    flags.text
+                )
+            },
+            || {
+                if fd >= 0 {
+                    Ok(format!("fd {fd}"))
+                } else {
+                    Err(errno)
+                }
+            },
+        );
+        // The directory we looked the name up in is done with.
+        if let Some(previous) = current.take() {
+            close(previous, trace);
+        }
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io::Error::from_raw_os_error(errno));
         }
         // SAFETY: a fresh fd from the kernel, owned by nothing else.
         current = Some(unsafe { File::from_raw_fd(fd) });
     }
     current.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// A file name as the narration shows it: in double quotes, with `"`, `\\`
+/// and bytes that are not printable ASCII escaped (`\\xE9`).
+pub fn quoted(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for &b in name {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            b' '..=b'~' => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02X}")),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The part after the last `/`.
@@ -423,11 +677,29 @@ pub fn content_type(extension: &[u8]) -> &'static str {
 /// Most entries a listing shows; a directory with more gets a note instead.
 const MAX_LISTED: usize = 10_000;
 
-/// An HTML page listing the directory `dir` (whose URL path is `raw`).
-fn listing(dir: &File, raw: &str) -> Result<Vec<u8>, Refusal> {
-    let mut entries = read_dir(dir).map_err(open_refusal)?;
+/// An HTML page listing the directory `dir`, which is `relative` under the
+/// root and `raw` in the URL. The listing shows what the server would
+/// serve: no hidden names, and no symlink that leads outside the root.
+fn listing(
+    root: &File,
+    dir: &File,
+    relative: &CStr,
+    raw: &str,
+    beneath: bool,
+    trace: &mut Tracer,
+) -> Result<Vec<u8>, Refusal> {
+    let mut entries = read_dir(dir, trace).map_err(open_refusal)?;
     let more = entries.len().saturating_sub(MAX_LISTED);
     entries.truncate(MAX_LISTED);
+    // Hidden names (see is_hidden) are left out, like `.` and `..`.
+    entries.retain(|entry| !entry.name.starts_with(b"."));
+    // A symlink is listed only if it stays inside the root, checked with the
+    // same openat2 rule as a request, relative to the root. DT_UNKNOWN
+    // (some file systems do not fill d_type in) might be a symlink too.
+    entries.retain(|entry| {
+        !matches!(entry.kind, libc::DT_LNK | libc::DT_UNKNOWN)
+            || stays_inside(root, relative, &entry.name, beneath, trace)
+    });
     entries.sort();
 
     let mut page = Vec::with_capacity(1024 + entries.len() * 96);
@@ -440,18 +712,20 @@ fn listing(dir: &File, raw: &str) -> Result<Vec<u8>, Refusal> {
     page.extend_from_slice(
         b"</h1>\n<p>There is no index.html here, so the server lists the directory.</p>\n<ul>\n",
     );
+    // A link up, except at the root, which has nothing above it to serve.
     if raw != "/" {
         page.extend_from_slice(b"<li><a href=\"../\">../</a> (parent directory)</li>\n");
     }
-    for (name, is_dir) in &entries {
+    for entry in &entries {
+        let is_dir = entry.kind == libc::DT_DIR;
         page.extend_from_slice(b"<li><a href=\"");
-        push_percent_encoded(&mut page, name);
-        if *is_dir {
+        push_percent_encoded(&mut page, &entry.name);
+        if is_dir {
             page.push(b'/');
         }
         page.extend_from_slice(b"\">");
-        response::push_escaped(&mut page, name);
-        if *is_dir {
+        response::push_escaped(&mut page, &entry.name);
+        if is_dir {
             page.push(b'/');
         }
         page.extend_from_slice(b"</a></li>\n");
@@ -466,43 +740,98 @@ fn listing(dir: &File, raw: &str) -> Result<Vec<u8>, Refusal> {
     Ok(page)
 }
 
-/// The names in a directory (without `.` and `..`), and which are directories.
-fn read_dir(dir: &File) -> io::Result<Vec<(Vec<u8>, bool)>> {
-    // fdopendir takes ownership of the fd it is given, and closedir closes
-    // it, so hand it a duplicate and keep ours.
-    let copy = dir.try_clone()?;
-    // SAFETY: `copy` is an open directory fd; into_raw_fd gives its
-    // ownership to the DIR stream, which closedir releases below.
-    let stream = unsafe { libc::fdopendir(std::os::fd::IntoRawFd::into_raw_fd(copy)) };
-    if stream.is_null() {
-        return Err(io::Error::last_os_error());
+/// Does the entry `name` of the directory `relative` resolve inside the
+/// root? openat2 with O_PATH (a lookup, not a real open) and the same
+/// RESOLVE_BENEATH rule as a request: EXDEV means it leads outside, and a
+/// loop or a dangling link would not be served either. Without openat2 the
+/// server follows no symlink, so none is listed.
+fn stays_inside(
+    root: &File,
+    relative: &CStr,
+    name: &[u8],
+    beneath: bool,
+    trace: &mut Tracer,
+) -> bool {
+    if !beneath {
+        return false;
     }
+    let dir = relative.to_bytes();
+    let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+    let mut path = Vec::with_capacity(dir.len() + name.len() + 2);
+    if dir != b"." {
+        path.extend_from_slice(dir);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path.push(0);
+    let Ok(path) = CStr::from_bytes_with_nul(&path) else {
+        return false;
+    };
+    match open_beneath(root, "root fd", path, LOOK_UP, true, trace) {
+        Ok(file) => {
+            close(file, trace);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// One name in a directory, and its type as getdents64 reports it
+/// (`DT_DIR`, `DT_REG`, `DT_LNK`... or `DT_UNKNOWN`).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    name: Vec<u8>,
+    kind: u8,
+}
+
+/// The names in a directory (`.` and `..` included), read with the system
+/// call behind readdir(3): `getdents64` fills a buffer with as many
+/// records as fit, and returns 0 at the end of the directory.
+fn read_dir(dir: &File, trace: &mut Tracer) -> io::Result<Vec<Entry>> {
+    let fd = dir.as_raw_fd();
+    let mut buffer = vec![0u8; 32 * 1024];
     let mut entries = Vec::new();
-    loop {
-        // SAFETY: `stream` is a valid DIR* until closedir; the entry it
-        // returns stays valid until the next readdir on the same stream,
-        // and we copy what we need before that.
-        let entry = unsafe { libc::readdir(stream) };
-        if entry.is_null() {
-            break; // the end (or an error, after which we list what we have)
-        }
-        // SAFETY: d_name is a NUL-terminated array inside the entry.
-        let (name, kind) = unsafe {
-            (
-                CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes(),
-                (*entry).d_type,
-            )
-        };
-        if name == b"." || name == b".." {
-            continue;
-        }
-        entries.push((name.to_vec(), kind == libc::DT_DIR));
-        if entries.len() > MAX_LISTED {
+    while entries.len() <= MAX_LISTED {
+        // SAFETY: the kernel writes at most buffer.len() bytes into buffer.
+        let got =
+            unsafe { libc::syscall(libc::SYS_getdents64, fd, buffer.as_mut_ptr(), buffer.len()) };
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        trace.record(
+            "getdents64",
+            || format!("fd {fd}, a buffer of {} bytes", buffer.len()),
+            || match got {
+                0 => Ok("0: the end of the directory".to_string()),
+                1.. => Ok(format!("{got} bytes of entries")),
+                _ => Err(errno),
+            },
+        );
+        if got < 0 {
+            // An error after some entries: list what we have.
+            if entries.is_empty() {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
             break;
         }
+        if got == 0 {
+            break;
+        }
+        // The buffer holds records one after another, each:
+        //   u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type, d_name (NUL-ended),
+        // padded so that the next record starts d_reclen bytes later.
+        let mut records = &buffer[..got as usize];
+        while let Some(&[reclen_low, reclen_high, kind]) = records.get(16..19) {
+            let reclen = usize::from(u16::from_ne_bytes([reclen_low, reclen_high]));
+            let Some(name) = records.get(19..reclen) else {
+                break; // a record shorter than its header: cannot happen
+            };
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            entries.push(Entry {
+                name: name[..end].to_vec(),
+                kind,
+            });
+            records = &records[reclen..];
+        }
     }
-    // SAFETY: `stream` came from fdopendir and is closed exactly once.
-    unsafe { libc::closedir(stream) };
     Ok(entries)
 }
 
@@ -579,20 +908,45 @@ mod tests {
         assert_eq!(decoded("/a\\b"), Err(403));
         assert_eq!(decoded("/a%5Cb"), Err(403));
         assert_eq!(decoded("/a%00b"), Err(400));
-        assert_eq!(decoded("http://example.com/"), Err(400));
         assert_eq!(decoded("*"), Err(400));
-        let long = format!("/{}", "a".repeat(PATH_MAX));
-        assert_eq!(decoded(&long), Err(414));
-        let longest = format!("/{}", "a".repeat(PATH_MAX - 1));
-        assert_eq!(decoded(&longest).map(|d| d.len()), Ok(PATH_MAX));
+        assert_eq!(decoded("etc/passwd"), Err(400));
+        // No length limit here: PATH_MAX matters only when a file is opened.
+        let long = format!("/{}", "a".repeat(2 * PATH_MAX));
+        assert_eq!(decoded(&long).map(|d| d.len()), Ok(2 * PATH_MAX + 1));
+    }
+
+    #[test]
+    fn absolute_form_uses_the_path_and_ignores_the_host() {
+        assert_eq!(decoded("http://example.com/a%20b").unwrap(), b"/a b");
+        assert_eq!(decoded("HTTPS://example.com:8443/x?y=/z").unwrap(), b"/x");
+        assert_eq!(decoded("http://example.com").unwrap(), b"/");
+        assert_eq!(decoded("http://example.com?x=/y").unwrap(), b"/");
+        // The checks still apply to the path part.
+        assert_eq!(decoded("http://example.com/../etc/passwd"), Err(403));
+        assert_eq!(decoded("http://example.com//etc/passwd"), Err(403));
+        assert_eq!(decoded("ftp://example.com/"), Err(400));
+        assert_eq!(decoded("http:/x"), Err(400));
+    }
+
+    #[test]
+    fn hidden_names() {
+        assert!(is_hidden(b"/.env"));
+        assert!(is_hidden(b"/.git/config"));
+        assert!(is_hidden(b"/a/.ssh/id_ed25519"));
+        assert!(is_hidden(b"/a/./b"));
+        assert!(!is_hidden(b"/a.b/c.txt"));
+        assert!(!is_hidden(b"/"));
     }
 
     #[test]
     fn relative_paths_for_the_kernel() {
-        let mut root = Path::parse("/").unwrap();
-        assert_eq!(root.relative(), Some(c"."));
-        let mut file = Path::parse("/a/b%20c?q").unwrap();
-        assert_eq!(file.relative(), Some(c"a/b c"));
+        let root = Path::parse("/").unwrap();
+        assert_eq!(root.relative(), c".");
+        let file = Path::parse("/a/b%20c?q").unwrap();
+        assert_eq!(file.relative(), c"a/b c");
+        let absolute = Path::parse("http://localhost:8000/a/b?q").unwrap();
+        assert_eq!((absolute.raw, absolute.query), ("/a/b", "?q"));
+        assert_eq!(absolute.relative(), c"a/b");
     }
 
     #[test]

@@ -29,6 +29,8 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -73,6 +75,10 @@ pub struct Site {
     /// True when the kernel has openat2 (Linux 5.6+); false means the
     /// fallback that refuses every symlink (see files.rs).
     pub beneath: bool,
+    /// Record the file system calls made for each request in
+    /// [`Exchange::trace`], for the narration. False by default: tracing
+    /// allocates (strings for the arguments), the untraced path does not.
+    pub trace: bool,
 }
 
 impl Site {
@@ -83,30 +89,73 @@ impl Site {
                 root: None,
                 root_dir: None,
                 beneath: false,
+                trace: false,
             });
         };
         // Canonical once, at start, for messages; requests never resolve
         // this path again, they go through the fd below.
         let root = dir.canonicalize()?;
         // A directory can be opened read-only like a file; the fd is what
-        // openat2 resolves request paths relative to.
-        let root_dir = File::open(&root)?;
-        if !root_dir.metadata()?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the root is not a directory",
-            ));
-        }
+        // openat2 resolves request paths relative to. O_DIRECTORY makes the
+        // kernel refuse anything else (ENOTDIR). std adds O_CLOEXEC itself.
+        let root_dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&root)
+            .map_err(|error| match error.raw_os_error() {
+                Some(libc::ENOTDIR) => {
+                    io::Error::new(io::ErrorKind::InvalidInput, "the root is not a directory")
+                }
+                _ => error,
+            })?;
         let beneath = files::has_openat2(&root_dir);
         Ok(Site {
             root: Some(root),
             root_dir: Some(root_dir),
             beneath,
+            trace: false,
         })
+    }
+
+    /// The root directory's fd (the `dirfd` of every openat2), if any.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub fn root_fd(&self) -> Option<i32> {
+        self.root_dir.as_ref().map(|dir| dir.as_raw_fd())
+    }
+
+    /// How [`Site::new`] opened the root, as the arguments of the open
+    /// call, for the narration: `"/srv/site", O_RDONLY|O_DIRECTORY|O_CLOEXEC`.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub fn root_open_args(&self) -> Option<String> {
+        let root = self.root.as_ref()?;
+        Some(format!(
+            "{}, O_RDONLY|O_DIRECTORY|O_CLOEXEC",
+            files::quoted(root.as_os_str().as_encoded_bytes())
+        ))
     }
 }
 
+/// One system call the core made while answering a request (only recorded
+/// when [`Site::trace`] is true), so that the narration hides none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traced {
+    /// The call: "openat2", "openat", "fstat", "getdents64"...
+    pub call: &'static str,
+    /// Its arguments as text, e.g. `root fd 3, "docs/a b.html", O_RDONLY|...`.
+    pub args: String,
+    /// What it returned: `Ok("fd 7")`, `Ok("regular file, 1024 bytes")`, or
+    /// the errno.
+    pub result: Result<String, i32>,
+}
+
 /// The result of looking at the bytes received so far on one connection.
+// NeedMore is small and Reply large: clippy suggests a Box, which would be
+// one more allocation per request for nothing (the value is moved out at once).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outcome<'a> {
     /// The request head (or its body) is not complete yet, and no limit is
@@ -127,6 +176,20 @@ pub struct Exchange<'a> {
     pub request: Option<Head<'a>>,
     /// What to send back.
     pub response: Response,
+    /// The file system calls made for this request, in order (empty unless
+    /// [`Site::trace`] is set). Closing a file sent back in [`Body::File`]
+    /// is the caller's, since it owns the `File`.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub trace: Vec<Traced>,
+    /// httparse's error, named and explained, when the head did not parse:
+    /// e.g. "httparse: Token (a character not allowed in a method or header
+    /// name)". None otherwise.
+    // Read by the connection layer (the narration); until it does, the
+    // compiler would call this unused.
+    #[allow(dead_code)]
+    pub parse_error: Option<&'static str>,
 }
 
 /// httparse's view of a request head, borrowed from the input.
@@ -201,6 +264,8 @@ pub fn handle<'a>(
                 consumed: input.len(),
                 request: refused.head,
                 response,
+                trace: Vec::new(),
+                parse_error: refused.parse_error,
             });
         }
     };
@@ -227,15 +292,38 @@ pub fn handle<'a>(
             consumed,
             response: reply.finish(now),
             request: Some(head),
+            trace: Vec::new(),
+            parse_error: None,
         });
     }
     let raw = &input[..consumed];
-    let response = route(site, &head, raw, peer, head_only, connection).finish(now);
+    // Vec::new() does not allocate: without tracing, nothing is pushed.
+    let mut trace = Vec::new();
+    let mut tracer = files::Tracer(site.trace.then_some(&mut trace));
+    let response = route(site, &head, raw, peer, head_only, connection, &mut tracer).finish(now);
     Outcome::Reply(Exchange {
         consumed,
         request: Some(head),
         response,
+        trace,
+        parse_error: None,
     })
+}
+
+/// 408 Request Timeout, for the connection layer to send when a client
+/// took longer than the server waits: same headers and page as every other
+/// response, and the connection closes. `head_complete` says which part was
+/// late: the head, or the body its Content-Length announced.
+// Read by the connection layer (the narration); until it does, the
+// compiler would call this unused.
+#[allow(dead_code)]
+pub fn timeout_response(now: SystemTime, head_complete: bool) -> Response {
+    let why = if head_complete {
+        "The request head arrived, but the body its Content-Length announced did not arrive complete within --header-timeout."
+    } else {
+        "The request head did not arrive complete within --header-timeout."
+    };
+    response::with_page(Status::REQUEST_TIMEOUT, why, false, Connection::Close).finish(now)
 }
 
 /// The `Allow` header of a 405: what this server does answer.
@@ -249,6 +337,7 @@ fn route(
     peer: SocketAddr,
     head_only: bool,
     connection: Connection,
+    trace: &mut files::Tracer,
 ) -> Reply {
     let refuse = |refusal: files::Refusal| {
         // A 400 or 414 means the client is confused: close. A 403 or 404
@@ -260,7 +349,7 @@ fn route(
         response::with_page(refusal.status, refusal.why, head_only, connection)
     };
     // Every target is decoded and checked first, whatever is served.
-    let mut path = match files::Path::parse(head.target) {
+    let path = match files::Path::parse(head.target) {
         Ok(path) => path,
         Err(refusal) => return refuse(refusal),
     };
@@ -284,7 +373,7 @@ fn route(
             Some("The built-in page shows the client its own request."),
         );
     };
-    match files::open(root_dir, site.beneath, &mut path) {
+    match files::open(root_dir, site.beneath, &path, trace) {
         Ok(files::Found::File {
             file,
             len,
@@ -557,7 +646,7 @@ mod tests {
                 501,
             ),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
-            (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         ];
         for (input, status) in cases {
             let exchange = exchange(&site, input);
@@ -579,6 +668,205 @@ mod tests {
             assert_eq!(page.len(), length);
             assert!(page.starts_with(b"<!DOCTYPE html>"));
         }
+    }
+
+    #[test]
+    fn a_space_in_the_target_is_400_and_another_version_505() {
+        let site = builtin();
+        let spaced = exchange(&site, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(spaced.response.status, 400);
+        assert!(spaced.response.why.unwrap().contains("%20"));
+        for version in ["HTTP/1.2", "HTTP/2.0"] {
+            let input = format!("GET / {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(exchange(&site, input.as_bytes()).response.status, 505);
+        }
+        // A line with the wrong number of spaces is malformed, whatever its end.
+        assert_eq!(exchange_status(&site, b"GET  / HTTP/1.2\r\n\r\n").0, 400);
+        assert_eq!(exchange_status(&site, b"GET /  HTTP/1.2\r\n\r\n").0, 400);
+    }
+
+    #[test]
+    fn httparse_errors_are_named_for_the_narration() {
+        let site = builtin();
+        let cases: [(&[u8], &str); 4] = [
+            (
+                b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+                "httparse: Version (",
+            ),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "httparse: Version ("),
+            (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", "httparse: Token ("),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+                "httparse: HeaderName (",
+            ),
+        ];
+        for (input, name) in cases {
+            let parse_error = exchange(&site, input).parse_error;
+            assert!(
+                parse_error.is_some_and(|error| error.starts_with(name)),
+                "{}: {parse_error:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // Parsed fine (even if refused afterwards): no httparse error.
+        assert_eq!(
+            exchange(&site, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").parse_error,
+            None
+        );
+        let big = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n";
+        assert_eq!(exchange(&site, big).parse_error, None);
+    }
+
+    #[test]
+    fn absolute_form_is_served_by_its_path() {
+        let fixture = Fixture::new("absolute");
+        let response = get(&fixture.site(), "http://example.com:8000/hello.txt?x=1");
+        assert_eq!(response.status, 200);
+        assert_eq!(body(response), b"hello\n");
+        let page = get(&builtin(), "http://example.com/where");
+        assert_eq!(page.status, 200);
+    }
+
+    #[test]
+    fn path_max_applies_to_the_decoded_path_and_only_with_a_root() {
+        let limits = Limits::default();
+        let request = |site: &Site, target: &str| {
+            let input = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            match handle(site, &limits, input.as_bytes(), peer(), now()) {
+                Outcome::Reply(exchange) => exchange.response.status,
+                Outcome::NeedMore => panic!("a whole request"),
+            }
+        };
+        // Without a root no file is opened: up to --max-line gets the page.
+        let longest = format!("/{}", "a".repeat(limits.max_line - "GET / HTTP/1.1".len()));
+        assert_eq!(request(&builtin(), &longest), 200);
+        assert_eq!(request(&builtin(), &format!("{longest}a")), 414);
+        // With a root: a decoded path of PATH_MAX bytes is looked for (404:
+        // short names, so the kernel only finds the first one missing)...
+        let fixture = Fixture::new("pathmax");
+        let site = fixture.site();
+        let path = |len: usize| {
+            let mut path = "/abc".repeat(len / 4);
+            path.push_str(&"d".repeat(len % 4));
+            assert_eq!(path.len(), len);
+            path
+        };
+        assert_eq!(request(&site, &path(files::PATH_MAX)), 404);
+        // ...one byte more is 414 before any system call,
+        assert_eq!(request(&site, &path(files::PATH_MAX + 1)), 414);
+        // ...and what counts is the decoded length: %61%2F is two bytes, "a/".
+        let encoded = format!("/{}", "%61%2F".repeat(1000));
+        assert!(encoded.len() > files::PATH_MAX);
+        assert_eq!(request(&site, &encoded), 404);
+    }
+
+    #[test]
+    fn hidden_files_are_neither_served_nor_listed() {
+        let fixture = Fixture::new("hidden");
+        std::fs::write(fixture.dir.join("root/.env"), b"PASSWORD=x").unwrap();
+        std::fs::create_dir(fixture.dir.join("root/.git")).unwrap();
+        std::fs::write(fixture.dir.join("root/.git/config"), b"[core]").unwrap();
+        std::fs::write(fixture.dir.join("root/empty/.hidden"), b"").unwrap();
+        let site = fixture.site();
+        for target in [
+            "/.env",
+            "/.git/config",
+            "/.git/",
+            "/%2egit/config",
+            "/empty/.hidden",
+        ] {
+            let response = get(&site, target);
+            assert_eq!(response.status, 403, "{target}");
+            assert!(response.why.unwrap().contains("hidden"));
+        }
+        let root = String::from_utf8(body(get(&site, "/"))).unwrap();
+        assert!(!root.contains(".env") && !root.contains(".git"), "{root}");
+        let empty = String::from_utf8(body(get(&site, "/empty/"))).unwrap();
+        assert!(!empty.contains(".hidden"), "{empty}");
+        // The built-in page has no files: any path shows the page.
+        assert_eq!(get(&builtin(), "/.env").status, 200);
+    }
+
+    #[test]
+    fn the_listing_leaves_out_symlinks_that_leave_the_root() {
+        let fixture = Fixture::new("listlinks");
+        std::os::unix::fs::symlink("../hello.txt", fixture.dir.join("root/sub/up")).unwrap();
+        std::os::unix::fs::symlink("/etc", fixture.dir.join("root/sub/etcdir")).unwrap();
+        std::fs::remove_file(fixture.dir.join("root/sub/index.html")).unwrap();
+        let mut site = fixture.site();
+        let root = String::from_utf8(body(get(&site, "/"))).unwrap();
+        assert!(root.contains("href=\"inside\""), "{root}");
+        for gone in ["escape", "loop"] {
+            assert!(!root.contains(&format!("href=\"{gone}")), "{gone}: {root}");
+        }
+        // Inside the root but outside its own directory: still listed.
+        let sub = String::from_utf8(body(get(&site, "/sub/"))).unwrap();
+        assert!(sub.contains("href=\"up\""), "{sub}");
+        assert!(!sub.contains("etcdir"), "{sub}");
+        assert!(sub.contains("href=\"../\""), "{sub}");
+        // Without openat2 no symlink is followed, so none is listed.
+        site.beneath = false;
+        let root = String::from_utf8(body(get(&site, "/"))).unwrap();
+        assert!(!root.contains("href=\"inside\"") && root.contains("href=\"hello.txt\""));
+    }
+
+    /// The calls of one traced exchange, as (call, result) pairs.
+    fn calls(site: &Site, target: &str) -> Vec<Traced> {
+        let input = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        exchange(site, input.as_bytes()).trace
+    }
+
+    #[test]
+    fn file_system_calls_are_traced_when_asked() {
+        let fixture = Fixture::new("trace");
+        let mut site = fixture.site();
+        // Not asked: nothing recorded.
+        assert!(calls(&site, "/hello.txt").is_empty());
+        site.trace = true;
+        let root_fd = site.root_fd().unwrap();
+
+        let file = calls(&site, "/hello.txt");
+        let names: Vec<_> = file.iter().map(|traced| traced.call).collect();
+        assert_eq!(names, ["openat2", "fstat"]);
+        assert_eq!(
+            file[0].args,
+            format!("root fd {root_fd}, \"hello.txt\", O_RDONLY|O_CLOEXEC|O_NONBLOCK|O_NOCTTY, RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS")
+        );
+        let fd = file[0].result.clone().unwrap();
+        assert!(fd.starts_with("fd "), "{fd}");
+        assert_eq!(file[1].args, fd);
+        assert_eq!(file[1].result, Ok("a regular file, 6 bytes".to_string()));
+
+        assert_eq!(calls(&site, "/missing")[0].result, Err(libc::ENOENT));
+        assert_eq!(calls(&site, "/escape")[0].result, Err(libc::EXDEV));
+        // Refused before any call: nothing to trace.
+        assert!(calls(&site, "/../secret.txt").is_empty());
+
+        // A listing: the directory, its missing index.html, its entries, the
+        // symlinks checked, and every fd the core opened closed again.
+        let listing = calls(&site, "/");
+        let names: Vec<_> = listing.iter().map(|traced| traced.call).collect();
+        assert_eq!(&names[..4], ["openat2", "fstat", "openat2", "getdents64"]);
+        assert_eq!(listing[2].result, Err(libc::ENOENT));
+        assert!(listing[2].args.contains("\"index.html\""));
+        assert_eq!(listing.last().unwrap().call, "close");
+        let opened = listing
+            .iter()
+            .filter(|t| t.call.starts_with("open") && t.result.is_ok());
+        let closed = listing.iter().filter(|t| t.call == "close");
+        assert_eq!(opened.count(), closed.count());
+        assert!(listing
+            .iter()
+            .any(|t| t.args.contains("\"escape\"") && t.result == Err(libc::EXDEV)));
+
+        // The fallback walks the path with openat, one name at a time.
+        site.beneath = false;
+        let walk = calls(&site, "/sub/index.html");
+        let names: Vec<_> = walk.iter().map(|traced| traced.call).collect();
+        assert_eq!(names, ["openat", "openat", "close", "fstat"]);
+        assert!(
+            walk[0].args.contains("\"sub\"") && walk[0].args.ends_with("|O_NOFOLLOW|O_DIRECTORY")
+        );
     }
 
     #[test]
@@ -677,6 +965,8 @@ mod tests {
         assert!(page.contains("href=\"../\""));
         let root = String::from_utf8(body(get(&site, "/"))).unwrap();
         assert!(root.contains("<a href=\"sub/\">sub/</a>"));
+        assert!(root.contains("<a href=\"inside\">"));
+        assert!(!root.contains("escape"));
         assert!(root.contains("<a href=\"a%20b.html\">"));
         assert!(!root.contains("href=\"../\""));
     }
@@ -746,6 +1036,46 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
         assert_eq!(get(&fixture.site(), "/pipe").status, 403);
+    }
+
+    #[test]
+    fn the_408_is_built_like_every_other_response() {
+        for head_complete in [false, true] {
+            let response = timeout_response(now(), head_complete);
+            assert_eq!((response.status, response.reason), (408, "Request Timeout"));
+            assert!(!response.keep_alive);
+            assert_eq!(
+                header(&response, "Date"),
+                Some("Sun, 06 Nov 1994 08:49:37 GMT")
+            );
+            assert_eq!(header(&response, "Server"), Some(response::SERVER));
+            assert_eq!(header(&response, "Connection"), Some("close"));
+            let why = response.why.unwrap();
+            assert_eq!(why.contains("body"), head_complete, "{why}");
+            let length: usize = header(&response, "Content-Length")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let page = body(response);
+            assert_eq!(page.len(), length);
+            assert!(page.starts_with(b"<!DOCTYPE html>"));
+        }
+    }
+
+    #[test]
+    fn the_root_is_opened_once_and_described_for_the_narration() {
+        let fixture = Fixture::new("rootfd");
+        let site = fixture.site();
+        assert!(site.root_fd().unwrap() >= 0);
+        let args = site.root_open_args().unwrap();
+        assert!(args.starts_with('"'), "{args}");
+        assert!(
+            args.ends_with("\", O_RDONLY|O_DIRECTORY|O_CLOEXEC"),
+            "{args}"
+        );
+        assert!(!site.trace);
+        assert_eq!(builtin().root_fd(), None);
+        assert_eq!(builtin().root_open_args(), None);
     }
 
     #[test]

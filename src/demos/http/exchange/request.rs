@@ -42,6 +42,8 @@ pub struct Refused<'a> {
     pub why: &'static str,
     /// The head, if it could be parsed (for the narration).
     pub head: Option<Head<'a>>,
+    /// httparse's error, named and explained, when httparse refused it.
+    pub parse_error: Option<&'static str>,
 }
 
 /// Header slots on the stack: enough for any browser, so the common case
@@ -85,19 +87,27 @@ pub fn parse<'a>(input: &'a [u8], limits: &Limits) -> Parsed<'a> {
             return refuse(Status::HEADERS_TOO_LARGE, HEAD_TOO_LARGE);
         }
         Ok(httparse::Status::Partial) => return Parsed::NeedMore,
-        Err(httparse::Error::TooManyHeaders) => {
-            return refuse(
-                Status::HEADERS_TOO_LARGE,
-                "The request has more header fields than the server's limit (--max-headers).",
-            );
+        Err(error) => {
+            let (status, why) = match error {
+                httparse::Error::TooManyHeaders => (
+                    Status::HEADERS_TOO_LARGE,
+                    "The request has more header fields than the server's limit (--max-headers).",
+                ),
+                // 505 only when the line is well formed and names another
+                // version (HTTP/1.2, HTTP/2.0); anything else is malformed.
+                httparse::Error::Version if names_a_version(line) => (
+                    Status::VERSION_NOT_SUPPORTED,
+                    "The request asks for an HTTP version other than 1.0 or 1.1.",
+                ),
+                _ => (Status::BAD_REQUEST, parse_error_why(error)),
+            };
+            return Parsed::Refused(Refused {
+                status,
+                why,
+                head: None,
+                parse_error: Some(httparse_error(error)),
+            });
         }
-        Err(httparse::Error::Version) if names_a_version(line) => {
-            return refuse(
-                Status::VERSION_NOT_SUPPORTED,
-                "The request asks for an HTTP version other than 1.0 or 1.1.",
-            );
-        }
-        Err(error) => return refuse(Status::BAD_REQUEST, parse_error_why(error)),
     };
     if head_len > limits.max_head {
         return refuse(Status::HEADERS_TOO_LARGE, HEAD_TOO_LARGE);
@@ -209,6 +219,7 @@ fn refuse<'a>(status: Status, why: &'static str) -> Parsed<'a> {
         status,
         why,
         head: None,
+        parse_error: None,
     })
 }
 
@@ -217,6 +228,7 @@ fn refused<'a>(status: Status, why: &'static str, head: Head<'a>) -> Parsed<'a> 
         status,
         why,
         head: Some(head),
+        parse_error: None,
     })
 }
 
@@ -232,33 +244,65 @@ fn parse_length(value: &[u8]) -> Option<usize> {
     }))
 }
 
-/// Does the request line end with something shaped like an HTTP version
-/// (`HTTP/` and a digit), so that 505 is the right answer rather than 400?
+/// Is the request line well formed (exactly three parts, one space
+/// between them) with a third part shaped like an HTTP version (`HTTP/`
+/// and a digit)? Then 505 is the right answer for a version httparse does
+/// not take; otherwise the line is malformed and gets 400. (`GET /a b
+/// HTTP/1.1` has four parts: a space in the target must be sent as %20.)
 fn names_a_version(line: &[u8]) -> bool {
     let end = line
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
         .unwrap_or(line.len());
-    let line = &line[..end];
-    let version = match line.iter().rposition(|&b| b == b' ') {
-        Some(space) => &line[space + 1..],
-        None => return false,
+    let mut parts = line[..end].split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
     };
-    version.len() > 5 && version.starts_with(b"HTTP/") && version[5].is_ascii_digit()
+    !method.is_empty()
+        && !target.is_empty()
+        && version.len() > 5
+        && version.starts_with(b"HTTP/")
+        && version[5].is_ascii_digit()
 }
 
+/// The `why` of a 400 for a head httparse could not read.
 fn parse_error_why(error: httparse::Error) -> &'static str {
     match error {
-        httparse::Error::Token => {
-            "The request line is malformed: it must be a method, one space, a target of printable characters, one space, and a version."
+        httparse::Error::Token | httparse::Error::Version => {
+            "The request line is malformed: it must be a method, one space, a target of printable characters (a space is sent as %20), one space, and a version such as HTTP/1.1."
         }
         httparse::Error::HeaderName => "A header name contains a character that is not allowed.",
         httparse::Error::HeaderValue => "A header value contains a control character.",
         httparse::Error::NewLine => "A CR in the request head is not followed by LF.",
-        httparse::Error::Version => {
-            "The request line does not end with an HTTP version such as HTTP/1.1."
-        }
         _ => "The request head is malformed.",
+    }
+}
+
+/// httparse's error by its name (the variant of `httparse::Error`) and
+/// what it means, for the narration: what the parser itself reported.
+fn httparse_error(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::Token => {
+            "httparse: Token (a character not allowed in the method or the target, or not exactly one space between them)"
+        }
+        httparse::Error::Version => {
+            "httparse: Version (the request line does not end with HTTP/1.0 or HTTP/1.1 right after one space)"
+        }
+        httparse::Error::HeaderName => {
+            "httparse: HeaderName (a character not allowed in a header name, such as a space or a colon missing)"
+        }
+        httparse::Error::HeaderValue => {
+            "httparse: HeaderValue (a control character in a header value)"
+        }
+        httparse::Error::NewLine => {
+            "httparse: NewLine (a CR not followed by LF, where a line should end)"
+        }
+        httparse::Error::TooManyHeaders => {
+            "httparse: TooManyHeaders (more header fields than the slots the server gave it, --max-headers)"
+        }
+        httparse::Error::Status => "httparse: Status (an invalid status code)",
     }
 }
 

@@ -37,6 +37,7 @@ impl Status {
     pub const FORBIDDEN: Status = Status::new(403, "Forbidden");
     pub const NOT_FOUND: Status = Status::new(404, "Not Found");
     pub const METHOD_NOT_ALLOWED: Status = Status::new(405, "Method Not Allowed");
+    pub const REQUEST_TIMEOUT: Status = Status::new(408, "Request Timeout");
     pub const CONTENT_TOO_LARGE: Status = Status::new(413, "Content Too Large");
     pub const URI_TOO_LONG: Status = Status::new(414, "URI Too Long");
     pub const HEADERS_TOO_LARGE: Status = Status::new(431, "Request Header Fields Too Large");
