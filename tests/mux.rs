@@ -396,12 +396,15 @@ fn select_refuses_a_client_whose_fd_is_beyond_fd_setsize_and_serves_the_rest() {
 #[test]
 fn select_timeout_returns_with_nothing_ready() {
     let (mut server, _addr) = server("select-demo", &["--timeout", "0.2"]);
-    let started = Instant::now();
+    let call = server.wait_for_call("select", 1);
     let timed_out = server.wait_for("select returning 0", |e| {
         e["event"] == "return" && e["call"] == "select" && e["value"] == 0
     });
     assert!(timed_out["result"].as_str().unwrap().contains("timeout"));
-    assert!(started.elapsed() >= Duration::from_millis(150));
+    // Timed by the server's own clock (each event's `t`), so a slow test
+    // reader cannot make the wait look shorter than it was.
+    let waited = timed_out["t"].as_f64().unwrap_or(0.0) - call["t"].as_f64().unwrap_or(0.0);
+    assert!(waited >= 0.19, "select waited {waited} s, not 0.2 s");
     stop(server);
 }
 
