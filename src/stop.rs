@@ -164,11 +164,17 @@ pub fn install() -> nix::Result<()> {
 }
 
 /// fcntl(F_DUPFD_CLOEXEC, 100): a copy of `fd` at the lowest free number
-/// from 100 up; the original low number is closed.
+/// from 100 up; the original low number is closed. Under an open-file
+/// limit of 100 or less (`ulimit -n 64`) there is no fd 100: the kernel
+/// says EINVAL (or EMFILE when 100 and up are all taken), and the pipe
+/// keeps its low number, which only shifts the demo's own fd numbers.
 fn move_fd_up(fd: OwnedFd) -> nix::Result<OwnedFd> {
-    let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100))?;
-    // SAFETY: fcntl returned a new descriptor that nothing else owns.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+    match nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)) {
+        // SAFETY: fcntl returned a new descriptor that nothing else owns.
+        Ok(high) => Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) }),
+        Err(Errno::EINVAL | Errno::EMFILE) => Ok(fd),
+        Err(errno) => Err(errno),
+    }
 }
 
 /// The read end of netlab's own self-pipe (-1 before `install()`), so the

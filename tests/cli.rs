@@ -229,3 +229,34 @@ fn q_in_step_mode_ends_a_demo_that_never_blocks_before_the_next_call() {
     assert!(!screen.contains("htonl(8888)"), "{screen}");
     assert!(screen.contains("exit=130"), "{screen}");
 }
+
+#[test]
+fn q_in_step_mode_ends_http_server_before_its_next_call() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let screen = in_terminal(
+        &format!(
+            "'{bin}' --step --color never http-server --host 127.0.0.1 --port 0; echo \"exit=$?\""
+        ),
+        "\n\nq",
+    );
+    // Two calls ran; q at the third pause ends the run before that call.
+    assert!(screen.contains("end: quit at a --step pause"), "{screen}");
+    assert!(!screen.contains("listen(fd"), "{screen}");
+    assert!(screen.contains("exit=130"), "{screen}");
+}
+
+#[test]
+fn a_tiny_open_file_limit_still_starts() {
+    // Under `ulimit -n 64` there is no fd 100 for netlab's own self-pipe to
+    // move up to; it must keep its low numbers and run, not fail with EINVAL.
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 64 && exec '{bin}' --json sockinfo"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("signal handlers"), "{stderr}");
+}
