@@ -192,25 +192,7 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
             ),
             "stop the other server, or choose another port (--port 0 lets the kernel pick one)",
         ),
-        Errno::EACCES => Failure::new(
-            format!("cannot bind {wanted}: permission denied"),
-            Some("ports below 1024 need root or CAP_NET_BIND_SERVICE: use --port 8888"),
-        ),
-        Errno::EADDRNOTAVAIL => Failure::new(
-            format!(
-                "cannot bind {wanted}: {} is not an address of this machine",
-                wanted.ip()
-            ),
-            Some("use 0.0.0.0 (every interface) or 127.0.0.1 (this machine only)"),
-        ),
-        other => Failure::new(
-            format!(
-                "cannot bind {wanted}: {} ({})",
-                errno_name(other),
-                other.desc()
-            ),
-            None,
-        ),
+        other => Failure::of_bind(other, wanted, 8888),
     }
 }
 
