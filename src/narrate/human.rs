@@ -201,7 +201,7 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             errors,
             counters,
         } => {
-            let mut line = format!("{hidden_steps} steps in {seconds:.1} s, not shown one by one");
+            let mut line = format!("{seconds:.1} s; steps not shown one by one: {hidden_steps}");
             for (label, map) in [("calls", calls), ("errors", errors), ("counts", counters)] {
                 if let Some(object) = map.as_object().filter(|object| !object.is_empty()) {
                     let parts: Vec<String> = object
