@@ -260,3 +260,28 @@ fn a_tiny_open_file_limit_still_starts() {
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains("signal handlers"), "{stderr}");
 }
+
+#[test]
+fn a_forked_childs_wrapped_lines_fit_the_terminal_with_their_pid_prefix() {
+    // Notes and kernel lines wrap at the terminal's width; a child's lines
+    // start with `[PID] `, and that prefix must count, or a projector shows
+    // the end of each wrapped line on a line of its own.
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let screen = in_terminal(
+        &format!("stty cols 70; '{bin}' --color never fork-demo"),
+        "",
+    );
+    let child_lines: Vec<&str> = screen
+        .lines()
+        .map(|line| line.trim_end_matches('\r'))
+        .filter(|line| line.starts_with('[') && (line.contains("kernel:") || line.contains("  ")))
+        .filter(|line| !line.contains(" * ") && !line.contains("->") && !line.contains("..."))
+        .collect();
+    assert!(!child_lines.is_empty(), "{screen}");
+    for line in child_lines {
+        assert!(
+            line.chars().count() <= 70,
+            "wider than 70: {line:?}\n{screen}"
+        );
+    }
+}

@@ -113,6 +113,8 @@ struct Output {
     /// In a forked child's human output, the start of every line
     /// (`[4321] `), so the class can tell the two processes apart.
     prefix: Option<String>,
+    /// How many columns that prefix takes on screen (its colour codes take none).
+    prefix_width: usize,
     /// The thread whose text was written last, so that a blocking call's
     /// result that comes after another thread's lines can name its step.
     last_writer: Option<ThreadId>,
@@ -132,6 +134,8 @@ struct ThreadLines {
     /// In a thread started with `Narrator::in_thread`, the start of every
     /// line (`[client-1] `); the main thread's lines have none.
     prefix: Option<String>,
+    /// How many columns that prefix takes on screen.
+    prefix_width: usize,
 }
 
 thread_local! {
@@ -163,6 +167,7 @@ impl Narrator {
                 closed: false,
                 wrap_width,
                 prefix: None,
+                prefix_width: 0,
                 last_writer: None,
             }),
             settings,
@@ -385,7 +390,9 @@ impl Narrator {
     pub fn forked_child(&self) {
         self.stepper.disable();
         let mut out = self.lock();
-        out.prefix = Some(format!("[{}] ", std::process::id()).dimmed().to_string());
+        let prefix = format!("[{}] ", std::process::id());
+        out.prefix_width = prefix.chars().count();
+        out.prefix = Some(prefix.dimmed().to_string());
     }
 
     /// Call first thing in a thread that narrates (a server's thread for
@@ -393,8 +400,11 @@ impl Narrator {
     /// `[label] `, so the class can tell the threads apart, as `[PID] `
     /// does for a forked child; the main thread's lines stay unprefixed.
     pub fn in_thread(&self, label: &str) {
-        let prefix = format!("[{label}] ").dimmed().to_string();
-        LINES.with_borrow_mut(|lines| lines.prefix = Some(prefix));
+        let prefix = format!("[{label}] ");
+        LINES.with_borrow_mut(|lines| {
+            lines.prefix_width = prefix.chars().count();
+            lines.prefix = Some(prefix.dimmed().to_string());
+        });
     }
 
     /// Add to a counter that appears in the summaries under load.
@@ -510,6 +520,11 @@ impl Narrator {
                     .human
                     .get_or_insert_with(|| HumanState::new(out.wrap_width));
                 human.interrupted = interrupted;
+                // A prefixed line ([PID] or [client-1]) has that much less
+                // room, or its wrapped notes would run past the screen.
+                human.wrap_width = out
+                    .wrap_width
+                    .map(|width| width.saturating_sub(out.prefix_width + lines.prefix_width));
                 let text = human::render(&event, human);
                 if human.line_open() {
                     lines.held.push_str(&text);
