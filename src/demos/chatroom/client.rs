@@ -148,6 +148,9 @@ pub(super) fn run(
         "chatroom",
         "The course's UDP chat client: log in with retries, then one process sends what you type and another prints what arrives.",
     );
+    // Until the first `L` goes out, the server knows nothing of us: `q` at
+    // a --step pause may end the run before the call it shows.
+    nar.may_end_at_any_step();
     if let Err(refusal) = protocol::check_name(name) {
         return Err(Failure::new(
             format!("`{name}` cannot be a chat name: {refusal}"),
@@ -183,7 +186,16 @@ pub(super) fn run(
     };
 
     if !login(nar, &client)? {
-        return Ok(()); // Ctrl-C while logging in
+        // Ctrl-C or q while waiting for the answer: the L went out, and
+        // the server may have logged us in, so say Q once (an unknown name
+        // only gets an ERR back) and do not wait.
+        send_datagram(nar, client.fd, &format!("Q {name}"), server_addr);
+        return Ok(());
+    }
+    if stop::requested().is_some() {
+        // q at the pause before the poll that brought OK: leave now,
+        // before anything else is made.
+        return leave_before_fork(nar, &client);
     }
     let step = nar.call("getsockname", format!("fd {}", client.fd));
     if let Ok(local) = step.check(sys::local_addr(client.fd), |addr| addr.to_string()) {
@@ -215,6 +227,9 @@ pub(super) fn run(
     })?;
     nar.note("The receiver writes one byte into this pipe when the answer to /who arrives, so the sender, which sent W, can wait for it with a timeout and ask again.");
 
+    if stop::requested().is_some() {
+        return leave_before_fork(nar, &client);
+    }
     // SIGCHLD interrupts the sender's read() when the receiver ends, and
     // the handler reaps it.
     children::install_sigchld(nar, SigchldReap::Loop)?;
@@ -272,7 +287,17 @@ fn parse_server(text: &str) -> Result<SocketAddr, Failure> {
             Some("port 0 only asks the kernel to pick a port when binding; give the port the server printed, e.g. 127.0.0.1:8888"),
         ));
     }
-    sys::resolve(host, port)
+    let addr = sys::resolve(host, port)?;
+    if addr.ip().is_unspecified() {
+        // The kernel would deliver to this machine, but the answer comes
+        // from a real address (127.0.0.1), which is not the one we sent to:
+        // the client would ignore its own OK.
+        return Err(Failure::new(
+            format!("`{text}`: a wildcard address cannot be a destination"),
+            Some("0.0.0.0 and :: mean \"every address\" when a server binds; to reach a server on this machine, use 127.0.0.1:PORT or [::1]:PORT"),
+        ));
+    }
+    Ok(addr)
 }
 
 /// `L name`, then wait for the answer; ask again after each timeout.
@@ -287,6 +312,9 @@ fn login(nar: &Narrator, client: &Client) -> Result<bool> {
             format!("login, try {attempt} of {}", client.tries),
         );
         send_datagram(nar, client.fd, &datagram, client.server);
+        // From here the server may know us: `q` stops as Ctrl-C does, and
+        // the client says Q before it ends.
+        nar.must_clean_up_from_here();
         match wait_for_reply(nar, client, Awaited::LoginAnswer) {
             Answer::LoggedIn => return Ok(true),
             Answer::Refused(reason) => {
@@ -730,6 +758,35 @@ fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()>
         )
         .into())
     }
+}
+
+/// Leave after `q` or Ctrl-C came between the OK and the fork: there is
+/// no receiver yet, so this process sends `Q` and waits for `EXIT` itself.
+fn leave_before_fork(nar: &Narrator, client: &Client) -> Result<()> {
+    let quit = format!("Q {}", client.name);
+    for _ in 0..client.tries {
+        send_datagram(nar, client.fd, &quit, client.server);
+        if matches!(wait_for_reply(nar, client, Awaited::Exit), Answer::Exit) {
+            nar.info(
+                "left",
+                json!({ "name": client.name }),
+                format!(
+                    "the server answered EXIT: {} has left the room",
+                    client.name
+                ),
+            );
+            return Ok(());
+        }
+    }
+    Err(Failure::with_hint(
+        format!(
+            "no EXIT from {} after {} tries; left without the server's answer",
+            client.server, client.tries
+        ),
+        "the server may be gone; if it is still running, it keeps the name until it is restarted"
+            .to_string(),
+    )
+    .into())
 }
 
 /// Wait up to `limit` for the receiver to end (the SIGCHLD handler reaps
