@@ -904,7 +904,12 @@ fn when_one_client_process_dies_the_other_ends_too() {
     assert_eq!(ended["value"]["signal"], "SIGKILL");
     let pid = ana.demo.pid();
     let (status, events, stderr) = ana.demo.finish();
-    assert!(status.success(), "{status} {stderr}");
+    // Said, and not a success: the user did not choose to leave.
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was killed by SIGKILL; the sender left the room"),
+        "{stderr}"
+    );
     assert_eq!(infos(&events, "left").len(), 1, "{}", dump(&events));
     assert_gone(pid, "the sender");
 

@@ -605,7 +605,9 @@ fn typed(
             }
             let (datagram, left_out) = protocol::chat_datagram(client.name, &text);
             if left_out > 0 {
-                nar.info(
+                // Shown under --quiet too: the person must know that the
+                // end of the line was not sent.
+                nar.startup(
                     "cut",
                     json!({ "left_out": left_out, "sent": datagram.len() }),
                     format!("the line was cut at a character boundary so that the MSG the server forwards fits in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
@@ -715,6 +717,12 @@ fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()>
         }
         _ => {}
     }
+    // Killed from outside (kill -9 on its pid): still leave the room with
+    // Q, then say so and end with status 1.
+    let killed_by = match receiver.ended {
+        Some(WaitStatus::Signaled(_, signal, _)) => Some(signal),
+        _ => None,
+    };
     let quit = format!("Q {}", client.name);
     let mut got_exit = false;
     for _ in 0..client.tries {
@@ -746,7 +754,17 @@ fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()>
         }
         wait_for_receiver(nar, receiver, Duration::from_secs(2));
     }
-    if got_exit {
+    if let Some(signal) = killed_by {
+        Err(Failure::with_hint(
+            format!(
+                "the receiver (pid {}) was killed by {}; the sender left the room and ends too",
+                receiver.pid,
+                signal.as_str()
+            ),
+            "someone sent the receiver a signal; run the client again to rejoin".to_string(),
+        )
+        .into())
+    } else if got_exit {
         Ok(())
     } else {
         Err(Failure::with_hint(
