@@ -502,8 +502,8 @@ fn send_lines(
         ];
         let step = nar.blocking(
             "poll",
-            format!("fd 0 (stdin) POLLIN, fd {pipe} (pipe) POLLIN, no timeout"),
-            "waiting for a line on standard input, or for the receiver to end",
+            format!("fd 0 (stdin) POLLIN, fd {pipe} POLLIN"),
+            "waiting for a typed line, or for the receiver to end",
         );
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(count) => step.ok_value(i64::from(count), "ready"),
@@ -642,7 +642,7 @@ fn ask_who(nar: &Narrator, client: &Client, receiver: &mut Receiver, answers: &O
             let step = nar.blocking(
                 "poll",
                 format!("fd {} (pipe) POLLIN, {millis} ms", answers.as_raw_fd()),
-                "waiting for the receiver to say that the answer to W came",
+                "waiting for the receiver to get USERS",
             );
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(0) => {

@@ -292,10 +292,10 @@ fn wait_for_datagram(nar: &Narrator, fd: RawFd, wait_mask: &SigSet) -> Result<bo
     let step = nar.blocking_with(
         "ppoll",
         || match millis {
-            Some(millis) => format!("fd {fd} POLLIN, {millis} ms, sigmask without SIGCHLD"),
-            None => format!("fd {fd} POLLIN, no timeout, sigmask without SIGCHLD"),
+            Some(millis) => format!("fd {fd} POLLIN, {millis} ms, sigmask -SIGCHLD"),
+            None => format!("fd {fd} POLLIN, sigmask -SIGCHLD"),
         },
-        "waiting for a datagram from a user or the console, or for SIGCHLD",
+        "waiting for a datagram or SIGCHLD",
     );
     // SAFETY: `fd` is the room's socket, open for the whole receive loop.
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
