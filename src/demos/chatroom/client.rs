@@ -325,9 +325,11 @@ fn login(nar: &Narrator, client: &Client) -> Result<bool> {
                 .into())
             }
             Answer::Stopped => return Ok(false),
-            Answer::Exit | Answer::Timeout => {
+            // After the last try nobody asks again: the error below says so.
+            Answer::Exit | Answer::Timeout if attempt < client.tries => {
                 nar.note("No answer in time. This socket is not connected, so the kernel does not hand it the ICMP port unreachable that a closed port on this machine sends back: a lost datagram, a lost answer and a missing server all look like silence, and the client asks again.");
             }
+            Answer::Exit | Answer::Timeout => {}
         }
     }
     Err(Failure::with_hint(
