@@ -904,7 +904,12 @@ fn when_one_client_process_dies_the_other_ends_too() {
     assert_eq!(ended["value"]["signal"], "SIGKILL");
     let pid = ana.demo.pid();
     let (status, events, stderr) = ana.demo.finish();
-    assert!(status.success(), "{status} {stderr}");
+    // Said, and not a success: the user did not choose to leave.
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was killed by SIGKILL; the sender left the room"),
+        "{stderr}"
+    );
     assert_eq!(infos(&events, "left").len(), 1, "{}", dump(&events));
     assert_gone(pid, "the sender");
 
@@ -1084,4 +1089,95 @@ fn a_quit_that_never_gets_exit_ends_with_status_1() {
     assert!(stderr.contains("no EXIT from"), "{stderr}");
     // The receiver was still ended and reaped.
     assert_eq!(infos(&events, "receiver_ended").len(), 1);
+}
+
+#[test]
+fn a_wildcard_address_is_refused_as_a_destination() {
+    for server in ["0.0.0.0:8888", "[::]:8888"] {
+        let (status, _, stderr) =
+            Demo::start(&["chatroom", "client", "--name", "ana", "--server", server]).finish();
+        assert_eq!(status.code(), Some(1), "{server}");
+        assert!(
+            stderr.contains("a wildcard address cannot be a destination")
+                && stderr.contains("use 127.0.0.1:PORT"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Run `command` in a pseudo-terminal (script(1)), type `keys` once it has
+/// reached its first pause, and return everything it printed.
+fn in_terminal(command: &str, keys: &str) -> String {
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) must be installed");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        for key in keys.chars() {
+            write!(stdin, "{key}").unwrap();
+            stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            // Killing script hangs up everything in its terminal.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the stepped run did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn q_at_a_step_pause_before_login_sends_nothing() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    // Nobody listens: nothing may be sent anyway. Enter runs socket(), q at
+    // the pause before the L.
+    let screen = in_terminal(
+        &format!("'{bin}' --step --color never chatroom client --name st6 --server 127.0.0.1:9; echo \"exit=$?\""),
+        "\nq",
+    );
+    assert!(screen.contains("next: sendto(fd 3, \"L st6\""), "{screen}");
+    assert!(screen.contains("sendto() is not made"), "{screen}");
+    assert!(!screen.contains("-> 5 bytes"), "{screen}");
+    assert!(!screen.contains("poll("), "{screen}");
+    assert!(screen.contains("exit=130"), "{screen}");
+}
+
+#[test]
+fn q_at_a_step_pause_after_login_leaves_with_q() {
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let mut server = server();
+    // socket, sendto L, poll: then q at the pause before recvmsg (the OK is
+    // waiting): the client takes the OK, and leaves with Q without forking.
+    let screen = in_terminal(
+        &format!(
+            "'{bin}' --step --color never chatroom client --name st6 --server {}; echo \"exit=$?\"",
+            server.addr
+        ),
+        "\n\n\nq",
+    );
+    assert!(screen.contains("\"Q st6\""), "{screen}");
+    assert!(!screen.contains("fork("), "{screen}");
+    // Logged in, then left: the room is empty again.
+    wait_users(&mut server, 0);
+    let events = stop(server);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["key"] == "request" && e["value"]["kind"] == "Q"),
+        "the server saw the Q: {events:?}"
+    );
 }

@@ -188,6 +188,13 @@ impl Narrator {
         self.end_at_any_step.store(true, Ordering::Relaxed);
     }
 
+    /// The demo now holds something that needs cleaning up (a child to
+    /// reap, a peer to say goodbye to): from here `q` at a pause stops as
+    /// Ctrl-C does, and the demo cleans up. Undoes `may_end_at_any_step`.
+    pub fn must_clean_up_from_here(&self) {
+        self.end_at_any_step.store(false, Ordering::Relaxed);
+    }
+
     /// The banner: which demo, which lesson explains it, what it shows.
     /// Shown even with `--quiet`.
     pub fn start(&self, demo: &str, lesson: &str, about: &str) {

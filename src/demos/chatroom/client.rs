@@ -148,6 +148,9 @@ pub(super) fn run(
         "chatroom",
         "The course's UDP chat client: log in with retries, then one process sends what you type and another prints what arrives.",
     );
+    // Until the first `L` goes out, the server knows nothing of us: `q` at
+    // a --step pause may end the run before the call it shows.
+    nar.may_end_at_any_step();
     if let Err(refusal) = protocol::check_name(name) {
         return Err(Failure::new(
             format!("`{name}` cannot be a chat name: {refusal}"),
@@ -183,7 +186,16 @@ pub(super) fn run(
     };
 
     if !login(nar, &client)? {
-        return Ok(()); // Ctrl-C while logging in
+        // Ctrl-C or q while waiting for the answer: the L went out, and
+        // the server may have logged us in, so say Q once (an unknown name
+        // only gets an ERR back) and do not wait.
+        send_datagram(nar, client.fd, &format!("Q {name}"), server_addr);
+        return Ok(());
+    }
+    if stop::requested().is_some() {
+        // q at the pause before the poll that brought OK: leave now,
+        // before anything else is made.
+        return leave_before_fork(nar, &client);
     }
     let step = nar.call("getsockname", format!("fd {}", client.fd));
     if let Ok(local) = step.check(sys::local_addr(client.fd), |addr| addr.to_string()) {
@@ -215,6 +227,9 @@ pub(super) fn run(
     })?;
     nar.note("The receiver writes one byte into this pipe when the answer to /who arrives, so the sender, which sent W, can wait for it with a timeout and ask again.");
 
+    if stop::requested().is_some() {
+        return leave_before_fork(nar, &client);
+    }
     // SIGCHLD interrupts the sender's read() when the receiver ends, and
     // the handler reaps it.
     children::install_sigchld(nar, SigchldReap::Loop)?;
@@ -272,7 +287,17 @@ fn parse_server(text: &str) -> Result<SocketAddr, Failure> {
             Some("port 0 only asks the kernel to pick a port when binding; give the port the server printed, e.g. 127.0.0.1:8888"),
         ));
     }
-    sys::resolve(host, port)
+    let addr = sys::resolve(host, port)?;
+    if addr.ip().is_unspecified() {
+        // The kernel would deliver to this machine, but the answer comes
+        // from a real address (127.0.0.1), which is not the one we sent to:
+        // the client would ignore its own OK.
+        return Err(Failure::new(
+            format!("`{text}`: a wildcard address cannot be a destination"),
+            Some("0.0.0.0 and :: mean \"every address\" when a server binds; to reach a server on this machine, use 127.0.0.1:PORT or [::1]:PORT"),
+        ));
+    }
+    Ok(addr)
 }
 
 /// `L name`, then wait for the answer; ask again after each timeout.
@@ -287,6 +312,9 @@ fn login(nar: &Narrator, client: &Client) -> Result<bool> {
             format!("login, try {attempt} of {}", client.tries),
         );
         send_datagram(nar, client.fd, &datagram, client.server);
+        // From here the server may know us: `q` stops as Ctrl-C does, and
+        // the client says Q before it ends.
+        nar.must_clean_up_from_here();
         match wait_for_reply(nar, client, Awaited::LoginAnswer) {
             Answer::LoggedIn => return Ok(true),
             Answer::Refused(reason) => {
@@ -297,9 +325,11 @@ fn login(nar: &Narrator, client: &Client) -> Result<bool> {
                 .into())
             }
             Answer::Stopped => return Ok(false),
-            Answer::Exit | Answer::Timeout => {
+            // After the last try nobody asks again: the error below says so.
+            Answer::Exit | Answer::Timeout if attempt < client.tries => {
                 nar.note("No answer in time. This socket is not connected, so the kernel does not hand it the ICMP port unreachable that a closed port on this machine sends back: a lost datagram, a lost answer and a missing server all look like silence, and the client asks again.");
             }
+            Answer::Exit | Answer::Timeout => {}
         }
     }
     Err(Failure::with_hint(
@@ -474,8 +504,8 @@ fn send_lines(
         ];
         let step = nar.blocking(
             "poll",
-            format!("fd 0 (stdin) POLLIN, fd {pipe} (pipe) POLLIN, no timeout"),
-            "waiting for a line on standard input, or for the receiver to end",
+            format!("fd 0 (stdin) POLLIN, fd {pipe} POLLIN"),
+            "waiting for a typed line, or for the receiver to end",
         );
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(count) => step.ok_value(i64::from(count), "ready"),
@@ -577,7 +607,9 @@ fn typed(
             }
             let (datagram, left_out) = protocol::chat_datagram(client.name, &text);
             if left_out > 0 {
-                nar.info(
+                // Shown under --quiet too: the person must know that the
+                // end of the line was not sent.
+                nar.startup(
                     "cut",
                     json!({ "left_out": left_out, "sent": datagram.len() }),
                     format!("the line was cut at a character boundary so that the MSG the server forwards fits in {MAX_DATAGRAM} bytes; {left_out} bytes left out"),
@@ -612,7 +644,7 @@ fn ask_who(nar: &Narrator, client: &Client, receiver: &mut Receiver, answers: &O
             let step = nar.blocking(
                 "poll",
                 format!("fd {} (pipe) POLLIN, {millis} ms", answers.as_raw_fd()),
-                "waiting for the receiver to say that the answer to W came",
+                "waiting for the receiver to get USERS",
             );
             match poll(&mut fds, PollTimeout::from(millis)) {
                 Ok(0) => {
@@ -687,6 +719,12 @@ fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()>
         }
         _ => {}
     }
+    // Killed from outside (kill -9 on its pid): still leave the room with
+    // Q, then say so and end with status 1.
+    let killed_by = match receiver.ended {
+        Some(WaitStatus::Signaled(_, signal, _)) => Some(signal),
+        _ => None,
+    };
     let quit = format!("Q {}", client.name);
     let mut got_exit = false;
     for _ in 0..client.tries {
@@ -718,7 +756,17 @@ fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()>
         }
         wait_for_receiver(nar, receiver, Duration::from_secs(2));
     }
-    if got_exit {
+    if let Some(signal) = killed_by {
+        Err(Failure::with_hint(
+            format!(
+                "the receiver (pid {}) was killed by {}; the sender left the room and ends too",
+                receiver.pid,
+                signal.as_str()
+            ),
+            "someone sent the receiver a signal; run the client again to rejoin".to_string(),
+        )
+        .into())
+    } else if got_exit {
         Ok(())
     } else {
         Err(Failure::with_hint(
@@ -730,6 +778,35 @@ fn leave(nar: &Narrator, client: &Client, receiver: &mut Receiver) -> Result<()>
         )
         .into())
     }
+}
+
+/// Leave after `q` or Ctrl-C came between the OK and the fork: there is
+/// no receiver yet, so this process sends `Q` and waits for `EXIT` itself.
+fn leave_before_fork(nar: &Narrator, client: &Client) -> Result<()> {
+    let quit = format!("Q {}", client.name);
+    for _ in 0..client.tries {
+        send_datagram(nar, client.fd, &quit, client.server);
+        if matches!(wait_for_reply(nar, client, Awaited::Exit), Answer::Exit) {
+            nar.info(
+                "left",
+                json!({ "name": client.name }),
+                format!(
+                    "the server answered EXIT: {} has left the room",
+                    client.name
+                ),
+            );
+            return Ok(());
+        }
+    }
+    Err(Failure::with_hint(
+        format!(
+            "no EXIT from {} after {} tries; left without the server's answer",
+            client.server, client.tries
+        ),
+        "the server may be gone; if it is still running, it keeps the name until it is restarted"
+            .to_string(),
+    )
+    .into())
 }
 
 /// Wait up to `limit` for the receiver to end (the SIGCHLD handler reaps

@@ -60,6 +60,9 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
         "chatroom",
         "The course's UDP chat server: one socket, a map from names to addresses, and a forked console that speaks as admin.",
     );
+    // Until the fork, nothing needs cleaning up: `q` at a --step pause
+    // ends the run before the call it shows.
+    nar.may_end_at_any_step();
     let wanted = sys::resolve(host, port)?;
     let (sock, bound) = open_socket(nar, wanted)?;
 
@@ -82,6 +85,8 @@ pub(super) fn run(nar: &Narrator, host: &str, port: u16) -> Result<()> {
             console(nar, parent, console_sock, console_target)
         }
         Forked::Parent { child } => {
+            // Now there is a child to end and reap: `q` stops as Ctrl-C does.
+            nar.must_clean_up_from_here();
             drop(console_sock);
             nar.info(
                 "processes",
@@ -287,10 +292,10 @@ fn wait_for_datagram(nar: &Narrator, fd: RawFd, wait_mask: &SigSet) -> Result<bo
     let step = nar.blocking_with(
         "ppoll",
         || match millis {
-            Some(millis) => format!("fd {fd} POLLIN, {millis} ms, sigmask without SIGCHLD"),
-            None => format!("fd {fd} POLLIN, no timeout, sigmask without SIGCHLD"),
+            Some(millis) => format!("fd {fd} POLLIN, {millis} ms, sigmask -SIGCHLD"),
+            None => format!("fd {fd} POLLIN, sigmask -SIGCHLD"),
         },
-        "waiting for a datagram from a user or the console, or for SIGCHLD",
+        "waiting for a datagram or SIGCHLD",
     );
     // SAFETY: `fd` is the room's socket, open for the whole receive loop.
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
