@@ -1095,6 +1095,34 @@ fn the_408_has_the_usual_headers_and_says_what_was_late() {
     assert!(whys.iter().any(|w| !w.contains("body")), "{whys:?}");
 }
 
+/// A head timeout longer than the send timeout: the 408 still goes out in
+/// the blocking models, since each response's send timeout starts when its
+/// sending starts, not at the request's last byte. (Review 2, item 1.)
+#[test]
+fn the_408_goes_out_when_the_head_timeout_exceeds_the_send_timeout() {
+    for model in ["iterative", "thread", "epoll"] {
+        let (server, addr) = server(&[
+            "--model",
+            model,
+            "--header-timeout",
+            "0.6",
+            "--send-timeout",
+            "0.3",
+        ]);
+        let mut slow = connect(addr);
+        slow.write_all(b"GET / HTTP/1.1\r\n").expect("half a head");
+        let reply = read_reply(&mut slow, false);
+        assert_eq!(reply.status, 408, "{model}: {}", reply.head);
+        let events = stop(server);
+        let endings: Vec<String> = events
+            .iter()
+            .filter(|e| e.to_string().contains("send timeout"))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(endings.is_empty(), "{model}: {endings:?}");
+    }
+}
+
 /// Out of descriptors with clients still arriving: the warnings come at
 /// most once a second (not ten times), and the extra clients are turned
 /// away (their connection ends) instead of waiting. (Defect 8.)

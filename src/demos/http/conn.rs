@@ -204,8 +204,8 @@ pub struct Conn {
     /// When the first byte of the request now being received arrived (None
     /// while the buffer is empty): the start of the header timeout.
     head_started: Option<Instant>,
-    /// The last time a byte moved either way, or a response ended: the
-    /// start of the idle and send timeouts.
+    /// The last time a byte moved either way, or a response started or
+    /// ended: the start of the idle and send timeouts.
     last_progress: Instant,
     /// recv() returned 0: answer what is buffered, then close.
     peer_done: bool,
@@ -507,7 +507,10 @@ impl Conn {
     }
 
     /// Start sending a response built outside `exchange::handle` (the 408).
+    /// Its send timeout starts now: each response gets the whole of it,
+    /// however long its request took to arrive.
     fn start_sending(&mut self, response: Response) {
+        self.last_progress = Instant::now();
         self.sending = Some(Sending {
             head: response.head,
             head_sent: 0,
