@@ -1175,3 +1175,47 @@ fn running_out_of_descriptors_warns_once_a_second_and_turns_clients_away() {
     assert!(turned_away >= 5, "{turned_away} clients were turned away");
     drop(clients);
 }
+
+/// Thread model out of descriptors, then the clients leave: the next
+/// healthy client is served, not accepted after a wait and closed (a
+/// blocking accept() fails with EMFILE even when no client waits, and the
+/// spare must not be spent then). (Review 2, item 2.)
+#[test]
+fn after_running_out_of_descriptors_the_next_client_is_served_in_thread() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = netlab();
+    cmd.args([
+        "--json",
+        "--rate",
+        "0",
+        "http-server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--model",
+        "thread",
+    ]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 16,
+                rlim_max: 16,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = Demo::spawn(cmd);
+    let addr = server.listening_addr();
+    let clients: Vec<TcpStream> = (0..10).map(|_| connect(addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(1000));
+    let reply = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    stop(server);
+}
