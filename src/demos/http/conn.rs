@@ -404,7 +404,7 @@ impl Conn {
                     if self.is_lingering() {
                         nar.note("recv() returned 0: the client has closed its side too, after reading our response. Now close() cannot cause a reset.");
                     } else {
-                        nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whatever is buffered is still answered; then we close.");
+                        nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whole requests already received are still answered, an incomplete one is dropped, and then we close.");
                     }
                 }
                 self.peer_done = true;
@@ -679,9 +679,9 @@ impl Conn {
                 "connection_closed",
                 json!({ "peer": peer.to_string(), "fd": fd, "why": why.name(), "requests": self.requests }),
                 format!(
-                    "connection from {peer} on fd {fd} closed after {} request(s): {}",
-                    self.requests,
-                    why.name()
+                    "connection from {peer} on fd {fd} closed: {}; requests on this connection: {}",
+                    why.name(),
+                    self.requests
                 ),
             );
         }

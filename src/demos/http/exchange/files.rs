@@ -396,7 +396,7 @@ fn open_refusal(error: io::Error) -> Refusal {
         ),
         Some(libc::EACCES) | Some(libc::EPERM) => refusal(
             Status::FORBIDDEN,
-            "The server's user is not allowed to read this file.",
+            "The server's user is not allowed to read what this path names (a file, or a directory to list).",
         ),
         Some(libc::ENAMETOOLONG) => refusal(
             Status::URI_TOO_LONG,
