@@ -1219,3 +1219,29 @@ fn after_running_out_of_descriptors_the_next_client_is_served_in_thread() {
     assert_eq!(reply.status, 200, "{}", reply.head);
     stop(server);
 }
+
+/// The listing leaves out what the server would refuse with 403: a FIFO
+/// and a name with a backslash. (Review 2, item 4.)
+#[test]
+fn the_listing_links_only_what_the_server_serves() {
+    let dir = site("listing-refused");
+    std::fs::remove_file(dir.join("index.html")).expect("no index");
+    nix::unistd::mkfifo(
+        &dir.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    std::fs::write(dir.join("back\\slash.txt"), "x\n").expect("backslash");
+    let root = dir.to_str().expect("utf-8 path");
+    let (server, addr) = server(&["--root", root]);
+    let reply = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let page = String::from_utf8_lossy(&reply.body).to_string();
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert!(page.contains("hello.txt"), "{page}");
+    assert!(!page.contains("pipe"), "{page}");
+    assert!(!page.contains("slash"), "{page}");
+    stop(server);
+}
