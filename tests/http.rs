@@ -1095,6 +1095,34 @@ fn the_408_has_the_usual_headers_and_says_what_was_late() {
     assert!(whys.iter().any(|w| !w.contains("body")), "{whys:?}");
 }
 
+/// A head timeout longer than the send timeout: the 408 still goes out in
+/// the blocking models, since each response's send timeout starts when its
+/// sending starts, not at the request's last byte. (Review 2, item 1.)
+#[test]
+fn the_408_goes_out_when_the_head_timeout_exceeds_the_send_timeout() {
+    for model in ["iterative", "thread", "epoll"] {
+        let (server, addr) = server(&[
+            "--model",
+            model,
+            "--header-timeout",
+            "0.6",
+            "--send-timeout",
+            "0.3",
+        ]);
+        let mut slow = connect(addr);
+        slow.write_all(b"GET / HTTP/1.1\r\n").expect("half a head");
+        let reply = read_reply(&mut slow, false);
+        assert_eq!(reply.status, 408, "{model}: {}", reply.head);
+        let events = stop(server);
+        let endings: Vec<String> = events
+            .iter()
+            .filter(|e| e.to_string().contains("send timeout"))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(endings.is_empty(), "{model}: {endings:?}");
+    }
+}
+
 /// Out of descriptors with clients still arriving: the warnings come at
 /// most once a second (not ten times), and the extra clients are turned
 /// away (their connection ends) instead of waiting. (Defect 8.)
@@ -1146,4 +1174,74 @@ fn running_out_of_descriptors_warns_once_a_second_and_turns_clients_away() {
     );
     assert!(turned_away >= 5, "{turned_away} clients were turned away");
     drop(clients);
+}
+
+/// Thread model out of descriptors, then the clients leave: the next
+/// healthy client is served, not accepted after a wait and closed (a
+/// blocking accept() fails with EMFILE even when no client waits, and the
+/// spare must not be spent then). (Review 2, item 2.)
+#[test]
+fn after_running_out_of_descriptors_the_next_client_is_served_in_thread() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = netlab();
+    cmd.args([
+        "--json",
+        "--rate",
+        "0",
+        "http-server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--model",
+        "thread",
+    ]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 16,
+                rlim_max: 16,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = Demo::spawn(cmd);
+    let addr = server.listening_addr();
+    let clients: Vec<TcpStream> = (0..10).map(|_| connect(addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(1000));
+    let reply = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    stop(server);
+}
+
+/// The listing leaves out what the server would refuse with 403: a FIFO
+/// and a name with a backslash. (Review 2, item 4.)
+#[test]
+fn the_listing_links_only_what_the_server_serves() {
+    let dir = site("listing-refused");
+    std::fs::remove_file(dir.join("index.html")).expect("no index");
+    nix::unistd::mkfifo(
+        &dir.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    std::fs::write(dir.join("back\\slash.txt"), "x\n").expect("backslash");
+    let root = dir.to_str().expect("utf-8 path");
+    let (server, addr) = server(&["--root", root]);
+    let reply = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let page = String::from_utf8_lossy(&reply.body).to_string();
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert!(page.contains("hello.txt"), "{page}");
+    assert!(!page.contains("pipe"), "{page}");
+    assert!(!page.contains("slash"), "{page}");
+    stop(server);
 }

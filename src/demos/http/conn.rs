@@ -204,8 +204,8 @@ pub struct Conn {
     /// When the first byte of the request now being received arrived (None
     /// while the buffer is empty): the start of the header timeout.
     head_started: Option<Instant>,
-    /// The last time a byte moved either way, or a response ended: the
-    /// start of the idle and send timeouts.
+    /// The last time a byte moved either way, or a response started or
+    /// ended: the start of the idle and send timeouts.
     last_progress: Instant,
     /// recv() returned 0: answer what is buffered, then close.
     peer_done: bool,
@@ -404,7 +404,7 @@ impl Conn {
                     if self.is_lingering() {
                         nar.note("recv() returned 0: the client has closed its side too, after reading our response. Now close() cannot cause a reset.");
                     } else {
-                        nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whatever is buffered is still answered; then we close.");
+                        nar.note("recv() returned 0: the client sent FIN and will send no more requests. Whole requests already received are still answered, an incomplete one is dropped, and then we close.");
                     }
                 }
                 self.peer_done = true;
@@ -507,7 +507,10 @@ impl Conn {
     }
 
     /// Start sending a response built outside `exchange::handle` (the 408).
+    /// Its send timeout starts now: each response gets the whole of it,
+    /// however long its request took to arrive.
     fn start_sending(&mut self, response: Response) {
+        self.last_progress = Instant::now();
         self.sending = Some(Sending {
             head: response.head,
             head_sent: 0,
@@ -676,9 +679,9 @@ impl Conn {
                 "connection_closed",
                 json!({ "peer": peer.to_string(), "fd": fd, "why": why.name(), "requests": self.requests }),
                 format!(
-                    "connection from {peer} on fd {fd} closed after {} request(s): {}",
-                    self.requests,
-                    why.name()
+                    "connection from {peer} on fd {fd} closed: {}; requests on this connection: {}",
+                    why.name(),
+                    self.requests
                 ),
             );
         }

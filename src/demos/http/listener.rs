@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, Backlog, SockFlag, SockType};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeVal;
@@ -160,6 +161,8 @@ pub struct Acceptor<'a> {
     /// at most once a second.
     turned_away: u64,
     last_warning: Option<Instant>,
+    /// The note on EMFILE with an empty queue has been printed.
+    idle_note_given: bool,
 }
 
 impl<'a> Acceptor<'a> {
@@ -175,6 +178,7 @@ impl<'a> Acceptor<'a> {
             armed: None,
             turned_away: 0,
             last_warning: None,
+            idle_note_given: false,
         }
     }
 
@@ -238,6 +242,18 @@ impl<'a> Acceptor<'a> {
     /// close it, then take the spare back. Without a spare, pause 100 ms so
     /// the loop does not spin on the same error.
     fn turn_away(&mut self, nar: &Narrator, errno: Errno) {
+        // A blocking accept() fails with EMFILE before it waits, even when
+        // the queue is empty. Closing the spare then would let the next
+        // accept() sleep, and the healthy client it finally takes would be
+        // closed. So first ask, without waiting, whether a client is there.
+        if self.spare.is_some() && !self.client_waiting(nar) {
+            if !self.idle_note_given {
+                self.idle_note_given = true;
+                nar.note("EMFILE with no client waiting: a blocking accept() checks for a free descriptor before it waits. The spare is kept; the server waits 100 ms (a connection may end meanwhile) and tries again.");
+            }
+            let _ = sys::nanosleep(Duration::from_millis(100));
+            return;
+        }
         nar.count("clients_turned_away", 1);
         self.turned_away += 1;
         match self.spare.take() {
@@ -284,6 +300,27 @@ impl<'a> Acceptor<'a> {
                 Some("EMFILE means this process has as many fds open as RLIMIT_NOFILE allows (`ulimit -n`)"),
             );
             self.turned_away = 0;
+        }
+    }
+
+    /// poll() the listener with a zero timeout: is a client in the accept
+    /// queue now? (An error counts as yes, the old behaviour.)
+    fn client_waiting(&self, nar: &Narrator) -> bool {
+        let fd = self.listen_fd.as_raw_fd();
+        let step = nar.call_with("poll", || format!("[fd {fd} POLLIN], 0 ms"));
+        let mut fds = [PollFd::new(self.listen_fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(ready) => {
+                step.ok_with(i64::from(ready), || match ready {
+                    0 => "0: no client waiting".into(),
+                    _ => format!("{ready}: a client is waiting"),
+                });
+                ready > 0
+            }
+            Err(errno) => {
+                step.fail(errno);
+                true
+            }
         }
     }
 

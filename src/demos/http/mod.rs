@@ -251,7 +251,7 @@ fn configure(nar: &Narrator, args: &Args) -> Result<Config> {
             "send_timeout": args.send_timeout,
         }),
         format!(
-            "limits: request line {} bytes, head {} bytes, {} headers, body {} bytes; timeouts: head {} s, idle {} s, send {} s",
+            "limits: request line {} bytes, head {} bytes, header fields {}, body {} bytes; timeouts: head {} s, idle {} s, send {} s",
             limits.max_line, limits.max_head, limits.max_headers, limits.max_body,
             args.header_timeout, args.idle_timeout, args.send_timeout
         ),

@@ -47,7 +47,7 @@ pub fn request(nar: &Narrator, fd: RawFd, peer: SocketAddr, head: &Head<'_>, raw
         "parsed",
         json!({ "head_len": head.head_len, "headers": head.headers.len() }),
         format!(
-            "httparse: Complete({}): method {}, path {target}, version 1.{}, {} headers; the body starts at byte {} and is {} long",
+            "httparse: Complete({}): method {}, path {target}, version 1.{}, headers: {}; the body starts at byte {} and is {} long",
             head.head_len,
             head.method,
             head.version,

@@ -114,7 +114,14 @@ pub fn serve(nar: &Narrator, config: &Config, acceptor: &mut Acceptor<'_>) -> Re
                 for (fd, stopping) in lock().iter() {
                     // First the mark, then the shutdown that wakes the thread.
                     stopping.store(true, Ordering::SeqCst);
-                    let step = nar.call("shutdown", format!("fd {fd}, SHUT_RDWR"));
+                    // Its line is printed before the call (as for a call
+                    // that waits): the woken thread reports at once, and its
+                    // lines must come after their cause.
+                    let step = nar.blocking(
+                        "shutdown",
+                        format!("fd {fd}, SHUT_RDWR"),
+                        "which wakes this connection's thread",
+                    );
                     match shutdown(*fd, Shutdown::Both) {
                         Ok(()) => step.ok("0"),
                         Err(errno) => step.fail(errno),

@@ -396,7 +396,7 @@ fn open_refusal(error: io::Error) -> Refusal {
         ),
         Some(libc::EACCES) | Some(libc::EPERM) => refusal(
             Status::FORBIDDEN,
-            "The server's user is not allowed to read this file.",
+            "The server's user is not allowed to read what this path names (a file, or a directory to list).",
         ),
         Some(libc::ENAMETOOLONG) => refusal(
             Status::URI_TOO_LONG,
@@ -693,6 +693,16 @@ fn listing(
     entries.truncate(MAX_LISTED);
     // Hidden names (see is_hidden) are left out, like `.` and `..`.
     entries.retain(|entry| !entry.name.starts_with(b"."));
+    // Nor what a request for it would get 403 for: a name with a backslash
+    // (refused as text, like in a request), and anything but a file, a
+    // directory or a symlink (a FIFO, a socket, a device).
+    entries.retain(|entry| {
+        !entry.name.contains(&b'\\')
+            && !matches!(
+                entry.kind,
+                libc::DT_FIFO | libc::DT_SOCK | libc::DT_CHR | libc::DT_BLK
+            )
+    });
     // A symlink is listed only if it stays inside the root, checked with the
     // same openat2 rule as a request, relative to the root. DT_UNKNOWN
     // (some file systems do not fill d_type in) might be a symlink too.
