@@ -29,8 +29,7 @@ use nix::sys::time::TimeVal;
 use serde_json::json;
 
 use crate::cli::SigpipeChoice;
-use crate::demos::{accept, sigpipe};
-use crate::error::Failure;
+use crate::demos::{accept, mux, sigpipe};
 use crate::narrate::{errno_name, Narrator};
 use crate::sys;
 
@@ -83,7 +82,7 @@ pub fn open_listener(
     let step = nar.call("bind", format!("fd {fd}, {wanted}"));
     if let Err(errno) = bind(fd, &sys::to_kernel(wanted)) {
         step.fail(errno);
-        return Err(bind_failure(errno, wanted).into());
+        return Err(mux::bind_failure(errno, wanted, 8000).into());
     }
     step.ok("0");
 
@@ -96,19 +95,6 @@ pub fn open_listener(
     nar.listen_queue(listen_fd.as_fd());
     announce(nar, bound);
     Ok(listen_fd)
-}
-
-fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
-    match errno {
-        Errno::EADDRINUSE => Failure::with_hint(
-            format!(
-                "cannot bind {wanted}: port {} is in use (Address already in use)",
-                wanted.port()
-            ),
-            "stop the other server, or choose another port (--port 0 lets the kernel pick one)",
-        ),
-        other => Failure::of_bind(other, wanted, 8000),
-    }
 }
 
 /// The start-up line, shown even with --quiet: the address, and a URL to

@@ -168,7 +168,7 @@ pub fn open_listener(nar: &Narrator, args: &ServerArgs) -> Result<OwnedFd> {
     let step = nar.call("bind", format!("fd {fd}, {wanted}"));
     if let Err(errno) = bind(fd, &sys::to_kernel(wanted)) {
         step.fail(errno);
-        return Err(bind_failure(errno, wanted).into());
+        return Err(bind_failure(errno, wanted, 8888).into());
     }
     step.ok("0");
 
@@ -183,7 +183,10 @@ pub fn open_listener(nar: &Narrator, args: &ServerArgs) -> Result<OwnedFd> {
     Ok(listen_fd)
 }
 
-fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
+/// Why bind() failed, for a TCP server (mux's three and http-server):
+/// EADDRINUSE here, every other errno through `Failure::of_bind`, whose
+/// hint suggests `example_port`.
+pub fn bind_failure(errno: Errno, wanted: SocketAddr, example_port: u16) -> Failure {
     match errno {
         Errno::EADDRINUSE => Failure::with_hint(
             format!(
@@ -192,7 +195,7 @@ fn bind_failure(errno: Errno, wanted: SocketAddr) -> Failure {
             ),
             "stop the other server, or choose another port (--port 0 lets the kernel pick one)",
         ),
-        other => Failure::of_bind(other, wanted, 8888),
+        other => Failure::of_bind(other, wanted, example_port),
     }
 }
 
