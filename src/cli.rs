@@ -183,6 +183,12 @@ pub enum Command {
     )]
     Bench(crate::bench::Args),
 
+    /// Check your own server or client: netlab runs it, probes it on loopback, reads the kernel, and reports.
+    #[command(
+        after_help = "Lessons: each exercise names its own (netlab check --list)\n\nExample:\n  netlab check --list\n  netlab check tcp-echo -- python3 echo_server.py {port}\n  netlab check tcp-client -- python3 client.py {host} {port}\n  netlab check http-static -- python3 http_server.py {port} {root}"
+    )]
+    Check(crate::check::Args),
+
     /// List the lessons, or read one in the terminal.
     #[command(after_help = "Example:\n  netlab lesson tcp")]
     Lesson(LessonArgs),
@@ -215,6 +221,7 @@ pub const TOPICS: &[(&str, &[&str])] = &[
     ("Unix domain sockets", &["unix-demo"]),
     ("Processes", &["fork-demo", "zombie-demo", "orphan-demo"]),
     ("Project", &["chatroom"]),
+    ("Check your own programs", &["check"]),
     ("Reading and tools", &["lesson", "completions", "man"]),
 ];
 

@@ -72,3 +72,16 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// The run has already said why it failed (`netlab check` printed its
+/// report and verdict): `main` exits 1 without another message.
+#[derive(Debug, Clone, Copy)]
+pub struct AlreadyReported;
+
+impl fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the report above says what failed")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}

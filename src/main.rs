@@ -6,6 +6,7 @@
 //! one exit code. Everything a demo prints goes through the narrator.
 
 mod bench;
+mod check;
 mod cli;
 mod demos;
 mod error;
@@ -86,6 +87,7 @@ fn run_demo(global: &cli::GlobalArgs, command: Command) -> u8 {
         Command::OrphanDemo(args) => demos::orphan::run(&nar, args),
         Command::Chatroom(args) => demos::chatroom::run(&nar, args),
         Command::Bench(args) => bench::run(&nar, args),
+        Command::Check(args) => check::run(&nar, args),
         Command::Lesson(_) | Command::Completions(_) | Command::Man => Ok(()),
     };
     let stopped = stop::requested();
@@ -100,6 +102,11 @@ fn run_demo(global: &cli::GlobalArgs, command: Command) -> u8 {
         (Ok(()), None) => {
             nar.end("done", 0);
             0
+        }
+        // The check's report already said what failed.
+        (Err(err), _) if err.downcast_ref::<error::AlreadyReported>().is_some() => {
+            nar.end("some probes did not pass", 1);
+            1
         }
         (Err(err), _) => {
             report(Some(&nar), &err);

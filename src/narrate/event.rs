@@ -77,6 +77,40 @@ pub enum Kind {
     },
     /// The demo finished: why, and the exit code the process will have.
     End { reason: String, exit_code: i32 },
+    /// `netlab check`: one probe's result. `status` is "pass", "warn",
+    /// "fail" or "skip"; `hint` (for a failure or warning) says what to
+    /// look at; `facts` are the kernel facts read during the probe, each
+    /// shaped like a `kernel` event's fields.
+    Probe {
+        exercise: String,
+        probe: String,
+        checks: String,
+        status: String,
+        expected: String,
+        happened: String,
+        hint: Option<String>,
+        seconds: f64,
+        facts: Vec<Value>,
+    },
+    /// `netlab check`: the end of the program's output (stdout and stderr
+    /// in the order written); `earlier_lines` were left out.
+    Output {
+        program_pid: i32,
+        lines: Vec<String>,
+        earlier_lines: usize,
+    },
+    /// `netlab check`: the counts, and the lesson to read. `ok` is true
+    /// only when no probe failed or was skipped.
+    Verdict {
+        exercise: String,
+        lesson: String,
+        passed: usize,
+        warned: usize,
+        failed: usize,
+        skipped: usize,
+        failed_probes: Vec<String>,
+        ok: bool,
+    },
 }
 
 /// One event with the fields every event carries.

@@ -67,6 +67,18 @@ impl Fact {
         }
     }
 
+    /// The fact as the fields of a `kernel` event (for `probe` events).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "subject": self.subject,
+            "fact": self.fact,
+            "value": self.value,
+            "source": self.source,
+            "available": self.available,
+            "text": self.text,
+        })
+    }
+
     pub(super) fn into_kind(self) -> super::Kind {
         super::Kind::Kernel {
             subject: self.subject,

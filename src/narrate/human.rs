@@ -219,6 +219,61 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
                 out.push_str(&format!("{} {hint}\n", "hint:".cyan()));
             }
         }
+        Kind::Probe {
+            probe,
+            checks,
+            status,
+            expected,
+            happened,
+            hint,
+            facts,
+            ..
+        } => render_probe(&mut out, state, probe, checks, status, expected, happened, hint, facts),
+        Kind::Output {
+            program_pid,
+            lines,
+            earlier_lines,
+        } => {
+            let head = if *earlier_lines > 0 {
+                format!("your program's output (pid {program_pid}), its last {} lines:", lines.len())
+            } else if lines.is_empty() {
+                format!("your program (pid {program_pid}) printed nothing")
+            } else {
+                format!("your program's output (pid {program_pid}):")
+            };
+            out.push_str(&format!("\n{} {}\n", " ".repeat(NUMBER_WIDTH) + "*", head.bold()));
+            for line in lines {
+                out.push_str(&format!("{indent}{} {line}\n", "|".dimmed()));
+            }
+        }
+        Kind::Verdict {
+            exercise,
+            lesson,
+            passed,
+            warned,
+            failed,
+            skipped,
+            ok,
+            ..
+        } => {
+            let total = passed + warned + failed + skipped;
+            let mut line = format!("{exercise}: {} of {total} probes passed", passed + warned);
+            if *warned > 0 {
+                line.push_str(&format!(" ({warned} with a warning)"));
+            }
+            if *failed > 0 {
+                line.push_str(&format!(", {failed} failed"));
+            }
+            if *skipped > 0 {
+                line.push_str(&format!(", {skipped} not run"));
+            }
+            let line = if *ok { line.green().bold() } else { line.red().bold() };
+            out.push_str(&format!("\n{} {line}\n", " ".repeat(NUMBER_WIDTH) + "*"));
+            out.push_str(&format!(
+                "{} read: netlab lesson {lesson}\n",
+                " ".repeat(NUMBER_WIDTH) + "*"
+            ));
+        }
         Kind::End { reason, .. } => {
             out.push_str(&format!(
                 "{} {}\n",
@@ -228,6 +283,60 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
         }
     }
     out
+}
+
+/// A probe's lines: the status and name with what it checks, then what
+/// happened, what was expected (for a failure or warning), the kernel
+/// facts, and the hint.
+#[allow(clippy::too_many_arguments)]
+fn render_probe(
+    out: &mut String,
+    state: &HumanState,
+    probe: &str,
+    checks: &str,
+    status: &str,
+    expected: &str,
+    happened: &str,
+    hint: &Option<String>,
+    facts: &[serde_json::Value],
+) {
+    let tag = match status {
+        "pass" => "PASS".green().bold(),
+        "warn" => "WARN".yellow().bold(),
+        "fail" => "FAIL".red().bold(),
+        _ => "SKIP".dimmed().bold(),
+    };
+    out.push_str(&format!("{} {tag}  {}  {checks}\n", " ".repeat(NUMBER_WIDTH - 2), probe.bold()));
+    let indent = " ".repeat(INDENT + 2);
+    let labelled = |out: &mut String, label: &str, text: &str| {
+        let hanging = " ".repeat(INDENT + 2 + label.len() + 1);
+        let lines = match state.wrap_width {
+            Some(width) if width > hanging.len() + 20 => wrap(text, width - hanging.len()),
+            _ => vec![text.to_string()],
+        };
+        for (index, line) in lines.iter().enumerate() {
+            if index == 0 {
+                out.push_str(&format!("{indent}{} {line}\n", label.dimmed()));
+            } else {
+                out.push_str(&format!("{hanging}{line}\n"));
+            }
+        }
+    };
+    let failed = matches!(status, "fail" | "warn");
+    if failed && !expected.is_empty() {
+        labelled(out, "expected:", expected);
+    }
+    if !happened.is_empty() {
+        labelled(out, if failed { "happened:" } else { "got:" }, happened);
+    }
+    for fact in facts {
+        let text = fact["text"].as_str().unwrap_or("");
+        let source = fact["source"].as_str().unwrap_or("");
+        labelled(out, "kernel:", &format!("{text} ({source})"));
+    }
+    if let Some(hint) = hint {
+        labelled(out, "hint:", hint);
+    }
 }
 
 fn push_wrapped(

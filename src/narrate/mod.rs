@@ -25,6 +25,7 @@
 mod event;
 mod evidence;
 mod human;
+mod report;
 mod stepper;
 pub mod text;
 mod throttle;
@@ -42,6 +43,7 @@ use serde_json::{json, Value};
 
 pub use event::{Event, Kind, SCHEMA_VERSION};
 pub use evidence::Fact;
+pub use report::{ProbeReport, ProgramOutput, Verdict};
 use human::HumanState;
 use stepper::Stepper;
 use throttle::{Summary, Throttle};

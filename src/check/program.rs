@@ -1,0 +1,611 @@
+//! The student's program: start it, watch it bind its port, stop it, and
+//! clean up after it.
+//!
+//! The program runs in a process group of its own, so one signal reaches
+//! it and everything it forked (`kill(-pgid)`), and the terminal's Ctrl-C
+//! reaches only netlab, which then stops the program itself. netlab is a
+//! child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`): a process the program
+//! forked and left behind is re-parented to netlab, not to init, so netlab
+//! can report it, kill it and reap it. PR_SET_PDEATHSIG kills the program
+//! if netlab itself dies (`kill -9`), so no server outlives its checker.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use super::session::{Exercise, Role};
+use crate::error::Failure;
+use crate::kernel::fds::{list_fds, FdKind};
+use crate::kernel::process::{read_stat, state_name, ProcStat};
+use crate::kernel::{proc_net, udp, TcpState};
+use crate::narrate::{errno_name, Fact, Narrator};
+use crate::stop;
+
+/// How much of the program's output is kept for the report.
+const OUTPUT_KEEP: usize = 64 * 1024;
+/// How long the program has to end after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_millis(1500);
+
+/// The program's output (stdout and stderr share one pipe, so their lines
+/// stay in the order they were written), the last OUTPUT_KEEP bytes.
+#[derive(Default)]
+struct OutputLog {
+    bytes: Vec<u8>,
+    /// Bytes dropped from the front to keep the log small.
+    dropped: usize,
+}
+
+/// A running (or finished) student program.
+pub struct Program {
+    pid: i32,
+    child: Mutex<Child>,
+    /// Set once the program has been reaped.
+    status: Mutex<Option<ExitStatus>>,
+    output: Arc<Mutex<OutputLog>>,
+}
+
+impl Program {
+    /// Start `argv` in its own process group, stdin from /dev/null, stdout
+    /// and stderr into one pipe that a thread reads.
+    pub fn start(argv: &[String]) -> Result<Program, Failure> {
+        let (read_end, write_end) = nix::unistd::pipe()
+            .map_err(|errno| Failure::new(format!("cannot make a pipe for your program's output: {}", errno_name(errno)), None))?;
+        let write_copy = write_end
+            .try_clone()
+            .map_err(|err| Failure::new(format!("cannot duplicate a pipe: {err}"), None))?;
+        let parent = std::process::id() as i32;
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::from(write_copy))
+            // Python buffers its prints when the output is a pipe; the
+            // report wants them as they happen.
+            .env("PYTHONUNBUFFERED", "1")
+            .process_group(0);
+        // SAFETY: only async-signal-safe calls (prctl, getppid, kill)
+        // between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                // netlab died between fork and prctl: end now.
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|err| spawn_failure(&argv[0], &err))?;
+        // The command holds the pipe's write ends; drop them so the reader
+        // sees end of file when the program (and all it forked) exits.
+        drop(command);
+        let output = Arc::new(Mutex::new(OutputLog::default()));
+        let sink = Arc::clone(&output);
+        let _ = std::thread::Builder::new()
+            .name("program output".into())
+            .spawn(move || read_output(read_end, &sink));
+        Ok(Program {
+            pid: child.id() as i32,
+            child: Mutex::new(child),
+            status: Mutex::new(None),
+            output,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Reap the program if it has exited (waitpid with WNOHANG, through
+    /// std's `try_wait`), and return its status.
+    fn poll_status(&self) -> Option<ExitStatus> {
+        let mut status = lock(&self.status);
+        if status.is_none() {
+            if let Ok(Some(done)) = lock(&self.child).try_wait() {
+                *status = Some(done);
+            }
+        }
+        *status
+    }
+
+    /// Is the program still running?
+    pub fn alive(&self) -> bool {
+        self.poll_status().is_none()
+    }
+
+    /// "exited with status 1", "killed by SIGSEGV"; None while it runs.
+    pub fn exit_description(&self) -> Option<String> {
+        self.poll_status().map(|status| describe(status))
+    }
+
+    /// The exit code the program ended with, if it has ended normally.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.poll_status().and_then(|status| status.code())
+    }
+
+    /// The last `max_lines` lines of the program's output, and how many
+    /// earlier lines were left out. Invalid UTF-8 is shown escaped.
+    pub fn output_tail(&self, max_lines: usize) -> (Vec<String>, usize) {
+        let log = lock(&self.output);
+        let text = String::from_utf8_lossy(&log.bytes);
+        let mut lines: Vec<String> = text.lines().map(|line| line.escape_debug().to_string()).collect();
+        let mut earlier = 0;
+        if lines.len() > max_lines {
+            earlier = lines.len() - max_lines;
+            lines.drain(..earlier);
+        }
+        if log.dropped > 0 && earlier == 0 {
+            earlier = 1;
+        }
+        (lines, earlier)
+    }
+
+    /// Every process under the program (its children, theirs, ...), plus
+    /// any process it left behind that was re-parented to netlab.
+    pub fn descendants(&self) -> Vec<ProcStat> {
+        let mine = std::process::id() as i32;
+        let table = process_table();
+        let mut found = Vec::new();
+        let mut queue = vec![self.pid];
+        while let Some(parent) = queue.pop() {
+            for stat in table.get(&parent).into_iter().flatten() {
+                queue.push(stat.pid);
+                found.push(stat.clone());
+            }
+        }
+        // Orphans: children of netlab other than the program itself.
+        for stat in table.get(&mine).into_iter().flatten() {
+            if stat.pid != self.pid && !found.iter().any(|f| f.pid == stat.pid) {
+                let mut orphans = vec![stat.pid];
+                found.push(stat.clone());
+                while let Some(parent) = orphans.pop() {
+                    for below in table.get(&parent).into_iter().flatten() {
+                        orphans.push(below.pid);
+                        found.push(below.clone());
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|stat| stat.pid);
+        found
+    }
+
+    /// Stop the program: SIGTERM to its process group, SIGKILL to the
+    /// group and to every process it forked after a grace period, then
+    /// reap them all. Reports what it did. Safe to call twice.
+    pub fn stop(&self, nar: &Narrator) {
+        let left_behind = self.descendants();
+        let already = self.poll_status();
+        let started = Instant::now();
+        let mut how = String::new();
+        if already.is_none() {
+            // The group id is the program's pid (process_group(0)).
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
+            while self.poll_status().is_none() && started.elapsed() < TERM_GRACE {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            how = match self.poll_status() {
+                Some(status) => format!(
+                    "sent SIGTERM to its process group; it ended after {:.2} s ({})",
+                    started.elapsed().as_secs_f64(),
+                    describe(status)
+                ),
+                None => {
+                    let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+                    let status = lock(&self.child).wait().ok();
+                    if let Some(status) = status {
+                        *lock(&self.status) = Some(status);
+                    }
+                    format!(
+                        "it did not end within {:.1} s of SIGTERM, so netlab sent SIGKILL",
+                        TERM_GRACE.as_secs_f64()
+                    )
+                }
+            };
+        }
+        // Whatever it forked: the group got the signals, but a process can
+        // leave the group (setsid), so each one is also killed by pid. They
+        // are all ours: started by the program netlab started.
+        let still_there: Vec<&ProcStat> = left_behind
+            .iter()
+            .filter(|stat| read_stat(stat.pid).is_ok_and(|now| now.state != 'Z'))
+            .collect();
+        for stat in &still_there {
+            let _ = kill(Pid::from_raw(stat.pid), Signal::SIGKILL);
+        }
+        let reaped = reap_orphans(Duration::from_secs(2));
+        if !how.is_empty() {
+            nar.startup(
+                "stopped",
+                json!({ "pid": self.pid, "status": self.exit_description() }),
+                format!("stopped your program (pid {}): {how}", self.pid),
+            );
+        }
+        if !left_behind.is_empty() {
+            let list: Vec<String> = left_behind
+                .iter()
+                .map(|stat| format!("{} {} ({})", stat.pid, stat.comm, state_name(stat.state)))
+                .collect();
+            nar.warning(
+                format!(
+                    "your program left {} process(es) running when it was stopped: {}; netlab killed them and reaped {}",
+                    left_behind.len(),
+                    list.join(", "),
+                    reaped
+                ),
+                Some("A child that has served its client should exit, and its parent should reap it (waitpid)."),
+            );
+        }
+    }
+}
+
+/// Lock a mutex, even one a panicking thread left poisoned.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    match status.signal() {
+        Some(signal) => {
+            let name = Signal::try_from(signal)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {signal}"));
+            format!("killed by {name}")
+        }
+        None => format!("ended: {status}"),
+    }
+}
+
+/// A clear message for a program that cannot be started.
+fn spawn_failure(program: &str, err: &io::Error) -> Failure {
+    match err.kind() {
+        io::ErrorKind::NotFound => Failure::new(
+            format!("cannot start `{program}`: no such program"),
+            Some("Check the spelling, or give the program's path (./server.py needs `chmod +x` and a #! line; `python3 server.py` does not)."),
+        ),
+        io::ErrorKind::PermissionDenied => Failure::new(
+            format!("cannot start `{program}`: permission denied"),
+            Some("Make it executable (chmod +x FILE), or run it through its interpreter: python3 FILE."),
+        ),
+        _ => Failure::new(format!("cannot start `{program}`: {err}"), None),
+    }
+}
+
+/// Keep reading the program's output until every writer has closed it.
+fn read_output(pipe: OwnedFd, sink: &Mutex<OutputLog>) {
+    let mut file = std::fs::File::from(pipe);
+    let mut buf = [0u8; 8192];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let mut log = lock(sink);
+                log.bytes.extend_from_slice(&buf[..n]);
+                if log.bytes.len() > OUTPUT_KEEP {
+                    let cut = log.bytes.len() - OUTPUT_KEEP;
+                    log.bytes.drain(..cut);
+                    log.dropped += cut;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Every process on the machine, by parent pid (one scan of /proc).
+fn process_table() -> HashMap<i32, Vec<ProcStat>> {
+    let mut table: HashMap<i32, Vec<ProcStat>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Ok(stat) = read_stat(pid) {
+            table.entry(stat.ppid).or_default().push(stat);
+        }
+    }
+    table
+}
+
+/// Reap every child netlab has left (the program's orphans, re-parented
+/// here), waiting up to `limit` for the ones just killed. Returns how many.
+fn reap_orphans(limit: Duration) -> usize {
+    let started = Instant::now();
+    let mut reaped = 0;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                if started.elapsed() >= limit {
+                    return reaped;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(_) => reaped += 1,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return reaped, // ECHILD: none left
+        }
+    }
+}
+
+/// Make netlab the reaper of whatever the program leaves behind.
+pub fn become_subreaper(nar: &Narrator) {
+    // SAFETY: prctl with integer arguments only.
+    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if result == -1 {
+        nar.warning(
+            format!(
+                "prctl(PR_SET_CHILD_SUBREAPER) failed: {}; processes your program leaves behind will go to init",
+                io::Error::last_os_error()
+            ),
+            None,
+        );
+    }
+}
+
+/// A free port for the program: bind port 0 with the role's protocol on
+/// 127.0.0.1, read the port the kernel chose, and let it go.
+pub fn free_port(role: Role) -> Result<u16, Failure> {
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let port = match role {
+        Role::UdpServer => UdpSocket::bind(any).and_then(|s| s.local_addr()),
+        _ => TcpListener::bind(any).and_then(|s| s.local_addr()),
+    };
+    port.map(|addr| addr.port())
+        .map_err(|err| Failure::new(format!("cannot find a free port on 127.0.0.1: {err}"), None))
+}
+
+/// netlab's listening socket for a client exercise (127.0.0.1:PORT).
+pub fn listen_for_client(port: u16) -> Result<TcpListener, Failure> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(addr).map_err(|err| match err.kind() {
+        io::ErrorKind::AddrInUse => Failure::new(
+            format!("cannot listen on {addr}: the port is in use"),
+            Some("Leave out --port (netlab then picks a free port and passes it as {port})."),
+        ),
+        _ => Failure::new(format!("cannot listen on {addr}: {err}"), None),
+    })
+}
+
+/// Replace `{port}`, `{host}` and `{root}` in every argument.
+pub fn substitute(
+    command: &[String],
+    port: u16,
+    root: Option<&Path>,
+    exercise: &Exercise,
+) -> Result<Vec<String>, Failure> {
+    let wants_root = exercise.prepare.is_some();
+    if wants_root && !command.iter().any(|arg| arg.contains("{root}")) {
+        return Err(Failure::with_hint(
+            format!("{} needs {{root}} in the command: the directory your server serves, which netlab creates and fills", exercise.name),
+            format!("e.g. netlab check {} -- {}", exercise.name, exercise.example),
+        ));
+    }
+    let root_text = root.map(|r| r.display().to_string()).unwrap_or_default();
+    Ok(command
+        .iter()
+        .map(|arg| {
+            let arg = arg.replace("{port}", &port.to_string()).replace("{host}", "127.0.0.1");
+            if wants_root {
+                arg.replace("{root}", &root_text)
+            } else {
+                arg
+            }
+        })
+        .collect())
+}
+
+/// Where the program's socket is bound, as the kernel shows it.
+pub struct Bound {
+    /// The address in the kernel's table (may be 0.0.0.0 or ::).
+    pub local: SocketAddr,
+    /// The loopback address the probes use to reach it.
+    pub probe_addr: SocketAddr,
+    /// The socket's inode.
+    pub inode: u64,
+}
+
+/// Wait until the program has a socket on `port` (TCP: LISTEN), reading
+/// /proc/net/tcp or /proc/net/udp every 20 ms. Fails with a clear message
+/// if the program exits first, binds another port, or takes too long.
+pub fn wait_bound(
+    nar: &Narrator,
+    program: &Program,
+    role: Role,
+    port: u16,
+    timeout: Duration,
+) -> Result<Bound, Failure> {
+    let started = Instant::now();
+    let (table, what) = match role {
+        Role::UdpServer => ("/proc/net/udp", "bound a UDP socket to"),
+        _ => ("/proc/net/tcp", "listening on"),
+    };
+    loop {
+        if let Some(found) = bound_on(role, port) {
+            let (local, inode) = found;
+            let probe_addr = loopback_for(local).ok_or_else(|| {
+                Failure::new(
+                    format!("your program is {what} {local}, an address netlab does not probe"),
+                    Some("netlab sends its probes only to loopback (127.0.0.1 or ::1): bind {host} (127.0.0.1) or 0.0.0.0."),
+                )
+            })?;
+            let holder = holder_of(program, inode);
+            let text = match &holder {
+                Some((pid, fd)) => format!("pid {pid} fd {fd} is {what} {local} ({:.2} s after start)", started.elapsed().as_secs_f64()),
+                None => format!("a socket is {what} {local} ({:.2} s after start)", started.elapsed().as_secs_f64()),
+            };
+            nar.startup(
+                "listening",
+                json!({ "local": local.to_string(), "probe_addr": probe_addr.to_string(), "inode": inode,
+                        "pid": holder.map(|h| h.0), "fd": holder.map(|h| h.1) }),
+                format!("your program is {what} {local}; the probes use {probe_addr}"),
+            );
+            nar.kernel(Fact::new(format!("port {port}"), "bound", json!(local.to_string()), if role == Role::UdpServer { "/proc/net/udp" } else { "/proc/net/tcp" }, text));
+            return Ok(Bound { local, probe_addr, inode });
+        }
+        if let Some(ended) = program.exit_description() {
+            return Err(Failure::new(
+                format!("your program {ended} before it was {what} port {port}"),
+                Some("Its output is above. Run the command by hand (with a real port in place of {port}) to see it fail."),
+            ));
+        }
+        let elsewhere = other_ports(program, role);
+        if !elsewhere.is_empty() && started.elapsed() > Duration::from_millis(500) {
+            let list: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
+            return Err(Failure::with_hint(
+                format!("your program is {what} {} instead of port {port}", list.join(", ")),
+                format!("Read the port from the command line and put {{port}} in the command, or run: netlab check --port {} ...", elsewhere[0].port()),
+            ));
+        }
+        if stop::requested().is_some() || started.elapsed() >= timeout {
+            let why = if stop::requested().is_some() { "the check was stopped" } else { "time ran out" };
+            return Err(Failure::new(
+                format!(
+                    "your program was not {what} port {port} after {:.1} s ({why}; read from {table})",
+                    started.elapsed().as_secs_f64()
+                ),
+                Some("Check that it binds the port it is given ({port}) and calls listen(); its output is above. A slow start? Raise --startup-timeout."),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The program's socket on `port`, read from the kernel's table now.
+fn bound_on(role: Role, port: u16) -> Option<(SocketAddr, u64)> {
+    match role {
+        Role::UdpServer => udp::udp_sockets_on_port(port)
+            .ok()?
+            .into_iter()
+            .find(|entry| !entry.connected)
+            .map(|entry| (entry.local, entry.inode)),
+        _ => proc_net::read_tcp_table()
+            .ok()?
+            .into_iter()
+            .find(|entry| entry.local.port() == port && entry.state == TcpState::Listen)
+            .map(|entry| (entry.local, entry.inode)),
+    }
+}
+
+/// Which of the program's processes holds the socket with `inode`, and on
+/// which descriptor.
+pub fn holder_of(program: &Program, inode: u64) -> Option<(i32, i32)> {
+    let mut pids = vec![program.pid()];
+    pids.extend(program.descendants().iter().map(|stat| stat.pid));
+    pids.into_iter().find_map(|pid| {
+        list_fds(pid).ok()?.into_iter().find_map(|entry| match entry.kind {
+            FdKind::Socket { inode: found } if found == inode => Some((pid, entry.fd)),
+            _ => None,
+        })
+    })
+}
+
+/// Ports the program's processes hold (TCP: listening; UDP: bound).
+fn other_ports(program: &Program, role: Role) -> Vec<SocketAddr> {
+    let mut inodes = Vec::new();
+    let mut pids = vec![program.pid()];
+    pids.extend(program.descendants().iter().map(|stat| stat.pid));
+    for pid in pids {
+        for entry in list_fds(pid).unwrap_or_default() {
+            if let FdKind::Socket { inode } = entry.kind {
+                inodes.push(inode);
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    match role {
+        Role::UdpServer => udp::read_udp_table()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| inodes.contains(&e.inode) && e.local.port() != 0)
+            .map(|e| e.local)
+            .collect(),
+        _ => proc_net::read_tcp_table()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| inodes.contains(&e.inode) && e.state == TcpState::Listen)
+            .map(|e| e.local)
+            .collect(),
+    }
+}
+
+/// The loopback address that reaches a socket bound to `local`: itself if
+/// it is a loopback address, 127.0.0.1 or ::1 for a wildcard, None otherwise.
+fn loopback_for(local: SocketAddr) -> Option<SocketAddr> {
+    let ip = local.ip();
+    let reach: IpAddr = match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => ip,
+        IpAddr::V4(v4) if v4.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) if v6.is_loopback() => ip,
+        IpAddr::V6(v6) if v6.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) if v4.is_loopback() || v4.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+            _ => return None,
+        },
+        IpAddr::V4(_) => return None,
+    };
+    Some(SocketAddr::new(reach, local.port()))
+}
+
+/// A directory for `{root}`: /tmp/netlab-check-PID-N/ with the served
+/// files in `www/` (the `{root}`) and files that must never be served
+/// next to it. Removed on drop.
+pub struct WorkDir {
+    base: PathBuf,
+    root: PathBuf,
+}
+
+impl WorkDir {
+    pub fn create(prepare: fn(&Path) -> io::Result<()>) -> Result<WorkDir, Failure> {
+        use std::os::unix::fs::DirBuilderExt;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let base = std::env::temp_dir().join(format!("netlab-check-{}-{stamp}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&base)
+            .map_err(|err| Failure::new(format!("cannot create {}: {err}", base.display()), None))?;
+        let dir = WorkDir {
+            root: base.join("www"),
+            base,
+        };
+        std::fs::create_dir(&dir.root)
+            .and_then(|()| prepare(&dir.root))
+            .map_err(|err| Failure::new(format!("cannot fill {}: {err}", dir.root.display()), None))?;
+        Ok(dir)
+    }
+
+    /// The directory the program serves (`{root}`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}

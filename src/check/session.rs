@@ -1,0 +1,498 @@
+//! One check from start to end: prepare, start the program, wait for it to
+//! listen, run the exercise's probes (each in its own thread, with its own
+//! deadline), stop the program, and report.
+//!
+//! An exercise is a `fn(&mut Session)` that calls `session.probe(...)` once
+//! per probe, in order. A probe is a closure that gets the `Target` (where
+//! the program listens, its pid, ...) and a deadline, and returns an
+//! `Outcome`: pass, warn or fail, what was expected, what happened, the
+//! kernel facts read on the way, and for a failure one hint.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::program::{self, Program};
+use super::Args;
+use crate::error::{AlreadyReported, Failure};
+use crate::narrate::{Fact, Narrator, ProbeReport, ProgramOutput, Verdict};
+use crate::stop;
+
+/// Who plays which part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The program is a TCP server; the probes are its clients.
+    TcpServer,
+    /// The program is a UDP server; the probes send it datagrams.
+    UdpServer,
+    /// The program is a TCP client; netlab listens and the program connects.
+    TcpClient,
+}
+
+/// A probe's name and the one line that says what it checks (for `--list`
+/// and the report).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeInfo {
+    pub name: &'static str,
+    pub checks: &'static str,
+}
+
+/// One exercise: what it is, how it runs.
+pub struct Exercise {
+    /// The name on the command line: "tcp-echo".
+    pub name: &'static str,
+    /// One line for `--list`.
+    pub summary: &'static str,
+    /// The lesson that teaches it (`netlab lesson LESSON`).
+    pub lesson: &'static str,
+    pub role: Role,
+    /// An example command after `--`, e.g. "python3 echo_server.py {port}".
+    pub example: &'static str,
+    /// Every probe the exercise runs, in order.
+    pub probes: &'static [ProbeInfo],
+    /// Fill the directory `{root}` stands for (http-static); None: no `{root}`.
+    pub prepare: Option<fn(&Path) -> io::Result<()>>,
+    /// Run the probes: one `session.probe(...)` call per entry of `probes`.
+    pub run: fn(&mut Session),
+}
+
+/// How a probe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    /// Works, but not as well as it should (a server that closes instead of
+    /// keeping the connection alive). Does not fail the check.
+    Warn,
+    Fail,
+    /// Not run (the program had exited, or an earlier probe it needs failed).
+    Skip,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+/// What one probe found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    /// What a correct program does here, in a sentence.
+    pub expected: String,
+    /// What this program did: the values measured.
+    pub happened: String,
+    /// For a failure or a warning: what to look at in the code. A whole
+    /// static sentence, so it can be translated.
+    pub hint: Option<&'static str>,
+    /// Facts read from the kernel during the probe.
+    pub facts: Vec<Fact>,
+}
+
+impl Outcome {
+    pub fn pass(expected: impl Into<String>, happened: impl Into<String>) -> Outcome {
+        Outcome::new(Status::Pass, expected, happened, None)
+    }
+
+    pub fn fail(
+        expected: impl Into<String>,
+        happened: impl Into<String>,
+        hint: &'static str,
+    ) -> Outcome {
+        Outcome::new(Status::Fail, expected, happened, Some(hint))
+    }
+
+    pub fn warn(
+        expected: impl Into<String>,
+        happened: impl Into<String>,
+        hint: &'static str,
+    ) -> Outcome {
+        Outcome::new(Status::Warn, expected, happened, Some(hint))
+    }
+
+    fn new(
+        status: Status,
+        expected: impl Into<String>,
+        happened: impl Into<String>,
+        hint: Option<&'static str>,
+    ) -> Outcome {
+        Outcome {
+            status,
+            expected: expected.into(),
+            happened: happened.into(),
+            hint,
+            facts: Vec::new(),
+        }
+    }
+
+    /// Add a fact read from the kernel (shown under the probe).
+    pub fn with_fact(mut self, fact: Fact) -> Outcome {
+        self.facts.push(fact);
+        self
+    }
+
+    /// Add several facts.
+    pub fn with_facts(mut self, facts: impl IntoIterator<Item = Fact>) -> Outcome {
+        self.facts.extend(facts);
+        self
+    }
+}
+
+/// What a probe needs to reach the program. Cheap to clone: each probe's
+/// thread gets its own copy.
+#[derive(Clone)]
+pub struct Target {
+    /// Server roles: the address to connect or send to (a loopback address
+    /// where the program's socket is bound). TcpClient: netlab's own
+    /// listening address, which the program was told.
+    pub addr: SocketAddr,
+    /// The student's program.
+    pub program: Arc<Program>,
+    /// Server roles: the inode of the program's listening (or bound UDP)
+    /// socket, which joins /proc/net/tcp lines and /proc/PID/fd links.
+    pub socket_inode: Option<u64>,
+    /// TcpClient: netlab's listening socket.
+    pub listener: Option<Arc<TcpListener>>,
+    /// http-static: the directory the program serves (`{root}`), and the
+    /// directory above it, where files the server must never serve are.
+    pub root: Option<PathBuf>,
+    /// `--patience`: every probe time limit is multiplied by it.
+    pub patience: f64,
+}
+
+impl Target {
+    /// The program's process id.
+    pub fn pid(&self) -> i32 {
+        self.program.pid()
+    }
+
+    /// Is the program still running (not exited, not a zombie)?
+    pub fn alive(&self) -> bool {
+        self.program.alive()
+    }
+
+    /// A time limit scaled by `--patience`.
+    pub fn time(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64(seconds * self.patience)
+    }
+}
+
+/// A probe's result as recorded for the verdict.
+struct Recorded {
+    name: &'static str,
+    status: Status,
+}
+
+/// A check in progress. The exercise's `run` calls `probe` for each probe.
+pub struct Session<'n> {
+    nar: &'n Narrator,
+    exercise: &'static Exercise,
+    target: Target,
+    results: Vec<Recorded>,
+    /// Set once the program has exited (or a stop was asked for): every
+    /// probe after that is skipped with this reason.
+    over: Option<String>,
+}
+
+/// Extra time a probe's thread gets after its deadline before the probe is
+/// reported as hung (its own socket timeouts should end it first).
+const GRACE: Duration = Duration::from_secs(2);
+
+impl<'n> Session<'n> {
+    /// A copy of the target for a probe's closure.
+    pub fn target(&self) -> Target {
+        self.target.clone()
+    }
+
+    /// The narrator, for an exercise that has something to say between probes.
+    pub fn narrator(&self) -> &Narrator {
+        self.nar
+    }
+
+    /// Run one probe: `run` gets the target and its deadline (now plus
+    /// `seconds` times `--patience`) and returns what it found. It runs in
+    /// its own thread, so a probe that hangs past its deadline is reported
+    /// as hung and the check goes on. Returns the probe's status, so a
+    /// later probe that depends on it can be skipped.
+    pub fn probe(
+        &mut self,
+        name: &'static str,
+        seconds: f64,
+        run: impl FnOnce(Target, Instant) -> Outcome + Send + 'static,
+    ) -> Status {
+        debug_assert!(
+            self.exercise.probes.iter().any(|p| p.name == name),
+            "probe {name} is not listed in {}'s probes",
+            self.exercise.name
+        );
+        if let Some(why) = self.over.clone() {
+            self.skip(name, why);
+            return Status::Skip;
+        }
+        let limit = self.target.time(seconds);
+        let started = Instant::now();
+        let deadline = started + limit;
+        let (tx, rx) = mpsc::channel();
+        let target = self.target.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("probe {name}"))
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(target, deadline)));
+                let _ = tx.send(outcome);
+            });
+        let outcome = match spawned {
+            Err(err) => Outcome::fail(
+                "the probe runs in a thread of its own",
+                format!("netlab could not start a thread: {err}"),
+                "netlab itself ran out of resources; close some programs and run the check again.",
+            ),
+            Ok(_) => self.wait_for_probe(&rx, deadline + GRACE, limit),
+        };
+        let status = outcome.status;
+        self.record(name, outcome, started.elapsed());
+        if self.over.is_none() {
+            if let Some(ended) = self.target.program.exit_description() {
+                self.over = Some(format!("not run: your program had exited ({ended})"));
+                self.nar.warning(
+                    format!("your program exited during the probe {name}: {ended}"),
+                    Some("A server must survive whatever a client does; its output below says why it ended."),
+                );
+            }
+        }
+        status
+    }
+
+    fn wait_for_probe(
+        &mut self,
+        rx: &mpsc::Receiver<std::thread::Result<Outcome>>,
+        give_up: Instant,
+        limit: Duration,
+    ) -> Outcome {
+        loop {
+            if stop::requested().is_some() {
+                self.over = Some("not run: the check was stopped".into());
+                return Outcome::new(
+                    Status::Skip,
+                    "the probe runs to its end",
+                    "stopped by Ctrl-C",
+                    None,
+                );
+            }
+            let wait = give_up
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
+            match rx.recv_timeout(wait) {
+                Ok(Ok(outcome)) => return outcome,
+                Ok(Err(_panic)) => {
+                    return Outcome::fail(
+                        "the probe runs to its end",
+                        "netlab's probe itself failed (a bug in netlab, not in your program)",
+                        "Please report this with the command you ran; the other probes are still valid.",
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Outcome::fail(
+                        "the probe runs to its end",
+                        "netlab's probe ended without a result (a bug in netlab)",
+                        "Please report this with the command you ran; the other probes are still valid.",
+                    )
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= give_up => {
+                    return Outcome::fail(
+                        format!("an answer within {:.1} s", limit.as_secs_f64()),
+                        "the probe was still waiting for your program when its time ran out",
+                        "Your program stopped answering: look for a call that blocks forever (a recv() that waits for more bytes than the client sends, or a loop that never reads).",
+                    )
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Report a probe as not run, and why.
+    pub fn skip(&mut self, name: &'static str, why: impl Into<String>) {
+        let outcome = Outcome::new(Status::Skip, "", why, None);
+        self.record(name, outcome, Duration::ZERO);
+    }
+
+    fn record(&mut self, name: &'static str, outcome: Outcome, took: Duration) {
+        let checks = self
+            .exercise
+            .probes
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.checks)
+            .unwrap_or("");
+        self.nar.probe(ProbeReport {
+            exercise: self.exercise.name,
+            probe: name,
+            checks,
+            status: outcome.status.name(),
+            expected: outcome.expected,
+            happened: outcome.happened,
+            hint: outcome.hint,
+            seconds: took.as_secs_f64(),
+            facts: outcome.facts,
+        });
+        self.results.push(Recorded {
+            name,
+            status: outcome.status,
+        });
+    }
+}
+
+/// The whole check (see the module header of `check/mod.rs`).
+pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<()> {
+    let command = args.command.clone();
+    if command.is_empty() {
+        return Err(Failure::with_hint(
+            format!("give the command that starts your program after `--`"),
+            format!("e.g. netlab check {} -- {}", exercise.name, exercise.example),
+        )
+        .into());
+    }
+    nar.start(
+        &format!("check {}", exercise.name),
+        exercise.lesson,
+        exercise.summary,
+    );
+    program::become_subreaper(nar);
+
+    // The directory for {root}, removed when `workdir` is dropped.
+    let workdir = match exercise.prepare {
+        Some(prepare) => Some(program::WorkDir::create(prepare)?),
+        None => None,
+    };
+    let root = workdir.as_ref().map(|dir| dir.root().to_path_buf());
+
+    // The port: netlab's own listener for a client exercise, else a free one.
+    let listener = match exercise.role {
+        Role::TcpClient => Some(Arc::new(program::listen_for_client(args.port)?)),
+        _ => None,
+    };
+    let port = match &listener {
+        Some(listener) => listener.local_addr()?.port(),
+        None if args.port != 0 => args.port,
+        None => program::free_port(exercise.role)?,
+    };
+    let argv = program::substitute(&command, port, root.as_deref(), exercise)?;
+    if !command.iter().any(|arg| arg.contains("{port}")) && args.port == 0 {
+        nar.warning(
+            format!("the command has no {{port}}; netlab chose port {port}, and your program cannot know it"),
+            Some("Put {port} where your program takes its port, or run netlab check --port N with the port your program uses."),
+        );
+    }
+
+    let program = Arc::new(Program::start(&argv)?);
+    nar.startup(
+        "program",
+        json!({ "pid": program.pid(), "argv": argv, "port": port }),
+        format!(
+            "started your program as pid {} (its own process group): {}",
+            program.pid(),
+            argv.join(" ")
+        ),
+    );
+
+    let bound = match exercise.role {
+        Role::TcpClient => None,
+        role => match program::wait_bound(nar, &program, role, port, args.startup_timeout()) {
+            Ok(bound) => Some(bound),
+            Err(failure) => {
+                let stopped = program.stop(nar);
+                show_output(nar, &program, true);
+                drop(stopped);
+                return Err(failure.into());
+            }
+        },
+    };
+    let addr = match (&bound, &listener) {
+        (Some(bound), _) => bound.probe_addr,
+        (None, Some(listener)) => listener.local_addr()?,
+        (None, None) => unreachable_addr(),
+    };
+
+    let mut session = Session {
+        nar,
+        exercise,
+        target: Target {
+            addr,
+            program: Arc::clone(&program),
+            socket_inode: bound.as_ref().map(|b| b.inode),
+            listener,
+            root,
+            patience: args.patience.max(0.1),
+        },
+        results: Vec::new(),
+        over: None,
+    };
+    (exercise.run)(&mut session);
+    // Whatever the exercise did not get to is reported as not run.
+    for info in exercise.probes {
+        if !session.results.iter().any(|r| r.name == info.name) {
+            let why = session
+                .over
+                .clone()
+                .unwrap_or_else(|| "not run: a probe it depends on failed".into());
+            session.skip(info.name, why);
+        }
+    }
+
+    let exited_early = program.exit_description().is_some();
+    program.stop(nar);
+    let results = std::mem::take(&mut session.results);
+    let count = |status| results.iter().filter(|r| r.status == status).count();
+    let failed = count(Status::Fail);
+    show_output(nar, &program, failed > 0 || exited_early);
+    drop(workdir);
+    let verdict = Verdict {
+        exercise: exercise.name,
+        lesson: exercise.lesson,
+        passed: count(Status::Pass),
+        warned: count(Status::Warn),
+        failed,
+        skipped: count(Status::Skip),
+        failed_probes: results
+            .iter()
+            .filter(|r| r.status == Status::Fail)
+            .map(|r| r.name)
+            .collect(),
+    };
+    nar.verdict(&verdict);
+    if stop::requested().is_some() {
+        return Ok(());
+    }
+    if failed > 0 || verdict.skipped > 0 {
+        return Err(AlreadyReported.into());
+    }
+    Ok(())
+}
+
+/// Print the end of the program's output (always with --json; in the
+/// human report only when something went wrong).
+fn show_output(nar: &Narrator, program: &Program, wanted: bool) {
+    let (lines, dropped) = program.output_tail(30);
+    if wanted || nar.is_json() {
+        nar.program_output(ProgramOutput {
+            pid: program.pid(),
+            lines,
+            earlier_lines: dropped,
+        });
+    }
+}
+
+fn unreachable_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
