@@ -41,6 +41,9 @@
 //!
 //! Lessons: each exercise names its own (`netlab check --list`).
 
+// SCAFFOLD: removed once every exercise is built.
+#![allow(dead_code)]
+
 mod chatroom;
 mod framing;
 mod http_static;
@@ -61,7 +64,7 @@ use serde_json::json;
 use crate::cli::parse_seconds;
 use crate::narrate::Narrator;
 
-pub use session::{Exercise, Outcome, ProbeInfo, Role, Session, Status};
+pub use session::Exercise;
 
 /// The exercises, in the order `--list` shows them.
 pub const EXERCISES: &[&Exercise] = &[

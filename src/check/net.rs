@@ -79,7 +79,9 @@ pub fn connect(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
 pub fn connect_failure(addr: SocketAddr, err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => {
-            format!("connect() to {addr} was refused (ECONNREFUSED): nothing listens there any more")
+            format!(
+                "connect() to {addr} was refused (ECONNREFUSED): nothing listens there any more"
+            )
         }
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
             "connect() to {addr} did not complete in time: the accept queue is probably full"
@@ -90,7 +92,11 @@ pub fn connect_failure(addr: SocketAddr, err: &io::Error) -> String {
 
 /// Write all of `bytes`, looping over short writes, until the deadline.
 /// Returns how many bytes were written and the error that stopped it.
-pub fn write_all(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> (usize, Option<io::Error>) {
+pub fn write_all(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    deadline: Instant,
+) -> (usize, Option<io::Error>) {
     let mut sent = 0;
     while sent < bytes.len() {
         if passed(deadline) {
@@ -149,8 +155,15 @@ pub fn half_close(stream: &TcpStream) -> io::Result<()> {
 /// Close with RST instead of FIN: SO_LINGER on with a zero timeout, then
 /// close(). The program's next recv() fails with ECONNRESET.
 pub fn reset(stream: TcpStream) -> io::Result<()> {
-    setsockopt(&stream.as_fd(), sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 })
-        .map_err(io::Error::from)?;
+    setsockopt(
+        &stream.as_fd(),
+        sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .map_err(io::Error::from)?;
     drop(stream);
     Ok(())
 }
@@ -168,7 +181,11 @@ pub fn udp_exchange(
 }
 
 /// Wait for one datagram from `addr` until the deadline.
-pub fn udp_receive_from(socket: &UdpSocket, addr: SocketAddr, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+pub fn udp_receive_from(
+    socket: &UdpSocket,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 65536];
     loop {
         if passed(deadline) {
@@ -178,7 +195,12 @@ pub fn udp_receive_from(socket: &UdpSocket, addr: SocketAddr, deadline: Instant)
         match socket.recv_from(&mut buf) {
             Ok((n, from)) if from == addr => return Ok(Some(buf[..n].to_vec())),
             Ok(_) => {} // someone else's datagram
-            Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(None)
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -198,7 +220,15 @@ pub fn show(bytes: &[u8]) -> String {
 /// Our local address is the program's remote, and the other way round.
 pub fn server_side_state(client: &TcpStream) -> (Option<TcpState>, Fact) {
     let (Ok(ours), Ok(theirs)) = (client.local_addr(), client.peer_addr()) else {
-        return (None, Fact::unavailable("the connection", "tcp_state", "/proc/net/tcp", "the socket has no addresses"));
+        return (
+            None,
+            Fact::unavailable(
+                "the connection",
+                "tcp_state",
+                "/proc/net/tcp",
+                "the socket has no addresses",
+            ),
+        );
     };
     server_side_state_of(ours, theirs)
 }
@@ -228,7 +258,10 @@ pub fn server_side_state_of(client: SocketAddr, server: SocketAddr) -> (Option<T
                 format!("your program's end {subject} is gone: the kernel keeps nothing of it"),
             ),
         ),
-        Err(err) => (None, Fact::unavailable(subject, "tcp_state", "/proc/net/tcp", err)),
+        Err(err) => (
+            None,
+            Fact::unavailable(subject, "tcp_state", "/proc/net/tcp", err),
+        ),
     }
 }
 
@@ -246,10 +279,19 @@ pub fn close_wait_on(port: u16) -> (Vec<proc_net::TcpEntry>, Fact) {
                 0 => format!("no connection on port {port} is in CLOSE_WAIT"),
                 n => format!("{n} connection(s) on port {port} in CLOSE_WAIT: the client closed, your program has not"),
             };
-            let fact = Fact::new(subject, "close_wait", json!(waiting.len()), "/proc/net/tcp", text);
+            let fact = Fact::new(
+                subject,
+                "close_wait",
+                json!(waiting.len()),
+                "/proc/net/tcp",
+                text,
+            );
             (waiting, fact)
         }
-        Err(err) => (Vec::new(), Fact::unavailable(subject, "close_wait", "/proc/net/tcp", err)),
+        Err(err) => (
+            Vec::new(),
+            Fact::unavailable(subject, "close_wait", "/proc/net/tcp", err),
+        ),
     }
 }
 
@@ -258,9 +300,17 @@ pub fn close_wait_on(port: u16) -> (Vec<proc_net::TcpEntry>, Fact) {
 pub fn open_fds(pid: i32) -> Result<(usize, usize), Fact> {
     match list_fds(pid) {
         Ok(fds) => {
-            let sockets = fds.iter().filter(|e| matches!(e.kind, FdKind::Socket { .. })).count();
+            let sockets = fds
+                .iter()
+                .filter(|e| matches!(e.kind, FdKind::Socket { .. }))
+                .count();
             Ok((fds.len(), sockets))
         }
-        Err(err) => Err(Fact::unavailable(format!("pid {pid}"), "open_fds", "/proc/PID/fd", err)),
+        Err(err) => Err(Fact::unavailable(
+            format!("pid {pid}"),
+            "open_fds",
+            "/proc/PID/fd",
+            err,
+        )),
     }
 }

@@ -59,8 +59,15 @@ impl Program {
     /// Start `argv` in its own process group, stdin from /dev/null, stdout
     /// and stderr into one pipe that a thread reads.
     pub fn start(argv: &[String]) -> Result<Program, Failure> {
-        let (read_end, write_end) = nix::unistd::pipe()
-            .map_err(|errno| Failure::new(format!("cannot make a pipe for your program's output: {}", errno_name(errno)), None))?;
+        let (read_end, write_end) = nix::unistd::pipe().map_err(|errno| {
+            Failure::new(
+                format!(
+                    "cannot make a pipe for your program's output: {}",
+                    errno_name(errno)
+                ),
+                None,
+            )
+        })?;
         let write_copy = write_end
             .try_clone()
             .map_err(|err| Failure::new(format!("cannot duplicate a pipe: {err}"), None))?;
@@ -89,7 +96,9 @@ impl Program {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|err| spawn_failure(&argv[0], &err))?;
+        let child = command
+            .spawn()
+            .map_err(|err| spawn_failure(&argv[0], &err))?;
         // The command holds the pipe's write ends; drop them so the reader
         // sees end of file when the program (and all it forked) exits.
         drop(command);
@@ -129,7 +138,7 @@ impl Program {
 
     /// "exited with status 1", "killed by SIGSEGV"; None while it runs.
     pub fn exit_description(&self) -> Option<String> {
-        self.poll_status().map(|status| describe(status))
+        self.poll_status().map(describe)
     }
 
     /// The exit code the program ended with, if it has ended normally.
@@ -142,7 +151,10 @@ impl Program {
     pub fn output_tail(&self, max_lines: usize) -> (Vec<String>, usize) {
         let log = lock(&self.output);
         let text = String::from_utf8_lossy(&log.bytes);
-        let mut lines: Vec<String> = text.lines().map(|line| line.escape_debug().to_string()).collect();
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|line| line.escape_debug().to_string())
+            .collect();
         let mut earlier = 0;
         if lines.len() > max_lines {
             earlier = lines.len() - max_lines;
@@ -255,7 +267,9 @@ impl Program {
 
 /// Lock a mutex, even one a panicking thread left poisoned.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -317,7 +331,11 @@ fn process_table() -> HashMap<i32, Vec<ProcStat>> {
         return table;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
             continue;
         };
         if let Ok(stat) = read_stat(pid) {
@@ -404,7 +422,9 @@ pub fn substitute(
     Ok(command
         .iter()
         .map(|arg| {
-            let arg = arg.replace("{port}", &port.to_string()).replace("{host}", "127.0.0.1");
+            let arg = arg
+                .replace("{port}", &port.to_string())
+                .replace("{host}", "127.0.0.1");
             if wants_root {
                 arg.replace("{root}", &root_text)
             } else {
@@ -450,8 +470,14 @@ pub fn wait_bound(
             })?;
             let holder = holder_of(program, inode);
             let text = match &holder {
-                Some((pid, fd)) => format!("pid {pid} fd {fd} is {what} {local} ({:.2} s after start)", started.elapsed().as_secs_f64()),
-                None => format!("a socket is {what} {local} ({:.2} s after start)", started.elapsed().as_secs_f64()),
+                Some((pid, fd)) => format!(
+                    "pid {pid} fd {fd} is {what} {local} ({:.2} s after start)",
+                    started.elapsed().as_secs_f64()
+                ),
+                None => format!(
+                    "a socket is {what} {local} ({:.2} s after start)",
+                    started.elapsed().as_secs_f64()
+                ),
             };
             nar.startup(
                 "listening",
@@ -459,8 +485,22 @@ pub fn wait_bound(
                         "pid": holder.map(|h| h.0), "fd": holder.map(|h| h.1) }),
                 format!("your program is {what} {local}; the probes use {probe_addr}"),
             );
-            nar.kernel(Fact::new(format!("port {port}"), "bound", json!(local.to_string()), if role == Role::UdpServer { "/proc/net/udp" } else { "/proc/net/tcp" }, text));
-            return Ok(Bound { local, probe_addr, inode });
+            nar.kernel(Fact::new(
+                format!("port {port}"),
+                "bound",
+                json!(local.to_string()),
+                if role == Role::UdpServer {
+                    "/proc/net/udp"
+                } else {
+                    "/proc/net/tcp"
+                },
+                text,
+            ));
+            return Ok(Bound {
+                local,
+                probe_addr,
+                inode,
+            });
         }
         if let Some(ended) = program.exit_description() {
             return Err(Failure::new(
@@ -477,7 +517,11 @@ pub fn wait_bound(
             ));
         }
         if stop::requested().is_some() || started.elapsed() >= timeout {
-            let why = if stop::requested().is_some() { "the check was stopped" } else { "time ran out" };
+            let why = if stop::requested().is_some() {
+                "the check was stopped"
+            } else {
+                "time ran out"
+            };
             return Err(Failure::new(
                 format!(
                     "your program was not {what} port {port} after {:.1} s ({why}; read from {table})",
@@ -512,10 +556,13 @@ pub fn holder_of(program: &Program, inode: u64) -> Option<(i32, i32)> {
     let mut pids = vec![program.pid()];
     pids.extend(program.descendants().iter().map(|stat| stat.pid));
     pids.into_iter().find_map(|pid| {
-        list_fds(pid).ok()?.into_iter().find_map(|entry| match entry.kind {
-            FdKind::Socket { inode: found } if found == inode => Some((pid, entry.fd)),
-            _ => None,
-        })
+        list_fds(pid)
+            .ok()?
+            .into_iter()
+            .find_map(|entry| match entry.kind {
+                FdKind::Socket { inode: found } if found == inode => Some((pid, entry.fd)),
+                _ => None,
+            })
     })
 }
 
@@ -583,18 +630,23 @@ impl WorkDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let base = std::env::temp_dir().join(format!("netlab-check-{}-{stamp}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("netlab-check-{}-{stamp}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&base)
-            .map_err(|err| Failure::new(format!("cannot create {}: {err}", base.display()), None))?;
+            .map_err(|err| {
+                Failure::new(format!("cannot create {}: {err}", base.display()), None)
+            })?;
         let dir = WorkDir {
             root: base.join("www"),
             base,
         };
         std::fs::create_dir(&dir.root)
             .and_then(|()| prepare(&dir.root))
-            .map_err(|err| Failure::new(format!("cannot fill {}: {err}", dir.root.display()), None))?;
+            .map_err(|err| {
+                Failure::new(format!("cannot fill {}: {err}", dir.root.display()), None)
+            })?;
         Ok(dir)
     }
 

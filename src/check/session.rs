@@ -358,8 +358,11 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
     let command = args.command.clone();
     if command.is_empty() {
         return Err(Failure::with_hint(
-            format!("give the command that starts your program after `--`"),
-            format!("e.g. netlab check {} -- {}", exercise.name, exercise.example),
+            "give the command that starts your program after `--`",
+            format!(
+                "e.g. netlab check {} -- {}",
+                exercise.name, exercise.example
+            ),
         )
         .into());
     }
@@ -411,9 +414,8 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         role => match program::wait_bound(nar, &program, role, port, args.startup_timeout()) {
             Ok(bound) => Some(bound),
             Err(failure) => {
-                let stopped = program.stop(nar);
+                program.stop(nar);
                 show_output(nar, &program, true);
-                drop(stopped);
                 return Err(failure.into());
             }
         },

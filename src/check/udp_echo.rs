@@ -6,7 +6,8 @@ use super::session::{Exercise, ProbeInfo, Role, Session};
 
 pub static EXERCISE: Exercise = Exercise {
     name: "udp-echo",
-    summary: "A UDP echo server: reply to each datagram's sender; survive empty and oversized datagrams.",
+    summary:
+        "A UDP echo server: reply to each datagram's sender; survive empty and oversized datagrams.",
     lesson: "udp",
     role: Role::UdpServer,
     example: "python3 udp_echo_server.py {port}",

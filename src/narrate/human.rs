@@ -228,20 +228,29 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             hint,
             facts,
             ..
-        } => render_probe(&mut out, state, probe, checks, status, expected, happened, hint, facts),
+        } => render_probe(
+            &mut out, state, probe, checks, status, expected, happened, hint, facts,
+        ),
         Kind::Output {
             program_pid,
             lines,
             earlier_lines,
         } => {
             let head = if *earlier_lines > 0 {
-                format!("your program's output (pid {program_pid}), its last {} lines:", lines.len())
+                format!(
+                    "your program's output (pid {program_pid}), its last {} lines:",
+                    lines.len()
+                )
             } else if lines.is_empty() {
                 format!("your program (pid {program_pid}) printed nothing")
             } else {
                 format!("your program's output (pid {program_pid}):")
             };
-            out.push_str(&format!("\n{} {}\n", " ".repeat(NUMBER_WIDTH) + "*", head.bold()));
+            out.push_str(&format!(
+                "\n{} {}\n",
+                " ".repeat(NUMBER_WIDTH) + "*",
+                head.bold()
+            ));
             for line in lines {
                 out.push_str(&format!("{indent}{} {line}\n", "|".dimmed()));
             }
@@ -267,7 +276,11 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             if *skipped > 0 {
                 line.push_str(&format!(", {skipped} not run"));
             }
-            let line = if *ok { line.green().bold() } else { line.red().bold() };
+            let line = if *ok {
+                line.green().bold()
+            } else {
+                line.red().bold()
+            };
             out.push_str(&format!("\n{} {line}\n", " ".repeat(NUMBER_WIDTH) + "*"));
             out.push_str(&format!(
                 "{} read: netlab lesson {lesson}\n",
@@ -306,7 +319,11 @@ fn render_probe(
         "fail" => "FAIL".red().bold(),
         _ => "SKIP".dimmed().bold(),
     };
-    out.push_str(&format!("{} {tag}  {}  {checks}\n", " ".repeat(NUMBER_WIDTH - 2), probe.bold()));
+    out.push_str(&format!(
+        "{} {tag}  {}  {checks}\n",
+        " ".repeat(NUMBER_WIDTH - 2),
+        probe.bold()
+    ));
     let indent = " ".repeat(INDENT + 2);
     let labelled = |out: &mut String, label: &str, text: &str| {
         let hanging = " ".repeat(INDENT + 2 + label.len() + 1);

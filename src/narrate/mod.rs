@@ -43,8 +43,8 @@ use serde_json::{json, Value};
 
 pub use event::{Event, Kind, SCHEMA_VERSION};
 pub use evidence::Fact;
-pub use report::{ProbeReport, ProgramOutput, Verdict};
 use human::HumanState;
+pub use report::{ProbeReport, ProgramOutput, Verdict};
 use stepper::Stepper;
 use throttle::{Summary, Throttle};
 

@@ -81,7 +81,11 @@ impl Narrator {
                 warned: verdict.warned,
                 failed: verdict.failed,
                 skipped: verdict.skipped,
-                failed_probes: verdict.failed_probes.iter().map(|p| p.to_string()).collect(),
+                failed_probes: verdict
+                    .failed_probes
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
                 ok: verdict.failed == 0 && verdict.skipped == 0,
             },
         );
