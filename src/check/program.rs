@@ -231,15 +231,23 @@ impl Program {
         }
         // Whatever it forked: the group got the signals, but a process can
         // leave the group (setsid), so each one is also killed by pid. They
-        // are all ours: started by the program netlab started.
-        let still_there: Vec<&ProcStat> = left_behind
-            .iter()
-            .filter(|stat| read_stat(stat.pid).is_ok_and(|now| now.state != 'Z'))
-            .collect();
-        for stat in &still_there {
-            let _ = kill(Pid::from_raw(stat.pid), Signal::SIGKILL);
+        // are all ours: started by the program netlab started. Orphans
+        // re-parented to netlab (the subreaper) are reaped here; a round
+        // catches any that were re-parented while the last one ran.
+        let mut reaped = 0;
+        for _round in 0..3 {
+            let remaining = self.descendants();
+            if remaining.is_empty() {
+                break;
+            }
+            for stat in remaining.iter().filter(|stat| stat.state != 'Z') {
+                let _ = kill(Pid::from_raw(stat.pid), Signal::SIGKILL);
+            }
+            reaped += reap_orphans(Duration::from_millis(700));
         }
-        let reaped = reap_orphans(Duration::from_secs(2));
+        if let Some(status) = already {
+            how = format!("it had already ended ({})", describe(status));
+        }
         if !how.is_empty() {
             nar.startup(
                 "stopped",
@@ -469,31 +477,28 @@ pub fn wait_bound(
                 )
             })?;
             let holder = holder_of(program, inode);
-            let text = match &holder {
-                Some((pid, fd)) => format!(
-                    "pid {pid} fd {fd} is {what} {local} ({:.2} s after start)",
-                    started.elapsed().as_secs_f64()
-                ),
-                None => format!(
-                    "a socket is {what} {local} ({:.2} s after start)",
-                    started.elapsed().as_secs_f64()
-                ),
-            };
+            let after = started.elapsed().as_secs_f64();
             nar.startup(
                 "listening",
                 json!({ "local": local.to_string(), "probe_addr": probe_addr.to_string(), "inode": inode,
-                        "pid": holder.map(|h| h.0), "fd": holder.map(|h| h.1) }),
-                format!("your program is {what} {local}; the probes use {probe_addr}"),
+                        "pid": holder.map(|h| h.0), "fd": holder.map(|h| h.1), "seconds": after }),
+                format!("your program is ready after {after:.2} s; the probes go to {probe_addr}"),
             );
-            nar.kernel(Fact::new(
+            let (source, state) = match role {
+                Role::UdpServer => ("/proc/net/udp, /proc/PID/fd", "bound"),
+                _ => ("/proc/net/tcp, /proc/PID/fd", "LISTEN"),
+            };
+            let text = match holder {
+                Some((pid, fd)) => format!("{local} is {state}, held by pid {pid} as fd {fd}"),
+                None => format!(
+                    "{local} is {state} (no descriptor of your program's processes refers to it)"
+                ),
+            };
+            nar.kernel_always(Fact::new(
                 format!("port {port}"),
                 "bound",
                 json!(local.to_string()),
-                if role == Role::UdpServer {
-                    "/proc/net/udp"
-                } else {
-                    "/proc/net/tcp"
-                },
+                source,
                 text,
             ));
             return Ok(Bound {

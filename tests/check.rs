@@ -1,0 +1,233 @@
+//! `netlab check`'s runner, whatever the exercise: starting the student's
+//! program, waiting for it to listen, stopping it and everything it forked
+//! (Ctrl-C and netlab's own death included), and the report's shape.
+//! Each exercise's probes are tested in tests/check_*.rs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{dump, infos, netlab, Demo};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+fn script(name: &str) -> String {
+    format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `netlab --json check EXERCISE [FLAGS] -- python3 tests/py/SCRIPT {port}`.
+fn check(exercise: &str, flags: &[&str], program: &str) -> Demo {
+    let path = script(program);
+    let mut args = vec!["check", exercise];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", "python3", &path, "{port}"]);
+    Demo::start(&args)
+}
+
+/// The student's program's pid, from the `program` event.
+fn program_pid(events: &[Value]) -> i32 {
+    let event = infos(events, "program")
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no program event:\n{}", dump(events)));
+    event["value"]["pid"].as_i64().expect("pid") as i32
+}
+
+/// The process's state letter, or None when /proc has no such process.
+fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.trim_start().chars().next()
+}
+
+/// netlab reaps what it starts: once it has exited, the process is gone
+/// from /proc altogether (not even a zombie).
+fn assert_gone(pid: i32, what: &str) {
+    assert_eq!(state_of(pid), None, "{what} (pid {pid}) is still in /proc");
+}
+
+fn output_lines(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "output")
+        .flat_map(|e| e["lines"].as_array().cloned().unwrap_or_default())
+        .filter_map(|line| line.as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn list_names_every_exercise_with_a_lesson_that_exists() {
+    let (status, events, _) = Demo::start(&["check", "--list"]).finish();
+    assert!(status.success());
+    let exercises = infos(&events, "exercise");
+    let names: Vec<&str> = exercises
+        .iter()
+        .filter_map(|e| e["value"]["name"].as_str())
+        .collect();
+    for wanted in [
+        "tcp-echo",
+        "tcp-concurrent",
+        "tcp-client",
+        "udp-echo",
+        "framing",
+        "http-static",
+        "chatroom-server",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    for exercise in &exercises {
+        let lesson = exercise["value"]["lesson"].as_str().expect("lesson");
+        let read = netlab()
+            .args(["lesson", lesson])
+            .output()
+            .expect("run netlab lesson");
+        assert!(read.status.success(), "netlab lesson {lesson} failed");
+        let probes = exercise["value"]["probes"].as_array().expect("probes");
+        assert!(!probes.is_empty(), "{exercise}");
+    }
+    let human = netlab().args(["check", "--list"]).output().expect("run");
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("chatroom-server") && text.contains("lesson: netlab lesson udp"));
+}
+
+#[test]
+fn a_missing_command_gets_an_example() {
+    let out = netlab().args(["check", "tcp-echo"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("after `--`"), "{stderr}");
+    assert!(
+        stderr.contains("netlab check tcp-echo -- python3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_program_that_does_not_exist_is_named() {
+    let (status, _, stderr) =
+        Demo::start(&["check", "tcp-echo", "--", "/nonexistent/server", "{port}"]).finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot start `/nonexistent/server`: no such program"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn http_static_needs_root_in_the_command() {
+    let (status, events, stderr) = check("http-static", &[], "check_silent.py").finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("needs {root}"), "{stderr}");
+    assert!(infos(&events, "program").is_empty(), "nothing was started");
+}
+
+#[test]
+fn a_program_that_exits_at_start_up_shows_its_output() {
+    let (status, events, stderr) = check("tcp-echo", &[], "check_exits.py").finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("exited with status 3 before it was listening on port"),
+        "{stderr}"
+    );
+    let lines = output_lines(&events);
+    assert!(
+        lines.iter().any(|l| l.contains("cannot read config.ini")),
+        "stderr is in the output: {lines:?}"
+    );
+    assert_gone(program_pid(&events), "the program");
+}
+
+#[test]
+fn a_program_on_another_port_is_told_which() {
+    let started = Instant::now();
+    let (status, events, stderr) = check("tcp-echo", &[], "check_wrong_port.py").finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("instead of port"), "{stderr}");
+    assert!(stderr.contains("netlab check --port "), "{stderr}");
+    // Found as soon as it listens, not at the end of --startup-timeout.
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert_gone(program_pid(&events), "the program");
+}
+
+#[test]
+fn a_program_that_never_listens_is_stopped_after_the_startup_timeout() {
+    let (status, events, stderr) = check(
+        "udp-echo",
+        &["--startup-timeout", "0.5"],
+        "check_never_listens.py",
+    )
+    .finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("was not bound a UDP socket to port")
+            || stderr.contains("had not bound a UDP socket"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/proc/net/udp"), "{stderr}");
+    assert!(output_lines(&events).iter().any(|l| l == "thinking..."));
+    assert_gone(program_pid(&events), "the program");
+}
+
+#[test]
+fn a_program_that_ignores_sigterm_and_its_escaped_child_are_killed_and_reaped() {
+    let (status, events, _) = check("tcp-echo", &[], "check_stubborn.py").finish();
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
+    let stopped = infos(&events, "stopped");
+    let text = stopped
+        .first()
+        .map(|e| e["text"].to_string())
+        .unwrap_or_default();
+    assert!(text.contains("SIGKILL"), "{}", dump(&events));
+    let warning = events
+        .iter()
+        .find(|e| e["event"] == "warning" && e["text"].as_str().is_some_and(|t| t.contains("left")))
+        .unwrap_or_else(|| panic!("no leftover warning:\n{}", dump(&events)));
+    let lines = output_lines(&events);
+    let child: i32 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("lingering child "))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the child's pid in the output: {lines:?}"));
+    assert!(
+        warning["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&child.to_string()),
+        "{warning}"
+    );
+    assert_gone(program_pid(&events), "the program");
+    assert_gone(child, "the child that left the process group");
+}
+
+#[test]
+fn ctrl_c_stops_the_program_and_reports_what_ran() {
+    let mut demo = check("tcp-echo", &[], "check_silent.py");
+    demo.wait_for("the listening event", |e| e["key"] == "listening");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, events, _) = demo.signal(Signal::SIGINT);
+    assert_eq!(status.code(), Some(130), "{}", dump(&events));
+    let end = events.last().expect("events");
+    assert_eq!(end["event"], "end", "{}", dump(&events));
+    assert!(
+        events.iter().any(|e| e["event"] == "verdict"),
+        "{}",
+        dump(&events)
+    );
+    assert_gone(program_pid(&events), "the program");
+}
+
+#[test]
+fn if_netlab_is_killed_the_program_dies_too() {
+    let mut demo = check("tcp-echo", &[], "check_silent.py");
+    let program = demo.wait_for("the program event", |e| e["key"] == "program");
+    let pid = program["value"]["pid"].as_i64().expect("pid") as i32;
+    demo.wait_for("the listening event", |e| e["key"] == "listening");
+    let _ = demo.signal(Signal::SIGKILL);
+    // PR_SET_PDEATHSIG: the kernel kills it when netlab dies. Whoever
+    // inherits it then reaps it; a zombie is not running either.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(state_of(pid), Some(state) if state != 'Z') {
+        assert!(Instant::now() < deadline, "pid {pid} still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
