@@ -153,7 +153,8 @@ fn a_program_on_another_port_is_told_which() {
 fn a_program_that_never_listens_is_stopped_after_the_startup_timeout() {
     let (status, events, stderr) = check(
         "udp-echo",
-        &["--startup-timeout", "0.5"],
+        // Long enough for python3 to start and print on a busy machine.
+        &["--startup-timeout", "2"],
         "check_never_listens.py",
     )
     .finish();

@@ -21,6 +21,9 @@ if child == 0:
 print("lingering child", child)
 while True:
     conn, _ = server.accept()
-    while data := conn.recv(65536):
-        conn.sendall(data)
+    try:
+        while data := conn.recv(65536):
+            conn.sendall(data)
+    except OSError:
+        pass  # a client that resets: serve the next one
     conn.close()
