@@ -55,6 +55,7 @@ mod tcp_concurrent;
 mod tcp_echo;
 mod udp_echo;
 
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -167,14 +168,30 @@ pub fn list(nar: &Narrator) -> Result<()> {
     }
     let mut out = String::from("Exercises for `netlab check EXERCISE -- COMMAND`:\n\n");
     for exercise in EXERCISES {
+        let probes: Vec<&str> = exercise.probes.iter().map(|p| p.name).collect();
         out.push_str(&format!(
-            "  {:<16} {}\n  {:<16} lesson: netlab lesson {}\n  {:<16} e.g. netlab check {} -- {}\n\n",
-            exercise.name, exercise.summary, "", exercise.lesson, "", exercise.name, exercise.example
+            "  {:<16} {}\n  {:<16} probes: {}\n  {:<16} lesson: netlab lesson {}\n  {:<16} e.g. netlab check {} -- {}\n\n",
+            exercise.name,
+            exercise.summary,
+            "",
+            probes.join(", "),
+            "",
+            exercise.lesson,
+            "",
+            exercise.name,
+            exercise.example
         ));
     }
     out.push_str("In the command, {port} becomes the port netlab chose, {host} becomes 127.0.0.1,\nand {root} (http-static) the directory of files to serve.\n");
-    print!("{out}");
-    Ok(())
+    // `netlab check --list | head` must not panic on the closed pipe.
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `netlab check EXERCISE -- COMMAND`.

@@ -416,6 +416,10 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
             Err(failure) => {
                 program.stop(nar);
                 show_output(nar, &program, true);
+                // Ctrl-C while waiting: main reports the stop itself.
+                if stop::requested().is_some() {
+                    return Ok(());
+                }
                 return Err(failure.into());
             }
         },

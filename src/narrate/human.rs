@@ -319,10 +319,13 @@ fn render_probe(
         "fail" => "FAIL".red().bold(),
         _ => "SKIP".dimmed().bold(),
     };
+    // Names padded to the longest any exercise has, so that the lines of
+    // one report line up.
+    let name = format!("{probe:<14}");
     out.push_str(&format!(
         "{} {tag}  {}  {checks}\n",
         " ".repeat(NUMBER_WIDTH - 2),
-        probe.bold()
+        name.bold()
     ));
     let indent = " ".repeat(INDENT + 2);
     let labelled = |out: &mut String, label: &str, text: &str| {
