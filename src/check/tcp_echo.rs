@@ -115,33 +115,38 @@ impl Echoed {
         self.end == End::Complete && self.got == sent
     }
 
-    /// What came back, for the report: "got back 0 of 24 bytes; nothing
-    /// more came before the time ran out".
+    /// What came back, for the report (see [`describe_echo`]).
     pub fn describe(&self, sent: &[u8]) -> String {
-        if self.end == End::Complete && self.got != sent {
-            let at = first_difference(sent, &self.got);
-            return format!(
-                "sent {}, got back {} bytes that differ from byte {at} on: {}",
-                net::show(sent),
-                self.got.len(),
-                net::show(&self.got[at.min(self.got.len())..])
-            );
-        }
-        let detail = match &self.end {
-            End::Error(err) => format!("the read failed: {err}"),
-            end => end.describe().to_string(),
-        };
-        if self.got.is_empty() {
-            format!("sent {}, got back nothing; {detail}", net::show(sent))
-        } else {
-            format!(
-                "sent {}, got back {} of {} bytes ({}); {detail}",
-                net::show(sent),
-                self.got.len(),
-                sent.len(),
-                net::show(&self.got)
-            )
-        }
+        describe_echo(sent, &self.got, &self.end)
+    }
+}
+
+/// What came back for `sent`, for the report: "sent "hi\n", got back
+/// nothing; nothing more came before the time ran out".
+pub fn describe_echo(sent: &[u8], got: &[u8], end: &End) -> String {
+    if *end == End::Complete && got != sent {
+        let at = first_difference(sent, got);
+        return format!(
+            "sent {}, got back {} bytes that differ from byte {at} on: {}",
+            net::show(sent),
+            got.len(),
+            net::show(&got[at.min(got.len())..])
+        );
+    }
+    let detail = match end {
+        End::Error(err) => format!("the read failed: {err}"),
+        end => end.describe().to_string(),
+    };
+    if got.is_empty() {
+        format!("sent {}, got back nothing; {detail}", net::show(sent))
+    } else {
+        format!(
+            "sent {}, got back {} of {} bytes ({}); {detail}",
+            net::show(sent),
+            got.len(),
+            sent.len(),
+            net::show(got)
+        )
     }
 }
 
@@ -169,14 +174,15 @@ fn first_difference(a: &[u8], b: &[u8]) -> usize {
         .unwrap_or(a.len().min(b.len()))
 }
 
-/// The program died during a probe: say how, in the probe's own words.
-fn exit_after(target: &Target, what: &str) -> Option<String> {
+/// If the program has died, how: "your program exited with status 1
+/// after the client's reset (...)".
+fn exit_after(target: &Target, after: &str) -> Option<String> {
     // The program may still be going down: give it a moment to be reaped.
     let until = Instant::now() + Duration::from_millis(300);
     loop {
         if let Some(ended) = target.program.exit_description() {
             return Some(format!(
-                "your program {ended} after {what} (its output below shows why)"
+                "your program {ended} {after} (its output below shows why)"
             ));
         }
         if Instant::now() >= until {
@@ -302,35 +308,71 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
 }
 
 fn probe_disconnect(target: Target, deadline: Instant) -> Outcome {
-    let expected =
-        "after a client that leaves without a word and one that leaves mid-conversation, a new client gets its echo";
+    let expected = "a client that leaves without a word, and one that hangs up right after its last line (still getting that line back), do not stop your program serving the next";
     let hint = "recv() returning b\"\" means the client has gone: leave that client's loop, close() its socket and go back to accept().";
-    // One client connects and closes without sending anything (FIN only).
-    if let Ok(silent) = net::connect(target.addr, deadline) {
-        drop(silent);
-    }
-    // One sends half a conversation and closes without reading the echo.
-    if let Ok(mut hasty) = net::connect(target.addr, deadline) {
-        let _ = net::write_all(&mut hasty, b"a line nobody waits for\n", deadline);
-        drop(hasty);
-    }
-    let line = b"still there?\n";
-    match exchange(target.addr, line, deadline) {
-        Ok(echo) if echo.matches(line) => Outcome::pass(
-            expected,
-            "two clients left (one silently, one before reading its echo); the third got its echo",
-        ),
-        result => {
-            let happened = match exit_after(&target, "two clients disconnected") {
-                Some(died) => died,
-                None => match result {
-                    Ok(echo) => format!("the third client: {}", echo.describe(line)),
-                    Err(why) => format!("the third client: {why}"),
-                },
-            };
-            Outcome::fail(expected, happened, hint)
+    // Both clients below close with FIN, never RST: a socket closed with
+    // unread bytes sends RST instead, and that is the `reset` probe's case.
+    // The first connects and closes without sending anything.
+    let silent = match net::connect(target.addr, deadline) {
+        Ok(stream) => stream,
+        Err(err) => return Outcome::fail(expected, net::connect_failure(target.addr, &err), hint),
+    };
+    drop(silent);
+    // The second sends its line and at once shuts down its sending side
+    // (FIN right behind the data); it reads its echo, then closes.
+    let last = b"my last words, then I hang up\n";
+    let hung_up = net::connect(target.addr, deadline).and_then(|mut stream| {
+        let (_, error) = net::write_all(&mut stream, last, deadline);
+        match error {
+            Some(err) => Err(err),
+            None => net::half_close(&stream).map(|()| stream),
         }
+    });
+    let mut hung_up = match hung_up {
+        Ok(stream) => stream,
+        Err(err) => {
+            return Outcome::fail(
+                expected,
+                format!("the client that hangs up could not send its line: {err}"),
+                hint,
+            )
+        }
+    };
+    let (got, end) = net::read_exact(&mut hung_up, last.len(), deadline);
+    drop(hung_up);
+    let third = b"still there?\n";
+    let failure = if end != End::Complete || got != last {
+        Some(format!(
+            "the client that hung up after its line: {}",
+            describe_echo(last, &got, &end)
+        ))
+    } else {
+        match exchange(target.addr, third, deadline) {
+            Ok(echo) if echo.matches(third) => None,
+            Ok(echo) => Some(format!("the client after them: {}", echo.describe(third))),
+            Err(why) => Some(format!("the client after them: {why}")),
+        }
+    };
+    match failure {
+        None => Outcome::pass(
+            expected,
+            "one client left silently, one hung up right after its line and still got it back; the next got its echo",
+        ),
+        Some(happened) => died_or(&target, "after those clients left", expected, happened, hint),
     }
+}
+
+/// A failed outcome: if the program has died, that is what happened
+/// (the framework shows its output); else `happened`.
+fn died_or(
+    target: &Target,
+    after: &str,
+    expected: &str,
+    happened: String,
+    hint: &'static str,
+) -> Outcome {
+    let happened = exit_after(target, after).unwrap_or(happened);
+    Outcome::fail(expected, happened, hint)
 }
 
 fn probe_reset(target: Target, deadline: Instant) -> Outcome {
@@ -362,16 +404,20 @@ fn probe_reset(target: Target, deadline: Instant) -> Outcome {
             expected,
             "the client reset its connection (RST); your program went on and echoed the next client",
         ),
-        result => {
-            let happened = match exit_after(&target, "the client's reset") {
-                Some(died) => died,
-                None => match result {
-                    Ok(echo) => format!("after the reset, the next client: {}", echo.describe(line)),
-                    Err(why) => format!("after the reset, the next client: {why}"),
-                },
-            };
-            Outcome::fail(expected, happened, hint)
-        }
+        Ok(echo) => died_or(
+            &target,
+            "after the client's reset",
+            expected,
+            format!("after the reset, the next client: {}", echo.describe(line)),
+            hint,
+        ),
+        Err(why) => died_or(
+            &target,
+            "after the client's reset",
+            expected,
+            format!("after the reset, the next client: {why}"),
+            hint,
+        ),
     }
 }
 
