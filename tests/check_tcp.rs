@@ -277,6 +277,21 @@ fn concurrent_without_reaping_is_caught_in_reaped() {
 }
 
 #[test]
+fn concurrent_parent_keeping_the_connection_is_caught_in_close_wait() {
+    let run = check(
+        "tcp-concurrent",
+        "tcp_concurrent/broken_parent_keeps_conn.py",
+    );
+    assert_caught(
+        &run,
+        &CONCURRENT_PROBES,
+        "close-wait",
+        "parent must close its copy",
+        false,
+    );
+}
+
+#[test]
 fn concurrent_children_holding_the_listener_are_caught() {
     let run = check(
         "tcp-concurrent",
