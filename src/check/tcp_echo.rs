@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::net::{self, End};
-use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Target};
+use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status, Target};
 use crate::narrate::Fact;
 
 pub static EXERCISE: Exercise = Exercise {
@@ -44,7 +44,7 @@ pub static EXERCISE: Exercise = Exercise {
     example: "python3 echo_server.py {port}",
     probes: PROBES,
     prepare: None,
-    run: run_probes,
+    run,
 };
 
 pub const ECHO: ProbeInfo = ProbeInfo {
@@ -91,15 +91,30 @@ const CLIENTS: usize = 50;
 /// shows up as 50 or more; anything above this is not noise.
 const FD_NOISE: usize = 3;
 
+fn run(session: &mut Session) {
+    run_probes(session);
+}
+
+/// Why the probes after a failed `echo` are not run.
+pub const NEEDS_ECHO: &str = "not run: the echo probe failed, and this probe needs a working echo";
+
 /// Run tcp-echo's probes in order (tcp-concurrent runs them first too).
-pub fn run_probes(session: &mut Session) {
-    session.probe(ECHO.name, 3.0, probe_echo);
+/// Returns false if the basic echo failed: then every other probe is
+/// skipped, since each of them needs a working echo to say anything.
+pub fn run_probes(session: &mut Session) -> bool {
+    if session.probe(ECHO.name, 3.0, probe_echo) == Status::Fail {
+        for probe in &PROBES[1..] {
+            session.skip(probe.name, NEEDS_ECHO);
+        }
+        return false;
+    }
     session.probe(BINARY.name, 3.0, probe_binary);
     session.probe(LARGE.name, 6.0, probe_large);
     session.probe(DISCONNECT.name, 3.0, probe_disconnect);
     session.probe(RESET.name, 3.0, probe_reset);
     session.probe(CLOSE_WAIT.name, 3.0, probe_close_wait);
     session.probe(FD_GROWTH.name, 8.0, probe_fd_growth);
+    true
 }
 
 /// A finished exchange: what came back for what was sent, and how the read ended.
@@ -193,22 +208,25 @@ fn exit_after(target: &Target, after: &str) -> Option<String> {
 }
 
 const HINT_NO_ECHO: &str = "After recv() returns data, send the same bytes back with sendall() before calling recv() again.";
+const HINT_EXACT: &str = "Send back exactly the bytes recv() returned: do not decode(), strip() or add to them, since a client's bytes need not be text.";
 const HINT_CLOSED_EARLY: &str = "Keep the conversation going until recv() returns b\"\": close the client's socket only after that, not after the first message.";
 
 fn probe_echo(target: Target, deadline: Instant) -> Outcome {
     let line = b"hello from netlab check\n";
     let expected = "the line comes back unchanged";
+    let after = "after receiving the line";
     match exchange(target.addr, line, deadline) {
-        Err(why) => Outcome::fail(expected, why, HINT_NO_ECHO),
+        Err(why) => died_or(&target, after, expected, why, HINT_NO_ECHO),
         Ok(echo) if echo.matches(line) => {
             Outcome::pass(expected, format!("sent and got back {}", net::show(line)))
         }
         Ok(echo) => {
             let hint = match echo.end {
+                End::Complete => HINT_EXACT,
                 End::Eof | End::Reset if echo.got.is_empty() => HINT_CLOSED_EARLY,
                 _ => HINT_NO_ECHO,
             };
-            Outcome::fail(expected, echo.describe(line), hint)
+            died_or(&target, after, expected, echo.describe(line), hint)
         }
     }
 }
@@ -218,17 +236,14 @@ fn probe_binary(target: Target, deadline: Instant) -> Outcome {
     // not valid UTF-8 (0x80-0xff), so a server that decodes text fails.
     let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     let expected = "all 512 bytes (every byte value twice) come back unchanged";
+    let after = "after receiving bytes that are not text";
     match exchange(target.addr, &bytes, deadline) {
-        Err(why) => Outcome::fail(expected, why, HINT_NO_ECHO),
+        Err(why) => died_or(&target, after, expected, why, HINT_EXACT),
         Ok(echo) if echo.matches(&bytes) => Outcome::pass(
             expected,
             "sent and got back 512 bytes, 0x00 to 0xff and back, identical",
         ),
-        Ok(echo) => Outcome::fail(
-            expected,
-            echo.describe(&bytes),
-            "Send back exactly the bytes recv() returned: do not decode(), strip() or add to them, since a client's bytes need not be text.",
-        ),
+        Ok(echo) => died_or(&target, after, expected, echo.describe(&bytes), HINT_EXACT),
     }
 }
 
@@ -304,7 +319,13 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
             got.len()
         )
     };
-    Outcome::fail(expected, happened, hint)
+    died_or(
+        &target,
+        "during the 1 MiB exchange",
+        expected,
+        happened,
+        hint,
+    )
 }
 
 fn probe_disconnect(target: Target, deadline: Instant) -> Outcome {
