@@ -90,7 +90,14 @@ fn check(exercise: &str, script: &str) -> Run {
         .join("tests/exercises")
         .join(script);
     let path = path.to_str().expect("a UTF-8 path");
-    let demo = Demo::start(&["check", exercise, "--", "python3", path, "{port}"]);
+    check_command(exercise, &["python3", path, "{port}"])
+}
+
+/// Run `netlab --json check EXERCISE -- COMMAND...` (see `check`).
+fn check_command(exercise: &str, command: &[&str]) -> Run {
+    let mut args = vec!["check", exercise, "--"];
+    args.extend_from_slice(command);
+    let demo = Demo::start(&args);
     let (status, events, stderr) = demo.finish();
     let program = events
         .iter()
@@ -222,6 +229,24 @@ fn echo_dying_on_reset_is_caught_in_reset() {
 fn echo_answering_one_recv_is_caught_in_large() {
     let run = check("tcp-echo", "tcp_echo/broken_one_recv.py");
     assert_caught(&run, &ECHO_PROBES, "large", "sendall()", false);
+}
+
+#[test]
+fn no_echo_at_all_skips_the_probes_that_need_one() {
+    // A server that hangs up on every client at once.
+    let hang_up = "import socket, sys\n\
+                   listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n\
+                   while True:\n    listener.accept()[0].close()\n";
+    let run = check_command("tcp-concurrent", &["python3", "-c", hang_up, "{port}"]);
+    assert_eq!(run.exit_code, Some(1));
+    assert_eq!(run.status("echo"), "fail");
+    let hint = run.probe("echo")["hint"].as_str().unwrap_or("");
+    assert!(hint.contains("only after that"), "{hint}");
+    for name in &CONCURRENT_PROBES[1..] {
+        assert_eq!(run.status(name), "skip", "{name}");
+        let why = run.probe(name)["happened"].as_str().unwrap_or("");
+        assert!(why.contains("echo probe failed"), "{name}: {why}");
+    }
 }
 
 #[test]
