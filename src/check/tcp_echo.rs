@@ -10,7 +10,7 @@
 //! | `echo`       | sends one line, waits for it                     |                                   |
 //! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8)   |                                   |
 //! | `large`      | sends 1 MiB while reading the echo               |                                   |
-//! | `disconnect` | leaves without a word, then mid-conversation     |                                   |
+//! | `disconnect` | one leaves without a word, one hangs up after its line |                             |
 //! | `reset`      | aborts with RST (SO_LINGER 0)                    |                                   |
 //! | `close-wait` | half-closes (FIN) and waits for the server's FIN | the server's end (/proc/net/tcp)  |
 //! | `fd-growth`  | 50 clients come and go                           | the server's descriptors (/proc/PID/fd) |
@@ -61,7 +61,7 @@ pub const LARGE: ProbeInfo = ProbeInfo {
 };
 pub const DISCONNECT: ProbeInfo = ProbeInfo {
     name: "disconnect",
-    checks: "clients that leave silently or mid-conversation do not stop the server",
+    checks: "clients that leave silently, or hang up right after their last line, do not stop the server",
 };
 pub const RESET: ProbeInfo = ProbeInfo {
     name: "reset",
@@ -102,7 +102,9 @@ pub const NEEDS_ECHO: &str = "not run: the echo probe failed, and this probe nee
 /// Returns false if the basic echo failed: then every other probe is
 /// skipped, since each of them needs a working echo to say anything.
 pub fn run_probes(session: &mut Session) -> bool {
-    if session.probe(ECHO.name, 3.0, probe_echo) == Status::Fail {
+    // (If the program died, the session skips every later probe itself,
+    // saying so.)
+    if session.probe(ECHO.name, 3.0, probe_echo) == Status::Fail && session.target().alive() {
         for probe in &PROBES[1..] {
             session.skip(probe.name, NEEDS_ECHO);
         }
