@@ -283,7 +283,7 @@ fn probe_child_listener(target: Target, deadline: Instant) -> Outcome {
     if children.is_empty() {
         return Outcome::pass(
             expected,
-            format!("{echoed} of 3 clients were echoed and stayed connected; your program has no child processes (threads or one select loop), so no child can hold the listener"),
+            format!("{echoed} of 3 clients were echoed and stayed connected; your program has no child processes (it serves from one process), so no child can hold the listener"),
         )
         .with_fact(census);
     }
