@@ -253,9 +253,11 @@ fn no_echo_at_all_skips_the_probes_that_need_one() {
 fn concurrent_fork_passes_every_probe() {
     let run = check("tcp-concurrent", "tcp_concurrent/good_fork.py");
     assert_all_pass(&run, &CONCURRENT_PROBES);
-    // It did fork: three children served the three clients.
+    // It did fork: a child for each of the three clients (and perhaps,
+    // on a busy machine, some of twenty-at-once's still on their way out).
     let census = run.facts("child-listener", "children");
-    assert_eq!(census[0]["value"]["pids"].as_array().map(Vec::len), Some(3));
+    let children = census[0]["value"]["pids"].as_array().map_or(0, Vec::len);
+    assert!(children >= 3, "{}", dump(&run.events));
 }
 
 #[test]
