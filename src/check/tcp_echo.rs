@@ -1,8 +1,40 @@
-//! SCAFFOLD: the `tcp-echo` exercise (replace this header: what the exercise
-//! asks of the student's program, each probe and what it reads from the
-//! kernel, the lesson).
+//! # tcp-echo: check a student's TCP echo server
+//!
+//! The student writes a server that accepts clients one after another and
+//! sends back every byte each one sends, until the client closes. That is
+//! the whole protocol: no framing, no greeting, bytes in, the same bytes
+//! out, in order. The probes play the clients a real server meets:
+//!
+//! | probe        | the client                                       | what is read from the kernel      |
+//! |--------------|--------------------------------------------------|-----------------------------------|
+//! | `echo`       | sends one line, waits for it                     |                                   |
+//! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8)   |                                   |
+//! | `large`      | sends 1 MiB while reading the echo               |                                   |
+//! | `disconnect` | one leaves without a word, one hangs up after its line |                             |
+//! | `reset`      | aborts with RST (SO_LINGER 0)                    |                                   |
+//! | `close-wait` | half-closes (FIN) and waits for the server's FIN | the server's end (/proc/net/tcp)  |
+//! | `fd-growth`  | 50 clients come and go                           | the server's descriptors (/proc/PID/fd) |
+//!
+//! A server that passes `echo` can still lose bytes (one `recv()` is not
+//! the whole message), die on the first reset (an uncaught
+//! ConnectionResetError), or never close a finished client's socket: the
+//! kernel then keeps that connection in CLOSE_WAIT and the descriptor
+//! open. The last two probes read exactly that from the kernel.
+//!
+//! `tcp-concurrent` (tcp_concurrent.rs) runs these same probes first, through
+//! [`PROBES`] and [`run_probes`].
+//!
+//! Try it: `netlab check tcp-echo -- python3 echo_server.py {port}`.
+//! Reference answer: `tests/exercises/tcp_echo/good.py`. Lesson: `netlab lesson tcp`.
 
-use super::session::{Exercise, ProbeInfo, Role, Session};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::net::{self, End};
+use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status, Target};
+use crate::narrate::Fact;
 
 pub static EXERCISE: Exercise = Exercise {
     name: "tcp-echo",
@@ -15,11 +47,555 @@ pub static EXERCISE: Exercise = Exercise {
     run,
 };
 
-const PROBES: &[ProbeInfo] = &[ProbeInfo {
-    name: "scaffold",
-    checks: "SCAFFOLD: not built yet",
-}];
+pub const ECHO: ProbeInfo = ProbeInfo {
+    name: "echo",
+    checks: "one line comes back unchanged",
+};
+pub const BINARY: ProbeInfo = ProbeInfo {
+    name: "binary",
+    checks: "all 256 byte values (NUL, bytes that are not UTF-8) come back unchanged",
+};
+pub const LARGE: ProbeInfo = ProbeInfo {
+    name: "large",
+    checks: "a 1 MiB message comes back whole and in order (short reads and writes)",
+};
+pub const DISCONNECT: ProbeInfo = ProbeInfo {
+    name: "disconnect",
+    checks: "clients that leave silently, or hang up right after their last line, do not stop the server",
+};
+pub const RESET: ProbeInfo = ProbeInfo {
+    name: "reset",
+    checks: "a client that resets the connection (RST) does not kill the server",
+};
+pub const CLOSE_WAIT: ProbeInfo = ProbeInfo {
+    name: "close-wait",
+    checks: "the server closes its side when the client closes (no CLOSE_WAIT in /proc/net/tcp)",
+};
+pub const FD_GROWTH: ProbeInfo = ProbeInfo {
+    name: "fd-growth",
+    checks: "open descriptors (/proc/PID/fd) do not grow after 50 clients come and go",
+};
+
+/// Every probe of tcp-echo, in the order they run.
+pub const PROBES: &[ProbeInfo] = &[
+    ECHO, BINARY, LARGE, DISCONNECT, RESET, CLOSE_WAIT, FD_GROWTH,
+];
+
+/// The size of the `large` probe's message.
+const LARGE_LEN: usize = 1 << 20;
+/// Clients in the `fd-growth` probe.
+const CLIENTS: usize = 50;
+/// Descriptors a correct server may open once, lazily, during the 50
+/// clients (an epoll instance a selector creates on first use, a log file
+/// opened on the first connection). A leak grows with every client, so it
+/// shows up as 50 or more; anything above this is not noise.
+const FD_NOISE: usize = 3;
 
 fn run(session: &mut Session) {
-    session.skip("scaffold", "SCAFFOLD: not built yet");
+    run_probes(session);
+}
+
+/// Why the probes after a failed `echo` are not run.
+pub const NEEDS_ECHO: &str = "not run: the echo probe failed, and this probe needs a working echo";
+
+/// Run tcp-echo's probes in order (tcp-concurrent runs them first too).
+/// Returns false if the basic echo failed: then every other probe is
+/// skipped, since each of them needs a working echo to say anything.
+pub fn run_probes(session: &mut Session) -> bool {
+    // (If the program died, the session skips every later probe itself,
+    // saying so.)
+    if session.probe(ECHO.name, 3.0, probe_echo) == Status::Fail && session.target().alive() {
+        for probe in &PROBES[1..] {
+            session.skip(probe.name, NEEDS_ECHO);
+        }
+        return false;
+    }
+    session.probe(BINARY.name, 3.0, probe_binary);
+    session.probe(LARGE.name, 6.0, probe_large);
+    session.probe(DISCONNECT.name, 3.0, probe_disconnect);
+    session.probe(RESET.name, 3.0, probe_reset);
+    session.probe(CLOSE_WAIT.name, 3.0, probe_close_wait);
+    session.probe(FD_GROWTH.name, 8.0, probe_fd_growth);
+    true
+}
+
+/// A finished exchange: what came back for what was sent, and how the read ended.
+pub struct Echoed {
+    pub stream: TcpStream,
+    pub got: Vec<u8>,
+    pub end: End,
+}
+
+impl Echoed {
+    /// Did exactly `sent` come back?
+    pub fn matches(&self, sent: &[u8]) -> bool {
+        self.end == End::Complete && self.got == sent
+    }
+
+    /// What came back, for the report (see [`describe_echo`]).
+    pub fn describe(&self, sent: &[u8]) -> String {
+        describe_echo(sent, &self.got, &self.end)
+    }
+}
+
+/// What came back for `sent`, for the report: "sent "hi\n", got back
+/// nothing; nothing more came before the time ran out".
+pub fn describe_echo(sent: &[u8], got: &[u8], end: &End) -> String {
+    if *end == End::Complete && got != sent {
+        let at = first_difference(sent, got);
+        return format!(
+            "sent {}, got back {} bytes that differ from byte {at} on: {}",
+            net::show(sent),
+            got.len(),
+            net::show(&got[at.min(got.len())..])
+        );
+    }
+    let detail = match end {
+        End::Error(err) => format!("the read failed: {err}"),
+        end => end.describe().to_string(),
+    };
+    if got.is_empty() {
+        format!("sent {}, got back nothing; {detail}", net::show(sent))
+    } else {
+        format!(
+            "sent {}, got back {} of {} bytes ({}); {detail}",
+            net::show(sent),
+            got.len(),
+            sent.len(),
+            net::show(got)
+        )
+    }
+}
+
+/// Connect, send `payload` and read back as many bytes, all before the
+/// deadline. Err: a sentence saying why the exchange could not even start.
+pub fn exchange(addr: SocketAddr, payload: &[u8], deadline: Instant) -> Result<Echoed, String> {
+    let mut stream =
+        net::connect(addr, deadline).map_err(|err| net::connect_failure(addr, &err))?;
+    let (sent, error) = net::write_all(&mut stream, payload, deadline);
+    if let Some(err) = error {
+        return Err(format!(
+            "sending {} bytes failed after {sent}: {err}",
+            payload.len()
+        ));
+    }
+    let (got, end) = net::read_exact(&mut stream, payload.len(), deadline);
+    Ok(Echoed { stream, got, end })
+}
+
+/// The index of the first byte where `a` and `b` differ (or the shorter length).
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
+}
+
+/// If the program has died, how: "your program exited with status 1
+/// after the client's reset (...)".
+fn exit_after(target: &Target, after: &str) -> Option<String> {
+    // The program may still be going down: give it a moment to be reaped.
+    let until = Instant::now() + Duration::from_millis(300);
+    loop {
+        if let Some(ended) = target.program.exit_description() {
+            return Some(format!(
+                "your program {ended} {after} (its output below shows why)"
+            ));
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const HINT_NO_ECHO: &str = "After recv() returns data, send the same bytes back with sendall() before calling recv() again.";
+const HINT_EXACT: &str = "Send back exactly the bytes recv() returned: do not decode(), strip() or add to them, since a client's bytes need not be text.";
+const HINT_CLOSED_EARLY: &str = "Keep the conversation going until recv() returns b\"\": close the client's socket only after that, not after the first message.";
+
+fn probe_echo(target: Target, deadline: Instant) -> Outcome {
+    let line = b"hello from netlab check\n";
+    let expected = "the line comes back unchanged";
+    let after = "after receiving the line";
+    match exchange(target.addr, line, deadline) {
+        Err(why) => died_or(&target, after, expected, why, HINT_NO_ECHO),
+        Ok(echo) if echo.matches(line) => {
+            Outcome::pass(expected, format!("sent and got back {}", net::show(line)))
+        }
+        Ok(echo) => {
+            let hint = match echo.end {
+                End::Complete => HINT_EXACT,
+                End::Eof | End::Reset if echo.got.is_empty() => HINT_CLOSED_EARLY,
+                _ => HINT_NO_ECHO,
+            };
+            died_or(&target, after, expected, echo.describe(line), hint)
+        }
+    }
+}
+
+fn probe_binary(target: Target, deadline: Instant) -> Outcome {
+    // Every byte value up and then down: NUL, \r, \n, and bytes that are
+    // not valid UTF-8 (0x80-0xff), so a server that decodes text fails.
+    let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    let expected = "all 512 bytes (every byte value twice) come back unchanged";
+    let after = "after receiving bytes that are not text";
+    match exchange(target.addr, &bytes, deadline) {
+        Err(why) => died_or(&target, after, expected, why, HINT_EXACT),
+        Ok(echo) if echo.matches(&bytes) => Outcome::pass(
+            expected,
+            "sent and got back 512 bytes, 0x00 to 0xff and back, identical",
+        ),
+        Ok(echo) => died_or(&target, after, expected, echo.describe(&bytes), HINT_EXACT),
+    }
+}
+
+/// 1 MiB of pseudo-random bytes (xorshift), so a chunk that comes back
+/// twice, late or out of order does not match.
+fn large_message() -> Vec<u8> {
+    let mut state: u32 = 0x9e37_79b9;
+    (0..LARGE_LEN)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn probe_large(target: Target, deadline: Instant) -> Outcome {
+    let expected = "all 1048576 bytes come back, in order";
+    let hint = "recv() returns whatever has arrived, often far less than was sent: keep calling recv() until it returns b\"\", and send each chunk back whole with sendall() (send() may write only part of it).";
+    let message = large_message();
+    let mut stream = match net::connect(target.addr, deadline) {
+        Ok(stream) => stream,
+        Err(err) => return Outcome::fail(expected, net::connect_failure(target.addr, &err), hint),
+    };
+    let mut writer =
+        match stream.try_clone() {
+            Ok(writer) => writer,
+            Err(err) => return Outcome::fail(
+                expected,
+                format!("netlab could not duplicate its socket: {err}"),
+                "netlab itself ran out of resources; close some programs and run the check again.",
+            ),
+        };
+    // Write and read at the same time: a client that wrote the whole
+    // mebibyte first would stall any echo server once both sides' socket
+    // buffers are full (the server blocks in sendall() on us, we in send()
+    // on it).
+    let (got, end, sent) = std::thread::scope(|scope| {
+        let message = &message;
+        let sending = scope.spawn(move || net::write_all(&mut writer, message, deadline));
+        let (got, end) = net::read_exact(&mut stream, LARGE_LEN, deadline);
+        if end != End::Complete {
+            // Wake the writer if it is blocked on a server that stopped reading.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let (sent, _) = sending.join().unwrap_or((0, None));
+        (got, end, sent)
+    });
+    if end == End::Complete && got == message {
+        return Outcome::pass(
+            expected,
+            format!(
+                "sent 1048576 bytes while reading; all came back in order ({} bytes checked)",
+                got.len()
+            ),
+        );
+    }
+    let happened = if end == End::Complete {
+        let at = first_difference(&message, &got);
+        format!(
+            "all 1048576 bytes came back, but from byte {at} on they differ (sent 0x{:02x}, got 0x{:02x}): bytes were lost, repeated or reordered",
+            message.get(at).copied().unwrap_or(0),
+            got.get(at).copied().unwrap_or(0)
+        )
+    } else {
+        let detail = match &end {
+            End::Error(err) => format!("the read failed: {err}"),
+            end => end.describe().to_string(),
+        };
+        format!(
+            "netlab sent {sent} of 1048576 bytes; {} came back, then {detail}",
+            got.len()
+        )
+    };
+    died_or(
+        &target,
+        "during the 1 MiB exchange",
+        expected,
+        happened,
+        hint,
+    )
+}
+
+fn probe_disconnect(target: Target, deadline: Instant) -> Outcome {
+    let expected = "a client that leaves without a word, and one that hangs up right after its last line (still getting that line back), do not stop your program serving the next";
+    let hint = "recv() returning b\"\" means the client has gone: leave that client's loop, close() its socket and go back to accept().";
+    // Both clients below close with FIN, never RST: a socket closed with
+    // unread bytes sends RST instead, and that is the `reset` probe's case.
+    // The first connects and closes without sending anything.
+    let silent = match net::connect(target.addr, deadline) {
+        Ok(stream) => stream,
+        Err(err) => return Outcome::fail(expected, net::connect_failure(target.addr, &err), hint),
+    };
+    drop(silent);
+    // The second sends its line and at once shuts down its sending side
+    // (FIN right behind the data); it reads its echo, then closes.
+    let last = b"my last words, then I hang up\n";
+    let hung_up = net::connect(target.addr, deadline).and_then(|mut stream| {
+        let (_, error) = net::write_all(&mut stream, last, deadline);
+        match error {
+            Some(err) => Err(err),
+            None => net::half_close(&stream).map(|()| stream),
+        }
+    });
+    let mut hung_up = match hung_up {
+        Ok(stream) => stream,
+        Err(err) => {
+            return Outcome::fail(
+                expected,
+                format!("the client that hangs up could not send its line: {err}"),
+                hint,
+            )
+        }
+    };
+    let (got, end) = net::read_exact(&mut hung_up, last.len(), deadline);
+    drop(hung_up);
+    let third = b"still there?\n";
+    let failure = if end != End::Complete || got != last {
+        Some(format!(
+            "the client that hung up after its line: {}",
+            describe_echo(last, &got, &end)
+        ))
+    } else {
+        match exchange(target.addr, third, deadline) {
+            Ok(echo) if echo.matches(third) => None,
+            Ok(echo) => Some(format!("the client after them: {}", echo.describe(third))),
+            Err(why) => Some(format!("the client after them: {why}")),
+        }
+    };
+    match failure {
+        None => Outcome::pass(
+            expected,
+            "one client left silently, one hung up right after its line and still got it back; the next got its echo",
+        ),
+        Some(happened) => died_or(&target, "after those clients left", expected, happened, hint),
+    }
+}
+
+/// A failed outcome: if the program has died, that is what happened
+/// (the framework shows its output); else `happened`.
+fn died_or(
+    target: &Target,
+    after: &str,
+    expected: &str,
+    happened: String,
+    hint: &'static str,
+) -> Outcome {
+    let happened = exit_after(target, after).unwrap_or(happened);
+    Outcome::fail(expected, happened, hint)
+}
+
+fn probe_reset(target: Target, deadline: Instant) -> Outcome {
+    let expected =
+        "after a client resets its connection, your program still runs and serves the next client";
+    let hint = "recv() and sendall() raise ConnectionResetError (or BrokenPipeError) when a client resets: catch OSError around one client's conversation, close that socket, and keep accepting.";
+    // First a normal exchange, so the server is surely in its recv() loop
+    // for this client; then more bytes and an abortive close: SO_LINGER 0
+    // makes close() send RST, and the server's next recv() or send() on
+    // this connection fails with ECONNRESET or EPIPE.
+    let first = b"this client will reset\n";
+    match exchange(target.addr, first, deadline) {
+        Ok(mut echo) if echo.matches(first) => {
+            let _ = net::write_all(&mut echo.stream, b"gone in a moment\n", deadline);
+            if let Err(err) = net::reset(echo.stream) {
+                return Outcome::fail(
+                    expected,
+                    format!("netlab could not set SO_LINGER on its socket: {err}"),
+                    "netlab itself could not reset the connection; run the check again.",
+                );
+            }
+        }
+        Ok(echo) => return Outcome::fail(expected, echo.describe(first), HINT_NO_ECHO),
+        Err(why) => return Outcome::fail(expected, why, HINT_NO_ECHO),
+    }
+    let line = b"after the reset\n";
+    match exchange(target.addr, line, deadline) {
+        Ok(echo) if echo.matches(line) && target.alive() => Outcome::pass(
+            expected,
+            "the client reset its connection (RST); your program went on and echoed the next client",
+        ),
+        Ok(echo) => died_or(
+            &target,
+            "after the client's reset",
+            expected,
+            format!("after the reset, the next client: {}", echo.describe(line)),
+            hint,
+        ),
+        Err(why) => died_or(
+            &target,
+            "after the client's reset",
+            expected,
+            format!("after the reset, the next client: {why}"),
+            hint,
+        ),
+    }
+}
+
+fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
+    let expected = "when the client closes its side (FIN), your program closes its own within 1 s";
+    let hint = "When recv() returns b\"\" the client has closed: leave the loop and close() the socket (a forking server's parent must close its copy too), or the kernel holds the connection in CLOSE_WAIT.";
+    let line = b"last words\n";
+    let mut stream = match exchange(target.addr, line, deadline) {
+        Ok(echo) if echo.matches(line) => echo.stream,
+        Ok(echo) => return Outcome::fail(expected, echo.describe(line), HINT_NO_ECHO),
+        Err(why) => return Outcome::fail(expected, why, HINT_NO_ECHO),
+    };
+    // Both ends' addresses, kept to find the program's end in /proc/net/tcp
+    // (getpeername() fails once the connection is fully closed).
+    let (Ok(ours), Ok(theirs)) = (stream.local_addr(), stream.peer_addr()) else {
+        return Outcome::fail(
+            expected,
+            "the connection ended before netlab could close its side",
+            HINT_CLOSED_EARLY,
+        );
+    };
+    // shutdown(SHUT_WR): our FIN goes out, and we can still read theirs.
+    if let Err(err) = net::half_close(&stream) {
+        return Outcome::fail(
+            expected,
+            format!("netlab could not shut down its side: {err}"),
+            "netlab itself could not close its side; run the check again.",
+        );
+    }
+    let started = Instant::now();
+    let fin_deadline = (started + target.time(1.0)).min(deadline);
+    let end = net::wait_for_eof(&mut stream, fin_deadline);
+    let waited_ms = started.elapsed().as_millis();
+    match end {
+        End::Eof => {
+            let (_, state) = net::server_side_state_of(ours, theirs);
+            let (_, waiting) = net::close_wait_on(target.addr.port());
+            Outcome::pass(
+                expected,
+                format!("netlab sent FIN; your program's FIN came {waited_ms} ms later"),
+            )
+            .with_facts([state, waiting])
+        }
+        End::Reset => Outcome::warn(
+            expected,
+            format!("netlab sent FIN; {waited_ms} ms later your program reset the connection (RST) instead of closing it with FIN"),
+            "Your program closed with unread bytes (or with SO_LINGER 0), which sends RST: read until recv() returns b\"\" before close().",
+        ),
+        _ => {
+            // No FIN: ask the kernel what the program's end of this
+            // connection is now. CLOSE_WAIT means: the FIN arrived and was
+            // acknowledged, and the program has not called close().
+            let (state, fact) = net::server_side_state_of(ours, theirs);
+            let (_, waiting) = net::close_wait_on(target.addr.port());
+            let now = match state {
+                Some(state) => format!("its end of the connection is {}", state.name()),
+                None => "its end of the connection could not be found".to_string(),
+            };
+            Outcome::fail(
+                expected,
+                format!("netlab sent FIN and waited {waited_ms} ms; your program did not close its side: {now}"),
+                hint,
+            )
+            .with_facts([fact, waiting])
+        }
+    }
+}
+
+/// The program's open descriptors as a fact, and the count.
+fn fd_fact(pid: i32, when: &'static str) -> (Option<usize>, Fact) {
+    match net::open_fds(pid) {
+        Ok((fds, sockets)) => (
+            Some(fds),
+            Fact::new(
+                format!("pid {pid}"),
+                "open_fds",
+                json!({ "when": when, "fds": fds, "sockets": sockets }),
+                "/proc/PID/fd",
+                format!("{when} the {CLIENTS} clients, pid {pid} had {fds} descriptors open ({sockets} sockets)"),
+            ),
+        ),
+        Err(fact) => (None, fact),
+    }
+}
+
+fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
+    let expected = format!(
+        "after {CLIENTS} clients have come and gone, your program has no more descriptors open than before (at most {FD_NOISE} more, opened once)"
+    );
+    let hint = "Every accepted socket must be closed with close() once its client has gone (shutdown() alone sends FIN but keeps the descriptor), and nothing may keep a reference to it.";
+    let pid = target.pid();
+    let (before, before_fact) = fd_fact(pid, "before");
+    // Each client: connect, one line, its echo, close (FIN).
+    let mut served = 0;
+    let mut trouble = None;
+    for n in 0..CLIENTS {
+        let line = format!("client {} of {CLIENTS}\n", n + 1);
+        match exchange(target.addr, line.as_bytes(), deadline) {
+            Ok(echo) if echo.matches(line.as_bytes()) => served += 1,
+            Ok(echo) => {
+                trouble = Some(format!(
+                    "client {}: {}",
+                    n + 1,
+                    echo.describe(line.as_bytes())
+                ))
+            }
+            Err(why) => trouble = Some(format!("client {}: {why}", n + 1)),
+        }
+        if trouble.is_some() {
+            break;
+        }
+    }
+    if let Some(trouble) = trouble {
+        return Outcome::fail(
+            expected,
+            format!("{served} of {CLIENTS} clients were served; then {trouble}"),
+            HINT_NO_ECHO,
+        )
+        .with_fact(before_fact);
+    }
+    let Some(before) = before else {
+        return Outcome::pass(
+            expected,
+            format!("{served} clients were served; the descriptors could not be counted"),
+        )
+        .with_fact(before_fact);
+    };
+    // The last clients' FINs may still be on their way to the server:
+    // give it a moment to see them and close.
+    let settle_until = (Instant::now() + target.time(1.0)).min(deadline);
+    let (after, after_fact) = loop {
+        let (after, fact) = fd_fact(pid, "after");
+        let settled = after.is_none_or(|after| after <= before);
+        if settled || net::passed(settle_until) {
+            break (after, fact);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let facts = [before_fact, after_fact];
+    match after {
+        None => Outcome::pass(expected, format!("{served} clients were served; the descriptors after could not be counted"))
+            .with_facts(facts),
+        Some(after) if after <= before + FD_NOISE => Outcome::pass(
+            expected,
+            format!("{served} clients came and went; descriptors: {before} before, {after} after"),
+        )
+        .with_facts(facts),
+        Some(after) => Outcome::fail(
+            expected,
+            format!(
+                "{served} clients came and went; descriptors: {before} before, {after} after: {} more",
+                after - before
+            ),
+            hint,
+        )
+        .with_facts(facts),
+    }
 }
