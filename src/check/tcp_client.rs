@@ -83,6 +83,9 @@ const MAX_LINE: usize = 64 * 1024;
 const REPLY_DELAY: Duration = Duration::from_millis(200);
 /// The pause between the reply's two pieces, once the first has been read.
 const PIECE_PAUSE: Duration = Duration::from_millis(100);
+/// Reply bytes seen unread this long before an RST were closed unread (a
+/// client that reads them is woken at once, and takes far less).
+const UNREAD_FOR: Duration = Duration::from_millis(50);
 /// How often the kernel's tables are read while netlab waits.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -401,7 +404,11 @@ enum Watch {
     /// The kernel shows every byte acknowledged and taken by the program.
     Read,
     Fin,
-    Reset,
+    /// RST; `unread_for`: how long the kernel had shown bytes waiting
+    /// unread in the program's socket, without a break, when it came.
+    Reset {
+        unread_for: Duration,
+    },
     /// The deadline passed with `unread` bytes still in its receive queue.
     TimedOut {
         unread: u32,
@@ -412,16 +419,22 @@ enum Watch {
 /// queue empty, netlab's bytes acknowledged), or until it closes or resets.
 fn watch_read(stream: &mut TcpStream, half_closed: bool, deadline: Instant) -> Watch {
     let (Ok(ours), Ok(theirs)) = (stream.local_addr(), stream.peer_addr()) else {
-        return Watch::Reset;
+        return Watch::Reset {
+            unread_for: Duration::ZERO,
+        };
     };
     let mut unread = 0;
+    let mut unread_since: Option<Instant> = None;
     loop {
+        let reset = Watch::Reset {
+            unread_for: unread_since.map_or(Duration::ZERO, |since| since.elapsed()),
+        };
         match peek(stream) {
             // A half-closed program sent its FIN long ago: only the kernel's
             // table tells what it does now.
             Peek::Fin if half_closed => {}
             Peek::Fin => return Watch::Fin,
-            Peek::Reset => return Watch::Reset,
+            Peek::Reset => return reset,
             Peek::Quiet | Peek::Data => {}
         }
         match both_ends(ours, theirs) {
@@ -430,9 +443,14 @@ fn watch_read(stream: &mut TcpStream, half_closed: bool, deadline: Instant) -> W
                 if our_end.tx_queue == 0 && their_end.rx_queue == 0 {
                     return Watch::Read;
                 }
+                if unread == 0 {
+                    unread_since = None;
+                } else if unread_since.is_none() {
+                    unread_since = Some(Instant::now());
+                }
             }
             // Its end vanished: an RST ended the connection.
-            (_, None) if half_closed => return Watch::Reset,
+            (_, None) if half_closed => return reset,
             _ => {}
         }
         if net::passed(deadline) {
@@ -597,7 +615,18 @@ fn reply_on(stream: &mut TcpStream, line: &[u8], deadline: Instant, shared: &Sha
                 )
                 .with_fact(fact);
             }
-            Watch::Reset if index > 0 => {
+            Watch::Reset { unread_for } if index > 0 && unread_for >= UNREAD_FOR => {
+                // The second piece sat unread, then the reset: the client
+                // stopped reading after the first piece and closed.
+                set_ending(Ending::Reset);
+                lock(shared).reply_read = false;
+                return Outcome::fail(
+                    expected,
+                    format!("it read the first piece of the reply ({} bytes) but not the second: those {} bytes waited unread for {} ms, then its close sent RST", first.len(), second.len(), unread_for.as_millis()),
+                    HINT_ONE_RECV,
+                );
+            }
+            Watch::Reset { .. } if index > 0 => {
                 // It read the first piece (the kernel showed it) and the
                 // connection was reset while the second came: the close
                 // probe says why.
@@ -607,7 +636,7 @@ fn reply_on(stream: &mut TcpStream, line: &[u8], deadline: Instant, shared: &Sha
                     format!("it read the first piece ({} bytes; /proc/net/tcp showed its receive queue empty) and waited for the second; then the connection was reset, before netlab could see the second read", first.len()),
                 );
             }
-            Watch::Reset => {
+            Watch::Reset { .. } => {
                 set_ending(Ending::Reset);
                 return Outcome::fail(
                     expected,
