@@ -19,7 +19,7 @@
 //!
 //! Try it: `netlab check framing -- python3 framing_server.py {port}`.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::net::{self, End};
@@ -259,7 +259,9 @@ fn exchange(
     });
     let result = read_answers(&mut stream, messages, deadline);
     // The writer ends by the deadline at the latest (its writes time out);
-    // closing our socket first ends it at once.
+    // shutting the socket down (which its copy of the descriptor shares)
+    // ends a write blocked on a server that stopped reading at once.
+    let _ = stream.shutdown(Shutdown::Both);
     drop(stream);
     if let Some(writer) = writer {
         let _ = writer.join();

@@ -89,6 +89,7 @@ const UNREAD_FOR: Duration = Duration::from_millis(50);
 /// How often the kernel's tables are read while netlab waits.
 const POLL: Duration = Duration::from_millis(5);
 
+const HINT_NETLAB_BUG: &str = "Please report this with the command you ran.";
 const HINT_CONNECT_EXITED: &str = "Connect to the host and port netlab passes as the two arguments (sys.argv[1] and int(sys.argv[2])), for example with socket.create_connection((host, port)).";
 const HINT_CONNECT_NEVER: &str = "Your program runs but never connected: call connect() (or socket.create_connection) with the host and port from the command line, before anything that could wait (its stdin is empty).";
 const HINT_SEND_NOTHING: &str = "Send one line with sendall() right after connecting: in this conversation the client speaks first, and the server waits for it.";
@@ -184,7 +185,7 @@ fn connect(target: &super::session::Target, shared: &Shared, deadline: Instant) 
         return Outcome::fail(
             expected,
             "netlab has no listening socket (a bug in netlab)",
-            "Please report this with the command you ran.",
+            HINT_NETLAB_BUG,
         );
     };
     // A non-blocking accept() in a loop: the program may never connect,
@@ -193,7 +194,7 @@ fn connect(target: &super::session::Target, shared: &Shared, deadline: Instant) 
         return Outcome::fail(
             expected,
             format!("netlab could not make its listener non-blocking: {err}"),
-            "Please report this with the command you ran.",
+            HINT_NETLAB_BUG,
         );
     }
     let started = Instant::now();
@@ -206,7 +207,7 @@ fn connect(target: &super::session::Target, shared: &Shared, deadline: Instant) 
                 return Outcome::fail(
                     expected,
                     format!("netlab's accept() failed: {err}"),
-                    "Please report this with the command you ran.",
+                    HINT_NETLAB_BUG,
                 )
             }
         }
@@ -254,7 +255,7 @@ fn request(shared: &Shared, deadline: Instant) -> Outcome {
         return Outcome::fail(
             expected,
             "netlab lost the connection (a bug in netlab)",
-            "Please report this with the command you ran.",
+            HINT_NETLAB_BUG,
         );
     };
     let mut got: Vec<u8> = Vec::new();
@@ -508,7 +509,7 @@ fn reply(shared: &Shared, deadline: Instant) -> Outcome {
         return Outcome::fail(
             expected,
             "netlab lost the connection (a bug in netlab)",
-            "Please report this with the command you ran.",
+            HINT_NETLAB_BUG,
         );
     };
     let outcome = reply_on(&mut stream, &line, deadline, shared);
@@ -691,7 +692,7 @@ fn close(shared: &Shared, deadline: Instant) -> Outcome {
         return Outcome::fail(
             expected,
             "netlab lost the connection (a bug in netlab)",
-            "Please report this with the command you ran.",
+            HINT_NETLAB_BUG,
         );
     };
     let ending = match ending {
