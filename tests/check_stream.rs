@@ -257,3 +257,36 @@ fn framing_unchecked_length_fails_oversized() {
     run.assert_probe("oversized", "fail", "refuse anything above 1 MiB");
     run.assert_pass(&FRAMING_PROBES[..8]);
 }
+
+#[test]
+fn framing_empty_message_taken_for_eof_fails_empty() {
+    let run = framing("broken_empty_is_eof.py");
+    assert_eq!(run.code, Some(1));
+    run.assert_probe("empty", "fail", "A length of 0 is a valid, empty message");
+    let others: Vec<&str> = FRAMING_PROBES
+        .iter()
+        .copied()
+        .filter(|p| *p != "empty")
+        .collect();
+    run.assert_pass(&others);
+}
+
+#[test]
+fn framing_server_that_never_closes_fails_close_wait() {
+    let run = framing("broken_no_close.py");
+    assert_eq!(run.code, Some(1));
+    run.assert_probe("close-wait", "fail", "close() the connection's socket too");
+    // Refusing a length without closing leaves that connection open too.
+    run.assert_probe("oversized", "fail", "close that connection");
+    run.assert_pass(&FRAMING_PROBES[..6]);
+    run.assert_pass(&["split-header"]);
+    let close_wait = run
+        .events
+        .iter()
+        .find(|e| e["probe"] == "close-wait")
+        .expect("close-wait");
+    assert!(
+        close_wait["facts"].to_string().contains("CLOSE_WAIT"),
+        "{close_wait}"
+    );
+}

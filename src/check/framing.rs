@@ -22,9 +22,12 @@
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::net::{self, End};
 use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status, Target};
-use crate::kernel::TcpState;
+use crate::kernel::{proc_net, TcpState};
+use crate::narrate::Fact;
 
 pub static EXERCISE: Exercise = Exercise {
     name: "framing",
@@ -109,7 +112,7 @@ fn run(session: &mut Session) {
         return;
     }
 
-    session.probe("merged", 2.0, |target, deadline| {
+    session.probe("merged", 1.5, |target, deadline| {
         let messages: Vec<Vec<u8>> = ["first message", "the second one", "third"]
             .iter()
             .map(|text| text.as_bytes().to_vec())
@@ -164,7 +167,7 @@ fn run(session: &mut Session) {
         )
     });
 
-    session.probe("close-wait", 2.0, close_wait);
+    session.probe("close-wait", 1.5, close_wait);
 
     session.probe("split-header", 2.0, |target, deadline| {
         let message = b"a header in two pieces".to_vec();
@@ -180,7 +183,7 @@ fn run(session: &mut Session) {
         )
     });
 
-    session.probe("oversized", 3.0, oversized);
+    session.probe("oversized", 2.5, oversized);
 }
 
 /// A message on the wire: its length (4 bytes, big-endian), then its bytes.
@@ -461,27 +464,20 @@ fn oversized(target: Target, deadline: Instant) -> Outcome {
     let sent_at = Instant::now();
     let close_by = sent_at + net::left(deadline) / 2;
     let (extra, end) = net::read_exact(&mut stream, usize::MAX, close_by);
-    drop(stream);
     let how = match end {
         End::Eof => "closed the connection (FIN)",
         End::Reset => "reset the connection (RST)",
         _ if !target.alive() => {
             let ended = target.program.exit_description().unwrap_or_default();
-            return Outcome::fail(expected, format!("after a length of {} bytes your server {ended}", u32::MAX), HINT_OVERSIZED);
-        }
-        _ => {
             return Outcome::fail(
                 expected,
-                format!(
-                    "after a length of {} bytes the connection was still open {:.1} s later{}: the server is waiting for 4 GB",
-                    u32::MAX,
-                    sent_at.elapsed().as_secs_f64(),
-                    if extra.is_empty() { String::new() } else { format!(" (it sent {} bytes)", extra.len()) }
-                ),
+                format!("after a length of {} bytes your server {ended}", u32::MAX),
                 HINT_OVERSIZED,
-            )
+            );
         }
+        _ => return still_open(&stream, sent_at, extra.len()),
     };
+    drop(stream);
     if !extra.is_empty() {
         return Outcome::fail(
             expected,
@@ -514,4 +510,44 @@ fn oversized(target: Target, deadline: Instant) -> Outcome {
             )
         }
     }
+}
+
+/// The oversized length's connection is still open: is the server reading
+/// (waiting for 4 GB), or has it stopped without closing? The bytes unread
+/// in its socket, from /proc/net/tcp, tell.
+fn still_open(stream: &TcpStream, sent_at: Instant, answered: usize) -> Outcome {
+    let expected =
+        "the server closes a connection that announces more than 1 MiB, and serves the next client";
+    let waited = sent_at.elapsed().as_secs_f64();
+    let answered = match answered {
+        0 => String::new(),
+        n => format!(" (it sent {n} bytes)"),
+    };
+    let unread = match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(ours), Ok(theirs)) => proc_net::connection(theirs, ours).ok().flatten(),
+        _ => None,
+    };
+    let Some(their_end) = unread else {
+        return Outcome::fail(
+            expected,
+            format!("after a length of {} bytes the connection was still open {waited:.1} s later{answered}", u32::MAX),
+            HINT_OVERSIZED,
+        );
+    };
+    let fact = Fact::new(
+        format!("{} -> {}", their_end.local, their_end.remote),
+        "rx_queue",
+        json!(their_end.rx_queue),
+        "/proc/net/tcp",
+        format!(
+            "{} bytes wait unread in your server's socket",
+            their_end.rx_queue
+        ),
+    );
+    let happened = if their_end.rx_queue == 0 {
+        format!("after a length of {} bytes the connection was still open {waited:.1} s later{answered}, and the server had read everything: it is waiting for 4 GB", u32::MAX)
+    } else {
+        format!("after a length of {} bytes the server stopped reading but did not close the connection: it was still open {waited:.1} s later{answered}", u32::MAX)
+    };
+    Outcome::fail(expected, happened, HINT_OVERSIZED).with_fact(fact)
 }

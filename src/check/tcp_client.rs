@@ -156,7 +156,7 @@ fn run(session: &mut Session) {
         }
     } else {
         let shared = Arc::clone(&conversation);
-        let request_ok = session.probe("request", 3.0, move |_, deadline| {
+        let request_ok = session.probe("request", 2.0, move |_, deadline| {
             request(&shared, deadline)
         }) == Status::Pass;
         if request_ok {
@@ -166,7 +166,7 @@ fn run(session: &mut Session) {
             session.skip("reply", "not run: netlab answers only a whole line");
         }
         let shared = Arc::clone(&conversation);
-        let closed = session.probe("close", 3.0, move |_, deadline| close(&shared, deadline));
+        let closed = session.probe("close", 2.0, move |_, deadline| close(&shared, deadline));
         if closed == Status::Fail && lock(&conversation).ending.is_none() {
             session.skip(
                 "exit",
@@ -175,7 +175,7 @@ fn run(session: &mut Session) {
             return;
         }
     }
-    session.probe("exit", 3.0, move |target, deadline| exit(&target, deadline));
+    session.probe("exit", 2.0, move |target, deadline| exit(&target, deadline));
 }
 
 /// `connect`: wait for the program's connection on netlab's listener.
