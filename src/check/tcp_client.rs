@@ -89,6 +89,9 @@ const UNREAD_FOR: Duration = Duration::from_millis(50);
 /// How often the kernel's tables are read while netlab waits.
 const POLL: Duration = Duration::from_millis(5);
 
+/// What the `reply` probe expects.
+const EXPECT_REPLY: &str = "it waits for the reply and reads it all, though it comes in two pieces";
+
 const HINT_NETLAB_BUG: &str = "Please report this with the command you ran.";
 const HINT_CONNECT_EXITED: &str = "Connect to the host and port netlab passes as the two arguments (sys.argv[1] and int(sys.argv[2])), for example with socket.create_connection((host, port)).";
 const HINT_CONNECT_NEVER: &str = "Your program runs but never connected: call connect() (or socket.create_connection) with the host and port from the command line, before anything that could wait (its stdin is empty).";
@@ -500,7 +503,7 @@ fn reset_followed(stream: &TcpStream) -> (bool, Fact) {
 
 /// `reply`: answer after a pause, in two pieces; see the module header.
 fn reply(shared: &Shared, deadline: Instant) -> Outcome {
-    let expected = "it waits for the reply and reads it all, though it comes in two pieces";
+    let expected = EXPECT_REPLY;
     let (stream, line) = {
         let mut conversation = lock(shared);
         (conversation.stream.take(), conversation.line.clone())
@@ -518,7 +521,7 @@ fn reply(shared: &Shared, deadline: Instant) -> Outcome {
 }
 
 fn reply_on(stream: &mut TcpStream, line: &[u8], deadline: Instant, shared: &Shared) -> Outcome {
-    let expected = "it waits for the reply and reads it all, though it comes in two pieces";
+    let expected = EXPECT_REPLY;
     let set_ending = |ending: Ending| lock(shared).ending = Some(ending);
 
     // A server takes a moment to answer; a client must wait for it.
@@ -534,7 +537,7 @@ fn reply_on(stream: &mut TcpStream, line: &[u8], deadline: Instant, shared: &Sha
             let (_, fact) = reset_followed(stream);
             return Outcome::fail(
                 expected,
-                format!("it closed the connection (FIN) within {} ms of sending its line, before the reply came", REPLY_DELAY.as_millis()),
+                format!("it closed the connection (FIN) before the reply, which netlab sent {} ms after its line", REPLY_DELAY.as_millis()),
                 HINT_NO_WAIT,
             )
             .with_fact(fact);
