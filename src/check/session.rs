@@ -262,7 +262,9 @@ impl<'n> Session<'n> {
         };
         let status = outcome.status;
         self.record(name, outcome, started.elapsed());
-        if self.over.is_none() {
+        // A server must outlive every probe; a client is expected to exit
+        // (its exercise judges how), so its exit ends nothing here.
+        if self.over.is_none() && self.exercise.role != Role::TcpClient {
             if let Some(ended) = self.target.program.exit_description() {
                 self.over = Some(format!("not run: your program had exited ({ended})"));
                 self.nar.warning(
@@ -456,7 +458,7 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         }
     }
 
-    let exited_early = program.exit_description().is_some();
+    let exited_early = exercise.role != Role::TcpClient && program.exit_description().is_some();
     program.stop(nar);
     let results = std::mem::take(&mut session.results);
     let count = |status| results.iter().filter(|r| r.status == status).count();
