@@ -45,7 +45,7 @@ use serde_json::json;
 use super::net::{left, passed, show};
 use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Target};
 use crate::kernel::udp::{self, UdpEntry};
-use crate::narrate::Fact;
+use crate::narrate::{text, Fact};
 
 pub static EXERCISE: Exercise = Exercise {
     name: "udp-echo",
@@ -102,6 +102,10 @@ const BURST: usize = 100;
 /// server answers in well under a millisecond on loopback; the margin is
 /// for a loaded machine (and `--patience` scales it).
 const REPLY_WAIT: f64 = 1.0;
+
+/// How many unexpected datagrams a probe keeps for its report: enough to
+/// describe any mistake, and a bound on a program that floods.
+const KEEP: usize = 8;
 
 /// Every hint, one place: the whole sentence the student reads.
 const HINT_NO_REPLY: &str = "Send each reply with sendto(data, addr), where addr is the address recvfrom() returned with that datagram, and check that your loop reaches the sendto().";
@@ -194,9 +198,9 @@ fn exchange_once(
         return Outcome::fail(
             expected,
             format!(
-                "the reply was {} ({} bytes) instead",
-                show(&reply.bytes),
-                reply.bytes.len()
+                "the reply was {} instead: {}",
+                text::bytes(reply.bytes.len()),
+                show(&reply.bytes)
             ),
             hint,
         );
@@ -232,7 +236,7 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
             format!("turn {} from client {}", turn + 1, names[client]).into_bytes()
         })
         .collect();
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<(String, usize)> = Vec::new();
     for (turn, &client) in turns.iter().enumerate() {
         let socket = &clients[client];
         if let Err(err) = socket.send_to(&payloads[turn], target.addr) {
@@ -247,18 +251,24 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
                     answered = true;
                     break;
                 }
-                Ok(Some(reply)) => problems.push(stray(&names, client, &reply, &payloads, &turns)),
+                Ok(Some(reply)) => note(
+                    &mut problems,
+                    stray(&names, client, &reply, &payloads, &turns),
+                ),
                 Ok(None) => break,
                 Err(err) => return own_socket_failure(expected, &err),
             }
         }
         if !answered {
-            problems.push(format!(
-                "client {} ({}) got no reply to {}",
-                names[client],
-                local(socket),
-                show(&payloads[turn])
-            ));
+            note(
+                &mut problems,
+                format!(
+                    "client {} ({}) got no reply to {}",
+                    names[client],
+                    local(socket),
+                    show(&payloads[turn])
+                ),
+            );
         }
     }
     // A reply sent to the wrong client may still be on its way: look once
@@ -266,7 +276,10 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
     let settle = Instant::now() + Duration::from_millis(100);
     for (client, socket) in clients.iter().enumerate() {
         while let Ok(Some(reply)) = receive(&target, socket, settle) {
-            problems.push(stray(&names, client, &reply, &payloads, &turns));
+            note(
+                &mut problems,
+                stray(&names, client, &reply, &payloads, &turns),
+            );
         }
     }
     if problems.is_empty() {
@@ -275,11 +288,28 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
             "4 datagrams from 3 client sockets (A, B, C, A): each reply went to its sender only",
         );
     }
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|(problem, count)| match count {
+            1 => problem.clone(),
+            n => format!("{problem} ({n} times)"),
+        })
+        .collect();
     let happened = match target.program.exit_description() {
-        Some(ended) => format!("{}; your program {ended}", problems.join("; ")),
-        None => problems.join("; "),
+        Some(ended) => format!("{}; your program {ended}", listed.join("; ")),
+        None => listed.join("; "),
     };
     Outcome::fail(expected, happened, HINT_EACH_SENDER)
+}
+
+/// Add a problem to the list. A repeat (a program that sends the same
+/// wrong datagram again and again) is counted, not listed again.
+fn note(problems: &mut Vec<(String, usize)>, problem: String) {
+    if let Some((_, count)) = problems.iter_mut().find(|(known, _)| *known == problem) {
+        *count += 1;
+    } else if problems.len() < KEEP {
+        problems.push((problem, 1));
+    }
 }
 
 /// A datagram that client `at` got but did not expect, described with the
@@ -418,7 +448,9 @@ fn odd_then_ordinary(
         if reply.bytes == ordinary {
             return Ok((before, true));
         }
-        before.push(reply.bytes);
+        if before.len() < KEEP {
+            before.push(reply.bytes);
+        }
     }
     Ok((before, false))
 }
