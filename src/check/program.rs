@@ -508,7 +508,12 @@ pub fn wait_bound(
                 Some("Its output is above. Run the command by hand (with a real port in place of {port}) to see it fail."),
             ));
         }
-        let elsewhere = other_ports(program, role);
+        // The program may bind `port` between the read above and this one:
+        // that socket is found on the next turn, not reported as elsewhere.
+        let elsewhere: Vec<SocketAddr> = other_ports(program, role)
+            .into_iter()
+            .filter(|addr| addr.port() != port)
+            .collect();
         if !elsewhere.is_empty() && started.elapsed() > Duration::from_millis(500) {
             let list: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
             return Err(Failure::with_hint(
