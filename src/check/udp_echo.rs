@@ -322,6 +322,11 @@ fn stray(
     turns: &[usize],
 ) -> String {
     match payloads.iter().position(|p| *p == reply.bytes) {
+        Some(turn) if turns[turn] == at => format!(
+            "client {} received {} a second time",
+            names[at],
+            show(&reply.bytes)
+        ),
         Some(turn) => format!(
             "client {} received {}, the reply meant for client {}",
             names[at],
