@@ -358,21 +358,23 @@ fn quit(target: Target, deadline: Instant) -> Outcome {
     if let Err(err) = users[1].socket.send_to(line, target.addr) {
         return own_socket_failure(expected, &err);
     }
-    let msg = b"MSG gus is fay still here?";
+    // In whatever form the server forwards it (the probe fan-out judges
+    // that), the line's text must reach hal and not fay.
+    let text = b"is fay still here?";
     let after = match gather_then_settle(&target, &sockets(&users), deadline, |inboxes| {
-        has(&inboxes[2], msg)
+        carries(&inboxes[2], text)
     }) {
         Ok(inboxes) => inboxes,
         Err(err) => return own_socket_failure(expected, &err),
     };
-    if has(&after[0], msg) {
+    if carries(&after[0], text) {
         return Outcome::fail(
             expected,
             "fay got EXIT and the others LEAVE fay, but gus's next line still reached fay",
             HINT_STILL_LISTED,
         );
     }
-    if !has(&after[2], msg) {
+    if !carries(&after[2], text) {
         return Outcome::fail(
             expected,
             format!(
@@ -397,7 +399,7 @@ fn bad_datagrams() -> Vec<(&'static str, Vec<u8>)> {
         ("bytes that are not UTF-8", b"C ivy \xff\xfe\xfd".to_vec()),
         ("a word that is no request", b"hello".to_vec()),
         ("L without a name", b"L".to_vec()),
-        ("a datagram of 1,500 bytes (the limit is 1,024)", oversized),
+        ("1,500 bytes, over the 1,024-byte limit", oversized),
     ]
 }
 
@@ -441,7 +443,8 @@ fn malformed(target: Target, deadline: Instant) -> Outcome {
         }
     }
     let line = b"C ivy still here after the bad datagrams?";
-    let msg = b"MSG ivy still here after the bad datagrams?";
+    // The line's text must reach jo, in whatever form (fan-out judges that).
+    let text = b"still here after the bad datagrams?";
     if let Err(err) = users[0].socket.send_to(line, target.addr) {
         return own_socket_failure(expected, &err);
     }
@@ -449,12 +452,12 @@ fn malformed(target: Target, deadline: Instant) -> Outcome {
         &target,
         &sockets(&users),
         soon(&target, deadline),
-        |inboxes| has(&inboxes[1], msg),
+        |inboxes| carries(&inboxes[1], text),
     ) {
         Ok(inboxes) => inboxes,
         Err(err) => return own_socket_failure(expected, &err),
     };
-    if !has(&inboxes[1], msg) {
+    if !carries(&inboxes[1], text) {
         return Outcome::fail(
             expected,
             format!(
@@ -742,6 +745,11 @@ fn sockets(users: &[User]) -> Vec<&UdpSocket> {
 /// Did this exact datagram arrive?
 fn has(inbox: &[Vec<u8>], datagram: &[u8]) -> bool {
     inbox.iter().any(|d| d == datagram)
+}
+
+/// Did a datagram with `text` in it arrive?
+fn carries(inbox: &[Vec<u8>], text: &[u8]) -> bool {
+    inbox.iter().any(|d| contains(d, text))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
