@@ -233,6 +233,9 @@ fn udp_echo_raising_on_truncation_fails_large() {
 fn chatroom_good_passes_every_probe() {
     let checked = check_python("chatroom-server", CHATROOM, "good.py");
     checked.assert_all_pass(CHAT_PROBES);
+    let facts = checked.probe("malformed")["facts"].clone();
+    assert_eq!(facts[0]["fact"], "udp_socket", "{facts}");
+    assert_eq!(facts[0]["available"], true, "{facts}");
 }
 
 #[test]

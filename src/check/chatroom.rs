@@ -30,7 +30,8 @@
 //! - `malformed`: an empty datagram, bytes that are not UTF-8, a word that
 //!   is no request, a request without its name, and 1,500 bytes: the
 //!   server survives each and keeps its users (a later `C` still fans
-//!   out). An `ERR` for each is expected, as a warning.
+//!   out). An `ERR` for each is expected, as a warning. The report adds
+//!   the socket's line in /proc/net/udp: still bound, datagrams dropped.
 //! - `spoofed` (a warning at most): a stranger's `C kim ...` must not reach
 //!   the room as kim's line.
 //! - `who` (a warning at most): `W mo` is answered with the sorted names.
@@ -47,7 +48,7 @@ use std::time::{Duration, Instant};
 use super::net::passed;
 use super::net::show;
 use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status, Target};
-use super::udp_echo::client_socket;
+use super::udp_echo::{client_socket, socket_fact};
 
 pub static EXERCISE: Exercise = Exercise {
     name: "chatroom-server",
@@ -403,11 +404,23 @@ fn bad_datagrams() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// `malformed`: ivy and jo log in; a stranger sends each bad datagram and
-/// waits a moment for ERR; then ivy says a line, which jo must get.
+/// `malformed`, with the program's socket as /proc/net/udp shows it after
+/// the bad datagrams (while the program lives): still bound, and how many
+/// datagrams the kernel dropped for it.
 fn malformed(target: Target, deadline: Instant) -> Outcome {
+    let outcome = malformed_datagrams(&target, deadline);
+    if target.alive() {
+        outcome.with_fact(socket_fact(&target))
+    } else {
+        outcome
+    }
+}
+
+/// ivy and jo log in; a stranger sends each bad datagram and waits a
+/// moment for ERR; then ivy says a line, which jo must get.
+fn malformed_datagrams(target: &Target, deadline: Instant) -> Outcome {
     let expected = "each bad datagram is answered with ERR, and the server goes on with its users: ivy's next line reaches jo";
-    let users = match log_in_all(&target, &["ivy", "jo"], deadline) {
+    let users = match log_in_all(target, &["ivy", "jo"], deadline) {
         Ok(users) => users,
         Err(trouble) => return trouble.into_outcome(expected),
     };
@@ -422,7 +435,7 @@ fn malformed(target: Target, deadline: Instant) -> Outcome {
         // this wait for each of the five.
         let until = deadline.min(Instant::now() + target.time(0.3));
         let answer = match stranger.send_to(&bytes, target.addr).and_then(|_| {
-            gather(&target, &[&stranger], until, |inboxes| {
+            gather(target, &[&stranger], until, |inboxes| {
                 !inboxes[0].is_empty()
             })
         }) {
@@ -449,9 +462,9 @@ fn malformed(target: Target, deadline: Instant) -> Outcome {
         return own_socket_failure(expected, &err);
     }
     let inboxes = match gather(
-        &target,
+        target,
         &sockets(&users),
-        soon(&target, deadline),
+        soon(target, deadline),
         |inboxes| carries(&inboxes[1], text),
     ) {
         Ok(inboxes) => inboxes,
@@ -462,7 +475,7 @@ fn malformed(target: Target, deadline: Instant) -> Outcome {
             expected,
             format!(
                 "after the bad datagrams, ivy's line did not reach jo{}",
-                ending(&target)
+                ending(target)
             ),
             HINT_MALFORMED,
         );

@@ -576,7 +576,7 @@ fn still_serving(target: Target, deadline: Instant) -> Outcome {
 }
 
 /// The program's socket as /proc/net/udp shows it now.
-fn socket_fact(target: &Target) -> Fact {
+pub(super) fn socket_fact(target: &Target) -> Fact {
     let subject = "your program's UDP socket";
     let Some(inode) = target.socket_inode else {
         return Fact::unavailable(
