@@ -1,8 +1,51 @@
-//! SCAFFOLD: the `udp-echo` exercise (replace this header: what the exercise
-//! asks of the student's program, each probe and what it reads from the
-//! kernel, the lesson).
+//! # udp-echo: check a student's UDP echo server
+//!
+//! The exercise: bind one UDP socket on the port you are given, and for
+//! every datagram that arrives send the same bytes back to the address
+//! `recvfrom()` returned with it. There is no connection and no
+//! `accept()`: one socket serves every client, and the address that comes
+//! with each datagram is the only way to know where its reply goes.
+//!
+//! The probes, in order. Each sends from sockets of its own on 127.0.0.1
+//! (or ::1), so a late reply to one probe never lands in another:
+//!
+//! - `echo`: one datagram comes back byte for byte, from the port the
+//!   server bound (a client that `connect()`ed would drop a reply from any
+//!   other port).
+//! - `each-sender`: three clients take turns; each gets its own replies and
+//!   nobody else's. A server that keeps the first address, or replies to a
+//!   fixed one, fails here.
+//! - `binary`: bytes that are not UTF-8 come back unchanged. A server that
+//!   decodes the datagram dies (or changes the bytes) here.
+//! - `empty`: a datagram of 0 bytes is a real message, not the end of
+//!   anything (TCP's `recv()` returns b"" only at FIN; UDP's returns b""
+//!   for an empty datagram). The server must go on; an empty reply and no
+//!   reply both pass, and the report says which.
+//! - `large`: 60,000 bytes, more than most buffers. `recvfrom(N)` gives
+//!   the first N bytes and the kernel discards the rest of that datagram;
+//!   the server must survive. The report says how many bytes came back.
+//! - `burst`: 100 datagrams at once. Loopback seldom loses any, but UDP
+//!   may: a loss is a warning, with the socket's `drops` counter from
+//!   /proc/net/udp as the evidence of where they went.
+//! - `still-serving`: after all that, one more echo, and the socket's line
+//!   in /proc/net/udp (bytes queued, datagrams dropped).
+//!
+//! Try it: `netlab check udp-echo -- python3 udp_echo_server.py {port}`.
+//! A reference answer: `tests/exercises/udp_echo/good.py`.
+//! Lesson: `netlab lesson udp`.
 
-use super::session::{Exercise, ProbeInfo, Role, Session};
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::net::{left, passed, show};
+use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Target};
+use crate::kernel::udp::{self, UdpEntry};
+use crate::narrate::{text, Fact};
 
 pub static EXERCISE: Exercise = Exercise {
     name: "udp-echo",
@@ -16,11 +59,637 @@ pub static EXERCISE: Exercise = Exercise {
     run,
 };
 
-const PROBES: &[ProbeInfo] = &[ProbeInfo {
-    name: "scaffold",
-    checks: "SCAFFOLD: not built yet",
-}];
+const PROBES: &[ProbeInfo] = &[
+    ProbeInfo {
+        name: "echo",
+        checks: "one datagram comes back unchanged, from the port the server bound",
+    },
+    ProbeInfo {
+        name: "each-sender",
+        checks: "three clients take turns; each gets its own replies and no one else's",
+    },
+    ProbeInfo {
+        name: "binary",
+        checks: "bytes that are not UTF-8 come back unchanged",
+    },
+    ProbeInfo {
+        name: "empty",
+        checks: "an empty datagram does not stop the server",
+    },
+    ProbeInfo {
+        name: "large",
+        checks: "a 60,000-byte datagram does not stop the server",
+    },
+    ProbeInfo {
+        name: "burst",
+        checks: "100 datagrams sent at once: how many replies come back",
+    },
+    ProbeInfo {
+        name: "still-serving",
+        checks: "after all the above, one more datagram is echoed",
+    },
+];
+
+/// The size of the `large` probe's datagram: more than the 1024, 2048 or
+/// 4096 bytes students usually pass to recvfrom(), less than the 65,507
+/// that one IPv4 UDP datagram can carry.
+const LARGE: usize = 60_000;
+/// LARGE as the report writes it.
+const LARGE_TEXT: &str = "60,000";
+/// How many datagrams the `burst` probe sends without waiting.
+const BURST: usize = 100;
+/// How long one reply may take before it counts as missing. A Python
+/// server answers in well under a millisecond on loopback; the margin is
+/// for a loaded machine (and `--patience` scales it).
+const REPLY_WAIT: f64 = 1.0;
+
+/// How many unexpected datagrams a probe keeps for its report: enough to
+/// describe any mistake, and a bound on a program that floods.
+const KEEP: usize = 8;
+
+/// Every hint, one place: the whole sentence the student reads.
+const HINT_NO_REPLY: &str = "Send each reply with sendto(data, addr), where addr is the address recvfrom() returned with that datagram, and check that your loop reaches the sendto().";
+const HINT_WRONG_SOCKET: &str = "Reply from the socket that received the datagram (the one you bound to the port), not from a new socket: a client that connect()ed its socket drops datagrams from any other port.";
+const HINT_CHANGED: &str = "Send back exactly the bytes recvfrom() returned: no added newline or prefix, no strip(), no decode() and encode() on the way.";
+const HINT_EACH_SENDER: &str = "Reply to the address recvfrom() returned with this very datagram, every time: do not keep the first client's address in a variable, or reply to a fixed one.";
+const HINT_BINARY: &str = "An echo server returns bytes, not text: do not decode() the datagram, which raises UnicodeDecodeError on bytes that are not UTF-8 (or, with errors='replace', changes them).";
+const HINT_EMPTY: &str = "A datagram of 0 bytes is a real message: recvfrom() returning b'' does not mean the client left (that is TCP's recv()), so do not break out of your loop or index data[0] then.";
+const HINT_LARGE: &str = "A datagram longer than your buffer must not stop your server: recvfrom(N) returns its first N bytes and the kernel discards the rest, so echo what you got (or refuse it) and go back to recvfrom(); never raise or exit on MSG_TRUNC.";
+const HINT_LARGE_SILENT: &str = "Your server survived the large datagram but sent nothing back: echo the bytes recvfrom() returned even when the datagram was cut to your buffer's size.";
+const HINT_BURST_LOST: &str = "Datagrams that arrive faster than your loop reads them wait in the socket's receive buffer, and the kernel drops them when it is full: keep the work between two recvfrom() calls short (no sleep, no print per datagram), or raise SO_RCVBUF.";
+const HINT_BURST_NONE: &str = "Your server answered single datagrams but none of a burst: look for a delay or a condition in your loop that stops it answering when many datagrams arrive together.";
+const HINT_STOPPED: &str = "Your server answered at first but not now: after an error or an odd datagram your loop must go back to recvfrom() for the next one, not stop or sleep.";
+const HINT_OWN_SOCKET: &str = "netlab could not use a UDP socket of its own on loopback; check that the loopback interface is up (ip link show lo) and run the check again.";
 
 fn run(session: &mut Session) {
-    session.skip("scaffold", "SCAFFOLD: not built yet");
+    session.probe("echo", 3.0, echo);
+    session.probe("each-sender", 5.0, each_sender);
+    session.probe("binary", 3.0, binary);
+    session.probe("empty", 3.0, empty);
+    session.probe("large", 3.0, large);
+    session.probe("burst", 4.0, burst);
+    session.probe("still-serving", 3.0, still_serving);
+}
+
+/// `echo`: one text datagram, the same bytes back from the server's port.
+fn echo(target: Target, deadline: Instant) -> Outcome {
+    let payload = b"hello from netlab check udp-echo";
+    let expected = format!(
+        "the reply {} ({} bytes) from {}",
+        show(payload),
+        payload.len(),
+        target.addr
+    );
+    exchange_once(&target, payload, deadline, &expected, HINT_NO_REPLY)
+}
+
+/// `binary`: every byte value, and sequences that are not UTF-8.
+fn binary(target: Target, deadline: Instant) -> Outcome {
+    let mut payload = b"\xff\xfe not UTF-8: \xc3\x28 \x80 \x00".to_vec();
+    payload.extend((0..=255u8).rev());
+    let expected = format!(
+        "the same {} bytes back, including \\xff, \\x80 and \\x00",
+        payload.len()
+    );
+    exchange_once(&target, &payload, deadline, &expected, HINT_BINARY)
+}
+
+/// Send `payload` once from a new socket and judge the one reply: missing
+/// (`missing_hint`), from another port, or changed.
+fn exchange_once(
+    target: &Target,
+    payload: &[u8],
+    deadline: Instant,
+    expected: &str,
+    missing_hint: &'static str,
+) -> Outcome {
+    let socket = match client_socket(target.addr) {
+        Ok(socket) => socket,
+        Err(err) => return own_socket_failure(expected, &err),
+    };
+    if let Err(err) = socket.send_to(payload, target.addr) {
+        return own_socket_failure(expected, &err);
+    }
+    let sent_at = Instant::now();
+    let reply = match receive(target, &socket, deadline) {
+        Ok(reply) => reply,
+        Err(err) => return own_socket_failure(expected, &err),
+    };
+    let Some(reply) = reply else {
+        let happened = no_reply(target, payload.len(), sent_at);
+        return Outcome::fail(expected, happened, missing_hint);
+    };
+    if reply.from != target.addr {
+        return Outcome::fail(
+            expected,
+            format!(
+                "the reply came from {}, not from {} where the datagram was sent",
+                reply.from, target.addr
+            ),
+            HINT_WRONG_SOCKET,
+        );
+    }
+    if reply.bytes != payload {
+        let hint = if std::str::from_utf8(payload).is_ok() {
+            HINT_CHANGED
+        } else {
+            missing_hint
+        };
+        return Outcome::fail(
+            expected,
+            format!(
+                "the reply was {} instead: {}",
+                text::bytes(reply.bytes.len()),
+                show(&reply.bytes)
+            ),
+            hint,
+        );
+    }
+    Outcome::pass(
+        expected,
+        format!(
+            "{} bytes came back unchanged from {}",
+            reply.bytes.len(),
+            reply.from
+        ),
+    )
+}
+
+/// `each-sender`: clients A, B and C send in turn (A, B, C, A); each waits
+/// for its own reply. Datagrams that reach the wrong client are noted.
+fn each_sender(target: Target, deadline: Instant) -> Outcome {
+    let expected = "each of 3 clients gets the reply to its own datagrams, and none of the others'";
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        match client_socket(target.addr) {
+            Ok(socket) => clients.push(socket),
+            Err(err) => return own_socket_failure(expected, &err),
+        }
+    }
+    let names = ["A", "B", "C"];
+    // Who sent which payload, so a misdelivered reply can be traced back.
+    let turns = [0usize, 1, 2, 0];
+    let payloads: Vec<Vec<u8>> = turns
+        .iter()
+        .enumerate()
+        .map(|(turn, &client)| {
+            format!("turn {} from client {}", turn + 1, names[client]).into_bytes()
+        })
+        .collect();
+    let mut problems: Vec<(String, usize)> = Vec::new();
+    for (turn, &client) in turns.iter().enumerate() {
+        let socket = &clients[client];
+        if let Err(err) = socket.send_to(&payloads[turn], target.addr) {
+            return own_socket_failure(expected, &err);
+        }
+        let wait_until = deadline.min(Instant::now() + target.time(REPLY_WAIT));
+        let mut answered = false;
+        // Read this client's datagrams until its own reply comes.
+        loop {
+            match receive(&target, socket, wait_until) {
+                Ok(Some(reply)) if reply.bytes == payloads[turn] => {
+                    answered = true;
+                    break;
+                }
+                Ok(Some(reply)) => note(
+                    &mut problems,
+                    stray(&names, client, &reply, &payloads, &turns),
+                ),
+                Ok(None) => break,
+                Err(err) => return own_socket_failure(expected, &err),
+            }
+        }
+        if !answered {
+            note(
+                &mut problems,
+                format!(
+                    "client {} ({}) got no reply to {}",
+                    names[client],
+                    local(socket),
+                    show(&payloads[turn])
+                ),
+            );
+        }
+    }
+    // A reply sent to the wrong client may still be on its way: look once
+    // more at every socket.
+    let settle = Instant::now() + Duration::from_millis(100);
+    for (client, socket) in clients.iter().enumerate() {
+        while let Ok(Some(reply)) = receive(&target, socket, settle) {
+            note(
+                &mut problems,
+                stray(&names, client, &reply, &payloads, &turns),
+            );
+        }
+    }
+    if problems.is_empty() {
+        return Outcome::pass(
+            expected,
+            "4 datagrams from 3 client sockets (A, B, C, A): each reply went to its sender only",
+        );
+    }
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|(problem, count)| match count {
+            1 => problem.clone(),
+            n => format!("{problem} ({n} times)"),
+        })
+        .collect();
+    let happened = match target.program.exit_description() {
+        Some(ended) => format!("{}; your program {ended}", listed.join("; ")),
+        None => listed.join("; "),
+    };
+    Outcome::fail(expected, happened, HINT_EACH_SENDER)
+}
+
+/// Add a problem to the list. A repeat (a program that sends the same
+/// wrong datagram again and again) is counted, not listed again.
+fn note(problems: &mut Vec<(String, usize)>, problem: String) {
+    if let Some((_, count)) = problems.iter_mut().find(|(known, _)| *known == problem) {
+        *count += 1;
+    } else if problems.len() < KEEP {
+        problems.push((problem, 1));
+    }
+}
+
+/// A datagram that client `at` got but did not expect, described with the
+/// client that sent it (when it is one of the payloads).
+fn stray(
+    names: &[&str],
+    at: usize,
+    reply: &Datagram,
+    payloads: &[Vec<u8>],
+    turns: &[usize],
+) -> String {
+    match payloads.iter().position(|p| *p == reply.bytes) {
+        Some(turn) if turns[turn] == at => format!(
+            "client {} received {} a second time",
+            names[at],
+            show(&reply.bytes)
+        ),
+        Some(turn) => format!(
+            "client {} received {}, the reply meant for client {}",
+            names[at],
+            show(&reply.bytes),
+            names[turns[turn]]
+        ),
+        None => format!(
+            "client {} received {}, which none of the clients sent",
+            names[at],
+            show(&reply.bytes)
+        ),
+    }
+}
+
+/// `empty`: a 0-byte datagram, then an ordinary one. A live server echoes
+/// the second (after an empty reply to the first, or none).
+fn empty(target: Target, deadline: Instant) -> Outcome {
+    let expected = "the server goes on after an empty datagram: the next datagram is echoed";
+    let follow_up = b"still there after the empty datagram?";
+    let sent_at = Instant::now();
+    let (odd, answer) = match odd_then_ordinary(&target, b"", follow_up, deadline) {
+        Ok(result) => result,
+        Err(err) => return own_socket_failure(expected, &err),
+    };
+    if !answer {
+        let happened = format!(
+            "after the empty datagram, {}",
+            no_reply(&target, follow_up.len(), sent_at)
+        );
+        return Outcome::fail(expected, happened, HINT_EMPTY);
+    }
+    let happened = match odd.first() {
+        Some(reply) if reply.is_empty() => {
+            "it answered the empty datagram with an empty one (echo of nothing), then echoed the next"
+                .to_string()
+        }
+        Some(reply) => format!(
+            "it answered the empty datagram with {}, then echoed the next",
+            show(reply)
+        ),
+        None => {
+            "it sent nothing back for the empty datagram (fine: there was nothing to echo), then echoed the next"
+                .to_string()
+        }
+    };
+    Outcome::pass(expected, happened)
+}
+
+/// `large`: 60,000 bytes, then an ordinary datagram.
+fn large(target: Target, deadline: Instant) -> Outcome {
+    let expected = format!(
+        "the server survives a {LARGE_TEXT}-byte datagram (all of it, or the part its buffer holds, comes back) and echoes the next"
+    );
+    // A pattern whose every byte says where it is, so a cut is visible.
+    let payload: Vec<u8> = (0..)
+        .flat_map(|n: u32| format!("[{:05}]", n * 7).into_bytes())
+        .take(LARGE)
+        .collect();
+    let follow_up = b"still there after the large datagram?";
+    let sent_at = Instant::now();
+    let (odd, answer) = match odd_then_ordinary(&target, &payload, follow_up, deadline) {
+        Ok(result) => result,
+        Err(err) => return own_socket_failure(&expected, &err),
+    };
+    if !answer {
+        let happened = format!(
+            "after the {LARGE_TEXT}-byte datagram, {}",
+            no_reply(&target, follow_up.len(), sent_at)
+        );
+        return Outcome::fail(expected, happened, HINT_LARGE);
+    }
+    let Some(reply) = odd.first() else {
+        return Outcome::warn(
+            expected,
+            format!(
+                "nothing came back for the {LARGE_TEXT}-byte datagram; the next one was echoed"
+            ),
+            HINT_LARGE_SILENT,
+        );
+    };
+    if reply.len() == LARGE && *reply == payload {
+        return Outcome::pass(
+            expected,
+            format!("all {LARGE_TEXT} bytes came back: your buffer holds the whole datagram"),
+        );
+    }
+    if reply.len() < LARGE && payload.starts_with(reply) {
+        return Outcome::pass(
+            expected,
+            format!(
+                "the first {} of {LARGE_TEXT} bytes came back, then the next datagram was echoed: your recvfrom() buffer holds {} bytes, and the kernel discarded the other {} bytes of that datagram (UDP keeps no rest for the next call)",
+                reply.len(),
+                reply.len(),
+                LARGE - reply.len()
+            ),
+        );
+    }
+    Outcome::fail(
+        expected,
+        format!(
+            "{} bytes came back, and they are not the start of what was sent: {}",
+            reply.len(),
+            show(reply)
+        ),
+        HINT_CHANGED,
+    )
+}
+
+/// Send `odd`, then `ordinary`, from one socket, and read until the echo
+/// of `ordinary` comes. Returns what came before it (the replies to `odd`)
+/// and whether it came. One socket and one server keep the order: a reply
+/// to `odd` arrives before the reply to `ordinary`.
+fn odd_then_ordinary(
+    target: &Target,
+    odd: &[u8],
+    ordinary: &[u8],
+    deadline: Instant,
+) -> io::Result<(Vec<Vec<u8>>, bool)> {
+    let socket = client_socket(target.addr)?;
+    socket.send_to(odd, target.addr)?;
+    socket.send_to(ordinary, target.addr)?;
+    let mut before = Vec::new();
+    while let Some(reply) = receive(target, &socket, deadline)? {
+        if reply.bytes == ordinary {
+            return Ok((before, true));
+        }
+        if before.len() < KEEP {
+            before.push(reply.bytes);
+        }
+    }
+    Ok((before, false))
+}
+
+/// `burst`: BURST numbered datagrams sent back to back, then the replies
+/// counted. The server's `drops` counter is read before and after.
+fn burst(target: Target, deadline: Instant) -> Outcome {
+    let expected = format!("all {BURST} datagrams of a burst come back");
+    let socket = match client_socket(target.addr) {
+        Ok(socket) => socket,
+        Err(err) => return own_socket_failure(&expected, &err),
+    };
+    let drops_before = target
+        .socket_inode
+        .and_then(|inode| udp::udp_socket(inode).ok().flatten());
+    let payloads: Vec<Vec<u8>> = (0..BURST)
+        .map(|n| {
+            format!("burst datagram {n:03} of {BURST}, padded to about 64 bytes ....").into_bytes()
+        })
+        .collect();
+    for payload in &payloads {
+        if let Err(err) = socket.send_to(payload, target.addr) {
+            return own_socket_failure(&expected, &err);
+        }
+    }
+    // Collect replies until all are in, or none has come for REPLY_WAIT.
+    let mut came_back = BTreeSet::new();
+    while came_back.len() < BURST && !passed(deadline) {
+        let quiet_until = deadline.min(Instant::now() + target.time(REPLY_WAIT));
+        match receive(&target, &socket, quiet_until) {
+            Ok(Some(reply)) => {
+                if let Some(n) = payloads.iter().position(|p| *p == reply.bytes) {
+                    came_back.insert(n);
+                }
+            }
+            Ok(None) => break,
+            Err(err) => return own_socket_failure(&expected, &err),
+        }
+    }
+    let facts = burst_facts(&target, drops_before.as_ref(), &socket);
+    let count = came_back.len();
+    if count == BURST {
+        return Outcome::pass(expected, format!("{count} of {BURST} replies came back"))
+            .with_facts(facts);
+    }
+    let missing: Vec<String> = (0..BURST)
+        .filter(|n| !came_back.contains(n))
+        .take(10)
+        .map(|n| format!("{n:03}"))
+        .collect();
+    let happened = format!(
+        "{count} of {BURST} replies came back; missing numbers include {}",
+        missing.join(", ")
+    );
+    if count == 0 {
+        return Outcome::fail(expected, happened, HINT_BURST_NONE).with_facts(facts);
+    }
+    Outcome::warn(expected, happened, HINT_BURST_LOST).with_facts(facts)
+}
+
+/// The kernel's side of a burst: datagrams dropped at the server's socket
+/// during it (/proc/net/udp) and at ours (SO_MEMINFO).
+fn burst_facts(target: &Target, before: Option<&UdpEntry>, ours: &UdpSocket) -> Vec<Fact> {
+    let mut facts = Vec::new();
+    let subject = "your program's UDP socket";
+    match (before, target.socket_inode.map(udp::udp_socket)) {
+        (Some(before), Some(Ok(Some(after)))) => {
+            let dropped = after.drops.saturating_sub(before.drops);
+            facts.push(Fact::new(
+                subject,
+                "drops",
+                json!(dropped),
+                "/proc/net/udp",
+                format!(
+                    "the kernel dropped {dropped} datagram(s) at your socket during the burst (its receive buffer was full); {} in all since it was made",
+                    after.drops
+                ),
+            ));
+        }
+        (_, Some(Err(err))) => {
+            facts.push(Fact::unavailable(subject, "drops", "/proc/net/udp", err))
+        }
+        _ => facts.push(Fact::unavailable(
+            subject,
+            "drops",
+            "/proc/net/udp",
+            "the socket is not in the table",
+        )),
+    }
+    match udp::socket_memory(ours.as_fd()) {
+        Ok(memory) => facts.push(Fact::new(
+            "netlab's probe socket",
+            "drops",
+            json!(memory.drops),
+            "getsockopt(SO_MEMINFO)",
+            format!(
+                "the kernel dropped {} reply datagram(s) at netlab's own socket",
+                memory.drops
+            ),
+        )),
+        Err(errno) => facts.push(Fact::unavailable(
+            "netlab's probe socket",
+            "drops",
+            "getsockopt(SO_MEMINFO)",
+            errno,
+        )),
+    }
+    facts
+}
+
+/// `still-serving`: one more echo after everything, and the socket's line
+/// in /proc/net/udp.
+fn still_serving(target: Target, deadline: Instant) -> Outcome {
+    let payload = b"one more, after all the odd ones";
+    let expected = format!("{} comes back unchanged", show(payload));
+    let outcome = exchange_once(&target, payload, deadline, &expected, HINT_STOPPED);
+    outcome.with_fact(socket_fact(&target))
+}
+
+/// The program's socket as /proc/net/udp shows it now.
+pub(super) fn socket_fact(target: &Target) -> Fact {
+    let subject = "your program's UDP socket";
+    let Some(inode) = target.socket_inode else {
+        return Fact::unavailable(
+            subject,
+            "udp_socket",
+            "/proc/net/udp",
+            "its inode is unknown",
+        );
+    };
+    match udp::udp_socket(inode) {
+        Ok(Some(entry)) => Fact::new(
+            subject,
+            "udp_socket",
+            json!({ "local": entry.local.to_string(), "rx_queue": entry.rx_queue, "drops": entry.drops }),
+            "/proc/net/udp",
+            format!(
+                "socket {} (inode {inode}): {} bytes waiting to be read, {} datagram(s) dropped since it was made",
+                entry.local, entry.rx_queue, entry.drops
+            ),
+        ),
+        Ok(None) => Fact::new(
+            subject,
+            "udp_socket",
+            serde_json::Value::Null,
+            "/proc/net/udp",
+            format!("no UDP socket with inode {inode} is left: your program closed the socket it bound"),
+        ),
+        Err(err) => Fact::unavailable(subject, "udp_socket", "/proc/net/udp", err),
+    }
+}
+
+/// One datagram received, and who sent it.
+pub(super) struct Datagram {
+    pub bytes: Vec<u8>,
+    pub from: SocketAddr,
+}
+
+/// A UDP socket for a probe, on the loopback address of the same family as
+/// the program's (127.0.0.1 or ::1), on a port the kernel picks.
+pub(super) fn client_socket(server: SocketAddr) -> io::Result<UdpSocket> {
+    let ip = match server.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    UdpSocket::bind(SocketAddr::new(ip, 0))
+}
+
+/// The next datagram from anyone, or None when `until` passes first or
+/// the program has exited (a dead program sends nothing more, so there is
+/// no point waiting out the deadline).
+pub(super) fn receive(
+    target: &Target,
+    socket: &UdpSocket,
+    until: Instant,
+) -> io::Result<Option<Datagram>> {
+    // 65,536 bytes: room for the largest datagram, so nothing is cut here.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        if passed(until) || !target.alive() {
+            return Ok(None);
+        }
+        // Wait in slices, to look at the program between them.
+        let slice = left(until).min(Duration::from_millis(100));
+        socket.set_read_timeout(Some(slice))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                return Ok(Some(Datagram {
+                    bytes: buf[..n].to_vec(),
+                    from,
+                }))
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            // An ICMP error from an earlier datagram (the program's port
+            // closed): not a datagram, and not netlab's failure.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// "no reply came to the 37-byte datagram within 1.0 s", or, when the
+/// program has exited, how it ended.
+fn no_reply(target: &Target, sent: usize, sent_at: Instant) -> String {
+    let waited = sent_at.elapsed().as_secs_f64();
+    match target.program.exit_description() {
+        Some(ended) => format!(
+            "no reply came to the {sent}-byte datagram: your program {ended} ({waited:.1} s after it was sent)"
+        ),
+        None => format!(
+            "no reply came to the {sent}-byte datagram within {waited:.1} s, and your program is still running"
+        ),
+    }
+}
+
+/// The probe socket's own address, for the report.
+fn local(socket: &UdpSocket) -> String {
+    socket
+        .local_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_else(|_| "unknown address".into())
+}
+
+/// netlab's own socket failed: not the student's fault, said so.
+fn own_socket_failure(expected: &str, err: &io::Error) -> Outcome {
+    Outcome::fail(
+        expected,
+        format!("netlab's own UDP socket failed: {err}"),
+        HINT_OWN_SOCKET,
+    )
 }
