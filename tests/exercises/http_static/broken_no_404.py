@@ -1,8 +1,9 @@
 """BROKEN on purpose: no 404. The file is opened without checking that it
-exists, so a missing file raises FileNotFoundError; the exception ends the
-connection's thread and the client gets a closed connection instead of an
-answer. netlab's `not-found` probe must catch it; every other probe passes
-(the server itself goes on, one thread per connection).
+exists, so a missing file raises FileNotFoundError. serve() takes every
+OSError for a client that vanished and just closes the connection, so the
+client gets no answer at all. netlab's `not-found` probe must catch it;
+every other probe passes (the server itself goes on, one thread per
+connection).
 
     netlab check http-static -- python3 broken_no_404.py {port} {root}
 """
