@@ -129,6 +129,9 @@ const HINT_NETLAB: &str = "This is a problem in netlab's own set-up, not in your
 struct Miss {
     happened: String,
     hint: &'static str,
+    /// Did a response come at all? (No: the connection failed, was closed,
+    /// or stayed silent.)
+    answered: bool,
 }
 
 impl Miss {
@@ -136,6 +139,7 @@ impl Miss {
         Miss {
             happened: happened.into(),
             hint,
+            answered: true,
         }
     }
 
@@ -158,10 +162,27 @@ fn broken_hint(broken: Broken) -> &'static str {
 
 /// `GET url` → "the response" in the report's words.
 fn miss_of(what: &str, failed: Failed) -> Miss {
-    Miss::new(
-        format!("{what}: {}", failed.what),
-        broken_hint(failed.broken),
-    )
+    Miss {
+        answered: !matches!(
+            failed.broken,
+            Broken::NoConnect | Broken::NoSend | Broken::NoResponse
+        ),
+        ..Miss::new(
+            format!("{what}: {}", failed.what),
+            broken_hint(failed.broken),
+        )
+    }
+}
+
+/// The hint when the request after a bad one fails: if no answer came at
+/// all, the bad request broke the server; if one came, what is wrong with
+/// it is the better hint.
+fn survival_hint(miss: &Miss) -> &'static str {
+    if miss.answered {
+        miss.hint
+    } else {
+        HINT_SURVIVE
+    }
 }
 
 /// Does this response carry `file`, whole and correctly labelled?
@@ -320,7 +341,7 @@ fn not_found(target: Target, deadline: Instant) -> Outcome {
         Err(miss) => Outcome::fail(
             expected,
             format!("{what}: {answer}; but then {}", miss.happened),
-            HINT_SURVIVE,
+            survival_hint(&miss),
         ),
     }
 }
@@ -643,7 +664,7 @@ fn traversal(target: Target, deadline: Instant) -> Outcome {
                 if (200..300).contains(&response.status) && !contains(&got, &token) {
                     return Outcome::fail(
                         expected,
-                        format!("{what}: {answer}, {} bytes: {} (no file of that name is under the root, so this came from outside it)", response.body.len(), net::show(&response.body)),
+                        format!("{what}: {answer}, {} bytes: {} (there is no file of that name under the root)", response.body.len(), net::show(&response.body)),
                         HINT_TRAVERSAL,
                     );
                 }
@@ -652,6 +673,11 @@ fn traversal(target: Target, deadline: Instant) -> Outcome {
             Err(failed) if failed.broken == Broken::NoConnect => {
                 return miss_of(&what, failed).outcome(expected)
             }
+            // Silence is not a refusal: the client waits, and so do we.
+            Err(failed) if failed.got.is_empty() && failed.end == Some(End::TimedOut) => {
+                return miss_of(&what, failed).outcome(expected)
+            }
+            // A connection closed without an answer refuses the request.
             Err(failed) => (
                 failed.got.clone(),
                 format!("no valid response ({})", failed.what),
@@ -687,7 +713,9 @@ fn bad_request(target: Target, deadline: Instant) -> Outcome {
         Ok(conn) => conn,
         Err(failed) => return miss_of("connect", failed).outcome(expected),
     };
-    let patience = Instant::now() + Duration::from_millis(1500).min(net::left(deadline));
+    // Up to half the probe's time for the answer to the garbage, the rest
+    // for the request after it.
+    let patience = Instant::now() + Duration::from_millis(1500).min(net::left(deadline) / 2);
     let sent = conn.send(garbage, patience);
     let reply = match (sent, conn.read_response(patience, true)) {
         (_, Ok(response)) if (400..500).contains(&response.status) => Ok(response.summary()),
@@ -721,7 +749,7 @@ fn bad_request(target: Target, deadline: Instant) -> Outcome {
         (Ok(reply) | Err(reply), Err(miss)) => Outcome::fail(
             expected,
             format!("{shown}: {reply}; then {}", miss.happened),
-            HINT_SURVIVE,
+            survival_hint(&miss),
         ),
     }
 }
