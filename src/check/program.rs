@@ -508,7 +508,11 @@ pub fn wait_bound(
                 Some("Its output is above. Run the command by hand (with a real port in place of {port}) to see it fail."),
             ));
         }
-        let elsewhere = other_ports(program, role);
+        // The right port seen here but not by bound_on() above is a socket
+        // that began to listen in between (or a read of the table that
+        // missed it): look again, it is not "elsewhere".
+        let mut elsewhere = other_ports(program, role);
+        elsewhere.retain(|addr| addr.port() != port);
         if !elsewhere.is_empty() && started.elapsed() > Duration::from_millis(500) {
             let list: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
             return Err(Failure::with_hint(
