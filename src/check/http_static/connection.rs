@@ -50,10 +50,7 @@ pub(super) fn small_pieces(target: Target, deadline: Instant) -> Outcome {
                 Ok(response) => format!("answered {}", response.summary()),
                 Err(failed) => format!("answered, but {}", failed.what),
             },
-            Err(end) => format!(
-                "{} without answering",
-                end.describe().replace("the program", "your server")
-            ),
+            Err(end) => format!("{} without answering", end.describe()),
         };
         return Outcome::fail(
             expected,
@@ -119,10 +116,10 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
 
     // Does the server close now? A short look before the second request
     // tells a server that closes apart from one that never answers again.
-    let closed = match conn
+    let ended = match conn
         .listen(Instant::now() + Duration::from_millis(150).min(net::left(deadline)))
     {
-        Ok(false) => None,
+        Err(end) => end,
         Ok(true) => {
             let (extra, _) = conn.rest(Instant::now() + Duration::from_millis(100));
             return Outcome::fail(
@@ -135,11 +132,8 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
                 HINT_EXTRA,
             );
         }
-        Err(end) => Some(end),
-    };
-    let closed = match closed {
-        Some(end) => Some(end),
-        None => {
+        // Still open: the second request, on the same connection.
+        Ok(false) => {
             let what2 = format!("then GET {} on the same connection", second.url);
             let result = conn
                 .send(&request("GET", second.url, target.addr, false), deadline)
@@ -156,23 +150,23 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
                         Err(miss) => miss.outcome(expected),
                     };
                 }
-                Err(failed) if failed.got.is_empty() && failed.broken == Broken::NoSend => {
-                    Some(End::Reset)
+                Err(failed) if !failed.got.is_empty() => {
+                    return miss_of(&what2, failed).outcome(expected)
                 }
-                Err(failed)
-                    if failed.got.is_empty()
-                        && matches!(failed.end, Some(End::Eof) | Some(End::Reset)) =>
-                {
-                    failed.end
-                }
-                Err(failed) if failed.got.is_empty() && failed.end == Some(End::TimedOut) => {
-                    return Outcome::fail(
-                        expected,
-                        format!("{what}: {answered}; {what2}: no answer, and the connection stayed open"),
-                        HINT_KEEP_ALIVE_STUCK,
-                    )
-                }
-                Err(failed) => return miss_of(&what2, failed).outcome(expected),
+                // The send failed: the server had closed, and its kernel
+                // answered our bytes with RST.
+                Err(failed) if failed.broken == Broken::NoSend => End::Reset,
+                Err(failed) => match failed.end {
+                    Some(end @ (End::Eof | End::Reset)) => end,
+                    Some(End::TimedOut) => {
+                        return Outcome::fail(
+                            expected,
+                            format!("{what}: {answered}; {what2}: no answer, and the connection stayed open"),
+                            HINT_KEEP_ALIVE_STUCK,
+                        )
+                    }
+                    _ => return miss_of(&what2, failed).outcome(expected),
+                },
             }
         }
     };
@@ -186,9 +180,7 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
         (0, _) => " (an HTTP/1.0 response: closing is that version's default)",
         _ => " (without saying Connection: close)",
     };
-    let how = closed
-        .map(|end| end.describe())
-        .unwrap_or("the connection ended");
+    let how = ended.describe();
     Outcome::warn(
         expected,
         format!("{what}: {answered}; then {how}{said}, so a second request needs a new connection"),
@@ -214,7 +206,9 @@ pub(super) fn bad_request(target: Target, deadline: Instant) -> Outcome {
     let patience = Instant::now() + Duration::from_millis(1500).min(net::left(deadline) / 2);
     let sent = conn.send(garbage, patience);
     let reply = match (sent, conn.read_response(patience, true)) {
-        (_, Ok(response)) if (400..500).contains(&response.status) => Ok(response.summary()),
+        (_, Ok(response)) if (400..500).contains(&response.status) => {
+            Ok(format!("answered {}", response.summary()))
+        }
         (_, Ok(response)) => Err(format!("answered {}", response.summary())),
         (_, Err(failed))
             if failed.got.is_empty() && matches!(failed.end, Some(End::Eof) | Some(End::Reset)) =>
@@ -222,7 +216,8 @@ pub(super) fn bad_request(target: Target, deadline: Instant) -> Outcome {
             Ok("closed the connection without an answer".to_string())
         }
         (Err(failed), Err(_)) => Ok(format!("stopped reading ({})", failed.what)),
-        (_, Err(failed)) => Err(failed.what),
+        (_, Err(failed)) if failed.got.is_empty() => Err(failed.what),
+        (_, Err(failed)) => Err(format!("answered, but {}", failed.what)),
     };
     drop(conn);
     let shown = net::show(garbage);

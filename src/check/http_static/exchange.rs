@@ -34,7 +34,7 @@ pub struct Response {
     pub version: u8,
     pub status: u16,
     pub reason: String,
-    /// Header names and values as sent (values decoded lossily, for show).
+    /// Header names and values as sent, made printable (see `printable`).
     pub headers: Vec<(String, String)>,
     /// The body, as many bytes as Content-Length said (or until close).
     pub body: Vec<u8>,
@@ -183,16 +183,11 @@ impl Conn {
                     let response = Response {
                         version: parsed.version.unwrap_or(1),
                         status: parsed.code.unwrap_or(0),
-                        reason: parsed.reason.unwrap_or("").to_string(),
+                        reason: printable(parsed.reason.unwrap_or("").as_bytes()),
                         headers: parsed
                             .headers
                             .iter()
-                            .map(|h| {
-                                (
-                                    h.name.to_string(),
-                                    String::from_utf8_lossy(h.value).into_owned(),
-                                )
-                            })
+                            .map(|h| (printable(h.name.as_bytes()), printable(h.value)))
                             .collect(),
                         body: Vec::new(),
                         content_length: None,
@@ -347,10 +342,7 @@ impl Response {
         let mut text = format!("HTTP/1.{} {} {}", self.version, self.status, self.reason);
         for name in ["Content-Length", "Content-Type", "Connection"] {
             if let Some(value) = self.header(name) {
-                text.push_str(&format!(
-                    ", {name}: {}",
-                    net::show(value.as_bytes()).trim_matches('"')
-                ));
+                text.push_str(&format!(", {name}: {value}"));
             }
         }
         text
@@ -378,4 +370,24 @@ pub fn exchange(
         (_, Err(failed)) => Err(failed),
     };
     (result, Some(conn))
+}
+
+/// Text from the network, made safe for a terminal: invalid UTF-8 becomes
+/// U+FFFD, control characters (ESC and the C1 controls among them, which
+/// could steer the terminal) are escaped, and a long value is cut.
+fn printable(bytes: &[u8]) -> String {
+    const MAX_CHARS: usize = 200;
+    let mut text = String::new();
+    for (count, ch) in String::from_utf8_lossy(bytes).chars().enumerate() {
+        if count == MAX_CHARS {
+            text.push('\u{2026}');
+            break;
+        }
+        if ch.is_control() {
+            text.extend(ch.escape_default());
+        } else {
+            text.push(ch);
+        }
+    }
+    text
 }

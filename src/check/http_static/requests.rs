@@ -31,16 +31,19 @@ pub(super) fn get_file(target: Target, deadline: Instant) -> Outcome {
 
 /// `binary`: every byte value, unchanged: a file read as text fails here.
 pub(super) fn binary(target: Target, deadline: Instant) -> Outcome {
-    let expected = "200 OK with all 520 bytes of the PNG unchanged, Content-Length: 520, Content-Type: image/png";
+    let size = files::LOGO.bytes().len();
+    let expected = format!(
+        "200 OK with all {size} bytes of the PNG unchanged, Content-Length: {size}, Content-Type: image/png"
+    );
     match fetch(target.addr, &files::LOGO, deadline) {
         Ok(response) => Outcome::pass(
-            expected,
+            &expected,
             format!(
                 "200 OK for {}, byte for byte",
                 served(&files::LOGO, &response)
             ),
         ),
-        Err(miss) => miss.outcome(expected),
+        Err(miss) => miss.outcome(&expected),
     }
 }
 
