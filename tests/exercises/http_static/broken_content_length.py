@@ -1,4 +1,4 @@
-"""BROKEN on purpose: Content-Length counts characters, not bytes. Text files
+r"""BROKEN on purpose: Content-Length counts characters, not bytes. Text files
 are read as str and their length taken before encoding, so a file with
 "é" or "—" (two or three bytes in UTF-8) is announced shorter than it is.
 netlab's `get-file` probe must catch it (index.html and notes.txt have
@@ -38,10 +38,8 @@ def resolve(root, target):
 
 
 def answer(conn, root, method, target):
-    """Answer one GET or HEAD."""
+    """Answer one GET or HEAD: HEAD gets the same head, without the body."""
     send_body = method == "GET"
-    if method not in ("GET", "HEAD"):
-        return respond(conn, "405 Method Not Allowed", {"Allow": "GET, HEAD"}, b"")
     path = resolve(root, target)
     if path is None:
         return respond(conn, "403 Forbidden", {}, b"forbidden\n", send_body)
@@ -53,13 +51,16 @@ def answer(conn, root, method, target):
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             # BUG: len(text) counts characters; the encoded body has more bytes.
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(text)}\r\nContent-Type: {kind}\r\n\r\n"
+            head = (f"HTTP/1.1 200 OK\r\nContent-Length: {len(text)}\r\n"
+                    f"Content-Type: {kind}\r\n\r\n")
             conn.sendall((head + (text if send_body else "")).encode("utf-8"))
             return
         with open(path, "rb") as f:
             body = f.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return respond(conn, "404 Not Found", {}, b"not found\n", send_body)
+    except PermissionError:
+        return respond(conn, "403 Forbidden", {}, b"forbidden\n", send_body)
     respond(conn, "200 OK", {"Content-Type": kind}, body, send_body)
 
 
@@ -84,12 +85,17 @@ def serve_requests(conn, root):
                 return                               # client closed (b"") or abuse
             buffer += data
         head, _, buffer = buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        lines = head.decode("latin-1").split("\r\n")   # latin-1 decodes any byte
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             respond(conn, "400 Bad Request", {"Connection": "close"}, b"bad request\n")
             return
         method, target, version = parts
+        if method not in ("GET", "HEAD"):
+            # A body we do not read may follow: answer, then close.
+            respond(conn, "405 Method Not Allowed",
+                    {"Allow": "GET, HEAD", "Connection": "close"}, b"")
+            return
         fields = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")

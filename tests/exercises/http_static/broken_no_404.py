@@ -1,4 +1,4 @@
-"""BROKEN on purpose: no 404. The file is opened without checking that it
+r"""BROKEN on purpose: no 404. The file is opened without checking that it
 exists, so a missing file raises FileNotFoundError. serve() takes every
 OSError for a client that vanished and just closes the connection, so the
 client gets no answer at all. netlab's `not-found` probe must catch it;
@@ -38,10 +38,8 @@ def resolve(root, target):
 
 
 def answer(conn, root, method, target):
-    """Answer one GET or HEAD."""
+    """Answer one GET or HEAD: HEAD gets the same head, without the body."""
     send_body = method == "GET"
-    if method not in ("GET", "HEAD"):
-        return respond(conn, "405 Method Not Allowed", {"Allow": "GET, HEAD"}, b"")
     path = resolve(root, target)
     if path is None:
         return respond(conn, "403 Forbidden", {}, b"forbidden\n", send_body)
@@ -74,12 +72,17 @@ def serve_requests(conn, root):
                 return                               # client closed (b"") or abuse
             buffer += data
         head, _, buffer = buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        lines = head.decode("latin-1").split("\r\n")   # latin-1 decodes any byte
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             respond(conn, "400 Bad Request", {"Connection": "close"}, b"bad request\n")
             return
         method, target, version = parts
+        if method not in ("GET", "HEAD"):
+            # A body we do not read may follow: answer, then close.
+            respond(conn, "405 Method Not Allowed",
+                    {"Allow": "GET, HEAD", "Connection": "close"}, b"")
+            return
         fields = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")

@@ -1,4 +1,4 @@
-"""BROKEN on purpose: one recv() taken for one whole request. A request that
+r"""BROKEN on purpose: one recv() taken for one whole request. A request that
 arrives in several pieces is parsed from its first piece only (b"GE"), and
 answered 400. netlab's `small-pieces` probe must catch it; every other
 probe passes, because their requests each arrive in one piece.
@@ -36,10 +36,8 @@ def resolve(root, target):
 
 
 def answer(conn, root, method, target):
-    """Answer one GET or HEAD."""
+    """Answer one GET or HEAD: HEAD gets the same head, without the body."""
     send_body = method == "GET"
-    if method not in ("GET", "HEAD"):
-        return respond(conn, "405 Method Not Allowed", {"Allow": "GET, HEAD"}, b"")
     path = resolve(root, target)
     if path is None:
         return respond(conn, "403 Forbidden", {}, b"forbidden\n", send_body)
@@ -50,6 +48,8 @@ def answer(conn, root, method, target):
             body = f.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return respond(conn, "404 Not Found", {}, b"not found\n", send_body)
+    except PermissionError:
+        return respond(conn, "403 Forbidden", {}, b"forbidden\n", send_body)
     kind = TYPES.get(os.path.splitext(path)[1], "application/octet-stream")
     respond(conn, "200 OK", {"Content-Type": kind}, body, send_body)
 
@@ -75,12 +75,17 @@ def serve_requests(conn, root):
             return                                   # client closed (b"")
         buffer += data
         head, _, buffer = buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        lines = head.decode("latin-1").split("\r\n")   # latin-1 decodes any byte
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             respond(conn, "400 Bad Request", {"Connection": "close"}, b"bad request\n")
             return
         method, target, version = parts
+        if method not in ("GET", "HEAD"):
+            # A body we do not read may follow: answer, then close.
+            respond(conn, "405 Method Not Allowed",
+                    {"Allow": "GET, HEAD", "Connection": "close"}, b"")
+            return
         fields = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
