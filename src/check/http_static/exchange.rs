@@ -1,0 +1,393 @@
+//! One HTTP exchange as a probe sees it: send a request, read the response
+//! that comes back, and say precisely what arrived when it is not one.
+//!
+//! The responses come from a student's program, so anything can arrive:
+//! nothing, garbage, a head without the blank line, no Content-Length, a
+//! body shorter or longer than announced. Every read is bounded by the
+//! probe's deadline and by a size limit, and every way a response can be
+//! wrong has a name (`Broken`), so each probe can pick the hint that fits.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use crate::check::net::{self, End};
+
+/// A response head larger than this without its blank line is not one.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// The served files are small; a larger Content-Length is a wrong one, and
+/// a body read until close stops here.
+const MAX_BODY: usize = 1 << 20;
+
+/// A connection to the program and the bytes received on it that no
+/// response has used yet (a response can arrive in several reads, and a
+/// read can hold more than one response).
+pub struct Conn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+/// A response whose head parsed.
+pub struct Response {
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    pub status: u16,
+    pub reason: String,
+    /// Header names and values as sent, made printable (see `printable`).
+    pub headers: Vec<(String, String)>,
+    /// The body, as many bytes as Content-Length said (or until close).
+    pub body: Vec<u8>,
+    /// Content-Length as sent, when there was one.
+    pub content_length: Option<usize>,
+}
+
+/// What was wrong with what came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// connect() failed.
+    NoConnect,
+    /// The request could not be sent.
+    NoSend,
+    /// The connection ended (or the time ran out) before a whole head.
+    NoResponse,
+    /// The bytes are not an HTTP response head.
+    NotHttp,
+    /// Content-Length is not a number, or absurdly large.
+    BadLength,
+    /// Fewer body bytes than Content-Length before the connection ended.
+    ShortBody,
+    /// No Content-Length and the connection stayed open: the body's end
+    /// cannot be found.
+    Unframed,
+}
+
+/// A failed exchange: which way it failed, a sentence with the measured
+/// values, and every byte that did arrive (a probe still looks in them,
+/// for a secret that must never be sent, say).
+pub struct Failed {
+    pub broken: Broken,
+    pub what: String,
+    pub got: Vec<u8>,
+    /// How the connection ended, when that is what stopped the read.
+    pub end: Option<End>,
+}
+
+impl Failed {
+    fn new(broken: Broken, what: impl Into<String>, got: &[u8]) -> Failed {
+        Failed {
+            broken,
+            what: what.into(),
+            got: got.to_vec(),
+            end: None,
+        }
+    }
+}
+
+/// A request for `target`, as the probes send it: HTTP/1.1, a Host header,
+/// and `Connection: close` unless the connection is meant to stay open.
+pub fn request(method: &str, target: &str, addr: SocketAddr, close: bool) -> Vec<u8> {
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{connection}\r\n").into_bytes()
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr, deadline: Instant) -> Result<Conn, Failed> {
+        match net::connect(addr, deadline) {
+            Ok(stream) => Ok(Conn {
+                stream,
+                buffer: Vec::new(),
+            }),
+            Err(err) => Err(Failed::new(
+                Broken::NoConnect,
+                net::connect_failure(addr, &err),
+                b"",
+            )),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Send bytes, all of them, before the deadline.
+    pub fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), Failed> {
+        match net::write_all(&mut self.stream, bytes, deadline) {
+            (_, None) => Ok(()),
+            (sent, Some(err)) => Err(Failed::new(
+                Broken::NoSend,
+                format!(
+                    "sending the request stopped after {sent} of {} bytes: {err}",
+                    bytes.len()
+                ),
+                &self.buffer,
+            )),
+        }
+    }
+
+    /// Wait until `until` for bytes from the program. Ok(true): bytes
+    /// arrived (they wait in the buffer); Ok(false): nothing came; Err: the
+    /// connection ended (FIN or RST).
+    pub fn listen(&mut self, until: Instant) -> Result<bool, End> {
+        match self.fill(until) {
+            Ok(_) => Ok(true),
+            Err(End::TimedOut) => Ok(false),
+            Err(end) => Err(end),
+        }
+    }
+
+    /// One read into the buffer; how many bytes came, or how it ended.
+    fn fill(&mut self, deadline: Instant) -> Result<usize, End> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if net::passed(deadline) {
+                return Err(End::TimedOut);
+            }
+            if let Err(err) = self.stream.set_read_timeout(Some(net::left(deadline))) {
+                return Err(End::Error(err.to_string()));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(End::Eof),
+                Ok(n) => {
+                    self.buffer.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    return Err(match err.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => End::TimedOut,
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                            End::Reset
+                        }
+                        _ => End::Error(err.to_string()),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Read one response. `with_body` is false for the answer to HEAD,
+    /// whose Content-Length describes the body GET would get, not bytes
+    /// that follow.
+    pub fn read_response(
+        &mut self,
+        deadline: Instant,
+        with_body: bool,
+    ) -> Result<Response, Failed> {
+        // The head: read until httparse finds the blank line.
+        let (head_len, mut response) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            match parsed.parse(&self.buffer) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let response = Response {
+                        version: parsed.version.unwrap_or(1),
+                        status: parsed.code.unwrap_or(0),
+                        reason: printable(parsed.reason.unwrap_or("").as_bytes()),
+                        headers: parsed
+                            .headers
+                            .iter()
+                            .map(|h| (printable(h.name.as_bytes()), printable(h.value)))
+                            .collect(),
+                        body: Vec::new(),
+                        content_length: None,
+                    };
+                    break (len, response);
+                }
+                Ok(httparse::Status::Partial) if self.buffer.len() > MAX_HEAD => {
+                    return Err(self.failed(
+                        Broken::NotHttp,
+                        format!(
+                            "{} bytes arrived without the blank line that ends a response head",
+                            self.buffer.len()
+                        ),
+                    ))
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(err) => {
+                    return Err(self.failed(
+                        Broken::NotHttp,
+                        format!(
+                            "this is not an HTTP response ({err}): {}",
+                            net::show(&self.buffer)
+                        ),
+                    ))
+                }
+            }
+            if let Err(end) = self.fill(deadline) {
+                let what = if self.buffer.is_empty() {
+                    format!("no response: {}", end.describe())
+                } else {
+                    format!(
+                        "{} bytes, and no blank line to end the head, before {}: {}",
+                        self.buffer.len(),
+                        end.describe(),
+                        net::show(&self.buffer)
+                    )
+                };
+                let mut failed = self.failed(Broken::NoResponse, what);
+                failed.end = Some(end);
+                return Err(failed);
+            }
+        };
+
+        // The body: exactly Content-Length bytes, or until the close.
+        let length = match response.header("content-length") {
+            None => None,
+            Some(text) => match text.trim().parse::<usize>() {
+                Ok(n) if n <= MAX_BODY => Some(n),
+                _ => {
+                    return Err(self.failed(
+                        Broken::BadLength,
+                        format!("the response says Content-Length: {text:?}, which is not the size of any file served"),
+                    ))
+                }
+            },
+        };
+        response.content_length = length;
+        if !with_body {
+            self.buffer.drain(..head_len);
+            return Ok(response);
+        }
+        match length {
+            Some(length) => {
+                while self.buffer.len() < head_len + length {
+                    if let Err(end) = self.fill(deadline) {
+                        let arrived = self.buffer.len() - head_len;
+                        return Err(self.failed(
+                            Broken::ShortBody,
+                            format!(
+                                "{} {}: Content-Length says {length} bytes, but {arrived} arrived before {}",
+                                response.status,
+                                response.reason,
+                                end.describe()
+                            ),
+                        ));
+                    }
+                }
+                response.body = self.buffer[head_len..head_len + length].to_vec();
+                self.buffer.drain(..head_len + length);
+            }
+            None => loop {
+                match self.fill(deadline) {
+                    Ok(_) if self.buffer.len() - head_len > MAX_BODY => {
+                        return Err(self.failed(
+                            Broken::Unframed,
+                            format!("{} {} without Content-Length, and more than {MAX_BODY} bytes of body", response.status, response.reason),
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(End::Eof) => {
+                        response.body = self.buffer.split_off(head_len);
+                        self.buffer.clear();
+                        break;
+                    }
+                    Err(end) => {
+                        return Err(self.failed(
+                            Broken::Unframed,
+                            format!(
+                                "{} {} without Content-Length; {} body bytes arrived, then {} (a client cannot tell where such a body ends until the connection closes)",
+                                response.status,
+                                response.reason,
+                                self.buffer.len() - head_len,
+                                end.describe()
+                            ),
+                        ))
+                    }
+                }
+            },
+        }
+        Ok(response)
+    }
+
+    /// Everything that arrives after the responses read so far, until the
+    /// program closes the connection or `until` passes (bytes already in
+    /// the buffer included).
+    pub fn rest(&mut self, until: Instant) -> (Vec<u8>, End) {
+        let end = loop {
+            if self.buffer.len() > MAX_BODY {
+                break End::Complete;
+            }
+            if let Err(end) = self.fill(until) {
+                break end;
+            }
+        };
+        (std::mem::take(&mut self.buffer), end)
+    }
+
+    fn failed(&self, broken: Broken, what: String) -> Failed {
+        Failed::new(broken, what, &self.buffer)
+    }
+}
+
+impl Response {
+    /// A header's value; names are case-insensitive.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The media type of Content-Type without its parameters
+    /// ("text/html; charset=utf-8" gives "text/html").
+    pub fn media_type(&self) -> Option<&str> {
+        self.header("content-type")
+            .map(|value| value.split(';').next().unwrap_or("").trim())
+    }
+
+    /// The status line and the headers the probes look at, for the report:
+    /// `HTTP/1.1 200 OK, Content-Length: 48, Content-Type: text/css`.
+    pub fn summary(&self) -> String {
+        let mut text = format!("HTTP/1.{} {} {}", self.version, self.status, self.reason);
+        for name in ["Content-Length", "Content-Type", "Connection"] {
+            if let Some(value) = self.header(name) {
+                text.push_str(&format!(", {name}: {value}"));
+            }
+        }
+        text
+    }
+}
+
+/// One request on a new connection, and its response. The connection is
+/// returned too, for a probe that looks at what follows.
+pub fn exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    with_body: bool,
+    deadline: Instant,
+) -> (Result<Response, Failed>, Option<Conn>) {
+    let mut conn = match Conn::open(addr, deadline) {
+        Ok(conn) => conn,
+        Err(failed) => return (Err(failed), None),
+    };
+    let sent = conn.send(request, deadline);
+    // Even when sending failed, the program may have answered (and closed)
+    // before it read the whole request: what it said is the better report.
+    let result = match (sent, conn.read_response(deadline, with_body)) {
+        (_, Ok(response)) => Ok(response),
+        (Err(not_sent), Err(failed)) if failed.got.is_empty() => Err(not_sent),
+        (_, Err(failed)) => Err(failed),
+    };
+    (result, Some(conn))
+}
+
+/// Text from the network, made safe for a terminal: invalid UTF-8 becomes
+/// U+FFFD, control characters (ESC and the C1 controls among them, which
+/// could steer the terminal) are escaped, and a long value is cut.
+fn printable(bytes: &[u8]) -> String {
+    const MAX_CHARS: usize = 200;
+    let mut text = String::new();
+    for (count, ch) in String::from_utf8_lossy(bytes).chars().enumerate() {
+        if count == MAX_CHARS {
+            text.push('\u{2026}');
+            break;
+        }
+        if ch.is_control() {
+            text.extend(ch.escape_default());
+        } else {
+            text.push(ch);
+        }
+    }
+    text
+}

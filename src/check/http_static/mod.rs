@@ -1,0 +1,279 @@
+//! # Exercise `http-static`: your own file server
+//!
+//! The student writes an HTTP/1.1 server that serves the files of one
+//! directory: `netlab check http-static -- python3 server.py {port} {root}`.
+//! netlab fills `{root}` with a few files (`files.rs`): HTML and text with
+//! multi-byte UTF-8 characters, CSS, a "PNG" that holds every byte value, a
+//! file in a subdirectory and one with a space in its name. In the
+//! directory above the root it leaves a secret that must never be served.
+//!
+//! The probes, in order, each on fresh connections:
+//!
+//! - `get-file`: GET of five files: 200, the exact bytes, a Content-Length
+//!   equal to the file's size in bytes, the Content-Type its extension
+//!   calls for (parameters such as `; charset=utf-8` are fine).
+//! - `binary`: the PNG comes back byte for byte, as `image/png`.
+//! - `not-found`: a missing file gets 404, and the next request is served.
+//! - `head`: HEAD gets GET's status and headers, and no body after them.
+//! - `small-pieces`: a request written a few bytes at a time, with pauses,
+//!   gets one answer, after its last piece: one recv() is not one request.
+//! - `keep-alive`: two requests on one connection are both answered. A
+//!   server that closes after the first gets a warning, not a failure
+//!   (HTTP/1.0 servers do that); the program's end of the connection is
+//!   read from /proc/net/tcp (ESTABLISHED, or FIN_WAIT2 when it closed).
+//! - `traversal`: `/../secret.txt`, its percent-encoded forms, and the
+//!   secret's absolute path never bring back the secret (or any 2xx).
+//! - `bad-request`: bytes that are not HTTP get a 4xx or a closed
+//!   connection, and the server goes on serving.
+//!
+//! The files: `files.rs` (what the root holds), `exchange.rs` (a request
+//! sent, a response read and parsed with httparse, every read bounded by
+//! the probe's deadline and a size), `requests.rs` (the probes about what
+//! is asked for) and `connection.rs` (the probes about how the bytes
+//! arrive). This file holds the exercise, the hints, and the check that a
+//! response carries a file.
+//!
+//! Lesson: `netlab lesson http` (its section "Exercise: your own file
+//! server"); reference solution: `tests/exercises/http_static/good.py`.
+
+mod connection;
+mod exchange;
+mod files;
+mod requests;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::net;
+use super::session::{Exercise, Outcome, ProbeInfo, Role, Session};
+use exchange::{exchange, request, Broken, Failed, Response};
+use files::Served;
+
+pub static EXERCISE: Exercise = Exercise {
+    name: "http-static",
+    summary: "An HTTP/1.1 server for static files: status, Content-Length and Content-Type right, HEAD, no path outside the root.",
+    lesson: "http",
+    role: Role::TcpServer,
+    example: "python3 http_server.py {port} {root}",
+    probes: PROBES,
+    prepare: Some(files::prepare),
+    run,
+};
+
+const PROBES: &[ProbeInfo] = &[
+    ProbeInfo {
+        name: "get-file",
+        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right",
+    },
+    ProbeInfo {
+        name: "binary",
+        checks: "GET of a PNG that holds all 256 byte values: every byte back unchanged, as image/png",
+    },
+    ProbeInfo {
+        name: "not-found",
+        checks: "a missing file gets 404 Not Found, and the next request is still served",
+    },
+    ProbeInfo {
+        name: "head",
+        checks: "HEAD gets the same status and headers as GET, and no body",
+    },
+    ProbeInfo {
+        name: "small-pieces",
+        checks: "a request written a few bytes at a time, with pauses, gets one answer after its last byte",
+    },
+    ProbeInfo {
+        name: "keep-alive",
+        checks: "two requests on one HTTP/1.1 connection are both answered (closing after the first is a warning)",
+    },
+    ProbeInfo {
+        name: "traversal",
+        checks: "../, %2e%2e, ..%2f and an absolute path never reach the secret file beside the root",
+    },
+    ProbeInfo {
+        name: "bad-request",
+        checks: "bytes that are not HTTP get 400 (or a closed connection), and the server goes on serving",
+    },
+];
+
+fn run(session: &mut Session) {
+    session.probe("get-file", 4.0, requests::get_file);
+    session.probe("binary", 3.0, requests::binary);
+    session.probe("not-found", 3.0, requests::not_found);
+    session.probe("head", 3.0, requests::head);
+    session.probe("small-pieces", 3.0, connection::small_pieces);
+    session.probe("keep-alive", 3.0, connection::keep_alive);
+    session.probe("traversal", 4.0, requests::traversal);
+    session.probe("bad-request", 3.0, connection::bad_request);
+}
+
+// The hints: one whole sentence each, for one way of failing.
+const HINT_CONNECT: &str = "Your server must keep accepting connections: check that accept() runs in a loop and that no exception ended it (its output is shown below).";
+const HINT_SEND: &str = "Your server closed the connection before it had read the request: read until the blank line \\r\\n\\r\\n before answering or closing.";
+const HINT_NO_RESPONSE: &str = "Every request needs a response: check that each path through your request handler ends in sendall() of a status line, headers and a blank line, and look at your program's output for an exception.";
+const HINT_FORMAT: &str = "Start the response with a status line such as HTTP/1.1 200 OK, end the status line and each header with \\r\\n, and put an empty line (\\r\\n) between the headers and the body.";
+const HINT_MAP: &str = "Map the request's path to a file under the root: drop the leading /, join it to the root directory, and open the file in binary mode ('rb').";
+const HINT_PERCENT: &str = "Percent-decode the path before you open the file: urllib.parse.unquote() turns %20 back into a space.";
+const HINT_LENGTH_MISSING: &str = "Send a Content-Length header with the body's size in bytes: without it a client can only find the end of the body when the connection closes.";
+const HINT_LENGTH_BYTES: &str = "Content-Length must count the bytes you send, not characters: read the file in binary mode ('rb') and use len() of those bytes (or os.path.getsize()).";
+const HINT_BODY: &str = "Send the file's bytes unchanged: read it in binary mode ('rb') and pass those bytes to sendall(), without decoding or re-encoding them.";
+const HINT_TYPE: &str = "Choose Content-Type from the file's extension (.html text/html, .txt text/plain, .css text/css, .png image/png), for example with mimetypes.guess_type().";
+const HINT_404: &str = "Check that the file exists (os.path.isfile(), or catch FileNotFoundError from open()) and answer 404 Not Found when it does not.";
+const HINT_SURVIVE: &str = "One bad request must end at most its own connection: catch the error where you handle one request, answer it (404 or 400), and let the accept loop go on.";
+const HINT_HEAD_STATUS: &str =
+    "Answer HEAD like GET, with the same status line and headers, and leave out only the body.";
+const HINT_HEAD_LENGTH: &str = "For HEAD, send the Content-Length that GET would send (the file's size in bytes): clients use HEAD to learn a file's size without downloading it.";
+const HINT_HEAD_BODY: &str = "For HEAD, send the head only: the same status line and headers as for GET, and no body bytes after the blank line.";
+const HINT_PIECES: &str = "One recv() is not one request: append what recv() returns to a buffer and keep reading until it holds the blank line \\r\\n\\r\\n, then parse the request.";
+const HINT_EXTRA: &str = "Send exactly Content-Length bytes of body and nothing after them: on a kept-alive connection every extra byte is read as the start of the next response.";
+const HINT_KEEP_ALIVE: &str = "HTTP/1.1 keeps a connection open by default: after a response, loop back to recv() the next request on the same socket, and close only when recv() returns b'' or the client sent Connection: close.";
+const HINT_KEEP_ALIVE_STUCK: &str = "After one response your server neither read the next request nor closed the connection: loop over requests on the connection, or close it after each response.";
+const HINT_TRAVERSAL: &str = "Percent-decode the path, resolve it with os.path.realpath(os.path.join(root, path)), and refuse it (403 or 404) unless os.path.commonpath([root, resolved]) == root.";
+const HINT_BAD_STATUS: &str = "A request your server cannot parse deserves 400 Bad Request: check what your code does when the request line does not split into method, target and version.";
+const HINT_NETLAB: &str = "This is a problem in netlab's own set-up, not in your program; please report it with the command you ran.";
+
+/// A failed check inside a probe: what happened, and the hint that fits.
+struct Miss {
+    happened: String,
+    hint: &'static str,
+    /// Did a response come at all? (No: the connection failed, was closed,
+    /// or stayed silent.)
+    answered: bool,
+}
+
+impl Miss {
+    fn new(happened: impl Into<String>, hint: &'static str) -> Miss {
+        Miss {
+            happened: happened.into(),
+            hint,
+            answered: true,
+        }
+    }
+
+    fn outcome(self, expected: &str) -> Outcome {
+        Outcome::fail(expected, self.happened, self.hint)
+    }
+}
+
+/// The hint for an exchange that did not produce a whole response.
+fn broken_hint(broken: Broken) -> &'static str {
+    match broken {
+        Broken::NoConnect => HINT_CONNECT,
+        Broken::NoSend => HINT_SEND,
+        Broken::NoResponse => HINT_NO_RESPONSE,
+        Broken::NotHttp => HINT_FORMAT,
+        Broken::BadLength | Broken::ShortBody => HINT_LENGTH_BYTES,
+        Broken::Unframed => HINT_LENGTH_MISSING,
+    }
+}
+
+/// `GET url` → "the response" in the report's words.
+fn miss_of(what: &str, failed: Failed) -> Miss {
+    Miss {
+        answered: !matches!(
+            failed.broken,
+            Broken::NoConnect | Broken::NoSend | Broken::NoResponse
+        ),
+        ..Miss::new(
+            format!("{what}: {}", failed.what),
+            broken_hint(failed.broken),
+        )
+    }
+}
+
+/// The hint when the request after a bad one fails: if no answer came at
+/// all, the bad request broke the server; if one came, what is wrong with
+/// it is the better hint.
+fn survival_hint(miss: &Miss) -> &'static str {
+    if miss.answered {
+        miss.hint
+    } else {
+        HINT_SURVIVE
+    }
+}
+
+/// Does this response carry `file`, whole and correctly labelled?
+fn check_file(what: &str, response: &Response, file: &Served) -> Result<(), Miss> {
+    let want = file.bytes();
+    if response.status != 200 {
+        let hint = if response.status == 404 && file.url.contains('%') {
+            HINT_PERCENT
+        } else {
+            HINT_MAP
+        };
+        return Err(Miss::new(
+            format!(
+                "{what}: {} (the file is there, {} bytes)",
+                response.summary(),
+                want.len()
+            ),
+            hint,
+        ));
+    }
+    let Some(length) = response.content_length else {
+        return Err(Miss::new(
+            format!(
+                "{what}: {} and no Content-Length header",
+                response.summary()
+            ),
+            HINT_LENGTH_MISSING,
+        ));
+    };
+    if length != want.len() {
+        return Err(Miss::new(
+            format!(
+                "{what}: Content-Length: {length}, but the file has {} bytes",
+                want.len()
+            ),
+            HINT_LENGTH_BYTES,
+        ));
+    }
+    if let Some(at) = response.body.iter().zip(&want).position(|(a, b)| a != b) {
+        return Err(Miss::new(
+            format!(
+                "{what}: the body differs from the file from byte {at} on: the file has {}, the response {}",
+                net::show(&want[at..(at + 8).min(want.len())]),
+                net::show(&response.body[at..(at + 8).min(response.body.len())]),
+            ),
+            HINT_BODY,
+        ));
+    }
+    match response.media_type() {
+        Some(media) if media.eq_ignore_ascii_case(file.media_type) => Ok(()),
+        Some(_) => Err(Miss::new(
+            format!(
+                "{what}: Content-Type: {}, but a {} file is {}",
+                response.header("content-type").unwrap_or(""),
+                extension(file),
+                file.media_type
+            ),
+            HINT_TYPE,
+        )),
+        None => Err(Miss::new(
+            format!("{what}: {} and no Content-Type header", response.summary()),
+            HINT_TYPE,
+        )),
+    }
+}
+
+fn extension(file: &Served) -> &'static str {
+    file.path.rsplit_once('.').map(|(_, ext)| ext).unwrap_or("")
+}
+
+/// GET `file` on a new connection and check the response.
+fn fetch(addr: SocketAddr, file: &Served, deadline: Instant) -> Result<Response, Miss> {
+    let what = format!("GET {}", file.url);
+    let (result, _conn) = exchange(addr, &request("GET", file.url, addr, true), true, deadline);
+    let response = result.map_err(|failed| miss_of(&what, failed))?;
+    check_file(&what, &response, file)?;
+    Ok(response)
+}
+
+/// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass.
+fn served(file: &Served, response: &Response) -> String {
+    format!(
+        "{} ({} bytes, {})",
+        file.url,
+        response.body.len(),
+        response.header("content-type").unwrap_or("")
+    )
+}

@@ -1,0 +1,269 @@
+//! The probes about what a request asks for: files that exist (text and
+//! binary), one that does not, HEAD, and paths that try to leave the root.
+//! Each request goes on a new connection with `Connection: close`.
+
+use std::time::{Duration, Instant};
+
+use super::exchange::{exchange, request, Broken};
+use super::*; // the hints and the helpers that check a response
+use crate::check::net::{self, End};
+use crate::check::session::{Outcome, Target};
+
+/// `get-file`: five files, each on a new connection, must come back whole
+/// and correctly labelled.
+pub(super) fn get_file(target: Target, deadline: Instant) -> Outcome {
+    let expected = "200 OK with the file's exact bytes, Content-Length equal to its size in bytes, and the Content-Type of its extension";
+    let mut done = Vec::new();
+    for file in [
+        &files::INDEX,
+        &files::NOTES,
+        &files::STYLE,
+        &files::SUB_PAGE,
+        &files::SPACED,
+    ] {
+        match fetch(target.addr, file, deadline) {
+            Ok(response) => done.push(served(file, &response)),
+            Err(miss) => return miss.outcome(expected),
+        }
+    }
+    Outcome::pass(expected, format!("200 OK for {}", done.join(", ")))
+}
+
+/// `binary`: every byte value, unchanged: a file read as text fails here.
+pub(super) fn binary(target: Target, deadline: Instant) -> Outcome {
+    let size = files::LOGO.bytes().len();
+    let expected = format!(
+        "200 OK with all {size} bytes of the PNG unchanged, Content-Length: {size}, Content-Type: image/png"
+    );
+    match fetch(target.addr, &files::LOGO, deadline) {
+        Ok(response) => Outcome::pass(
+            &expected,
+            format!(
+                "200 OK for {}, byte for byte",
+                served(&files::LOGO, &response)
+            ),
+        ),
+        Err(miss) => miss.outcome(&expected),
+    }
+}
+
+/// `not-found`: 404 for a missing file, and the server still serves the
+/// next request.
+pub(super) fn not_found(target: Target, deadline: Instant) -> Outcome {
+    let expected = "404 Not Found for a file that does not exist, then 200 for the next request";
+    let missing = "/no-such-file.html";
+    let what = format!("GET {missing}");
+    let (result, _conn) = exchange(
+        target.addr,
+        &request("GET", missing, target.addr, true),
+        true,
+        deadline,
+    );
+    let answer = match result {
+        Ok(response) if response.status == 404 => response.summary(),
+        Ok(response) => {
+            return Outcome::fail(
+                expected,
+                format!("{what}: {}", response.summary()),
+                HINT_404,
+            )
+        }
+        // A server that fails on the missing file without answering is
+        // the bug this probe is for, whichever way the connection ended.
+        Err(failed) if failed.broken == Broken::NoResponse => {
+            return Outcome::fail(expected, format!("{what}: {}", failed.what), HINT_404)
+        }
+        Err(failed) => return miss_of(&what, failed).outcome(expected),
+    };
+    match fetch(target.addr, &files::STYLE, deadline) {
+        Ok(response) => Outcome::pass(
+            expected,
+            format!(
+                "{what}: {answer}; then 200 OK for {}",
+                served(&files::STYLE, &response)
+            ),
+        ),
+        Err(miss) => Outcome::fail(
+            expected,
+            format!("{what}: {answer}; but then {}", miss.happened),
+            survival_hint(&miss),
+        ),
+    }
+}
+
+/// `head`: GET's status line and headers, and not one byte after them.
+pub(super) fn head(target: Target, deadline: Instant) -> Outcome {
+    let file = &files::STYLE;
+    let size = file.bytes().len();
+    let expected = format!(
+        "200 OK with Content-Length: {size} and Content-Type: text/css, as for GET, and no body"
+    );
+    let what = format!("HEAD {}", file.url);
+    let (result, conn) = exchange(
+        target.addr,
+        &request("HEAD", file.url, target.addr, true),
+        false,
+        deadline,
+    );
+    let response = match result {
+        Ok(response) => response,
+        Err(failed) if failed.broken == Broken::NoResponse => {
+            return Outcome::fail(
+                &expected,
+                format!("{what}: {}", failed.what),
+                HINT_HEAD_STATUS,
+            )
+        }
+        Err(failed) => return miss_of(&what, failed).outcome(&expected),
+    };
+    if response.status != 200 {
+        return Outcome::fail(
+            &expected,
+            format!("{what}: {}", response.summary()),
+            HINT_HEAD_STATUS,
+        );
+    }
+    if response.content_length != Some(size) {
+        return Outcome::fail(
+            &expected,
+            format!("{what}: {} (GET sends {size} bytes)", response.summary()),
+            HINT_HEAD_LENGTH,
+        );
+    }
+    if !response
+        .media_type()
+        .is_some_and(|media| media.eq_ignore_ascii_case(file.media_type))
+    {
+        return Outcome::fail(
+            &expected,
+            format!("{what}: {}", response.summary()),
+            HINT_TYPE,
+        );
+    }
+    // Whatever follows the head is a body that must not be there. We asked
+    // for Connection: close, so a correct server closes now; one that keeps
+    // the connection open gets half a second to show it sends nothing.
+    let Some(mut conn) = conn else {
+        return Outcome::fail(&expected, "netlab lost its connection", HINT_NETLAB);
+    };
+    let (extra, end) =
+        conn.rest(Instant::now() + Duration::from_millis(500).min(net::left(deadline)));
+    if !extra.is_empty() {
+        let which = if extra == file.bytes() {
+            format!("the file's {} bytes", extra.len())
+        } else {
+            format!("{} bytes", extra.len())
+        };
+        return Outcome::fail(
+            &expected,
+            format!(
+                "{what}: {}, then {which} followed the head: {}",
+                response.summary(),
+                net::show(&extra)
+            ),
+            HINT_HEAD_BODY,
+        );
+    }
+    let after = match end {
+        End::Eof => "then the connection closed with no body".to_string(),
+        End::TimedOut => "then no body bytes within half a second".to_string(),
+        other => format!("then {} with no body", other.describe()),
+    };
+    Outcome::pass(expected, format!("{what}: {}, {after}", response.summary()))
+}
+
+/// `traversal`: paths that climb out of the root (plainly, percent-encoded,
+/// with an encoded slash, through a subdirectory, absolute) must be refused;
+/// a response that holds the secret's token, or any 2xx, fails.
+pub(super) fn traversal(target: Target, deadline: Instant) -> Outcome {
+    let expected = "every request for a path outside the root refused (403, 404 or another 4xx), never the secret file";
+    let Some(root) = target.root.clone() else {
+        return Outcome::fail(expected, "netlab has no directory for {root}", HINT_NETLAB);
+    };
+    let (token, secret) = match (files::secret_token(&root), files::secret_path(&root)) {
+        (Ok(token), Ok(secret)) => (token, secret),
+        (Err(err), _) | (_, Err(err)) => {
+            return Outcome::fail(
+                expected,
+                format!("netlab could not read its own secret file: {err}"),
+                HINT_NETLAB,
+            )
+        }
+    };
+    let mut attacks: Vec<String> = [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/sub/../../secret.txt",
+        "/sub/%2E%2E/%2E%2E/secret.txt",
+    ]
+    .iter()
+    .map(|path| path.to_string())
+    .collect();
+    // The secret's absolute path after the slash ("//tmp/.../secret.txt"):
+    // os.path.join(root, "/tmp/...") throws the root away.
+    let absolute = secret.to_string_lossy().into_owned();
+    if absolute.starts_with('/')
+        && absolute
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"%?#".contains(&b))
+    {
+        attacks.push(format!("/{absolute}"));
+    }
+    let mut answers = Vec::new();
+    for path in &attacks {
+        let what = format!("GET {path}");
+        let (result, _conn) = exchange(
+            target.addr,
+            &request("GET", path, target.addr, true),
+            true,
+            deadline,
+        );
+        let (got, answer) = match result {
+            Ok(response) => {
+                let mut got = response.body.clone();
+                for (_, value) in &response.headers {
+                    got.extend_from_slice(value.as_bytes());
+                }
+                let answer = response.summary();
+                if (200..300).contains(&response.status) && !contains(&got, &token) {
+                    return Outcome::fail(
+                        expected,
+                        format!("{what}: {answer}, {} bytes: {} (there is no file of that name under the root)", response.body.len(), net::show(&response.body)),
+                        HINT_TRAVERSAL,
+                    );
+                }
+                (got, format!("{} {}", response.status, response.reason))
+            }
+            Err(failed) if failed.broken == Broken::NoConnect => {
+                return miss_of(&what, failed).outcome(expected)
+            }
+            // Silence is not a refusal: the client waits, and so do we.
+            Err(failed) if failed.got.is_empty() && failed.end == Some(End::TimedOut) => {
+                return miss_of(&what, failed).outcome(expected)
+            }
+            // A connection closed without an answer refuses the request.
+            Err(failed) => (
+                failed.got.clone(),
+                format!("no valid response ({})", failed.what),
+            ),
+        };
+        if contains(&got, &token) {
+            return Outcome::fail(
+                expected,
+                format!(
+                    "{what}: the response holds the secret file {} from outside the root: {}",
+                    secret.display(),
+                    net::show(&got)
+                ),
+                HINT_TRAVERSAL,
+            );
+        }
+        answers.push(format!("{what}: {answer}"));
+    }
+    Outcome::pass(expected, answers.join("; "))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
