@@ -103,8 +103,6 @@ const SETTLE: Duration = Duration::from_millis(250);
 /// How many datagrams each socket keeps in one `gather` (and reads per
 /// turn): far more than any probe expects, and a bound on a flood.
 const KEEP: usize = 64;
-/// The protocol's limit on a datagram, in bytes.
-const MAX_DATAGRAM: usize = 1024;
 
 const HINT_LOGIN: &str = "Answer L name with the two bytes OK (no newline), sent with sendto() to the address recvfrom() returned, after storing name -> address in your dict.";
 const HINT_DUPLICATE: &str = "Before adding a name, look it up in your dict: if another address already has it, answer ERR name taken and leave the dict as it was.";
@@ -809,6 +807,6 @@ mod tests {
         }
         assert!(bad_datagrams()
             .iter()
-            .any(|(_, bytes)| bytes.len() > MAX_DATAGRAM));
+            .any(|(_, bytes)| bytes.len() > crate::demos::chatroom::protocol::MAX_DATAGRAM));
     }
 }

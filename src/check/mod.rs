@@ -41,9 +41,6 @@
 //!
 //! Lessons: each exercise names its own (`netlab check --list`).
 
-// SCAFFOLD: removed once every exercise is built.
-#![allow(dead_code)]
-
 mod chatroom;
 mod framing;
 mod http_static;

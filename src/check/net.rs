@@ -7,7 +7,7 @@
 //! stream ended (FIN), was reset (RST), or the time ran out.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -166,47 +166,6 @@ pub fn reset(stream: TcpStream) -> io::Result<()> {
     .map_err(io::Error::from)?;
     drop(stream);
     Ok(())
-}
-
-/// Send one datagram and wait for one reply from `addr` (other senders'
-/// datagrams are ignored). Returns the reply, or None if none came in time.
-pub fn udp_exchange(
-    socket: &UdpSocket,
-    addr: SocketAddr,
-    payload: &[u8],
-    deadline: Instant,
-) -> io::Result<Option<Vec<u8>>> {
-    socket.send_to(payload, addr)?;
-    udp_receive_from(socket, addr, deadline)
-}
-
-/// Wait for one datagram from `addr` until the deadline.
-pub fn udp_receive_from(
-    socket: &UdpSocket,
-    addr: SocketAddr,
-    deadline: Instant,
-) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 65536];
-    loop {
-        if passed(deadline) {
-            return Ok(None);
-        }
-        socket.set_read_timeout(Some(left(deadline)))?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == addr => return Ok(Some(buf[..n].to_vec())),
-            Ok(_) => {} // someone else's datagram
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
 }
 
 /// Bytes for the report: printable text shown as text, the rest escaped,

@@ -444,8 +444,6 @@ pub fn substitute(
 
 /// Where the program's socket is bound, as the kernel shows it.
 pub struct Bound {
-    /// The address in the kernel's table (may be 0.0.0.0 or ::).
-    pub local: SocketAddr,
     /// The loopback address the probes use to reach it.
     pub probe_addr: SocketAddr,
     /// The socket's inode.
@@ -501,11 +499,7 @@ pub fn wait_bound(
                 source,
                 text,
             ));
-            return Ok(Bound {
-                local,
-                probe_addr,
-                inode,
-            });
+            return Ok(Bound { probe_addr, inode });
         }
         if let Some(ended) = program.exit_description() {
             return Err(Failure::new(

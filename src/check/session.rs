@@ -216,11 +216,6 @@ impl<'n> Session<'n> {
         self.target.clone()
     }
 
-    /// The narrator, for an exercise that has something to say between probes.
-    pub fn narrator(&self) -> &Narrator {
-        self.nar
-    }
-
     /// Run one probe: `run` gets the target and its deadline (now plus
     /// `seconds` times `--patience`) and returns what it found. It runs in
     /// its own thread, so a probe that hangs past its deadline is reported
