@@ -2,6 +2,8 @@
 //! events as they come, and always stop it by its pid.
 #![allow(dead_code)]
 
+pub mod check;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
