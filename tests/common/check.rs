@@ -282,11 +282,11 @@ impl Run {
         self.assert_probe(failing, "fail", hint_part);
     }
 
-    /// A broken answer whose bug ends the program: `failing` failed with a
-    /// hint containing `hint_part`, the probes before it passed, the ones
-    /// after it were skipped (there was no program left to probe), exit
-    /// code 1.
-    pub fn assert_caught_and_ended(&self, probes: &[&str], failing: &str, hint_part: &str) {
+    /// A broken answer whose bug stops the probing: `failing` failed with
+    /// a hint containing `hint_part`, the probes before it passed, the ones
+    /// after it were skipped (the bug ended the program, or left nothing
+    /// the later probes could check), exit code 1.
+    pub fn assert_caught_rest_skipped(&self, probes: &[&str], failing: &str, hint_part: &str) {
         let at = probes
             .iter()
             .position(|name| *name == failing)
