@@ -5,54 +5,29 @@
 
 mod common;
 
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use common::check::{self, assert_gone, assert_nothing_left, output_lines, program_pid, state_of};
 use common::{dump, infos, netlab, Demo};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-fn script(name: &str) -> String {
-    format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
+/// Start `netlab --json check EXERCISE [FLAGS] -- python3 tests/py/SCRIPT {port}`.
+fn start(exercise: &str, flags: &[&str], script: &str) -> Demo {
+    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+    check::start(exercise, flags, &["python3", &path, "{port}"])
 }
 
-/// `netlab --json check EXERCISE [FLAGS] -- python3 tests/py/SCRIPT {port}`.
-fn check(exercise: &str, flags: &[&str], program: &str) -> Demo {
-    let path = script(program);
-    let mut args = vec!["check", exercise];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["--", "python3", &path, "{port}"]);
-    Demo::start(&args)
-}
-
-/// The student's program's pid, from the `program` event.
-fn program_pid(events: &[Value]) -> i32 {
-    let event = infos(events, "program")
-        .first()
-        .copied()
-        .unwrap_or_else(|| panic!("no program event:\n{}", dump(events)));
-    event["value"]["pid"].as_i64().expect("pid") as i32
-}
-
-/// The process's state letter, or None when /proc has no such process.
-fn state_of(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    after.trim_start().chars().next()
-}
-
-/// netlab reaps what it starts: once it has exited, the process is gone
-/// from /proc altogether (not even a zombie).
-fn assert_gone(pid: i32, what: &str) {
-    assert_eq!(state_of(pid), None, "{what} (pid {pid}) is still in /proc");
-}
-
-fn output_lines(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "output")
-        .flat_map(|e| e["lines"].as_array().cloned().unwrap_or_default())
-        .filter_map(|line| line.as_str().map(str::to_string))
-        .collect()
+/// `start`, run to its end; then nothing the program started may be left
+/// (see `common::check::assert_nothing_left`). Returns netlab's exit
+/// status, its events and its standard error.
+fn run(exercise: &str, flags: &[&str], script: &str) -> (ExitStatus, Vec<Value>, String) {
+    let demo = start(exercise, flags, script);
+    let netlab_pid = demo.pid();
+    let (status, events, stderr) = demo.finish();
+    assert_nothing_left(netlab_pid, program_pid(&events));
+    (status, events, stderr)
 }
 
 #[test]
@@ -115,7 +90,7 @@ fn a_program_that_does_not_exist_is_named() {
 
 #[test]
 fn http_static_needs_root_in_the_command() {
-    let (status, events, stderr) = check("http-static", &[], "check_silent.py").finish();
+    let (status, events, stderr) = start("http-static", &[], "check_silent.py").finish();
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("needs {root}"), "{stderr}");
     assert!(infos(&events, "program").is_empty(), "nothing was started");
@@ -123,7 +98,7 @@ fn http_static_needs_root_in_the_command() {
 
 #[test]
 fn a_program_that_exits_at_start_up_shows_its_output() {
-    let (status, events, stderr) = check("tcp-echo", &[], "check_exits.py").finish();
+    let (status, events, stderr) = run("tcp-echo", &[], "check_exits.py");
     assert_eq!(status.code(), Some(1));
     assert!(
         stderr.contains("exited with status 3 before it was listening on port"),
@@ -134,30 +109,27 @@ fn a_program_that_exits_at_start_up_shows_its_output() {
         lines.iter().any(|l| l.contains("cannot read config.ini")),
         "stderr is in the output: {lines:?}"
     );
-    assert_gone(program_pid(&events), "the program");
 }
 
 #[test]
 fn a_program_on_another_port_is_told_which() {
     let started = Instant::now();
-    let (status, events, stderr) = check("tcp-echo", &[], "check_wrong_port.py").finish();
+    let (status, _, stderr) = run("tcp-echo", &[], "check_wrong_port.py");
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("instead of port"), "{stderr}");
     assert!(stderr.contains("netlab check --port "), "{stderr}");
     // Found as soon as it listens, not at the end of --startup-timeout.
     assert!(started.elapsed() < Duration::from_secs(6));
-    assert_gone(program_pid(&events), "the program");
 }
 
 #[test]
 fn a_program_that_never_listens_is_stopped_after_the_startup_timeout() {
-    let (status, events, stderr) = check(
+    let (status, events, stderr) = run(
         "udp-echo",
         // Long enough for python3 to start and print on a busy machine.
         &["--startup-timeout", "2"],
         "check_never_listens.py",
-    )
-    .finish();
+    );
     assert_eq!(status.code(), Some(1));
     assert!(
         stderr.contains("was not bound a UDP socket to port")
@@ -166,12 +138,11 @@ fn a_program_that_never_listens_is_stopped_after_the_startup_timeout() {
     );
     assert!(stderr.contains("/proc/net/udp"), "{stderr}");
     assert!(output_lines(&events).iter().any(|l| l == "thinking..."));
-    assert_gone(program_pid(&events), "the program");
 }
 
 #[test]
 fn a_program_that_ignores_sigterm_and_its_escaped_child_are_killed_and_reaped() {
-    let (status, events, _) = check("tcp-echo", &[], "check_stubborn.py").finish();
+    let (status, events, _) = run("tcp-echo", &[], "check_stubborn.py");
     assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
     let stopped = infos(&events, "stopped");
     let text = stopped
@@ -196,13 +167,13 @@ fn a_program_that_ignores_sigterm_and_its_escaped_child_are_killed_and_reaped() 
             .contains(&child.to_string()),
         "{warning}"
     );
-    assert_gone(program_pid(&events), "the program");
     assert_gone(child, "the child that left the process group");
 }
 
 #[test]
 fn ctrl_c_stops_the_program_and_reports_what_ran() {
-    let mut demo = check("tcp-echo", &[], "check_silent.py");
+    let mut demo = start("tcp-echo", &[], "check_silent.py");
+    let netlab_pid = demo.pid();
     demo.wait_for("the listening event", |e| e["key"] == "listening");
     std::thread::sleep(Duration::from_millis(300));
     let (status, events, _) = demo.signal(Signal::SIGINT);
@@ -214,12 +185,12 @@ fn ctrl_c_stops_the_program_and_reports_what_ran() {
         "{}",
         dump(&events)
     );
-    assert_gone(program_pid(&events), "the program");
+    assert_nothing_left(netlab_pid, program_pid(&events));
 }
 
 #[test]
 fn if_netlab_is_killed_the_program_dies_too() {
-    let mut demo = check("tcp-echo", &[], "check_silent.py");
+    let mut demo = start("tcp-echo", &[], "check_silent.py");
     let program = demo.wait_for("the program event", |e| e["key"] == "program");
     let pid = program["value"]["pid"].as_i64().expect("pid") as i32;
     demo.wait_for("the listening event", |e| e["key"] == "listening");
