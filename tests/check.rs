@@ -101,7 +101,7 @@ fn a_program_that_exits_at_start_up_shows_its_output() {
     let (status, events, stderr) = run("tcp-echo", &[], "check_exits.py");
     assert_eq!(status.code(), Some(1));
     assert!(
-        stderr.contains("exited with status 3 before it was listening on port"),
+        stderr.contains("exited with status 3 before netlab saw it listening on port"),
         "{stderr}"
     );
     let lines = output_lines(&events);
@@ -132,8 +132,7 @@ fn a_program_that_never_listens_is_stopped_after_the_startup_timeout() {
     );
     assert_eq!(status.code(), Some(1));
     assert!(
-        stderr.contains("was not bound a UDP socket to port")
-            || stderr.contains("had not bound a UDP socket"),
+        stderr.contains("had not bound a UDP socket to port"),
         "{stderr}"
     );
     assert!(stderr.contains("/proc/net/udp"), "{stderr}");
@@ -152,7 +151,12 @@ fn a_program_that_ignores_sigterm_and_its_escaped_child_are_killed_and_reaped() 
     assert!(text.contains("SIGKILL"), "{}", dump(&events));
     let warning = events
         .iter()
-        .find(|e| e["event"] == "warning" && e["text"].as_str().is_some_and(|t| t.contains("left")))
+        .find(|e| {
+            e["event"] == "warning"
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("when it was stopped"))
+        })
         .unwrap_or_else(|| panic!("no leftover warning:\n{}", dump(&events)));
     let lines = output_lines(&events);
     let child: i32 = lines
@@ -202,4 +206,70 @@ fn if_netlab_is_killed_the_program_dies_too() {
         assert!(Instant::now() < deadline, "pid {pid} still runs");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The "server" event: the pid the probes judge, when it is not the
+/// program netlab started.
+fn server_pid(events: &[Value]) -> Option<i32> {
+    infos(events, "server")
+        .first()
+        .and_then(|e| e["value"]["pid"].as_i64())
+        .map(|pid| pid as i32)
+}
+
+#[test]
+fn a_server_behind_a_shell_wrapper_is_the_one_judged() {
+    let server = check::exercise("tcp_concurrent/good_fork.py");
+    // `sh -c` without exec: the shell stays as the server's parent.
+    let script = format!("python3 {server} \"$0\"; echo finished");
+    let run = check::run("tcp-concurrent", &[], &["sh", "-c", &script, "{port}"]);
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let judged = server_pid(&run.events).expect("a server event");
+    assert_ne!(judged, program_pid(&run.events));
+    assert!(
+        !run.events.iter().any(|e| e["event"] == "warning"),
+        "the wrapper and its server are not leftovers: {}",
+        dump(&run.events)
+    );
+    assert_gone(judged, "the server");
+}
+
+#[test]
+fn a_leak_behind_a_wrapper_is_still_caught() {
+    let server = check::exercise("tcp_echo/broken_leak_fds.py");
+    let script = format!("python3 {server} \"$0\"; true");
+    let run = check::run("tcp-echo", &[], &["sh", "-c", &script, "{port}"]);
+    assert_eq!(run.status("fd-growth"), "fail", "{}", run.summary());
+}
+
+#[test]
+fn a_daemon_that_double_forks_is_found_judged_and_stopped() {
+    let (status, events, _) = run("tcp-echo", &[], "check_daemon.py");
+    assert_eq!(status.code(), Some(0), "{}", dump(&events));
+    let daemon = server_pid(&events).expect("a server event");
+    assert_gone(daemon, "the daemon");
+}
+
+#[test]
+fn a_port_already_taken_is_refused_before_the_program_starts() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    let (status, events, stderr) =
+        start("tcp-echo", &["--port", &port], "check_never_listens.py").finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert!(infos(&events, "program").is_empty(), "nothing was started");
+}
+
+#[test]
+fn a_tcp_server_given_to_a_udp_exercise_is_told_which_protocol() {
+    let server = check::exercise("tcp_echo/good.py");
+    let demo = check::start("udp-echo", &[], &["python3", &server, "{port}"]);
+    let (status, events, stderr) = demo.finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("listens with TCP on port") && stderr.contains("needs UDP"),
+        "{stderr}"
+    );
+    assert_gone(program_pid(&events), "the program");
 }

@@ -16,6 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,10 @@ struct OutputLog {
 /// A running (or finished) student program.
 pub struct Program {
     pid: i32,
+    /// The process that holds the listening socket and so is the server
+    /// the probes judge: the program itself, or one it started (see
+    /// `server_of`). The program's pid until `wait_bound` finds it.
+    server: AtomicI32,
     child: Mutex<Child>,
     /// Set once the program has been reaped.
     status: Mutex<Option<ExitStatus>>,
@@ -107,8 +112,10 @@ impl Program {
         let _ = std::thread::Builder::new()
             .name("program output".into())
             .spawn(move || read_output(read_end, &sink));
+        let pid = child.id() as i32;
         Ok(Program {
-            pid: child.id() as i32,
+            pid,
+            server: AtomicI32::new(pid),
             child: Mutex::new(child),
             status: Mutex::new(None),
             output,
@@ -134,6 +141,34 @@ impl Program {
     /// Is the program still running?
     pub fn alive(&self) -> bool {
         self.poll_status().is_none()
+    }
+
+    /// The server's pid (the program's own unless a process it started
+    /// holds the listening socket).
+    pub fn server_pid(&self) -> i32 {
+        self.server.load(Ordering::Relaxed)
+    }
+
+    fn set_server(&self, pid: i32) {
+        self.server.store(pid, Ordering::Relaxed);
+    }
+
+    /// Is the server still running (not exited, not a zombie)?
+    pub fn server_alive(&self) -> bool {
+        let server = self.server_pid();
+        if server == self.pid {
+            return self.alive();
+        }
+        read_stat(server).is_ok_and(|stat| !matches!(stat.state, 'Z' | 'X'))
+    }
+
+    /// How the server ended ("exited with status 1"), None while it runs.
+    pub fn server_end(&self) -> Option<String> {
+        let server = self.server_pid();
+        if server == self.pid {
+            return self.exit_description();
+        }
+        (!self.server_alive()).then(|| format!("the server process (pid {server}) has ended"))
     }
 
     /// "exited with status 1", "killed by SIGSEGV"; None while it runs.
@@ -196,37 +231,88 @@ impl Program {
         found
     }
 
-    /// Stop the program: SIGTERM to its process group, SIGKILL to the
-    /// group and to every process it forked after a grace period, then
-    /// reap them all. Reports what it did. Safe to call twice.
+    /// Every process under the server (see `server_pid`): its children,
+    /// theirs, and so on. Not the processes between the program and the
+    /// server (a wrapper), which the server did not start.
+    pub fn server_descendants(&self) -> Vec<ProcStat> {
+        let server = self.server_pid();
+        let table = process_table();
+        let mut found = Vec::new();
+        let mut queue = vec![server];
+        while let Some(parent) = queue.pop() {
+            for stat in table.get(&parent).into_iter().flatten() {
+                queue.push(stat.pid);
+                found.push(stat.clone());
+            }
+        }
+        found.sort_by_key(|stat| stat.pid);
+        found
+    }
+
+    /// Stop the program: SIGTERM to its process group (and to the server,
+    /// should it have left the group), SIGKILL after a grace period, then
+    /// every process it forked is killed by pid and reaped. Reports what
+    /// it did. Safe to call twice.
     pub fn stop(&self, nar: &Narrator) {
-        let left_behind = self.descendants();
-        let already = self.poll_status();
-        let started = Instant::now();
-        let mut how = String::new();
-        if already.is_none() {
+        let netlab = std::process::id() as i32;
+        let server = self.server_pid();
+        // The server and the processes between it and the program (a
+        // wrapper such as `sh -c`) are the program itself, not leftovers;
+        // nor are zombies re-parented to netlab, which netlab reaps.
+        let everything = self.descendants();
+        let mut chain = vec![server];
+        while let Some(parent) = everything
+            .iter()
+            .find(|stat| Some(&stat.pid) == chain.last())
+            .map(|stat| stat.ppid)
+        {
+            chain.push(parent);
+        }
+        let left_behind: Vec<ProcStat> = everything
+            .into_iter()
+            .filter(|stat| !chain.contains(&stat.pid))
+            .filter(|stat| !(stat.state == 'Z' && stat.ppid == netlab))
+            .collect();
+
+        let running = self.poll_status().is_none() || self.server_alive();
+        let mut how = match self.poll_status() {
+            Some(status) if !self.server_alive() => {
+                format!("it had already ended ({})", describe_end(status))
+            }
+            _ => String::new(),
+        };
+        if running {
+            let started = Instant::now();
             // The group id is the program's pid (process_group(0)).
             let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
-            while self.poll_status().is_none() && started.elapsed() < TERM_GRACE {
+            if server != self.pid {
+                let _ = kill(Pid::from_raw(server), Signal::SIGTERM);
+            }
+            let ended = || self.poll_status().is_some() && !self.server_alive();
+            while !ended() && started.elapsed() < TERM_GRACE {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            how = match self.poll_status() {
-                Some(status) => format!(
-                    "sent SIGTERM to its process group; it ended after {:.2} s ({})",
-                    started.elapsed().as_secs_f64(),
-                    describe(status)
-                ),
-                None => {
-                    let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
-                    let status = lock(&self.child).wait().ok();
-                    if let Some(status) = status {
-                        *lock(&self.status) = Some(status);
-                    }
-                    format!(
-                        "it did not end within {:.1} s of SIGTERM, so netlab sent SIGKILL",
-                        TERM_GRACE.as_secs_f64()
-                    )
+            how = if ended() {
+                let after = started.elapsed().as_secs_f64();
+                match self.poll_status() {
+                    Some(status) if server == self.pid => format!(
+                        "sent SIGTERM to its process group; it ended after {after:.2} s ({})",
+                        describe_end(status)
+                    ),
+                    _ => format!(
+                        "sent SIGTERM to its process group and to the server (pid {server}); the server ended after {after:.2} s"
+                    ),
                 }
+            } else {
+                let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(server), Signal::SIGKILL);
+                if let Ok(status) = lock(&self.child).wait() {
+                    *lock(&self.status) = Some(status);
+                }
+                format!(
+                    "it did not end within {:.1} s of SIGTERM, so netlab sent SIGKILL",
+                    TERM_GRACE.as_secs_f64()
+                )
             };
         }
         // Whatever it forked: the group got the signals, but a process can
@@ -245,24 +331,23 @@ impl Program {
             }
             reaped += reap_orphans(Duration::from_millis(700));
         }
-        if let Some(status) = already {
-            how = format!("it had already ended ({})", describe(status));
-        }
-        if !how.is_empty() {
-            nar.startup(
-                "stopped",
-                json!({ "pid": self.pid, "status": self.exit_description() }),
-                format!("stopped your program (pid {}): {how}", self.pid),
-            );
-        }
+        nar.startup(
+            "stopped",
+            json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description() }),
+            format!("stopped your program (pid {}): {how}", self.pid),
+        );
         if !left_behind.is_empty() {
-            let list: Vec<String> = left_behind
+            let mut list: Vec<String> = left_behind
                 .iter()
+                .take(8)
                 .map(|stat| format!("{} {} ({})", stat.pid, stat.comm, state_name(stat.state)))
                 .collect();
+            if left_behind.len() > 8 {
+                list.push(format!("and {} more", left_behind.len() - 8));
+            }
             nar.warning(
                 format!(
-                    "your program left {} process(es) running when it was stopped: {}; netlab killed them and reaped {}",
+                    "besides the server, your program had {} process(es) when it was stopped: {}; netlab killed and reaped {}",
                     left_behind.len(),
                     list.join(", "),
                     reaped
@@ -278,6 +363,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `describe`, for the end netlab itself caused: SIGTERM is how netlab
+/// stops a server, so it is named as such rather than as a fault.
+fn describe_end(status: ExitStatus) -> String {
+    match status.signal() {
+        Some(libc::SIGTERM) => "on SIGTERM, as a server should".to_string(),
+        _ => describe(status),
+    }
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -451,8 +545,10 @@ pub struct Bound {
 }
 
 /// Wait until the program has a socket on `port` (TCP: LISTEN), reading
-/// /proc/net/tcp or /proc/net/udp every 20 ms. Fails with a clear message
-/// if the program exits first, binds another port, or takes too long.
+/// /proc/net/tcp or /proc/net/udp every 20 ms, and decide which of its
+/// processes is the server (see `server_of`). Fails with a clear message
+/// if the program exits first, binds another port or protocol, or takes
+/// too long.
 pub fn wait_bound(
     nar: &Narrator,
     program: &Program,
@@ -461,49 +557,31 @@ pub fn wait_bound(
     timeout: Duration,
 ) -> Result<Bound, Failure> {
     let started = Instant::now();
-    let (table, what) = match role {
-        Role::UdpServer => ("/proc/net/udp", "bound a UDP socket to"),
-        _ => ("/proc/net/tcp", "listening on"),
-    };
+    let words = Words::of(role);
+    // A socket on the port that no process of the program holds.
+    let mut foreign: Option<SocketAddr> = None;
     loop {
-        if let Some(found) = bound_on(role, port) {
-            let (local, inode) = found;
-            let probe_addr = loopback_for(local).ok_or_else(|| {
-                Failure::new(
-                    format!("your program is {what} {local}, an address netlab does not probe"),
+        if let Some((local, inode)) = bound_on(role, port) {
+            if loopback_for(local).is_none() {
+                return Err(Failure::new(
+                    format!("your program is {} {local}, an address netlab does not probe", words.doing),
                     Some("netlab sends its probes only to loopback (127.0.0.1 or ::1): bind {host} (127.0.0.1) or 0.0.0.0."),
-                )
-            })?;
-            let holder = holder_of(program, inode);
-            let after = started.elapsed().as_secs_f64();
-            nar.startup(
-                "listening",
-                json!({ "local": local.to_string(), "probe_addr": probe_addr.to_string(), "inode": inode,
-                        "pid": holder.map(|h| h.0), "fd": holder.map(|h| h.1), "seconds": after }),
-                format!("your program is ready after {after:.2} s; the probes go to {probe_addr}"),
-            );
-            let (source, state) = match role {
-                Role::UdpServer => ("/proc/net/udp, /proc/PID/fd", "bound"),
-                _ => ("/proc/net/tcp, /proc/PID/fd", "LISTEN"),
-            };
-            let text = match holder {
-                Some((pid, fd)) => format!("{local} is {state}, held by pid {pid} as fd {fd}"),
-                None => format!(
-                    "{local} is {state} (no descriptor of your program's processes refers to it)"
-                ),
-            };
-            nar.kernel_always(Fact::new(
-                format!("port {port}"),
-                "bound",
-                json!(local.to_string()),
-                source,
-                text,
-            ));
-            return Ok(Bound { probe_addr, inode });
+                ));
+            }
+            let holders = holders_of(program, inode);
+            if holders.is_empty() {
+                foreign = Some(local);
+            } else {
+                return Ok(found(
+                    nar, program, role, port, local, inode, &holders, started,
+                ));
+            }
         }
-        if let Some(ended) = program.exit_description() {
+        let tree_alive = program.alive() || !program.descendants().is_empty();
+        if !tree_alive {
+            let ended = program.exit_description().unwrap_or_default();
             return Err(Failure::new(
-                format!("your program {ended} before it was {what} port {port}"),
+                format!("your program {ended} before netlab saw it {} port {port}", words.doing),
                 Some("Its output is above. Run the command by hand (with a real port in place of {port}) to see it fail."),
             ));
         }
@@ -515,8 +593,17 @@ pub fn wait_bound(
         if !elsewhere.is_empty() && started.elapsed() > Duration::from_millis(500) {
             let list: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
             return Err(Failure::with_hint(
-                format!("your program is {what} {} instead of port {port}", list.join(", ")),
+                format!("your program is {} {} instead of port {port}", words.doing, list.join(", ")),
                 format!("Read the port from the command line and put {{port}} in the command, or run: netlab check --port {} ...", elsewhere[0].port()),
+            ));
+        }
+        if let Some(other) = other_protocol_on(program, role, port) {
+            return Err(Failure::new(
+                format!(
+                    "your program {other} on port {port}, but this exercise needs {}",
+                    words.protocol
+                ),
+                Some(words.protocol_hint),
             ));
         }
         if stop::requested().is_some() || started.elapsed() >= timeout {
@@ -525,16 +612,186 @@ pub fn wait_bound(
             } else {
                 "time ran out"
             };
-            return Err(Failure::new(
-                format!(
-                    "your program was not {what} port {port} after {:.1} s ({why}; read from {table})",
-                    started.elapsed().as_secs_f64()
+            let message = match foreign {
+                Some(local) => format!(
+                    "{local} is {} but no process of your program holds it: another program has port {port}",
+                    words.state
                 ),
-                Some("Check that it binds the port it is given ({port}) and calls listen(); its output is above. A slow start? Raise --startup-timeout."),
-            ));
+                None => format!(
+                    "your program {} port {port} after {:.1} s ({why}; read from {})",
+                    words.not_yet,
+                    started.elapsed().as_secs_f64(),
+                    words.table
+                ),
+            };
+            return Err(Failure::new(message, Some(words.never_hint)));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The phrases that differ between a TCP and a UDP server.
+struct Words {
+    doing: &'static str,
+    not_yet: &'static str,
+    state: &'static str,
+    table: &'static str,
+    protocol: &'static str,
+    protocol_hint: &'static str,
+    never_hint: &'static str,
+}
+
+impl Words {
+    fn of(role: Role) -> Words {
+        match role {
+            Role::UdpServer => Words {
+                doing: "bound to",
+                not_yet: "had not bound a UDP socket to",
+                state: "bound",
+                table: "/proc/net/udp",
+                protocol: "UDP",
+                protocol_hint: "Create the socket with socket(AF_INET, SOCK_DGRAM) and bind() it; a UDP server has no listen() and no accept().",
+                never_hint: "Check that it binds a UDP socket (SOCK_DGRAM) to the port it is given ({port}); its output is above. A slow start? Raise --startup-timeout.",
+            },
+            _ => Words {
+                doing: "listening on",
+                not_yet: "was not listening on",
+                state: "LISTEN",
+                table: "/proc/net/tcp",
+                protocol: "TCP",
+                protocol_hint: "Create the socket with socket(AF_INET, SOCK_STREAM), then bind() and listen().",
+                never_hint: "Check that it binds the port it is given ({port}) and calls listen(); its output is above. A slow start? Raise --startup-timeout.",
+            },
+        }
+    }
+}
+
+/// The socket on the port is the program's: report where, who holds it,
+/// and which process the probes will judge as the server.
+#[allow(clippy::too_many_arguments)]
+fn found(
+    nar: &Narrator,
+    program: &Program,
+    role: Role,
+    port: u16,
+    local: SocketAddr,
+    inode: u64,
+    holders: &[(i32, i32)],
+    started: Instant,
+) -> Bound {
+    let server = server_of(program, holders);
+    program.set_server(server);
+    let words = Words::of(role);
+    let probe_addr = loopback_for(local).unwrap_or(local);
+    let after = started.elapsed().as_secs_f64();
+    let (pid, fd) = holders[0];
+    nar.startup(
+        "listening",
+        json!({ "local": local.to_string(), "probe_addr": probe_addr.to_string(), "inode": inode,
+                "pid": pid, "fd": fd, "server_pid": server, "seconds": after }),
+        format!("your program is ready after {after:.2} s; the probes go to {probe_addr}"),
+    );
+    let holders_text: Vec<String> = holders
+        .iter()
+        .take(4)
+        .map(|(pid, fd)| format!("pid {pid} as fd {fd}"))
+        .collect();
+    let more = match holders.len() {
+        n if n > 4 => format!(" and {} more", n - 4),
+        _ => String::new(),
+    };
+    nar.kernel_always(Fact::new(
+        format!("port {port}"),
+        "bound",
+        json!(local.to_string()),
+        words.source(local),
+        format!(
+            "{local} is {}, held by {}{more}",
+            words.state,
+            holders_text.join(", ")
+        ),
+    ));
+    if server != program.pid() {
+        let how = match program.exit_description() {
+            Some(ended) => format!("the command netlab started (pid {}) {ended}", program.pid()),
+            None => format!(
+                "it was started by the command netlab ran (pid {})",
+                program.pid()
+            ),
+        };
+        nar.startup(
+            "server",
+            json!({ "pid": server, "started_pid": program.pid() }),
+            format!("the server is pid {server}; {how}; the probes judge pid {server}"),
+        );
+    }
+    Bound { probe_addr, inode }
+}
+
+impl Words {
+    /// The kernel table a socket bound to `local` is listed in.
+    fn source(&self, local: SocketAddr) -> &'static str {
+        match (self.protocol, local.is_ipv6()) {
+            ("UDP", false) => "/proc/net/udp, /proc/PID/fd",
+            ("UDP", true) => "/proc/net/udp6, /proc/PID/fd",
+            (_, false) => "/proc/net/tcp, /proc/PID/fd",
+            (_, true) => "/proc/net/tcp6, /proc/PID/fd",
+        }
+    }
+}
+
+/// Which process is the server: the lowest common ancestor, within the
+/// program's tree, of every process that holds the listening socket. For
+/// `python3 server.py` that is python3 itself; behind a wrapper (`sh -c`,
+/// `make`, `cargo run`) it is the process below the wrapper; for a
+/// pre-forking server whose parent closed the listener it is the parent of
+/// the workers; for a daemon that double-forked, the daemon.
+fn server_of(program: &Program, holders: &[(i32, i32)]) -> i32 {
+    let parents: HashMap<i32, i32> = program
+        .descendants()
+        .iter()
+        .map(|stat| (stat.pid, stat.ppid))
+        .collect();
+    // Each holder's chain of ancestors up to the top of the tree.
+    let chain = |pid: i32| {
+        let mut chain = vec![pid];
+        let mut at = pid;
+        while let Some(&parent) = parents.get(&at) {
+            chain.push(parent);
+            at = parent;
+        }
+        chain
+    };
+    let chains: Vec<Vec<i32>> = holders.iter().map(|(pid, _)| chain(*pid)).collect();
+    chains[0]
+        .iter()
+        .copied()
+        .find(|candidate| chains.iter().all(|c| c.contains(candidate)))
+        .unwrap_or(holders[0].0)
+}
+
+/// A socket of the other protocol on `port`, held by the program: "listens
+/// with TCP" / "bound a UDP socket".
+fn other_protocol_on(program: &Program, role: Role, port: u16) -> Option<&'static str> {
+    let other = match role {
+        Role::UdpServer => Role::TcpServer,
+        _ => Role::UdpServer,
+    };
+    let (_, inode) = bound_on(other, port)?;
+    if holders_of(program, inode).is_empty() {
+        return None;
+    }
+    Some(match other {
+        Role::UdpServer => "bound a UDP socket",
+        _ => "listens with TCP",
+    })
+}
+
+/// Before the program starts: is `port` already taken (TCP: a listener;
+/// UDP: a bound socket)? Then whatever answered the probes would not be
+/// the program.
+pub fn taken(role: Role, port: u16) -> Option<SocketAddr> {
+    bound_on(role, port).map(|(local, _)| local)
 }
 
 /// The program's socket on `port`, read from the kernel's table now.
@@ -553,20 +810,22 @@ fn bound_on(role: Role, port: u16) -> Option<(SocketAddr, u64)> {
     }
 }
 
-/// Which of the program's processes holds the socket with `inode`, and on
-/// which descriptor.
-pub fn holder_of(program: &Program, inode: u64) -> Option<(i32, i32)> {
+/// Every process of the program that holds the socket with `inode`, and
+/// on which descriptor, the program itself first.
+pub fn holders_of(program: &Program, inode: u64) -> Vec<(i32, i32)> {
     let mut pids = vec![program.pid()];
     pids.extend(program.descendants().iter().map(|stat| stat.pid));
-    pids.into_iter().find_map(|pid| {
-        list_fds(pid)
-            .ok()?
-            .into_iter()
-            .find_map(|entry| match entry.kind {
-                FdKind::Socket { inode: found } if found == inode => Some((pid, entry.fd)),
-                _ => None,
-            })
-    })
+    pids.into_iter()
+        .filter_map(|pid| {
+            list_fds(pid)
+                .ok()?
+                .into_iter()
+                .find_map(|entry| match entry.kind {
+                    FdKind::Socket { inode: found } if found == inode => Some((pid, entry.fd)),
+                    _ => None,
+                })
+        })
+        .collect()
 }
 
 /// Ports the program's processes hold (TCP: listening; UDP: bound).

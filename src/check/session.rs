@@ -173,14 +173,22 @@ pub struct Target {
 }
 
 impl Target {
-    /// The program's process id.
+    /// The server's process id: the process that holds the listening
+    /// socket (for a client exercise, the program). Usually the program
+    /// netlab started; behind a wrapper (`sh -c`, `make run`) the process
+    /// the wrapper started; for a daemon, the daemon.
     pub fn pid(&self) -> i32 {
-        self.program.pid()
+        self.program.server_pid()
     }
 
-    /// Is the program still running (not exited, not a zombie)?
+    /// Is the server (see `pid`) still running (not exited, not a zombie)?
     pub fn alive(&self) -> bool {
-        self.program.alive()
+        self.program.server_alive()
+    }
+
+    /// Every process under the server, read from /proc now.
+    pub fn descendants(&self) -> Vec<crate::kernel::process::ProcStat> {
+        self.program.server_descendants()
     }
 
     /// A time limit scaled by `--patience`.
@@ -260,11 +268,13 @@ impl<'n> Session<'n> {
         // A server must outlive every probe; a client is expected to exit
         // (its exercise judges how), so its exit ends nothing here.
         if self.over.is_none() && self.exercise.role != Role::TcpClient {
-            if let Some(ended) = self.target.program.exit_description() {
+            if let Some(ended) = self.target.program.server_end() {
                 self.over = Some(format!("not run: your program had exited ({ended})"));
                 self.nar.warning(
-                    format!("your program exited during the probe {name}: {ended}"),
-                    Some("A server must survive whatever a client does; its output below says why it ended."),
+                    format!(
+                        "your program exited during the probe {name}: {ended}; its output is below"
+                    ),
+                    None,
                 );
             }
         }
@@ -395,6 +405,15 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         );
     }
 
+    if exercise.role != Role::TcpClient {
+        if let Some(holder) = program::taken(exercise.role, port) {
+            return Err(Failure::new(
+                format!("port {port} is already in use ({holder}), before your program has started"),
+                Some("Stop the program that holds it, or leave out --port: netlab then picks a free port and passes it as {port}."),
+            )
+            .into());
+        }
+    }
     let program = Arc::new(Program::start(&argv)?);
     nar.startup(
         "program",
@@ -453,7 +472,7 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         }
     }
 
-    let exited_early = exercise.role != Role::TcpClient && program.exit_description().is_some();
+    let exited_early = exercise.role != Role::TcpClient && program.server_end().is_some();
     program.stop(nar);
     let results = std::mem::take(&mut session.results);
     let count = |status| results.iter().filter(|r| r.status == status).count();

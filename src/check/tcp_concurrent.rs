@@ -168,10 +168,9 @@ fn probe_twenty_at_once(target: Target, deadline: Instant) -> Outcome {
     )
 }
 
-/// Everything under the program that is still running (not a zombie).
+/// Everything under the server that is still running (not a zombie).
 fn live_descendants(target: &Target) -> Vec<ProcStat> {
     target
-        .program
         .descendants()
         .into_iter()
         .filter(|stat| stat.state != 'Z')
@@ -316,7 +315,7 @@ fn probe_reaped(target: Target, deadline: Instant) -> Outcome {
     // exit, and the parent's SIGCHLD handler reaps them: allow a moment.
     let settle_until = (Instant::now() + target.time(1.5)).min(deadline);
     let procs = loop {
-        let procs = target.program.descendants();
+        let procs = target.descendants();
         if procs.is_empty() || net::passed(settle_until) {
             break procs;
         }
