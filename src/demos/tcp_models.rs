@@ -232,7 +232,8 @@ fn show_ended(nar: &Narrator, reaped: &[Pid], kept: &mut [Kept]) {
 
 /// A connection the parent kept: its state, read from the kernel.
 fn show_kept(nar: &Narrator, copy: &Kept) {
-    let Some(local) = copy.local else {
+    // Nobody would see it (--quiet, or the throttle): do not read it.
+    let Some(local) = copy.local.filter(|_| nar.showing()) else {
         return;
     };
     let peer = copy.peer;

@@ -181,13 +181,18 @@ impl Narrator {
     ) -> Option<TcpState> {
         let subject = format!("{local} -> {remote}");
         let started = Instant::now();
+        // Waiting for a state to settle is worth it only when the line is
+        // shown; under --quiet or the throttle one read is enough (a
+        // server shutting down with 50 connections would otherwise wait
+        // half a second for each, with nobody to read the result).
+        let settle = if self.showing() { SETTLE } else { Duration::ZERO };
         let entry = loop {
             match kernel::proc_net::connection(local, remote) {
                 Ok(entry) => {
                     let settling = entry.as_ref().is_some_and(|entry| {
                         entry.state.is_transitional() || entry.state == TcpState::FinWait2
                     });
-                    if !settling || started.elapsed() >= SETTLE {
+                    if !settling || started.elapsed() >= settle {
                         break entry;
                     }
                 }
