@@ -179,6 +179,14 @@ fn concurrent_children_holding_the_listener_are_caught() {
 }
 
 #[test]
+fn concurrent_ignoring_what_send_returns_is_caught_in_large() {
+    // Non-blocking send() with its count ignored: only a client that
+    // reads slowly (netlab's small window, a pause) makes bytes go missing.
+    let run = check("tcp-concurrent", "tcp_concurrent/broken_send_ignored.py");
+    run.assert_caught(&CONCURRENT_PROBES, "large", "send() may write only part");
+}
+
+#[test]
 fn list_names_every_probe() {
     let output = common::netlab()
         .args(["--json", "check", "--list"])

@@ -9,7 +9,7 @@
 //! |--------------|--------------------------------------------------|-----------------------------------|
 //! | `echo`       | sends one line, waits for it                     |                                   |
 //! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8)   |                                   |
-//! | `large`      | sends 1 MiB while reading the echo               |                                   |
+//! | `large`      | sends 1 MiB, reads the echo slowly (small window) |                                   |
 //! | `disconnect` | one leaves without a word, one hangs up after its line |                             |
 //! | `reset`      | aborts with RST (SO_LINGER 0)                    |                                   |
 //! | `close-wait` | half-closes (FIN) and waits for the server's FIN | the server's end (/proc/net/tcp)  |
@@ -28,6 +28,7 @@
 //! Reference answer: `tests/exercises/tcp_echo/good.py`. Lesson: `netlab lesson tcp`.
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -83,6 +84,12 @@ pub const PROBES: &[ProbeInfo] = &[
 
 /// The size of the `large` probe's message.
 const LARGE_LEN: usize = 1 << 20;
+/// netlab's receive buffer in the `large` probe (the kernel doubles it).
+const SMALL_RCVBUF: usize = 4096;
+/// netlab's maximum segment size in the `large` probe (TCP_MAXSEG).
+const SMALL_MSS: u32 = 1024;
+/// How long the `large` probe writes before it starts reading, in seconds.
+const PAUSE_SECONDS: f64 = 0.5;
 /// Clients in the `fd-growth` probe.
 const CLIENTS: usize = 50;
 /// Descriptors a correct server may open once, lazily, during the 50
@@ -263,11 +270,45 @@ fn large_message() -> Vec<u8> {
         .collect()
 }
 
+/// Connect with a small receive buffer (SO_RCVBUF, set before connect()
+/// so the window is small from the handshake on): the server's echo then
+/// piles up in its own send buffer, which fills, and a send() that is not
+/// looped shows as lost bytes. connect() obeys SO_SNDTIMEO on Linux,
+/// which bounds it by the deadline.
+fn connect_small_window(addr: SocketAddr, deadline: Instant) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use nix::sys::time::TimeVal;
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::RcvBuf, &SMALL_RCVBUF)?;
+    // Small segments too: over loopback (MTU 65536) the server's send
+    // buffer would otherwise start at some 1 MiB and hold the whole echo.
+    socket::setsockopt(&fd, sockopt::TcpMaxSeg, &SMALL_MSS)?;
+    // A zero timeout would mean "wait for ever".
+    let wait = net::left(deadline).max(Duration::from_millis(1));
+    let timeout = TimeVal::new(wait.as_secs() as _, wait.subsec_micros() as _);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) => {}
+        // The timeout ran out with the handshake still under way.
+        Err(nix::errno::Errno::EINPROGRESS) => {
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        }
+        Err(errno) => return Err(errno.into()),
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 fn probe_large(target: Target, deadline: Instant) -> Outcome {
     let expected = "all 1048576 bytes come back, in order";
     let hint = "recv() returns whatever has arrived, often far less than was sent: keep calling recv() until it returns b\"\", and send each chunk back whole with sendall() (send() may write only part of it).";
     let message = large_message();
-    let mut stream = match net::connect(target.addr, deadline) {
+    let mut stream = match connect_small_window(target.addr, deadline) {
         Ok(stream) => stream,
         Err(err) => return Outcome::fail(expected, net::connect_failure(target.addr, &err), hint),
     };
@@ -283,10 +324,14 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
     // Write and read at the same time: a client that wrote the whole
     // mebibyte first would stall any echo server once both sides' socket
     // buffers are full (the server blocks in sendall() on us, we in send()
-    // on it).
+    // on it). But start reading only after a pause: with netlab's small
+    // receive buffer, the server's send buffer fills meanwhile, and its
+    // send() then writes only part of what it is given.
+    let pause = target.time(PAUSE_SECONDS);
     let (got, end, sent) = std::thread::scope(|scope| {
         let message = &message;
         let sending = scope.spawn(move || net::write_all(&mut writer, message, deadline));
+        std::thread::sleep(pause.min(net::left(deadline)));
         let (got, end) = net::read_exact(&mut stream, LARGE_LEN, deadline);
         if end != End::Complete {
             // Wake the writer if it is blocked on a server that stopped reading.
