@@ -1,4 +1,4 @@
-"""BROKEN: ignores what send() returns. For `netlab check tcp-concurrent`.
+"""BROKEN: ignores what send() returns. For `netlab check tcp-echo` (and tcp-concurrent).
 
 Usage: python3 broken_send_ignored.py PORT [HOST]
 
