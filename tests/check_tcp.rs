@@ -179,11 +179,33 @@ fn concurrent_children_holding_the_listener_are_caught() {
 }
 
 #[test]
-fn concurrent_ignoring_what_send_returns_is_caught_in_large() {
+fn echo_ignoring_what_send_returns_is_caught_in_large() {
     // Non-blocking send() with its count ignored: only a client that
     // reads slowly (netlab's small window, a pause) makes bytes go missing.
-    let run = check("tcp-concurrent", "tcp_concurrent/broken_send_ignored.py");
-    run.assert_caught(&CONCURRENT_PROBES, "large", "send() may write only part");
+    let run = check("tcp-echo", "tcp_echo/broken_send_ignored.py");
+    run.assert_caught(&ECHO_PROBES, "large", "send() may write only part");
+}
+
+#[test]
+fn concurrent_prefork_passes_every_probe() {
+    // Workers that share the listener and accept() themselves are the
+    // design, not an inherited listener; they stay, and are not leftovers.
+    let run = check("tcp-concurrent", "tcp_concurrent/good_prefork.py");
+    run.assert_all_pass(&CONCURRENT_PROBES);
+    let happened = run.happened("child-listener");
+    assert!(happened.contains("pre-forked workers"), "{happened}");
+    let happened = run.happened("reaped");
+    assert!(happened.contains("24 pre-forked worker(s)"), "{happened}");
+}
+
+#[test]
+fn concurrent_reaping_only_before_accept_is_caught_in_reaped() {
+    let run = check("tcp-concurrent", "tcp_concurrent/broken_reap_on_accept.py");
+    run.assert_caught(
+        &CONCURRENT_PROBES,
+        "reaped",
+        "only when the next client arrives",
+    );
 }
 
 #[test]
