@@ -140,6 +140,9 @@ fn concurrent_threads_pass_every_probe() {
 fn concurrent_iterative_is_caught_in_twenty_at_once() {
     let run = check("tcp-concurrent", "tcp_concurrent/broken_iterative.py");
     run.assert_caught(&CONCURRENT_PROBES, "twenty-at-once", "select/poll/epoll");
+    // The kernel says why: the 20 wait in the accept queue.
+    let happened = run.happened("twenty-at-once");
+    assert!(happened.contains("never accept()ed"), "{happened}");
 }
 
 #[test]
@@ -206,6 +209,32 @@ fn concurrent_reaping_only_before_accept_is_caught_in_reaped() {
         "reaped",
         "only when the next client arrives",
     );
+}
+
+#[test]
+fn echo_accepted_but_unanswered_is_told_from_never_accepted() {
+    // Accepted, then silent: /proc/net/tcp shows the server's end with a
+    // socket inode, so the hint is about sending, not accept().
+    let run = check("tcp-echo", "tcp_echo/broken_no_send.py");
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "echo", "sendall()");
+    let happened = run.happened("echo");
+    assert!(
+        happened.contains("accept()ed the connection but sent nothing back"),
+        "{happened}"
+    );
+    assert_eq!(run.facts("echo", "accepted")[0]["value"], true);
+}
+
+#[test]
+fn echo_never_accepting_is_told_from_not_answering() {
+    // A server that listens but never calls accept(): the client's
+    // connection waits in the accept queue (inode 0 in /proc/net/tcp).
+    let no_accept = "import socket, sys, time\n\
+                     listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n\
+                     while True:\n    time.sleep(1)\n";
+    let run = check::run("tcp-echo", &[], &["python3", "-c", no_accept, "{port}"]);
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "echo", "never called accept()");
+    assert_eq!(run.facts("echo", "accepted")[0]["value"], false);
 }
 
 #[test]

@@ -120,7 +120,16 @@ fn one_client(target: &Target, n: usize, deadline: Instant) -> Result<Duration, 
     let line = format!("client {n} of {AT_ONCE}, all at once\n");
     match exchange(target.addr, line.as_bytes(), deadline) {
         Ok(echo) if echo.matches(line.as_bytes()) => Ok(started.elapsed()),
-        Ok(echo) => Err(format!("client {n}: {}", echo.describe(line.as_bytes()))),
+        Ok(echo) => {
+            // Waiting in the accept queue, or accepted and left unanswered?
+            let kernel = tcp_echo::silence(&echo)
+                .map(|(_, sentence, _)| format!(" ({sentence}, /proc/net/tcp)"))
+                .unwrap_or_default();
+            Err(format!(
+                "client {n}: {}{kernel}",
+                echo.describe(line.as_bytes())
+            ))
+        }
         Err(why) => Err(format!("client {n}: {why}")),
     }
 }
@@ -365,7 +374,7 @@ fn probe_reaped(target: Target, deadline: Instant, workers: &Mutex<Vec<i32>>) ->
     let is_worker = |p: &ProcStat| p.state != 'Z' && workers.contains(&p.pid);
     // Every client of the earlier probes has closed. Children see EOF,
     // exit, and the parent's SIGCHLD handler reaps them: allow a moment.
-    let settle_until = (Instant::now() + target.time(1.5)).min(deadline);
+    let settle_until = (Instant::now() + target.time(1.0)).min(deadline);
     let procs = loop {
         let procs = target.descendants();
         if procs.iter().all(is_worker) || net::passed(settle_until) {
