@@ -198,7 +198,7 @@ fn concurrent_prefork_passes_every_probe() {
     let happened = run.happened("child-listener");
     assert!(happened.contains("pre-forked workers"), "{happened}");
     let happened = run.happened("reaped");
-    assert!(happened.contains("24 pre-forked worker(s)"), "{happened}");
+    assert!(happened.contains("8 pre-forked worker(s)"), "{happened}");
 }
 
 #[test]

@@ -9,14 +9,14 @@ of the workers blocked in accept(). netlab's child-listener probe sees
 that these children existed before any client and do not grow in number
 with clients, so their holding the listener is the design, not a leak;
 reaped checks that only these workers are left, and no zombie.
-A busy worker serves one client at a time, so WORKERS clients at once is
-the limit; twenty-at-once needs more than 20 (the silent client takes one).
+A worker serves one client at a time, so at most WORKERS clients are
+served at once; more wait in the accept queue until a worker is free.
 """
 import os
 import socket
 import sys
 
-WORKERS = 24
+WORKERS = 8
 
 
 def serve(conn):
