@@ -140,6 +140,9 @@ fn concurrent_threads_pass_every_probe() {
 fn concurrent_iterative_is_caught_in_twenty_at_once() {
     let run = check("tcp-concurrent", "tcp_concurrent/broken_iterative.py");
     run.assert_caught(&CONCURRENT_PROBES, "twenty-at-once", "select/poll/epoll");
+    // The kernel says why: the 20 wait in the accept queue.
+    let happened = run.happened("twenty-at-once");
+    assert!(happened.contains("never accept()ed"), "{happened}");
 }
 
 #[test]
@@ -176,6 +179,62 @@ fn concurrent_children_holding_the_listener_are_caught() {
         "close the listening socket right after fork()",
     );
     assert_eq!(run.facts("child-listener", "listener_fd").len(), 3);
+}
+
+#[test]
+fn echo_ignoring_what_send_returns_is_caught_in_large() {
+    // Non-blocking send() with its count ignored: only a client that
+    // reads slowly (netlab's small window, a pause) makes bytes go missing.
+    let run = check("tcp-echo", "tcp_echo/broken_send_ignored.py");
+    run.assert_caught(&ECHO_PROBES, "large", "send() may write only part");
+}
+
+#[test]
+fn concurrent_prefork_passes_every_probe() {
+    // Workers that share the listener and accept() themselves are the
+    // design, not an inherited listener; they stay, and are not leftovers.
+    let run = check("tcp-concurrent", "tcp_concurrent/good_prefork.py");
+    run.assert_all_pass(&CONCURRENT_PROBES);
+    let happened = run.happened("child-listener");
+    assert!(happened.contains("pre-forked workers"), "{happened}");
+    let happened = run.happened("reaped");
+    assert!(happened.contains("8 pre-forked worker(s)"), "{happened}");
+}
+
+#[test]
+fn concurrent_reaping_only_before_accept_is_caught_in_reaped() {
+    let run = check("tcp-concurrent", "tcp_concurrent/broken_reap_on_accept.py");
+    run.assert_caught(
+        &CONCURRENT_PROBES,
+        "reaped",
+        "only when the next client arrives",
+    );
+}
+
+#[test]
+fn echo_accepted_but_unanswered_is_told_from_never_accepted() {
+    // Accepted, then silent: /proc/net/tcp shows the server's end with a
+    // socket inode, so the hint is about sending, not accept().
+    let run = check("tcp-echo", "tcp_echo/broken_no_send.py");
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "echo", "sendall()");
+    let happened = run.happened("echo");
+    assert!(
+        happened.contains("accept()ed the connection but sent nothing back"),
+        "{happened}"
+    );
+    assert_eq!(run.facts("echo", "accepted")[0]["value"], true);
+}
+
+#[test]
+fn echo_never_accepting_is_told_from_not_answering() {
+    // A server that listens but never calls accept(): the client's
+    // connection waits in the accept queue (inode 0 in /proc/net/tcp).
+    let no_accept = "import socket, sys, time\n\
+                     listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n\
+                     while True:\n    time.sleep(1)\n";
+    let run = check::run("tcp-echo", &[], &["python3", "-c", no_accept, "{port}"]);
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "echo", "never called accept()");
+    assert_eq!(run.facts("echo", "accepted")[0]["value"], false);
 }
 
 #[test]

@@ -18,13 +18,19 @@
 //! only the kernel shows: a child that keeps the listening socket it
 //! inherited from `fork()`, and children that exit but are never reaped
 //! (zombies). A threaded or select server has no children, and those two
-//! probes pass and say so.
+//! probes pass and say so. A pre-forking server is correct too: its
+//! workers exist before any client connects and accept() themselves, so
+//! they must hold the listener. child-listener tells them apart: children
+//! still running while no client is connected, whose number does not grow
+//! with clients, are workers; reaped then expects exactly them, and no
+//! zombie.
 //!
 //! Try it: `netlab check tcp-concurrent -- python3 concurrent_server.py {port}`.
 //! Reference answers: `tests/exercises/tcp_concurrent/good_*.py`.
 //! Lessons: `netlab lesson io-multiplexing`, `netlab lesson processes`.
 
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -53,11 +59,11 @@ const TWENTY_AT_ONCE: ProbeInfo = ProbeInfo {
 };
 const CHILD_LISTENER: ProbeInfo = ProbeInfo {
     name: "child-listener",
-    checks: "no child process holds the listening socket (/proc/PID/fd) while it serves a client",
+    checks: "no child forked for a client holds the listening socket (/proc/PID/fd); pre-forked workers, there before any client, may",
 };
 const REAPED: ProbeInfo = ProbeInfo {
     name: "reaped",
-    checks: "once the clients have left, no zombie and no leftover child is under the server (/proc/PID/stat)",
+    checks: "once the clients have left, no zombie and no child but pre-forked workers is under the server (/proc/PID/stat)",
 };
 
 /// tcp-echo's probes, then this exercise's own.
@@ -91,9 +97,21 @@ fn run(session: &mut Session) {
         return;
     }
     session.probe(TWENTY_AT_ONCE.name, 5.0, probe_twenty_at_once);
-    session.probe(CHILD_LISTENER.name, 4.0, probe_child_listener);
-    session.probe(REAPED.name, 4.0, probe_reaped);
+    // The pre-fork workers child-listener finds, for reaped.
+    let workers: Workers = Arc::default();
+    let found = Arc::clone(&workers);
+    session.probe(CHILD_LISTENER.name, 5.0, move |target, deadline| {
+        probe_child_listener(target, deadline, &found)
+    });
+    session.probe(REAPED.name, 5.0, move |target, deadline| {
+        probe_reaped(target, deadline, &workers)
+    });
 }
+
+/// The pids of a pre-forking server's workers: children that already
+/// existed while no client was connected, and did not grow in number with
+/// clients. Each calls accept() on the listening socket it shares.
+type Workers = Arc<Mutex<Vec<i32>>>;
 
 /// One client of many: connect, send its line, wait for the echo.
 /// Ok: how long the echo took; Err: what went wrong, in a few words.
@@ -102,7 +120,16 @@ fn one_client(target: &Target, n: usize, deadline: Instant) -> Result<Duration, 
     let line = format!("client {n} of {AT_ONCE}, all at once\n");
     match exchange(target.addr, line.as_bytes(), deadline) {
         Ok(echo) if echo.matches(line.as_bytes()) => Ok(started.elapsed()),
-        Ok(echo) => Err(format!("client {n}: {}", echo.describe(line.as_bytes()))),
+        Ok(echo) => {
+            // Waiting in the accept queue, or accepted and left unanswered?
+            let kernel = tcp_echo::silence(&echo)
+                .map(|(_, sentence, _)| format!(" ({sentence}, /proc/net/tcp)"))
+                .unwrap_or_default();
+            Err(format!(
+                "client {n}: {}{kernel}",
+                echo.describe(line.as_bytes())
+            ))
+        }
         Err(why) => Err(format!("client {n}: {why}")),
     }
 }
@@ -226,10 +253,10 @@ fn children_fact(target: &Target, procs: &[ProcStat], when: &str) -> Fact {
     )
 }
 
-fn probe_child_listener(target: Target, deadline: Instant) -> Outcome {
+fn probe_child_listener(target: Target, deadline: Instant, workers: &Mutex<Vec<i32>>) -> Outcome {
     let expected =
-        "a child process that serves a client has closed its copy of the listening socket";
-    let hint = "In the child, close the listening socket right after fork(): the child serves only its own client, and a child that keeps the listener holds the port open even after the server has stopped.";
+        "a child process forked for one client has closed its copy of the listening socket (pre-forked workers, which accept() themselves, keep it)";
+    let hint = "In the child, close the listening socket right after fork() (with socketserver.ForkingTCPServer, call self.server.socket.close() in your handler's setup()): the child serves only its own client, and a child that keeps the listener holds the port open even after the server has stopped.";
     let Some(inode) = target.socket_inode else {
         return Outcome::pass(
             expected,
@@ -241,6 +268,18 @@ fn probe_child_listener(target: Target, deadline: Instant) -> Outcome {
             "/proc/PID/fd",
             "its inode was not found at start",
         ));
+    };
+    // First, with no client connected: wait for the children of earlier
+    // clients to leave. Whatever still runs then was not forked for a
+    // client: a pre-forking server's workers (or children that never end,
+    // which reaped reports).
+    let idle_until = (Instant::now() + target.time(1.0)).min(deadline);
+    let idle = loop {
+        let idle = live_descendants(&target);
+        if idle.is_empty() || net::passed(idle_until) {
+            break idle;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     // Three clients, each echoed, kept connected: a forking server now has
     // three children serving them. (An iterative server echoes only the
@@ -279,6 +318,26 @@ fn probe_child_listener(target: Target, deadline: Instant) -> Outcome {
     }
     let census = children_fact(&target, &children, "with 3 clients connected");
     drop(clients);
+    let forked = children
+        .iter()
+        .filter(|child| !idle.iter().any(|was| was.pid == child.pid))
+        .count();
+    if !idle.is_empty() && forked == 0 {
+        // A pre-forking server: its workers share the listener, on purpose.
+        if let Ok(mut workers) = workers.lock() {
+            *workers = idle.iter().map(|p| p.pid).collect();
+        }
+        let before = children_fact(&target, &idle, "with no client connected");
+        return Outcome::pass(
+            expected,
+            format!(
+                "{echoed} of 3 clients were echoed and stayed connected; the {} child process(es) already existed with no client connected and did not grow with clients: pre-forked workers, which hold the listening socket to accept() on it ({} of them do)",
+                idle.len(),
+                holders.len()
+            ),
+        )
+        .with_facts([before, census]);
+    }
     if children.is_empty() {
         return Outcome::pass(
             expected,
@@ -309,29 +368,51 @@ fn probe_child_listener(target: Target, deadline: Instant) -> Outcome {
     .with_facts(holders)
 }
 
-fn probe_reaped(target: Target, deadline: Instant) -> Outcome {
-    let expected = "once every client has left, nothing is left under your program: each child has exited and been reaped";
+fn probe_reaped(target: Target, deadline: Instant, workers: &Mutex<Vec<i32>>) -> Outcome {
+    let expected = "once every client has left, nothing is left under your program but pre-forked workers: each child forked for a client has exited and been reaped";
+    let workers: Vec<i32> = workers.lock().map(|w| w.clone()).unwrap_or_default();
+    let is_worker = |p: &ProcStat| p.state != 'Z' && workers.contains(&p.pid);
     // Every client of the earlier probes has closed. Children see EOF,
     // exit, and the parent's SIGCHLD handler reaps them: allow a moment.
-    let settle_until = (Instant::now() + target.time(1.5)).min(deadline);
+    let settle_until = (Instant::now() + target.time(1.0)).min(deadline);
     let procs = loop {
         let procs = target.descendants();
-        if procs.is_empty() || net::passed(settle_until) {
+        if procs.iter().all(is_worker) || net::passed(settle_until) {
             break procs;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let census = children_fact(&target, &procs, "after every client left");
-    let zombies = procs.iter().filter(|p| p.state == 'Z').count();
-    let running = procs.len() - zombies;
+    let zombies: Vec<i32> = procs
+        .iter()
+        .filter(|p| p.state == 'Z')
+        .map(|p| p.pid)
+        .collect();
+    let kept = procs.iter().filter(|p| is_worker(p)).count();
+    let running = procs.len() - zombies.len() - kept;
     if procs.is_empty() {
         return Outcome::pass(expected, "no process is left under your program").with_fact(census);
     }
-    if zombies > 0 {
+    if zombies.is_empty() && running == 0 {
+        return Outcome::pass(
+            expected,
+            format!("only the {kept} pre-forked worker(s) are left under your program, the same as before any client came; no zombie"),
+        )
+        .with_fact(census);
+    }
+    if !zombies.is_empty() {
+        let hint = if reaped_by_a_client(&target, &zombies, deadline) {
+            "Your server reaps only when the next client arrives (waitpid() before accept()), so finished children stay zombies while nobody connects: reap in a SIGCHLD handler, calling os.waitpid(-1, os.WNOHANG) in a loop until it returns (0, 0)."
+        } else {
+            "Reap every finished child: in a SIGCHLD handler, call os.waitpid(-1, os.WNOHANG) in a loop until it returns (0, 0), because signals merge and one call per signal is not enough."
+        };
         return Outcome::fail(
             expected,
-            format!("{zombies} zombie(s) under your program: children that exited and were never waited for"),
-            "Reap every finished child: in a SIGCHLD handler, call os.waitpid(-1, os.WNOHANG) in a loop until it returns (0, 0), because signals merge and one call per signal is not enough.",
+            format!(
+                "{} zombie(s) under your program: children that exited and were never waited for",
+                zombies.len()
+            ),
+            hint,
         )
         .with_fact(census);
     }
@@ -341,4 +422,27 @@ fn probe_reaped(target: Target, deadline: Instant) -> Outcome {
         "A child must end with os._exit(0) as soon as its client has gone; one that goes back into the parent's loop or waits for something lingers, holding memory and descriptors.",
     )
     .with_fact(census)
+}
+
+/// Do the `zombies` go once one more client comes and goes? Then the
+/// server reaps only on its way back to accept().
+fn reaped_by_a_client(target: &Target, zombies: &[i32], deadline: Instant) -> bool {
+    let line = b"one more client, to see who reaps\n";
+    if exchange(target.addr, line, deadline).is_err() {
+        return false;
+    }
+    let until = (Instant::now() + target.time(0.5)).min(deadline);
+    loop {
+        let still = target
+            .descendants()
+            .into_iter()
+            .any(|p| p.state == 'Z' && zombies.contains(&p.pid));
+        if !still {
+            return true;
+        }
+        if net::passed(until) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

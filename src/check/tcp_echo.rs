@@ -9,7 +9,7 @@
 //! |--------------|--------------------------------------------------|-----------------------------------|
 //! | `echo`       | sends one line, waits for it                     |                                   |
 //! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8)   |                                   |
-//! | `large`      | sends 1 MiB while reading the echo               |                                   |
+//! | `large`      | sends 1 MiB, reads the echo slowly (small window) |                                   |
 //! | `disconnect` | one leaves without a word, one hangs up after its line |                             |
 //! | `reset`      | aborts with RST (SO_LINGER 0)                    |                                   |
 //! | `close-wait` | half-closes (FIN) and waits for the server's FIN | the server's end (/proc/net/tcp)  |
@@ -28,12 +28,14 @@
 //! Reference answer: `tests/exercises/tcp_echo/good.py`. Lesson: `netlab lesson tcp`.
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::net::{self, End};
 use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status, Target};
+use crate::kernel::{proc_net, TcpState};
 use crate::narrate::Fact;
 
 pub static EXERCISE: Exercise = Exercise {
@@ -83,6 +85,12 @@ pub const PROBES: &[ProbeInfo] = &[
 
 /// The size of the `large` probe's message.
 const LARGE_LEN: usize = 1 << 20;
+/// netlab's receive buffer in the `large` probe (the kernel doubles it).
+const SMALL_RCVBUF: usize = 4096;
+/// netlab's maximum segment size in the `large` probe (TCP_MAXSEG).
+const SMALL_MSS: u32 = 1024;
+/// How long the `large` probe writes before it starts reading, in seconds.
+const PAUSE_SECONDS: f64 = 0.2;
 /// Clients in the `fd-growth` probe.
 const CLIENTS: usize = 50;
 /// Descriptors a correct server may open once, lazily, during the 50
@@ -104,14 +112,14 @@ pub const NEEDS_ECHO: &str = "not run: the echo probe failed, and this probe nee
 pub fn run_probes(session: &mut Session) -> bool {
     // (If the program died, the session skips every later probe itself,
     // saying so.)
-    if session.probe(ECHO.name, 3.0, probe_echo) == Status::Fail && session.target().alive() {
+    if session.probe(ECHO.name, 2.0, probe_echo) == Status::Fail && session.target().alive() {
         for probe in &PROBES[1..] {
             session.skip(probe.name, NEEDS_ECHO);
         }
         return false;
     }
     session.probe(BINARY.name, 3.0, probe_binary);
-    session.probe(LARGE.name, 6.0, probe_large);
+    session.probe(LARGE.name, 4.0, probe_large);
     session.probe(DISCONNECT.name, 3.0, probe_disconnect);
     session.probe(RESET.name, 3.0, probe_reset);
     session.probe(CLOSE_WAIT.name, 3.0, probe_close_wait);
@@ -167,6 +175,65 @@ pub fn describe_echo(sent: &[u8], got: &[u8], end: &End) -> String {
     }
 }
 
+/// Did the program ever accept() the connection `stream`? From
+/// /proc/net/tcp: the program's end of a connection still waiting in the
+/// accept queue has no socket yet, so the kernel shows inode 0; once
+/// accept() has returned it, it has one. None: the connection is not
+/// established, or could not be found.
+pub fn accept_state(stream: &TcpStream) -> Option<(bool, Fact)> {
+    let (ours, theirs) = (stream.local_addr().ok()?, stream.peer_addr().ok()?);
+    let entry = proc_net::connection(theirs, ours).ok()??;
+    if entry.state != TcpState::Established {
+        return None;
+    }
+    let accepted = entry.inode != 0;
+    let subject = format!("{theirs} -> {ours}");
+    let text = if accepted {
+        format!(
+            "your program's end {subject} has socket inode {}: it was accept()ed",
+            entry.inode
+        )
+    } else {
+        format!("your program's end {subject} has no socket inode (0): it is still in the accept queue, never accept()ed")
+    };
+    Some((
+        accepted,
+        Fact::new(subject, "accepted", json!(accepted), "/proc/net/tcp", text),
+    ))
+}
+
+/// For an exchange that got nothing back before the time ran out, what
+/// the kernel says about it: the sentence to add, and the fact.
+pub fn silence(echo: &Echoed) -> Option<(bool, String, Fact)> {
+    if !echo.got.is_empty() || echo.end != End::TimedOut {
+        return None;
+    }
+    let (accepted, fact) = accept_state(&echo.stream)?;
+    let sentence = if accepted {
+        "your program accept()ed the connection but sent nothing back"
+    } else {
+        "your program never accept()ed the connection: it is still waiting in the accept queue"
+    };
+    Some((accepted, sentence.to_string(), fact))
+}
+
+/// A failed echo of `sent`: what happened, the hint (`hint`, or the one
+/// for a connection never accepted) and the kernel's word on it.
+fn echo_failure(
+    echo: &Echoed,
+    sent: &[u8],
+    hint: &'static str,
+) -> (String, &'static str, Vec<Fact>) {
+    match silence(echo) {
+        Some((accepted, sentence, fact)) => (
+            format!("{}; {sentence}", echo.describe(sent)),
+            if accepted { hint } else { HINT_NOT_ACCEPTED },
+            vec![fact],
+        ),
+        None => (echo.describe(sent), hint, Vec::new()),
+    }
+}
+
 /// Connect, send `payload` and read back as many bytes, all before the
 /// deadline. Err: a sentence saying why the exchange could not even start.
 pub fn exchange(addr: SocketAddr, payload: &[u8], deadline: Instant) -> Result<Echoed, String> {
@@ -210,6 +277,7 @@ fn exit_after(target: &Target, after: &str) -> Option<String> {
 }
 
 const HINT_NO_ECHO: &str = "After recv() returns data, send the same bytes back with sendall() before calling recv() again.";
+const HINT_NOT_ACCEPTED: &str = "Your program never called accept() for this client: look at what it does between two accept() calls (still serving an earlier client, waiting for something else, or never looping back to accept()).";
 const HINT_EXACT: &str = "Send back exactly the bytes recv() returned: do not decode(), strip() or add to them, since a client's bytes need not be text.";
 const HINT_CLOSED_EARLY: &str = "Keep the conversation going until recv() returns b\"\": close the client's socket only after that, not after the first message.";
 
@@ -228,7 +296,8 @@ fn probe_echo(target: Target, deadline: Instant) -> Outcome {
                 End::Eof | End::Reset if echo.got.is_empty() => HINT_CLOSED_EARLY,
                 _ => HINT_NO_ECHO,
             };
-            died_or(&target, after, expected, echo.describe(line), hint)
+            let (happened, hint, facts) = echo_failure(&echo, line, hint);
+            died_or(&target, after, expected, happened, hint).with_facts(facts)
         }
     }
 }
@@ -245,7 +314,10 @@ fn probe_binary(target: Target, deadline: Instant) -> Outcome {
             expected,
             "sent and got back 512 bytes, 0x00 to 0xff and back, identical",
         ),
-        Ok(echo) => died_or(&target, after, expected, echo.describe(&bytes), HINT_EXACT),
+        Ok(echo) => {
+            let (happened, hint, facts) = echo_failure(&echo, &bytes, HINT_EXACT);
+            died_or(&target, after, expected, happened, hint).with_facts(facts)
+        }
     }
 }
 
@@ -263,11 +335,45 @@ fn large_message() -> Vec<u8> {
         .collect()
 }
 
+/// Connect with a small receive buffer (SO_RCVBUF, set before connect()
+/// so the window is small from the handshake on): the server's echo then
+/// piles up in its own send buffer, which fills, and a send() that is not
+/// looped shows as lost bytes. connect() obeys SO_SNDTIMEO on Linux,
+/// which bounds it by the deadline.
+fn connect_small_window(addr: SocketAddr, deadline: Instant) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use nix::sys::time::TimeVal;
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::RcvBuf, &SMALL_RCVBUF)?;
+    // Small segments too: over loopback (MTU 65536) the server's send
+    // buffer would otherwise start at some 1 MiB and hold the whole echo.
+    socket::setsockopt(&fd, sockopt::TcpMaxSeg, &SMALL_MSS)?;
+    // A zero timeout would mean "wait for ever".
+    let wait = net::left(deadline).max(Duration::from_millis(1));
+    let timeout = TimeVal::new(wait.as_secs() as _, wait.subsec_micros() as _);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) => {}
+        // The timeout ran out with the handshake still under way.
+        Err(nix::errno::Errno::EINPROGRESS) => {
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        }
+        Err(errno) => return Err(errno.into()),
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 fn probe_large(target: Target, deadline: Instant) -> Outcome {
     let expected = "all 1048576 bytes come back, in order";
     let hint = "recv() returns whatever has arrived, often far less than was sent: keep calling recv() until it returns b\"\", and send each chunk back whole with sendall() (send() may write only part of it).";
     let message = large_message();
-    let mut stream = match net::connect(target.addr, deadline) {
+    let mut stream = match connect_small_window(target.addr, deadline) {
         Ok(stream) => stream,
         Err(err) => return Outcome::fail(expected, net::connect_failure(target.addr, &err), hint),
     };
@@ -283,11 +389,26 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
     // Write and read at the same time: a client that wrote the whole
     // mebibyte first would stall any echo server once both sides' socket
     // buffers are full (the server blocks in sendall() on us, we in send()
-    // on it).
+    // on it). But start reading only after a pause: with netlab's small
+    // receive buffer, the server's send buffer fills meanwhile, and its
+    // send() then writes only part of what it is given.
+    let pause = target.time(PAUSE_SECONDS);
+    let stall = target.time(1.0);
     let (got, end, sent) = std::thread::scope(|scope| {
         let message = &message;
         let sending = scope.spawn(move || net::write_all(&mut writer, message, deadline));
-        let (got, end) = net::read_exact(&mut stream, LARGE_LEN, deadline);
+        std::thread::sleep(pause.min(net::left(deadline)));
+        // Read in rounds of up to a second, and give up early after a
+        // round in which nothing came: lost bytes never arrive.
+        let mut got = Vec::with_capacity(LARGE_LEN);
+        let end = loop {
+            let round = (Instant::now() + stall).min(deadline);
+            let (more, end) = net::read_exact(&mut stream, LARGE_LEN - got.len(), round);
+            got.extend_from_slice(&more);
+            if end != End::TimedOut || more.is_empty() || net::passed(deadline) {
+                break end;
+            }
+        };
         if end != End::Complete {
             // Wake the writer if it is blocked on a server that stopped reading.
             let _ = stream.shutdown(Shutdown::Both);
@@ -536,16 +657,17 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
     // Each client: connect, one line, its echo, close (FIN).
     let mut served = 0;
     let mut trouble = None;
+    let mut trouble_hint = HINT_NO_ECHO;
+    let mut trouble_facts = Vec::new();
     for n in 0..CLIENTS {
         let line = format!("client {} of {CLIENTS}\n", n + 1);
         match exchange(target.addr, line.as_bytes(), deadline) {
             Ok(echo) if echo.matches(line.as_bytes()) => served += 1,
             Ok(echo) => {
-                trouble = Some(format!(
-                    "client {}: {}",
-                    n + 1,
-                    echo.describe(line.as_bytes())
-                ))
+                let (happened, hint, facts) = echo_failure(&echo, line.as_bytes(), HINT_NO_ECHO);
+                trouble = Some(format!("client {}: {happened}", n + 1));
+                trouble_hint = hint;
+                trouble_facts = facts;
             }
             Err(why) => trouble = Some(format!("client {}: {why}", n + 1)),
         }
@@ -557,9 +679,10 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
         return Outcome::fail(
             expected,
             format!("{served} of {CLIENTS} clients were served; then {trouble}"),
-            HINT_NO_ECHO,
+            trouble_hint,
         )
-        .with_fact(before_fact);
+        .with_fact(before_fact)
+        .with_facts(trouble_facts);
     }
     let Some(before) = before else {
         return Outcome::pass(
