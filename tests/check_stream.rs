@@ -165,3 +165,13 @@ fn framing_server_that_never_closes_fails_close_wait() {
         "{close_wait}"
     );
 }
+
+#[test]
+fn framing_limit_off_by_one_fails_large_with_its_own_hint() {
+    let run = framing("broken_limit_off_by_one.py");
+    run.assert_caught(
+        FRAMING_PROBES,
+        "large",
+        "Exactly 1,048,576 bytes is allowed",
+    );
+}
