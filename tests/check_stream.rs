@@ -165,3 +165,19 @@ fn framing_server_that_never_closes_fails_close_wait() {
         "{close_wait}"
     );
 }
+
+#[test]
+fn framing_limit_off_by_one_fails_large_with_its_own_hint() {
+    let run = framing("broken_limit_off_by_one.py");
+    run.assert_caught(
+        FRAMING_PROBES,
+        "large",
+        "Exactly 1,048,576 bytes is allowed",
+    );
+}
+
+#[test]
+fn framing_little_endian_length_fails_one_message_with_byte_order_hint() {
+    let run = framing("broken_byte_order.py");
+    run.assert_caught_rest_skipped(FRAMING_PROBES, "one-message", "check the byte order");
+}

@@ -90,6 +90,8 @@ const HINT_MERGED: &str = "One recv() can return several messages glued together
 const HINT_SPLIT: &str = "One recv() may return only part of a message: keep calling recv() until you have as many bytes as the length prefix says.";
 const HINT_EMPTY: &str = "A length of 0 is a valid, empty message: answer it with 4 zero bytes, and do not take its empty payload (b\"\") for the client closing.";
 const HINT_LARGE: &str = "A 1 MiB message takes many recv() calls and its answer many send()s: loop until every byte is read, and send the answer with sendall().";
+const HINT_LIMIT: &str = "Exactly 1,048,576 bytes is allowed: refuse only a length above 1 MiB (length > 1048576, not >=), and read a 1 MiB message like any other.";
+const HINT_BYTE_ORDER: &str = "The server closed straight after the length, as if it had read a length above 1 MiB: check the byte order, the length is big-endian, struct.unpack(\"!I\", ...), not \"<I\" or the machine's own \"I\".";
 const HINT_PIPELINED: &str = "Keep the bytes that follow one message for the next one, and answer messages in the order they came: hundreds may arrive in one stream, cut anywhere.";
 const HINT_CLOSE_WAIT: &str = "When recv() returns b\"\" the client has closed: close() the connection's socket too, or it stays in CLOSE_WAIT and keeps its descriptor.";
 const HINT_SPLIT_HEADER: &str = "recv(4) may return fewer than 4 bytes: read the length prefix with the same recv_exactly() loop as the message itself.";
@@ -100,10 +102,21 @@ fn run(session: &mut Session) {
     if session.probe("one-message", 2.0, |target, deadline| {
         let message = b"hello, framing!".to_vec();
         let writes = vec![Piece::now(frame(&message))];
-        judge(
-            exchange(target.addr, writes, &[message], deadline),
-            HINT_ONE,
-        )
+        let result = exchange(target.addr, writes, &[message], deadline);
+        if let Err(Trouble::Ended { answered: 0, got: 0, end: End::Eof | End::Reset, .. }) = result {
+            // A length of 15 refused at once, while an empty message is
+            // answered: the length was read in the wrong byte order.
+            if closes_after_header(target.addr, 15, deadline)
+                && !closes_after_header(target.addr, 0, deadline)
+            {
+                return Outcome::fail(
+                    "each message answered with one message holding its bytes reversed, in order",
+                    "the server closed the connection without answering; a second connection that sent only the length, 15, was closed at once, before any byte of the message, as if the length were above 1 MiB",
+                    HINT_BYTE_ORDER,
+                );
+            }
+        }
+        judge(result, HINT_ONE)
     }) != Status::Pass
     {
         for info in &PROBES[1..] {
@@ -153,10 +166,18 @@ fn run(session: &mut Session) {
     session.probe("large", 5.0, |target, deadline| {
         let message: Vec<u8> = (0..MAX_MESSAGE).map(|i| (i % 251) as u8).collect();
         let writes = vec![Piece::now(frame(&message))];
-        judge(
-            exchange(target.addr, writes, &[message], deadline),
-            HINT_LARGE,
-        )
+        let result = exchange(target.addr, writes, &[message], deadline);
+        if let Err(Trouble::Ended { answered: 0, got: 0, end: End::Eof | End::Reset, .. }) = result {
+            // Closed before any answer: did it refuse the length itself?
+            if closes_after_header(target.addr, MAX_MESSAGE as u32, deadline) {
+                return Outcome::fail(
+                    "a message of exactly 1 MiB (1,048,576 bytes) is answered, its bytes reversed",
+                    "the server closed the connection without answering; a second connection that sent only the length, 1048576, was closed at once, before any byte of the message: the server refused exactly 1 MiB",
+                    HINT_LIMIT,
+                );
+            }
+        }
+        judge(result, HINT_LARGE)
     });
 
     session.probe("pipelined", 5.0, |target, deadline| {
@@ -510,6 +531,23 @@ fn oversized(target: Target, deadline: Instant) -> Outcome {
             )
         }
     }
+}
+
+/// Send only a 4-byte `length` and wait briefly: does the server close at
+/// once, without waiting for the message? (A correct server waits.)
+fn closes_after_header(addr: SocketAddr, length: u32, deadline: Instant) -> bool {
+    let Ok(mut stream) = net::connect(addr, deadline) else {
+        return false;
+    };
+    if net::write_all(&mut stream, &length.to_be_bytes(), deadline)
+        .1
+        .is_some()
+    {
+        return false;
+    }
+    let by = Instant::now() + net::left(deadline).min(Duration::from_millis(500));
+    let (extra, end) = net::read_exact(&mut stream, 1, by);
+    extra.is_empty() && matches!(end, End::Eof | End::Reset)
 }
 
 /// The oversized length's connection is still open: is the server reading
