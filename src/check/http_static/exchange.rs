@@ -451,3 +451,30 @@ fn printable(bytes: &[u8]) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_without_its_blank_line_is_told_apart_from_garbage() {
+        // The body's first line right after the last header.
+        let body_next = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nbody { color: red; }\n";
+        assert!(lacks_blank_line(body_next, false));
+        // The connection closed after the headers (HEAD).
+        let closed = b"HTTP/1.1 200 OK\r\nContent-Length: 67\r\nContent-Type: text/css\r\n";
+        assert!(lacks_blank_line(closed, true));
+        assert!(!lacks_blank_line(closed, false));
+        // A blank line is there; garbage; a status line alone.
+        assert!(!lacks_blank_line(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nx", true));
+        assert!(!lacks_blank_line(b"\xff\xfe garbage", true));
+        assert!(!lacks_blank_line(b"HTTP/1.1 200 OK\r\n<html>\n", true));
+    }
+
+    #[test]
+    fn bare_line_feeds_are_found() {
+        assert!(!has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"));
+        assert!(has_bare_lf(b"HTTP/1.1 200 OK\nA: b\n\n"));
+        assert!(has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\n"));
+    }
+}
