@@ -198,3 +198,115 @@ while True:
     );
     assert!(run.happened("get-file").contains("garbage"));
 }
+
+/// A wrong Content-Type is get-file's to judge: binary (the PNG's type is
+/// judged there only when get-file found the others right) and the probes
+/// about status, framing and connections pass, saying "see get-file".
+#[test]
+fn a_wrong_content_type_fails_get_file_only() {
+    let run = check_python("broken_wrong_type.py");
+    run.assert_caught(&PROBES, "get-file", "Choose Content-Type");
+    let happened = run.happened("get-file");
+    assert!(
+        happened.contains("application/octet-stream, but for .html it is text/html"),
+        "{happened}"
+    );
+    for probe in ["binary", "small-pieces", "keep-alive"] {
+        assert!(
+            run.happened(probe).contains("see get-file"),
+            "{}",
+            run.probe(probe)
+        );
+    }
+}
+
+/// Content-Length one too many, with the body read in binary mode: the
+/// hint is about counting the bytes sent, not about characters. HEAD's
+/// head is GET's, so head passes; the probes that read a body fail, as a
+/// client waiting for the missing byte would.
+#[test]
+fn a_content_length_one_too_many_gets_the_count_hint() {
+    let run = check_python("broken_length_plus_one.py");
+    run.assert_statuses(
+        &PROBES,
+        &[
+            ("get-file", "fail"),
+            ("binary", "fail"),
+            ("not-found", "fail"),
+            ("small-pieces", "fail"),
+            ("keep-alive", "fail"),
+            ("bad-request", "fail"),
+        ],
+    );
+    run.assert_probe("get-file", "fail", "the very bytes object");
+    assert!(!run.hint("get-file").contains("characters"));
+    let happened = run.happened("get-file");
+    assert!(
+        happened.contains("Content-Length says 280 bytes, but only 279 arrived"),
+        "{happened}"
+    );
+}
+
+/// index.html for every path: the hint says the path is ignored (the
+/// Content-Length matches the body sent). A missing file gets 200 and a
+/// path outside the root gets 200: those probes fail on their own
+/// subject; head, small-pieces, keep-alive and bad-request pass.
+#[test]
+fn a_server_that_ignores_the_path_is_named() {
+    let run = check_python("broken_index_only.py");
+    run.assert_statuses(
+        &PROBES,
+        &[
+            ("get-file", "fail"),
+            ("binary", "fail"),
+            ("not-found", "fail"),
+            ("traversal", "fail"),
+        ],
+    );
+    run.assert_probe("get-file", "fail", "ignores the path");
+    run.assert_probe("binary", "fail", "ignores the path");
+    let happened = run.happened("get-file");
+    assert!(
+        happened.contains("the body is /index.html's 279 bytes, not /notes.txt's 156"),
+        "{happened}"
+    );
+}
+
+/// The PNG read in text mode raises UnicodeDecodeError: no response, and
+/// the hint points to 'rb'.
+#[test]
+fn a_binary_file_read_as_text_gets_the_rb_hint() {
+    let run = check_python("broken_text_mode.py");
+    run.assert_caught(&PROBES, "binary", "binary mode ('rb')");
+    assert!(run.happened("binary").contains("no response"));
+}
+
+/// No blank line after the headers: every probe that reads a response
+/// names it, head included.
+#[test]
+fn a_missing_blank_line_is_named_by_every_probe() {
+    let run = check_python("broken_no_blank_line.py");
+    let failing = [
+        "get-file",
+        "binary",
+        "not-found",
+        "head",
+        "small-pieces",
+        "keep-alive",
+        "bad-request",
+    ];
+    let statuses: Vec<(&str, &str)> = failing.iter().map(|name| (*name, "fail")).collect();
+    run.assert_statuses(&PROBES, &statuses);
+    for probe in failing {
+        run.assert_probe(probe, "fail", "End the head with an empty line");
+    }
+}
+
+/// Lines ended with \n alone: a warning in get-file, every other probe
+/// judged as usual (and passed).
+#[test]
+fn bare_lf_line_ends_are_a_warning() {
+    let run = check_python("bare_lf.py");
+    run.assert_statuses(&PROBES, &[("get-file", "warn")]);
+    run.assert_probe("get-file", "warn", "not with \\n alone");
+}

@@ -84,11 +84,8 @@ pub(super) fn small_pieces(target: Target, deadline: Instant) -> Outcome {
             format!("{what}: {}", response.summary()),
             HINT_PIECES,
         ),
-        Ok(response) => match check_file(&what, &response, file) {
-            Ok(()) => Outcome::pass(
-                expected,
-                format!("{what}: 200 OK for {}", served(file, &response)),
-            ),
+        Ok(response) => match check_served(&what, &response, file) {
+            Ok(served) => Outcome::pass(expected, format!("{what}: {served}")),
             Err(miss) => miss.outcome(expected),
         },
         Err(failed) if failed.broken == Broken::NoResponse => {
@@ -117,10 +114,10 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
         Ok(response) => response,
         Err(failed) => return miss_of(&what, failed).outcome(expected),
     };
-    if let Err(miss) = check_file(&what, &response, first) {
-        return miss.outcome(expected);
-    }
-    let answered = response.summary();
+    let answered = match check_served(&what, &response, first) {
+        Ok(served) => served,
+        Err(miss) => return miss.outcome(expected),
+    };
 
     // Does the server close now? A short look before the second request
     // tells a server that closes apart from one that never answers again.
@@ -149,12 +146,11 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
             match result {
                 Ok(response) => {
                     let (_, fact) = net::server_side_state(conn.stream());
-                    return match check_file(&what2, &response, second) {
-                        Ok(()) => Outcome::pass(
-                            expected,
-                            format!("{what}: {answered}; {what2}: {}", response.summary()),
-                        )
-                        .with_fact(fact),
+                    return match check_served(&what2, &response, second) {
+                        Ok(served) => {
+                            Outcome::pass(expected, format!("{what}: {answered}; {what2}: {served}"))
+                                .with_fact(fact)
+                        }
                         Err(miss) => miss.outcome(expected),
                     };
                 }
@@ -229,20 +225,17 @@ pub(super) fn bad_request(target: Target, deadline: Instant) -> Outcome {
     };
     drop(conn);
     let shown = net::show(garbage);
-    match (reply, fetch(target.addr, &files::STYLE, deadline)) {
-        (Ok(reply), Ok(response)) => Outcome::pass(
+    let file = &files::STYLE;
+    let next = format!("GET {}", file.url);
+    let checked = fetch(target.addr, file, deadline)
+        .and_then(|response| check_served(&next, &response, file));
+    match (reply, checked) {
+        (Ok(reply), Ok(served)) => {
+            Outcome::pass(expected, format!("{shown}: {reply}; then {served}"))
+        }
+        (Err(reply), Ok(served)) => Outcome::warn(
             expected,
-            format!(
-                "{shown}: {reply}; then 200 OK for {}",
-                served(&files::STYLE, &response)
-            ),
-        ),
-        (Err(reply), Ok(response)) => Outcome::warn(
-            expected,
-            format!(
-                "{shown}: {reply}; then 200 OK for {}",
-                served(&files::STYLE, &response)
-            ),
+            format!("{shown}: {reply}; then {served}"),
             HINT_BAD_STATUS,
         ),
         (Ok(reply) | Err(reply), Err(miss)) => Outcome::fail(

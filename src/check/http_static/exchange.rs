@@ -40,6 +40,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Content-Length as sent, when there was one.
     pub content_length: Option<usize>,
+    /// Some line of the head ended with a bare \n instead of \r\n.
+    pub bare_lf: bool,
 }
 
 /// What was wrong with what came back.
@@ -53,6 +55,9 @@ pub enum Broken {
     NoResponse,
     /// The bytes are not an HTTP response head.
     NotHttp,
+    /// A status line and headers, then no blank line: the body (or the
+    /// connection's end) came right after the last header.
+    NoBlankLine,
     /// Content-Length is not a number, or absurdly large.
     BadLength,
     /// Fewer body bytes than Content-Length before the connection ended.
@@ -191,6 +196,7 @@ impl Conn {
                             .collect(),
                         body: Vec::new(),
                         content_length: None,
+                        bare_lf: has_bare_lf(&self.buffer[..len]),
                     };
                     break (len, response);
                 }
@@ -204,6 +210,15 @@ impl Conn {
                     ))
                 }
                 Ok(httparse::Status::Partial) => {}
+                Err(_) if lacks_blank_line(&self.buffer, false) => {
+                    return Err(self.failed(
+                        Broken::NoBlankLine,
+                        format!(
+                            "the headers are not followed by a blank line: the body starts right after the last header: {}",
+                            net::show(&self.buffer)
+                        ),
+                    ))
+                }
                 Err(err) => {
                     return Err(self.failed(
                         Broken::NotHttp,
@@ -225,7 +240,12 @@ impl Conn {
                         net::show(&self.buffer)
                     )
                 };
-                let mut failed = self.failed(Broken::NoResponse, what);
+                let broken = if lacks_blank_line(&self.buffer, true) {
+                    Broken::NoBlankLine
+                } else {
+                    Broken::NoResponse
+                };
+                let mut failed = self.failed(broken, what);
                 failed.end = Some(end);
                 return Err(failed);
             }
@@ -257,7 +277,7 @@ impl Conn {
                         return Err(self.failed(
                             Broken::ShortBody,
                             format!(
-                                "{} {}: Content-Length says {length} bytes, but {arrived} arrived before {}",
+                                "{} {}: Content-Length says {length} bytes, but only {arrived} arrived; then {}",
                                 response.status,
                                 response.reason,
                                 end.describe()
@@ -372,6 +392,46 @@ pub fn exchange(
     (result, Some(conn))
 }
 
+/// Does a head that did not parse lack only its blank line? Yes when it
+/// starts with a status line, then holds one or more header lines and,
+/// before any empty line, a line that is no header (the body's first line);
+/// or, when `ended` (the connection closed), only header lines.
+fn lacks_blank_line(bytes: &[u8], ended: bool) -> bool {
+    if !bytes.starts_with(b"HTTP/") {
+        return false;
+    }
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let mut headers = 0;
+    // After the status line; the piece after the last \n is not a line yet.
+    for (at, line) in lines.iter().enumerate().skip(1) {
+        let last = at + 1 == lines.len();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            // An empty line is the blank line; the empty piece after a final
+            // \n is nothing yet.
+            return last && ended && headers > 0;
+        }
+        let is_header = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+            colon > 0
+                && line[..colon]
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        });
+        if !is_header {
+            return headers > 0;
+        }
+        headers += 1;
+    }
+    ended && headers > 0
+}
+
+/// Does a head end one of its lines with \n alone, without \r?
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(at, &b)| b == b'\n' && (at == 0 || head[at - 1] != b'\r'))
+}
+
 /// Text from the network, made safe for a terminal: invalid UTF-8 becomes
 /// U+FFFD, control characters (ESC and the C1 controls among them, which
 /// could steer the terminal) are escaped, and a long value is cut.
@@ -390,4 +450,31 @@ fn printable(bytes: &[u8]) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_without_its_blank_line_is_told_apart_from_garbage() {
+        // The body's first line right after the last header.
+        let body_next = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nbody { color: red; }\n";
+        assert!(lacks_blank_line(body_next, false));
+        // The connection closed after the headers (HEAD).
+        let closed = b"HTTP/1.1 200 OK\r\nContent-Length: 67\r\nContent-Type: text/css\r\n";
+        assert!(lacks_blank_line(closed, true));
+        assert!(!lacks_blank_line(closed, false));
+        // A blank line is there; garbage; a status line alone.
+        assert!(!lacks_blank_line(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nx", true));
+        assert!(!lacks_blank_line(b"\xff\xfe garbage", true));
+        assert!(!lacks_blank_line(b"HTTP/1.1 200 OK\r\n<html>\n", true));
+    }
+
+    #[test]
+    fn bare_line_feeds_are_found() {
+        assert!(!has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"));
+        assert!(has_bare_lf(b"HTTP/1.1 200 OK\nA: b\n\n"));
+        assert!(has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\n"));
+    }
 }

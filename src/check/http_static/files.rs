@@ -103,6 +103,17 @@ impl Served {
     }
 }
 
+impl Served {
+    /// How many characters a text file has (fewer than its bytes when some
+    /// take more than one byte in UTF-8); None for the binary file.
+    pub fn characters(&self) -> Option<usize> {
+        match self.contents {
+            Contents::Text(text) => Some(text.chars().count()),
+            Contents::EveryByte => None,
+        }
+    }
+}
+
 /// Fill `root` (created empty by the framework) and write the secret in
 /// the directory above it.
 pub fn prepare(root: &Path) -> io::Result<()> {

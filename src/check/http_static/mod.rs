@@ -11,10 +11,13 @@
 //!
 //! - `get-file`: GET of five files: 200, the exact bytes, a Content-Length
 //!   equal to the file's size in bytes, the Content-Type its extension
-//!   calls for (parameters such as `; charset=utf-8` are fine).
-//! - `binary`: the PNG comes back byte for byte, as `image/png`.
+//!   calls for (parameters such as `; charset=utf-8` are fine). A head
+//!   whose lines end with a bare \n instead of \r\n is a warning.
+//! - `binary`: the PNG comes back byte for byte; its `image/png` is judged
+//!   here only when get-file found the other types right.
 //! - `not-found`: a missing file gets 404, and the next request is served.
-//! - `head`: HEAD gets GET's status and headers, and no body after them.
+//! - `head`: HEAD gets the status and Content-Length that GET gets (read
+//!   from this server, head only), and no body after them.
 //! - `small-pieces`: a request written a few bytes at a time, with pauses,
 //!   gets one answer, after its last piece: one recv() is not one request.
 //! - `keep-alive`: two requests on one connection are both answered. A
@@ -25,6 +28,15 @@
 //!   secret's absolute path never bring back the secret (or any 2xx).
 //! - `bad-request`: bytes that are not HTTP get a 4xx or a closed
 //!   connection, and the server goes on serving.
+//!
+//! Each probe judges its own subject. The bytes of a file and its
+//! Content-Type are get-file's (and binary's): the later probes judge
+//! status codes, framing (Content-Length against the body sent, the blank
+//! line after the headers), survival and connection handling, and say
+//! "see get-file" when a file's bytes or type are wrong. The hints follow
+//! the evidence: a Content-Length equal to the file's number of characters
+//! gets the characters-vs-bytes hint, any other wrong count the hint about
+//! counting the bytes sent; another file's bytes say the path is ignored.
 //!
 //! The files: `files.rs` (what the root holds), `exchange.rs` (a request
 //! sent, a response read and parsed with httparse, every read bounded by
@@ -45,7 +57,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::net;
-use super::session::{Exercise, Outcome, ProbeInfo, Role, Session};
+use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status};
 use exchange::{exchange, request, Broken, Failed, Response};
 use files::Served;
 
@@ -63,11 +75,11 @@ pub static EXERCISE: Exercise = Exercise {
 const PROBES: &[ProbeInfo] = &[
     ProbeInfo {
         name: "get-file",
-        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right",
+        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right (lines ended by a bare \\n: a warning)",
     },
     ProbeInfo {
         name: "binary",
-        checks: "GET of a PNG that holds all 256 byte values: every byte back unchanged, as image/png",
+        checks: "GET of a PNG that holds all 256 byte values: every byte back unchanged (and image/png, unless get-file has judged the types)",
     },
     ProbeInfo {
         name: "not-found",
@@ -75,7 +87,7 @@ const PROBES: &[ProbeInfo] = &[
     },
     ProbeInfo {
         name: "head",
-        checks: "HEAD gets the same status and headers as GET, and no body",
+        checks: "HEAD gets the same status and Content-Length as GET, and no body",
     },
     ProbeInfo {
         name: "small-pieces",
@@ -96,8 +108,12 @@ const PROBES: &[ProbeInfo] = &[
 ];
 
 fn run(session: &mut Session) {
-    session.probe("get-file", 4.0, requests::get_file);
-    session.probe("binary", 3.0, requests::binary);
+    // A wrong Content-Type is get-file's to judge: binary judges the PNG's
+    // only when get-file found the others right.
+    let types_judged = session.probe("get-file", 4.0, requests::get_file) != Status::Pass;
+    session.probe("binary", 3.0, move |target, deadline| {
+        requests::binary(target, deadline, !types_judged)
+    });
     session.probe("not-found", 3.0, requests::not_found);
     session.probe("head", 3.0, requests::head);
     session.probe("small-pieces", 3.0, connection::small_pieces);
@@ -114,6 +130,11 @@ const HINT_FORMAT: &str = "Start the response with a status line such as HTTP/1.
 const HINT_MAP: &str = "Map the request's path to a file under the root: drop the leading /, join it to the root directory, and open the file in binary mode ('rb').";
 const HINT_PERCENT: &str = "Percent-decode the path before you open the file: urllib.parse.unquote() turns %20 back into a space.";
 const HINT_LENGTH_MISSING: &str = "Send a Content-Length header with the body's size in bytes: without it a client can only find the end of the body when the connection closes.";
+const HINT_BLANK_LINE: &str = "End the head with an empty line: after the last header's \\r\\n send one more \\r\\n, so the client can tell where the headers stop and the body begins.";
+const HINT_CRLF: &str = "End the status line and every header with \\r\\n, as HTTP requires, not with \\n alone: many clients accept a bare \\n, but not every one does.";
+const HINT_LENGTH_COUNT: &str = "Content-Length must equal the number of body bytes you actually send: take len() of the very bytes object you pass to sendall(), and add or leave out nothing.";
+const HINT_IGNORES_PATH: &str = "The body is another file's: your server ignores the path, so open the file that the request line's path names under the root, not a fixed one.";
+const HINT_BINARY_SILENT: &str = "Your server sent no response for the PNG: open files in binary mode ('rb'), since reading a binary file as text raises UnicodeDecodeError (look for it in your program's output).";
 const HINT_LENGTH_BYTES: &str = "Content-Length must count the bytes you send, not characters: read the file in binary mode ('rb') and use len() of those bytes (or os.path.getsize()).";
 const HINT_BODY: &str = "Send the file's bytes unchanged: read it in binary mode ('rb') and pass those bytes to sendall(), without decoding or re-encoding them.";
 const HINT_TYPE: &str = "Choose Content-Type from the file's extension (.html text/html, .txt text/plain, .css text/css, .png image/png), for example with mimetypes.guess_type().";
@@ -161,7 +182,8 @@ fn broken_hint(broken: Broken) -> &'static str {
         Broken::NoSend => HINT_SEND,
         Broken::NoResponse => HINT_NO_RESPONSE,
         Broken::NotHttp => HINT_FORMAT,
-        Broken::BadLength | Broken::ShortBody => HINT_LENGTH_BYTES,
+        Broken::NoBlankLine => HINT_BLANK_LINE,
+        Broken::BadLength | Broken::ShortBody => HINT_LENGTH_COUNT,
         Broken::Unframed => HINT_LENGTH_MISSING,
     }
 }
@@ -191,8 +213,10 @@ fn survival_hint(miss: &Miss) -> &'static str {
     }
 }
 
-/// Does this response carry `file`, whole and correctly labelled?
-fn check_file(what: &str, response: &Response, file: &Served) -> Result<(), Miss> {
+/// Does this response carry `file`'s bytes: 200, a Content-Length equal
+/// to the file's size, and the file's exact bytes? (`get-file` and
+/// `binary` ask this; the Content-Type is `check_type`'s.)
+fn check_bytes(what: &str, response: &Response, file: &Served) -> Result<(), Miss> {
     let want = file.bytes();
     if response.status != 200 {
         let hint = if response.status == 404 && file.url.contains('%') {
@@ -218,30 +242,75 @@ fn check_file(what: &str, response: &Response, file: &Served) -> Result<(), Miss
             HINT_LENGTH_MISSING,
         ));
     };
-    if length != want.len() {
+    if response.body == want {
+        return Ok(());
+    }
+    // Another file's bytes: the path was not used to pick the file.
+    if let Some(other) = files::ALL
+        .iter()
+        .find(|other| other.url != file.url && other.bytes() == response.body)
+    {
         return Err(Miss::new(
             format!(
-                "{what}: Content-Length: {length}, but the file has {} bytes",
+                "{what}: the body is {}'s {} bytes, not {}'s {}",
+                other.url,
+                response.body.len(),
+                file.url,
                 want.len()
             ),
-            HINT_LENGTH_BYTES,
+            HINT_IGNORES_PATH,
         ));
     }
-    if let Some(at) = response.body.iter().zip(&want).position(|(a, b)| a != b) {
+    // The file's first Content-Length bytes: the count is too small.
+    // Counting characters instead of bytes is one way to get there; the
+    // count says whether it is this one.
+    if length < want.len() && want.starts_with(&response.body) {
+        let (counted, hint) = match file.characters() {
+            Some(characters) if characters == length => (
+                format!(", which is its number of characters ({characters})"),
+                HINT_LENGTH_BYTES,
+            ),
+            _ => (String::new(), HINT_LENGTH_COUNT),
+        };
         return Err(Miss::new(
             format!(
-                "{what}: the body differs from the file from byte {at} on: the file has {}, the response {}",
-                net::show(&want[at..(at + 8).min(want.len())]),
-                net::show(&response.body[at..(at + 8).min(response.body.len())]),
+                "{what}: Content-Length: {length}, but the file has {} bytes{counted}",
+                want.len()
             ),
-            HINT_BODY,
+            hint,
         ));
     }
+    let at = response
+        .body
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(want.len().min(response.body.len()));
+    let sizes = if length == want.len() {
+        String::new()
+    } else {
+        format!(
+            " (Content-Length: {length}, the file has {} bytes)",
+            want.len()
+        )
+    };
+    Err(Miss::new(
+        format!(
+            "{what}: the body differs from the file from byte {at} on{sizes}: the file has {}, the response {}",
+            net::show(&want[at.min(want.len())..(at + 8).min(want.len())]),
+            net::show(&response.body[at.min(response.body.len())..(at + 8).min(response.body.len())]),
+        ),
+        HINT_BODY,
+    ))
+}
+
+/// Does the response carry the Content-Type of `file`'s extension?
+fn check_type(what: &str, response: &Response, file: &Served) -> Result<(), Miss> {
     match response.media_type() {
         Some(media) if media.eq_ignore_ascii_case(file.media_type) => Ok(()),
         Some(_) => Err(Miss::new(
             format!(
-                "{what}: Content-Type: {}, but a {} file is {}",
+                "{what}: Content-Type: {}, but for .{} it is {}",
                 response.header("content-type").unwrap_or(""),
                 extension(file),
                 file.media_type
@@ -255,17 +324,42 @@ fn check_file(what: &str, response: &Response, file: &Served) -> Result<(), Miss
     }
 }
 
+/// What the probes after `get-file` and `binary` ask of a file's response:
+/// 200 and a body framed by Content-Length (the exchange has read exactly
+/// that many bytes). The bytes and the Content-Type are those two probes'
+/// subject: when they are wrong, the pass text says so, and points there.
+fn check_served(what: &str, response: &Response, file: &Served) -> Result<String, Miss> {
+    if response.status != 200 {
+        return check_bytes(what, response, file).map(|()| String::new());
+    }
+    if response.content_length.is_none() {
+        return Err(Miss::new(
+            format!(
+                "{what}: {} and no Content-Length header",
+                response.summary()
+            ),
+            HINT_LENGTH_MISSING,
+        ));
+    }
+    let note = if check_bytes(what, response, file).is_err() {
+        " (not the file's bytes: see get-file)"
+    } else if check_type(what, response, file).is_err() {
+        " (the wrong Content-Type: see get-file)"
+    } else {
+        ""
+    };
+    Ok(format!("200 OK for {}{note}", served(file, response)))
+}
+
 fn extension(file: &Served) -> &'static str {
     file.path.rsplit_once('.').map(|(_, ext)| ext).unwrap_or("")
 }
 
-/// GET `file` on a new connection and check the response.
+/// GET `file` on a new connection: the response, whatever it carries.
 fn fetch(addr: SocketAddr, file: &Served, deadline: Instant) -> Result<Response, Miss> {
     let what = format!("GET {}", file.url);
     let (result, _conn) = exchange(addr, &request("GET", file.url, addr, true), true, deadline);
-    let response = result.map_err(|failed| miss_of(&what, failed))?;
-    check_file(&what, &response, file)?;
-    Ok(response)
+    result.map_err(|failed| miss_of(&what, failed))
 }
 
 /// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass.
