@@ -264,6 +264,7 @@ pub fn check(cli: &Cli) -> Result<(), clap::Error> {
         Command::IoDemo(args) => ("io-demo", args.check()),
         Command::StickyDemo(args) => ("sticky-demo", args.check()),
         Command::TcpServer(args) => ("tcp-server", args.check()),
+        Command::Check(args) => ("check", args.check()),
         _ => return Ok(()),
     };
     let Err(message) = checked else {

@@ -87,13 +87,22 @@ fn run_demo(global: &cli::GlobalArgs, command: Command) -> u8 {
         Command::OrphanDemo(args) => demos::orphan::run(&nar, args),
         Command::Chatroom(args) => demos::chatroom::run(&nar, args),
         Command::Bench(args) => bench::run(&nar, args),
-        Command::Check(args) => check::run(&nar, args),
+        Command::Check(args) => {
+            if global.step {
+                nar.warning(
+                    "--step has no effect on check: netlab's own calls are not the lesson here, so the check runs without pauses",
+                    None,
+                );
+            }
+            check::run(&nar, args)
+        }
         Command::Lesson(_) | Command::Completions(_) | Command::Man => Ok(()),
     };
     let stopped = stop::requested();
     match (result, stopped) {
-        // Our reader went away: like `yes | head`, end without a word.
-        (_, Some(StopReason::OutputClosed)) => 0,
+        // Our reader went away: like `yes | head`, end without a word. A
+        // check that could not finish its report has not passed, though.
+        (_, Some(StopReason::OutputClosed)) => u8::from(matches!(command, Command::Check(_))),
         (Ok(()), Some(reason)) => {
             let code = reason.exit_code();
             nar.end(reason.describe(), code);

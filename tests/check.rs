@@ -68,7 +68,7 @@ fn list_names_every_exercise_with_a_lesson_that_exists() {
 #[test]
 fn a_missing_command_gets_an_example() {
     let out = netlab().args(["check", "tcp-echo"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("after `--`"), "{stderr}");
     assert!(
@@ -91,7 +91,7 @@ fn a_program_that_does_not_exist_is_named() {
 #[test]
 fn http_static_needs_root_in_the_command() {
     let (status, events, stderr) = start("http-static", &[], "check_silent.py").finish();
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(status.code(), Some(2), "a usage error");
     assert!(stderr.contains("needs {root}"), "{stderr}");
     assert!(infos(&events, "program").is_empty(), "nothing was started");
 }
@@ -272,4 +272,98 @@ fn a_tcp_server_given_to_a_udp_exercise_is_told_which_protocol() {
         "{stderr}"
     );
     assert_gone(program_pid(&events), "the program");
+}
+
+#[test]
+fn patience_below_a_tenth_is_a_usage_error() {
+    let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains("--patience must be at least 0.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_interpreter_is_named() {
+    let path = format!(
+        "{}/tests/py/check_bad_interpreter.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (status, _, stderr) = check::start("tcp-echo", &[], &[&path, "{port}"]).finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("its #! line names `/usr/bin/python9-does-not-exist`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quiet_shows_only_what_did_not_pass() {
+    let server = check::exercise("tcp_echo/broken_no_close.py");
+    let run = check::run("tcp-echo", &["--quiet"], &["python3", &server, "{port}"]);
+    let shown: Vec<&str> = run
+        .probe_events()
+        .filter_map(|e| e["probe"].as_str())
+        .collect();
+    assert_eq!(shown, ["close-wait"], "{}", dump(&run.events));
+    let verdict = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "verdict")
+        .expect("a verdict");
+    assert_eq!(verdict["passed"], 6, "the verdict still counts them all");
+}
+
+#[test]
+fn the_programs_output_is_shown_as_printed_and_a_traceback_is_pointed_out() {
+    let (status, events, _) = run("tcp-echo", &[], "check_noisy.py");
+    assert_eq!(status.code(), Some(0), "{}", dump(&events));
+    let lines = output_lines(&events);
+    assert!(
+        lines.contains(&r#"quotes 'single' "double" and a back\slash"#.to_string()),
+        "{lines:?}"
+    );
+    let long = lines
+        .iter()
+        .find(|l| l.starts_with("xxx"))
+        .expect("the long line");
+    assert!(long.ends_with("... (4700 more characters)"), "{long}");
+    assert!(lines.contains(&r"bell \u{7} here".to_string()), "{lines:?}");
+    assert!(
+        // Invalid UTF-8 becomes U+FFFD, one per bad byte.
+        lines.contains(&"bytes \u{fffd}\u{fffd} that are not UTF-8".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "warning"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("printed a Python traceback"))),
+        "{}",
+        dump(&events)
+    );
+}
+
+#[test]
+fn a_check_whose_output_closes_early_does_not_pass() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let server = check::exercise("tcp_echo/good.py");
+    let mut child = netlab()
+        .args(["check", "tcp-echo", "--", "python3", &server, "{port}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start netlab");
+    // Read the first line, then hang up, as `| head -1` does.
+    let mut first = String::new();
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    out.read_line(&mut first).expect("a line");
+    drop(out);
+    let status =
+        common::wait_with_deadline(&mut child, Duration::from_secs(20)).expect("netlab ends");
+    assert_eq!(status.code(), Some(1));
+    let program = state_of(child.id() as i32);
+    assert_eq!(program, None);
 }

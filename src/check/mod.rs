@@ -139,6 +139,34 @@ pub struct Args {
 }
 
 impl Args {
+    /// What clap cannot say: a command is needed unless --list; http-static
+    /// needs `{root}` in it; `--patience` has a floor. A usage error (exit 2).
+    pub fn check(&self) -> Result<(), String> {
+        if self.list {
+            return Ok(());
+        }
+        let Some(name) = self.exercise else {
+            return Ok(());
+        };
+        let exercise = name.exercise();
+        if self.command.is_empty() {
+            return Err(format!(
+                "give the command that starts your program after `--`, e.g. netlab check {} -- {}",
+                exercise.name, exercise.example
+            ));
+        }
+        if exercise.prepare.is_some() && !self.command.iter().any(|arg| arg.contains("{root}")) {
+            return Err(format!(
+                "{} needs {{root}} in the command: the directory your server serves, which netlab creates and fills (e.g. netlab check {} -- {})",
+                exercise.name, exercise.name, exercise.example
+            ));
+        }
+        if self.patience < 0.1 {
+            return Err("--patience must be at least 0.1 (1 is the normal time limit)".into());
+        }
+        Ok(())
+    }
+
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.startup_timeout)
     }

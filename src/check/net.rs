@@ -196,6 +196,7 @@ pub fn server_side_state(client: &TcpStream) -> (Option<TcpState>, Fact) {
 /// socket is closed): the line whose local is `server` and remote `client`.
 pub fn server_side_state_of(client: SocketAddr, server: SocketAddr) -> (Option<TcpState>, Fact) {
     let subject = format!("{server} -> {client}");
+    let source = tcp_table_of(server);
     match proc_net::connection(server, client) {
         Ok(Some(entry)) => (
             Some(entry.state),
@@ -203,7 +204,7 @@ pub fn server_side_state_of(client: SocketAddr, server: SocketAddr) -> (Option<T
                 subject.clone(),
                 "tcp_state",
                 json!(entry.state.name()),
-                "/proc/net/tcp",
+                source,
                 format!("your program's end {subject} is {}", entry.state.name()),
             ),
         ),
@@ -213,14 +214,20 @@ pub fn server_side_state_of(client: SocketAddr, server: SocketAddr) -> (Option<T
                 subject.clone(),
                 "tcp_state",
                 serde_json::Value::Null,
-                "/proc/net/tcp",
+                source,
                 format!("your program's end {subject} is gone: the kernel keeps nothing of it"),
             ),
         ),
-        Err(err) => (
-            None,
-            Fact::unavailable(subject, "tcp_state", "/proc/net/tcp", err),
-        ),
+        Err(err) => (None, Fact::unavailable(subject, "tcp_state", source, err)),
+    }
+}
+
+/// The table that lists a TCP socket bound to `addr`: /proc/net/tcp6 for
+/// IPv6 (IPv4-mapped included), /proc/net/tcp for IPv4.
+pub fn tcp_table_of(addr: SocketAddr) -> &'static str {
+    match addr {
+        SocketAddr::V4(_) => proc_net::PROC_NET_TCP,
+        SocketAddr::V6(_) => proc_net::PROC_NET_TCP6,
     }
 }
 
@@ -242,14 +249,14 @@ pub fn close_wait_on(port: u16) -> (Vec<proc_net::TcpEntry>, Fact) {
                 subject,
                 "close_wait",
                 json!(waiting.len()),
-                "/proc/net/tcp",
+                "/proc/net/tcp, /proc/net/tcp6",
                 text,
             );
             (waiting, fact)
         }
         Err(err) => (
             Vec::new(),
-            Fact::unavailable(subject, "close_wait", "/proc/net/tcp", err),
+            Fact::unavailable(subject, "close_wait", "/proc/net/tcp, /proc/net/tcp6", err),
         ),
     }
 }

@@ -25,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use super::session::{Exercise, Role};
+use super::session::Role;
 use crate::error::Failure;
 use crate::kernel::fds::{list_fds, FdKind};
 use crate::kernel::process::{read_stat, state_name, ProcStat};
@@ -186,10 +186,7 @@ impl Program {
     pub fn output_tail(&self, max_lines: usize) -> (Vec<String>, usize) {
         let log = lock(&self.output);
         let text = String::from_utf8_lossy(&log.bytes);
-        let mut lines: Vec<String> = text
-            .lines()
-            .map(|line| line.escape_debug().to_string())
-            .collect();
+        let mut lines: Vec<String> = text.lines().map(readable_line).collect();
         let mut earlier = 0;
         if lines.len() > max_lines {
             earlier = lines.len() - max_lines;
@@ -199,6 +196,16 @@ impl Program {
             earlier = 1;
         }
         (lines, earlier)
+    }
+
+    /// Did the program print a Python traceback (an exception that ended
+    /// a process of it, or one a library printed)?
+    pub fn printed_traceback(&self) -> bool {
+        let log = lock(&self.output);
+        let needle = b"Traceback (most recent call last)";
+        log.bytes
+            .windows(needle.len())
+            .any(|window| window == needle)
     }
 
     /// Every process under the program (its children, theirs, ...), plus
@@ -389,9 +396,55 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// The longest line of the program's output the report shows whole.
+const LINE_KEEP: usize = 300;
+
+/// One line of the program's output as the report shows it: as printed,
+/// except control characters (shown escaped, tab kept) and a line longer
+/// than LINE_KEEP characters (cut, with how much was left out). Invalid
+/// UTF-8 has already become U+FFFD.
+fn readable_line(line: &str) -> String {
+    let mut out = String::new();
+    for (shown, c) in line.chars().enumerate() {
+        if shown == LINE_KEEP {
+            let rest = line.chars().count() - shown;
+            out.push_str(&format!(" ... ({rest} more characters)"));
+            break;
+        }
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The interpreter named by the #! line of `program`, when `program` is a
+/// file that exists (so ENOENT from exec means the interpreter is missing).
+fn missing_interpreter(program: &str) -> Option<String> {
+    if !program.contains('/') || !Path::new(program).is_file() {
+        return None;
+    }
+    let bytes = std::fs::read(program).ok()?;
+    let first = bytes.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(first).ok()?;
+    let interpreter = line.strip_prefix("#!")?.trim();
+    (!interpreter.is_empty()).then(|| interpreter.to_string())
+}
+
 /// A clear message for a program that cannot be started.
 fn spawn_failure(program: &str, err: &io::Error) -> Failure {
     match err.kind() {
+        // The file exists, so what is missing is the interpreter its #!
+        // line names.
+        io::ErrorKind::NotFound if missing_interpreter(program).is_some() => {
+            let interpreter = missing_interpreter(program).unwrap_or_default();
+            Failure::new(
+                format!("cannot start `{program}`: its #! line names `{interpreter}`, which does not exist"),
+                Some("Fix the first line of the file (e.g. #!/usr/bin/env python3), or run it through its interpreter: python3 FILE."),
+            )
+        }
         io::ErrorKind::NotFound => Failure::new(
             format!("cannot start `{program}`: no such program"),
             Some("Check the spelling, or give the program's path (./server.py needs `chmod +x` and a #! line; `python3 server.py` does not)."),
@@ -506,34 +559,21 @@ pub fn listen_for_client(port: u16) -> Result<TcpListener, Failure> {
     })
 }
 
-/// Replace `{port}`, `{host}` and `{root}` in every argument.
-pub fn substitute(
-    command: &[String],
-    port: u16,
-    root: Option<&Path>,
-    exercise: &Exercise,
-) -> Result<Vec<String>, Failure> {
-    let wants_root = exercise.prepare.is_some();
-    if wants_root && !command.iter().any(|arg| arg.contains("{root}")) {
-        return Err(Failure::with_hint(
-            format!("{} needs {{root}} in the command: the directory your server serves, which netlab creates and fills", exercise.name),
-            format!("e.g. netlab check {} -- {}", exercise.name, exercise.example),
-        ));
-    }
-    let root_text = root.map(|r| r.display().to_string()).unwrap_or_default();
-    Ok(command
+/// Replace `{port}`, `{host}` and (for an exercise with a directory to
+/// serve) `{root}` in every argument.
+pub fn substitute(command: &[String], port: u16, root: Option<&Path>) -> Vec<String> {
+    command
         .iter()
         .map(|arg| {
             let arg = arg
                 .replace("{port}", &port.to_string())
                 .replace("{host}", "127.0.0.1");
-            if wants_root {
-                arg.replace("{root}", &root_text)
-            } else {
-                arg
+            match root {
+                Some(root) => arg.replace("{root}", &root.display().to_string()),
+                None => arg,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Where the program's socket is bound, as the kernel shows it.

@@ -363,16 +363,8 @@ impl<'n> Session<'n> {
 /// The whole check (see the module header of `check/mod.rs`).
 pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<()> {
     let command = args.command.clone();
-    if command.is_empty() {
-        return Err(Failure::with_hint(
-            "give the command that starts your program after `--`",
-            format!(
-                "e.g. netlab check {} -- {}",
-                exercise.name, exercise.example
-            ),
-        )
-        .into());
-    }
+    // An empty command and a missing {root} were refused as usage errors
+    // (`Args::check`).
     nar.start(
         &format!("check {}", exercise.name),
         exercise.lesson,
@@ -397,7 +389,7 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         None if args.port != 0 => args.port,
         None => program::free_port(exercise.role)?,
     };
-    let argv = program::substitute(&command, port, root.as_deref(), exercise)?;
+    let argv = program::substitute(&command, port, root.as_deref());
     if !command.iter().any(|arg| arg.contains("{port}")) && args.port == 0 {
         nar.warning(
             format!("the command has no {{port}}; netlab chose port {port}, and your program cannot know it"),
@@ -421,7 +413,7 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         format!(
             "started your program as pid {} (its own process group): {}",
             program.pid(),
-            argv.join(" ")
+            shell_words(&argv)
         ),
     );
 
@@ -477,7 +469,14 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
     let results = std::mem::take(&mut session.results);
     let count = |status| results.iter().filter(|r| r.status == status).count();
     let failed = count(Status::Fail);
-    show_output(nar, &program, failed > 0 || exited_early);
+    let traceback = program.printed_traceback();
+    if traceback {
+        nar.warning(
+            "your program printed a Python traceback: one of its processes raised an exception (its output is below)",
+            Some("A traceback in a server is a bug even when the probes pass: a child that crashed, a client that was dropped. Read it from the bottom up."),
+        );
+    }
+    show_output(nar, &program, failed > 0 || exited_early || traceback);
     drop(workdir);
     let verdict = Verdict {
         exercise: exercise.name,
@@ -517,4 +516,20 @@ fn show_output(nar: &Narrator, program: &Program, wanted: bool) {
 
 fn unreachable_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The command as a shell would need it typed: an argument with a space,
+/// a quote or another special character is put in single quotes.
+fn shell_words(argv: &[String]) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,{}".contains(c);
+    argv.iter()
+        .map(|arg| {
+            if !arg.is_empty() && arg.chars().all(plain) {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

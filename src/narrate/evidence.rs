@@ -185,7 +185,11 @@ impl Narrator {
         // shown; under --quiet or the throttle one read is enough (a
         // server shutting down with 50 connections would otherwise wait
         // half a second for each, with nobody to read the result).
-        let settle = if self.showing() { SETTLE } else { Duration::ZERO };
+        let settle = if self.showing() {
+            SETTLE
+        } else {
+            Duration::ZERO
+        };
         let entry = loop {
             match kernel::proc_net::connection(local, remote) {
                 Ok(entry) => {

@@ -322,11 +322,23 @@ fn render_probe(
     // Names padded to the longest any exercise has, so that the lines of
     // one report line up.
     let name = format!("{probe:<14}");
-    out.push_str(&format!(
-        "{} {tag}  {}  {checks}\n",
-        " ".repeat(NUMBER_WIDTH - 2),
-        name.bold()
-    ));
+    // What the probe checks wraps under itself, after the name.
+    let lead = NUMBER_WIDTH - 2 + 1 + 4 + 2 + name.chars().count() + 2;
+    let lines = match state.wrap_width {
+        Some(width) if width > lead + 20 => wrap(checks, width - lead),
+        _ => vec![checks.to_string()],
+    };
+    for (index, line) in lines.iter().enumerate() {
+        if index == 0 {
+            out.push_str(&format!(
+                "{} {tag}  {}  {line}\n",
+                " ".repeat(NUMBER_WIDTH - 2),
+                name.bold()
+            ));
+        } else {
+            out.push_str(&format!("{}{line}\n", " ".repeat(lead)));
+        }
+    }
     let indent = " ".repeat(INDENT + 2);
     let labelled = |out: &mut String, label: &str, text: &str| {
         let hanging = " ".repeat(INDENT + 2 + label.len() + 1);

@@ -39,8 +39,12 @@ pub struct Verdict {
 }
 
 impl Narrator {
-    /// A probe's result. Shown even with `--quiet`: it is the report.
+    /// A probe's result. With `--quiet` only the probes that did not
+    /// pass are shown: the report's errors.
     pub fn probe(&self, report: ProbeReport) {
+        if self.settings.quiet && report.status == "pass" {
+            return;
+        }
         let facts: Vec<Value> = report.facts.iter().map(Fact::to_json).collect();
         self.emit(
             None,
