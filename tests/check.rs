@@ -275,6 +275,15 @@ fn a_tcp_server_given_to_a_udp_exercise_is_told_which_protocol() {
 }
 
 #[test]
+fn a_udp_socket_bound_just_before_listening_is_not_called_the_wrong_protocol() {
+    // The program binds UDP on the port 0.3 s before it listens with TCP:
+    // the wrong-protocol verdict waits, as the wrong-port one does.
+    let (status, events, stderr) = run("tcp-echo", &[], "check_udp_first.py");
+    assert!(status.success(), "{stderr}\n{}", dump(&events));
+    assert_eq!(infos(&events, "listening").len(), 1);
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));
@@ -339,7 +348,42 @@ fn the_programs_output_is_shown_as_printed_and_a_traceback_is_pointed_out() {
         events.iter().any(|e| e["event"] == "warning"
             && e["text"]
                 .as_str()
-                .is_some_and(|t| t.contains("printed a Python traceback"))),
+                .is_some_and(|t| t.contains("printed a Python traceback ending in `RuntimeError: a worker thread crashed` (its output is below)"))),
+        "{}",
+        dump(&events)
+    );
+}
+
+#[test]
+fn a_traceback_that_scrolled_out_of_the_shown_output_is_quoted() {
+    let (status, events, _) = run("tcp-echo", &[], "check_crash_scrolls.py");
+    assert_eq!(status.code(), Some(0), "{}", dump(&events));
+    let lines = output_lines(&events);
+    assert!(!lines.iter().any(|l| l.contains("RuntimeError")), "{lines:?}");
+    assert!(
+        events.iter().any(|e| e["event"] == "warning"
+            && e["text"].as_str().is_some_and(|t| t.contains(
+                "ending in `RuntimeError: a worker thread crashed` (it came before the last lines"
+            ))),
+        "{}",
+        dump(&events)
+    );
+}
+
+#[test]
+fn a_traceback_for_a_client_that_reset_is_not_called_a_bug() {
+    // tcp-echo's `reset` probe resets its connection on purpose; the
+    // program's thread for it dies with ConnectionResetError and the
+    // server goes on. That is reported as such, not as a fault.
+    let (status, events, stderr) = run("tcp-echo", &[], "check_logs_reset.py");
+    assert!(status.success(), "{stderr}\n{}", dump(&events));
+    let notes = infos(&events, "traceback");
+    assert_eq!(notes.len(), 1, "{}", dump(&events));
+    assert!(notes[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("ending in `ConnectionResetError") && t.contains("went on serving")));
+    assert!(
+        !events.iter().any(|e| e["event"] == "warning"),
         "{}",
         dump(&events)
     );

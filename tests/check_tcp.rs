@@ -10,7 +10,7 @@ mod common;
 use serde_json::Value;
 
 use common::check::{self, exercise, Run};
-use common::dump;
+use common::{dump, infos};
 
 const ECHO_PROBES: [&str; 7] = [
     "echo",
@@ -199,6 +199,14 @@ fn concurrent_prefork_passes_every_probe() {
     assert!(happened.contains("pre-forked workers"), "{happened}");
     let happened = run.happened("reaped");
     assert!(happened.contains("8 pre-forked worker(s)"), "{happened}");
+    // Stopped with the server, and not called leftovers.
+    let stopped = infos(&run.events, "stopped");
+    assert_eq!(stopped[0]["value"]["workers"].as_array().map(Vec::len), Some(8));
+    assert!(
+        !run.events.iter().any(|e| e["event"] == "warning"),
+        "{}",
+        dump(&run.events)
+    );
 }
 
 #[test]

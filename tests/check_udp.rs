@@ -74,6 +74,33 @@ fn udp_echo_small_buffer_passes_and_the_cut_is_reported() {
 }
 
 #[test]
+fn udp_echo_refusing_or_dropping_a_cut_datagram_passes() {
+    // A server that sees MSG_TRUNC (recvmsg) and answers "ERR too big",
+    // and one that drops the datagram: both survive, both pass, and the
+    // report says which they did.
+    let code = "import socket, sys\n\
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                s.bind(('127.0.0.1', int(sys.argv[1])))\n\
+                while True:\n\
+                \x20   data, _, flags, addr = s.recvmsg(4096)\n\
+                \x20   if flags & socket.MSG_TRUNC:\n\
+                \x20       if sys.argv[2] == 'refuse': s.sendto(b'ERR too big', addr)\n\
+                \x20       continue\n\
+                \x20   s.sendto(data, addr)\n";
+    let run = check("udp-echo", &["python3", "-c", code, "{port}", "refuse"]);
+    run.assert_all_pass(UDP_PROBES);
+    let happened = run.happened("large");
+    assert!(
+        happened.contains("with \"ERR too big\" instead of an echo (a refusal)"),
+        "{happened}"
+    );
+    let run = check("udp-echo", &["python3", "-c", code, "{port}", "drop"]);
+    run.assert_all_pass(UDP_PROBES);
+    let happened = run.happened("large");
+    assert!(happened.contains("dropped it and went on serving"), "{happened}");
+}
+
+#[test]
 fn udp_echo_replying_to_everyone_fails_each_sender() {
     let run = check_python("udp-echo", "udp_echo/broken_replies_to_all.py");
     run.assert_caught(

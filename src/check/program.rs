@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,35 @@ struct OutputLog {
     bytes: Vec<u8>,
     /// Bytes dropped from the front to keep the log small.
     dropped: usize,
+    /// The pipe reached end of file: every process that could write to
+    /// it has ended, and all they wrote is here.
+    complete: bool,
+}
+
+/// A Python traceback in the program's output (see `last_traceback`).
+pub struct Traceback {
+    /// Its last line, "ValueError: invalid literal for int()", when printed.
+    pub exception: Option<String>,
+    /// Whether that line is among the lines the report shows.
+    pub shown: bool,
+}
+
+impl Traceback {
+    /// The exception's class, "ConnectionResetError", from its line.
+    pub fn class(&self) -> Option<&str> {
+        let line = self.exception.as_deref()?;
+        let name = line.split(':').next().unwrap_or(line).trim();
+        Some(name.rsplit('.').next().unwrap_or(name))
+    }
+
+    /// A peer that reset or vanished: what netlab's own probes do on
+    /// purpose, and what a server may log and survive.
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(
+            self.class(),
+            Some("ConnectionResetError" | "BrokenPipeError" | "ConnectionAbortedError")
+        )
+    }
 }
 
 /// A running (or finished) student program.
@@ -54,6 +83,9 @@ pub struct Program {
     /// the probes judge: the program itself, or one it started (see
     /// `server_of`). The program's pid until `wait_bound` finds it.
     server: AtomicI32,
+    /// The listening (or bound) socket's inode, 0 until `wait_bound`
+    /// finds it.
+    listener: AtomicU64,
     child: Mutex<Child>,
     /// Set once the program has been reaped.
     status: Mutex<Option<ExitStatus>>,
@@ -116,6 +148,7 @@ impl Program {
         Ok(Program {
             pid,
             server: AtomicI32::new(pid),
+            listener: AtomicU64::new(0),
             child: Mutex::new(child),
             status: Mutex::new(None),
             output,
@@ -149,8 +182,9 @@ impl Program {
         self.server.load(Ordering::Relaxed)
     }
 
-    fn set_server(&self, pid: i32) {
+    fn set_server(&self, pid: i32, inode: u64) {
         self.server.store(pid, Ordering::Relaxed);
+        self.listener.store(inode, Ordering::Relaxed);
     }
 
     /// Is the server still running (not exited, not a zombie)?
@@ -198,14 +232,30 @@ impl Program {
         (lines, earlier)
     }
 
-    /// Did the program print a Python traceback (an exception that ended
-    /// a process of it, or one a library printed)?
-    pub fn printed_traceback(&self) -> bool {
+    /// The last Python traceback the program printed, if any: the line
+    /// that names its exception, and whether that line is among the last
+    /// `tail` lines (the ones the report shows).
+    pub fn last_traceback(&self, tail: usize) -> Option<Traceback> {
         let log = lock(&self.output);
-        let needle = b"Traceback (most recent call last)";
-        log.bytes
-            .windows(needle.len())
-            .any(|window| window == needle)
+        let text = String::from_utf8_lossy(&log.bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines
+            .iter()
+            .rposition(|line| line.starts_with("Traceback (most recent call last)"))?;
+        // The frames are indented; the first line after them that is not
+        // names the exception ("ConnectionResetError: [Errno 104] ...").
+        let at = (start + 1..lines.len())
+            .find(|&i| !lines[i].is_empty() && !lines[i].starts_with(char::is_whitespace));
+        Some(match at {
+            Some(i) => Traceback {
+                exception: Some(readable_line(lines[i])),
+                shown: lines.len() - i <= tail,
+            },
+            None => Traceback {
+                exception: None,
+                shown: lines.len() - start <= tail,
+            },
+        })
     }
 
     /// Every process under the program (its children, theirs, ...), plus
@@ -275,11 +325,17 @@ impl Program {
         {
             chain.push(parent);
         }
-        let left_behind: Vec<ProcStat> = everything
+        // A live process that holds the listening socket can accept()
+        // clients on it: a worker of a pre-forking server, part of the
+        // server too.
+        let inode = self.listener.load(Ordering::Relaxed);
+        let (workers, left_behind): (Vec<ProcStat>, Vec<ProcStat>) = everything
             .into_iter()
             .filter(|stat| !chain.contains(&stat.pid))
             .filter(|stat| !(stat.state == 'Z' && stat.ppid == netlab))
-            .collect();
+            .partition(|stat| {
+                stat.state != 'Z' && inode != 0 && holds_socket(stat.pid, inode).is_some()
+            });
 
         let running = self.poll_status().is_none() || self.server_alive();
         let mut how = match self.poll_status() {
@@ -338,10 +394,22 @@ impl Program {
             }
             reaped += reap_orphans(Duration::from_millis(700));
         }
+        // Everything that could write to the output pipe has ended: give
+        // the reading thread a moment to take in the last lines (the ones
+        // that say why a program ended early).
+        let until = Instant::now() + Duration::from_millis(500);
+        while !lock(&self.output).complete && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let with_workers = match workers.len() {
+            0 => String::new(),
+            n => format!(" and its {n} worker process(es), which held the listening socket"),
+        };
         nar.startup(
             "stopped",
-            json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description() }),
-            format!("stopped your program (pid {}): {how}", self.pid),
+            json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description(),
+                    "workers": workers.iter().map(|stat| stat.pid).collect::<Vec<_>>() }),
+            format!("stopped your program (pid {}){with_workers}: {how}", self.pid),
         );
         if !left_behind.is_empty() {
             let mut list: Vec<String> = left_behind
@@ -352,12 +420,15 @@ impl Program {
             if left_behind.len() > 8 {
                 list.push(format!("and {} more", left_behind.len() - 8));
             }
+            let reaped = match reaped {
+                0 => String::new(),
+                n => format!(", and reaped the {n} that were left to it"),
+            };
             nar.warning(
                 format!(
-                    "besides the server, your program had {} process(es) when it was stopped: {}; netlab killed and reaped {}",
+                    "besides the server, your program had {} process(es) when it was stopped: {}; netlab killed what still ran{reaped}",
                     left_behind.len(),
                     list.join(", "),
-                    reaped
                 ),
                 Some("A child that has served its client should exit, and its parent should reap it (waitpid)."),
             );
@@ -463,7 +534,10 @@ fn read_output(pipe: OwnedFd, sink: &Mutex<OutputLog>) {
     let mut buf = [0u8; 8192];
     loop {
         match file.read(&mut buf) {
-            Ok(0) => return,
+            Ok(0) => {
+                lock(sink).complete = true;
+                return;
+            }
             Ok(n) => {
                 let mut log = lock(sink);
                 log.bytes.extend_from_slice(&buf[..n]);
@@ -474,7 +548,10 @@ fn read_output(pipe: OwnedFd, sink: &Mutex<OutputLog>) {
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+            Err(_) => {
+                lock(sink).complete = true;
+                return;
+            }
         }
     }
 }
@@ -600,6 +677,8 @@ pub fn wait_bound(
     let words = Words::of(role);
     // A socket on the port that no process of the program holds.
     let mut foreign: Option<SocketAddr> = None;
+    // When a socket of the other protocol on the port was first seen.
+    let mut other_seen: Option<Instant> = None;
     loop {
         if let Some((local, inode)) = bound_on(role, port) {
             if loopback_for(local).is_none() {
@@ -637,7 +716,13 @@ pub fn wait_bound(
                 format!("Read the port from the command line and put {{port}} in the command, or run: netlab check --port {} ...", elsewhere[0].port()),
             ));
         }
-        if let Some(other) = other_protocol_on(program, role, port) {
+        // The other protocol on the port is wrong only once it has been
+        // there for half a second: a server may bind a UDP socket (for
+        // another job) a moment before it listens with TCP on that port.
+        let other = other_protocol_on(program, role, port);
+        other_seen = other.and(Some(other_seen.unwrap_or_else(Instant::now)));
+        let settled = other_seen.is_some_and(|seen| seen.elapsed() > Duration::from_millis(500));
+        if let (Some(other), true) = (other, settled) {
             return Err(Failure::new(
                 format!(
                     "your program {other} on port {port}, but this exercise needs {}",
@@ -720,7 +805,7 @@ fn found(
     started: Instant,
 ) -> Bound {
     let server = server_of(program, holders);
-    program.set_server(server);
+    program.set_server(server, inode);
     let words = Words::of(role);
     let probe_addr = loopback_for(local).unwrap_or(local);
     let after = started.elapsed().as_secs_f64();
@@ -856,16 +941,20 @@ pub fn holders_of(program: &Program, inode: u64) -> Vec<(i32, i32)> {
     let mut pids = vec![program.pid()];
     pids.extend(program.descendants().iter().map(|stat| stat.pid));
     pids.into_iter()
-        .filter_map(|pid| {
-            list_fds(pid)
-                .ok()?
-                .into_iter()
-                .find_map(|entry| match entry.kind {
-                    FdKind::Socket { inode: found } if found == inode => Some((pid, entry.fd)),
-                    _ => None,
-                })
-        })
+        .filter_map(|pid| Some((pid, holds_socket(pid, inode)?)))
         .collect()
+}
+
+/// The descriptor on which process `pid` holds the socket with `inode`
+/// (read from /proc/PID/fd), if it holds it.
+pub fn holds_socket(pid: i32, inode: u64) -> Option<i32> {
+    list_fds(pid)
+        .ok()?
+        .into_iter()
+        .find_map(|entry| match entry.kind {
+            FdKind::Socket { inode: found } if found == inode => Some(entry.fd),
+            _ => None,
+        })
 }
 
 /// Ports the program's processes hold (TCP: listening; UDP: bound).

@@ -469,14 +469,14 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
     let results = std::mem::take(&mut session.results);
     let count = |status| results.iter().filter(|r| r.status == status).count();
     let failed = count(Status::Fail);
-    let traceback = program.printed_traceback();
-    if traceback {
-        nar.warning(
-            "your program printed a Python traceback: one of its processes raised an exception (its output is below)",
-            Some("A traceback in a server is a bug even when the probes pass: a child that crashed, a client that was dropped. Read it from the bottom up."),
-        );
+    let traceback = program.last_traceback(OUTPUT_SHOWN);
+    let worrying = traceback
+        .as_ref()
+        .is_some_and(|tb| !tb.is_peer_gone() || failed > 0 || exited_early);
+    if let Some(tb) = &traceback {
+        report_traceback(nar, tb, failed > 0 || exited_early);
     }
-    show_output(nar, &program, failed > 0 || exited_early || traceback);
+    show_output(nar, &program, failed > 0 || exited_early || worrying);
     drop(workdir);
     let verdict = Verdict {
         exercise: exercise.name,
@@ -501,10 +501,46 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
     Ok(())
 }
 
+/// How many of the program's last output lines the report shows.
+const OUTPUT_SHOWN: usize = 30;
+
+/// Point out a Python traceback in the program's output, by the line that
+/// names its exception. A reset or a vanished peer (ConnectionResetError,
+/// BrokenPipeError) is what netlab's own probes cause: a server that logs
+/// it and goes on serving is told so, not blamed.
+fn report_traceback(nar: &Narrator, tb: &program::Traceback, something_failed: bool) {
+    let ending = match &tb.exception {
+        Some(line) => format!(" ending in `{line}`"),
+        None => String::new(),
+    };
+    let where_ = match tb.shown {
+        true => "its output is below",
+        false => "it came before the last lines of output shown below: run your program by hand to read it whole",
+    };
+    if tb.is_peer_gone() && !something_failed {
+        nar.info(
+            "traceback",
+            json!({ "exception": tb.exception, "peer_gone": true }),
+            format!(
+                "your program printed a Python traceback{ending}: a client reset or closed its connection (netlab's probes do that on purpose), and your server went on serving. A server often catches it (except OSError) and logs one line instead."
+            ),
+        );
+        return;
+    }
+    let hint = match something_failed {
+        true => "Read it from the bottom up: the last line names the exception, the lines above it where it was raised.",
+        false => "A traceback in a server is a bug even when the probes pass: a child that crashed, a client that was dropped. Read it from the bottom up.",
+    };
+    nar.warning(
+        format!("your program printed a Python traceback{ending} ({where_})"),
+        Some(hint),
+    );
+}
+
 /// Print the end of the program's output (always with --json; in the
 /// human report only when something went wrong).
 fn show_output(nar: &Narrator, program: &Program, wanted: bool) {
-    let (lines, dropped) = program.output_tail(30);
+    let (lines, dropped) = program.output_tail(OUTPUT_SHOWN);
     if wanted || nar.is_json() {
         nar.program_output(ProgramOutput {
             pid: program.pid(),

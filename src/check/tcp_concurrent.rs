@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::net::{self, End};
+use super::program::holds_socket;
 use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Target};
 use super::tcp_echo::{self, exchange};
-use crate::kernel::fds::{list_fds, FdKind};
 use crate::kernel::process::{state_name, ProcStat};
 use crate::narrate::Fact;
 
@@ -202,17 +202,6 @@ fn live_descendants(target: &Target) -> Vec<ProcStat> {
         .into_iter()
         .filter(|stat| stat.state != 'Z')
         .collect()
-}
-
-/// The descriptor through which process `pid` holds the socket `inode`.
-fn holds_socket(pid: i32, inode: u64) -> Option<i32> {
-    list_fds(pid)
-        .ok()?
-        .into_iter()
-        .find_map(|entry| match entry.kind {
-            FdKind::Socket { inode: found } if found == inode => Some(entry.fd),
-            _ => None,
-        })
 }
 
 /// The processes under the program, as a fact from /proc/PID/stat.
