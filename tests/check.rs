@@ -359,7 +359,10 @@ fn a_traceback_that_scrolled_out_of_the_shown_output_is_quoted() {
     let (status, events, _) = run("tcp-echo", &[], "check_crash_scrolls.py");
     assert_eq!(status.code(), Some(0), "{}", dump(&events));
     let lines = output_lines(&events);
-    assert!(!lines.iter().any(|l| l.contains("RuntimeError")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("RuntimeError")),
+        "{lines:?}"
+    );
     assert!(
         events.iter().any(|e| e["event"] == "warning"
             && e["text"].as_str().is_some_and(|t| t.contains(
@@ -379,9 +382,9 @@ fn a_traceback_for_a_client_that_reset_is_not_called_a_bug() {
     assert!(status.success(), "{stderr}\n{}", dump(&events));
     let notes = infos(&events, "traceback");
     assert_eq!(notes.len(), 1, "{}", dump(&events));
-    assert!(notes[0]["text"]
-        .as_str()
-        .is_some_and(|t| t.contains("ending in `ConnectionResetError") && t.contains("went on serving")));
+    assert!(notes[0]["text"].as_str().is_some_and(|t| t
+        .contains("ending in `ConnectionResetError")
+        && t.contains("went on serving")));
     assert!(
         !events.iter().any(|e| e["event"] == "warning"),
         "{}",

@@ -201,7 +201,10 @@ fn concurrent_prefork_passes_every_probe() {
     assert!(happened.contains("8 pre-forked worker(s)"), "{happened}");
     // Stopped with the server, and not called leftovers.
     let stopped = infos(&run.events, "stopped");
-    assert_eq!(stopped[0]["value"]["workers"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        stopped[0]["value"]["workers"].as_array().map(Vec::len),
+        Some(8)
+    );
     assert!(
         !run.events.iter().any(|e| e["event"] == "warning"),
         "{}",

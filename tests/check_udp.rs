@@ -97,7 +97,10 @@ fn udp_echo_refusing_or_dropping_a_cut_datagram_passes() {
     let run = check("udp-echo", &["python3", "-c", code, "{port}", "drop"]);
     run.assert_all_pass(UDP_PROBES);
     let happened = run.happened("large");
-    assert!(happened.contains("dropped it and went on serving"), "{happened}");
+    assert!(
+        happened.contains("dropped it and went on serving"),
+        "{happened}"
+    );
 }
 
 #[test]

@@ -409,7 +409,10 @@ impl Program {
             "stopped",
             json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description(),
                     "workers": workers.iter().map(|stat| stat.pid).collect::<Vec<_>>() }),
-            format!("stopped your program (pid {}){with_workers}: {how}", self.pid),
+            format!(
+                "stopped your program (pid {}){with_workers}: {how}",
+                self.pid
+            ),
         );
         if !left_behind.is_empty() {
             let mut list: Vec<String> = left_behind
