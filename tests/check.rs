@@ -284,6 +284,36 @@ fn a_udp_socket_bound_just_before_listening_is_not_called_the_wrong_protocol() {
 }
 
 #[test]
+fn a_launcher_that_exits_while_its_child_serves_hands_the_server_on() {
+    // The started process forks the process that serves and exits during
+    // the probes: the child, which holds the listening socket, is judged
+    // from then on, and the report says so.
+    let (status, events, stderr) = run("tcp-echo", &[], "check_handoff.py");
+    assert!(status.success(), "{stderr}\n{}", dump(&events));
+    let started = program_pid(&events);
+    let handoff = infos(&events, "server")
+        .into_iter()
+        .find(|e| e["value"]["ended_pid"] == started)
+        .unwrap_or_else(|| panic!("no handoff in {}", dump(&events)));
+    assert_ne!(handoff["value"]["pid"], started);
+}
+
+#[test]
+fn a_reloading_parents_child_that_leaks_descriptors_is_caught() {
+    // The parent holds the listener and only waits; its child serves and
+    // leaks a descriptor per client. fd-growth counts the child's too.
+    let path = format!("{}/tests/py/check_reloader.py", env!("CARGO_MANIFEST_DIR"));
+    let run = check::run("tcp-echo", &[], &["python3", &path, "{port}"]);
+    assert_eq!(run.exit_code, Some(1), "{}", dump(&run.events));
+    assert_eq!(run.status("fd-growth"), "fail", "{}", dump(&run.events));
+    let facts = run.facts("fd-growth", "open_fds");
+    assert!(
+        facts.iter().all(|f| f["value"]["processes"] == 2),
+        "{facts:?}"
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

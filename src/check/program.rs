@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,11 @@ pub struct Program {
     /// The listening (or bound) socket's inode, 0 until `wait_bound`
     /// finds it.
     listener: AtomicU64,
+    /// Servers that ended while another process of the program still held
+    /// the listening socket, and the process judged from then on.
+    handoffs: Mutex<Vec<(i32, i32)>>,
+    /// Set when `stop` begins: the server is no longer re-chosen.
+    stopping: AtomicBool,
     child: Mutex<Child>,
     /// Set once the program has been reaped.
     status: Mutex<Option<ExitStatus>>,
@@ -149,6 +154,8 @@ impl Program {
             pid,
             server: AtomicI32::new(pid),
             listener: AtomicU64::new(0),
+            handoffs: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
             child: Mutex::new(child),
             status: Mutex::new(None),
             output,
@@ -177,9 +184,35 @@ impl Program {
     }
 
     /// The server's pid (the program's own unless a process it started
-    /// holds the listening socket).
+    /// holds the listening socket). When the server has ended but another
+    /// process of the program still holds the socket (a launcher that
+    /// exits once its child serves), that process is the server from then
+    /// on, and `stop` reports the change.
     pub fn server_pid(&self) -> i32 {
-        self.server.load(Ordering::Relaxed)
+        let server = self.server.load(Ordering::Relaxed);
+        let inode = self.listener.load(Ordering::Relaxed);
+        if inode == 0 || self.stopping.load(Ordering::Relaxed) || self.running(server) {
+            return server;
+        }
+        let holders: Vec<(i32, i32)> = holders_of(self, inode)
+            .into_iter()
+            .filter(|(pid, _)| self.running(*pid))
+            .collect();
+        if holders.is_empty() {
+            return server;
+        }
+        let next = server_of(self, &holders);
+        self.server.store(next, Ordering::Relaxed);
+        lock(&self.handoffs).push((server, next));
+        next
+    }
+
+    /// Is process `pid` of the program running (not ended, not a zombie)?
+    fn running(&self, pid: i32) -> bool {
+        if pid == self.pid {
+            return self.alive();
+        }
+        read_stat(pid).is_ok_and(|stat| !matches!(stat.state, 'Z' | 'X'))
     }
 
     fn set_server(&self, pid: i32, inode: u64) {
@@ -189,11 +222,7 @@ impl Program {
 
     /// Is the server still running (not exited, not a zombie)?
     pub fn server_alive(&self) -> bool {
-        let server = self.server_pid();
-        if server == self.pid {
-            return self.alive();
-        }
-        read_stat(server).is_ok_and(|stat| !matches!(stat.state, 'Z' | 'X'))
+        self.running(self.server_pid())
     }
 
     /// How the server ended ("exited with status 1"), None while it runs.
@@ -313,6 +342,7 @@ impl Program {
     pub fn stop(&self, nar: &Narrator) {
         let netlab = std::process::id() as i32;
         let server = self.server_pid();
+        self.stopping.store(true, Ordering::Relaxed);
         // The server and the processes between it and the program (a
         // wrapper such as `sh -c`) are the program itself, not leftovers;
         // nor are zombies re-parented to netlab, which netlab reaps.
@@ -400,6 +430,13 @@ impl Program {
         let until = Instant::now() + Duration::from_millis(500);
         while !lock(&self.output).complete && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
+        }
+        for (ended, next) in std::mem::take(&mut *lock(&self.handoffs)) {
+            nar.startup(
+                "server",
+                json!({ "pid": next, "ended_pid": ended }),
+                format!("the server process (pid {ended}) ended while pid {next} of your program still held the listening socket; the probes judged pid {next} from then on"),
+            );
         }
         let with_workers = match workers.len() {
             0 => String::new(),

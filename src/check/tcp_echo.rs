@@ -630,21 +630,40 @@ fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
     }
 }
 
-/// The program's open descriptors as a fact, and the count.
-fn fd_fact(pid: i32, when: &'static str) -> (Option<usize>, Fact) {
-    match net::open_fds(pid) {
-        Ok((fds, sockets)) => (
-            Some(fds),
-            Fact::new(
-                format!("pid {pid}"),
-                "open_fds",
-                json!({ "when": when, "fds": fds, "sockets": sockets }),
-                "/proc/PID/fd",
-                format!("{when} the {CLIENTS} clients, pid {pid} had {fds} descriptors open ({sockets} sockets)"),
+/// The server's open descriptors as a fact, and the count: the server's
+/// own plus those of every live process under it (pre-forked workers, a
+/// child that serves for a reloading parent), read from /proc/PID/fd now.
+fn fd_fact(target: &Target, when: &'static str) -> (Option<usize>, Fact) {
+    let pid = target.pid();
+    let (mut fds, mut sockets) = match net::open_fds(pid) {
+        Ok(counts) => counts,
+        Err(fact) => return (None, fact),
+    };
+    let mut below = 0;
+    for stat in target.descendants().iter().filter(|stat| stat.state != 'Z') {
+        // One that ended between the two reads has nothing open.
+        if let Ok((more, more_sockets)) = net::open_fds(stat.pid) {
+            fds += more;
+            sockets += more_sockets;
+            below += 1;
+        }
+    }
+    let who = match below {
+        0 => format!("pid {pid} had"),
+        n => format!("pid {pid} and the {n} process(es) under it had, in all,"),
+    };
+    (
+        Some(fds),
+        Fact::new(
+            format!("pid {pid}"),
+            "open_fds",
+            json!({ "when": when, "fds": fds, "sockets": sockets, "processes": below + 1 }),
+            "/proc/PID/fd",
+            format!(
+                "{when} the {CLIENTS} clients, {who} {fds} descriptors open ({sockets} sockets)"
             ),
         ),
-        Err(fact) => (None, fact),
-    }
+    )
 }
 
 fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
@@ -652,8 +671,7 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
         "after {CLIENTS} clients have come and gone, your program has no more descriptors open than before (at most {FD_NOISE} more, opened once)"
     );
     let hint = "Every accepted socket must be closed with close() once its client has gone (shutdown() alone sends FIN but keeps the descriptor), and nothing may keep a reference to it.";
-    let pid = target.pid();
-    let (before, before_fact) = fd_fact(pid, "before");
+    let (before, before_fact) = fd_fact(&target, "before");
     // Each client: connect, one line, its echo, close (FIN).
     let mut served = 0;
     let mut trouble = None;
@@ -695,7 +713,7 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
     // give it a moment to see them and close.
     let settle_until = (Instant::now() + target.time(1.0)).min(deadline);
     let (after, after_fact) = loop {
-        let (after, fact) = fd_fact(pid, "after");
+        let (after, fact) = fd_fact(&target, "after");
         let settled = after.is_none_or(|after| after <= before);
         if settled || net::passed(settle_until) {
             break (after, fact);
