@@ -38,7 +38,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Print only the start-up lines and errors.
+    /// Print only the start-up lines, warnings and errors (check: the probes that did not pass, and the verdict).
     #[arg(long, short, global = true)]
     pub quiet: bool,
 

@@ -285,3 +285,25 @@ fn a_forked_childs_wrapped_lines_fit_the_terminal_with_their_pid_prefix() {
         );
     }
 }
+
+#[test]
+fn a_terminal_of_unknown_width_wraps_at_80_columns() {
+    // A pseudo-terminal that reports 0 columns (`script` run without a
+    // terminal): netlab wraps at 80, not at its narrowest width of 40.
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let screen = in_terminal(
+        &format!("stty cols 0; '{bin}' --color never byteorder 8888"),
+        "",
+    );
+    // Notes and kernel lines (indented) are the ones that wrap.
+    let widest = screen
+        .lines()
+        .filter(|line| line.starts_with("     "))
+        .map(|line| line.trim_end_matches('\r').chars().count())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        (41..=80).contains(&widest),
+        "widest line {widest}:\n{screen}"
+    );
+}

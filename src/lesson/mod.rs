@@ -184,8 +184,9 @@ fn terminal_width() -> usize {
         return WIDTH_WHEN_NOT_A_TERMINAL;
     }
     match crossterm::terminal::size() {
+        // 0 columns: a terminal that does not know its width.
+        Ok((0, _)) | Err(_) => WIDTH_WHEN_NOT_A_TERMINAL,
         Ok((columns, _rows)) => usize::from(columns).clamp(MIN_WIDTH, MAX_WIDTH),
-        Err(_) => WIDTH_WHEN_NOT_A_TERMINAL,
     }
 }
 

@@ -153,9 +153,14 @@ impl Narrator {
         let stdout_is_terminal = std::io::stdout().is_terminal();
         apply_color(settings.color);
         let wrap_width = if stdout_is_terminal {
+            // A terminal that reports 0 columns (a serial console, `script`
+            // without a terminal of its own) has an unknown width: 80.
             crossterm::terminal::size()
                 .ok()
-                .map(|(cols, _)| usize::from(cols).clamp(40, 120))
+                .map(|(cols, _)| match cols {
+                    0 => 80,
+                    cols => usize::from(cols).clamp(40, 120),
+                })
         } else {
             None
         };
