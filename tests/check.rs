@@ -314,6 +314,30 @@ fn a_reloading_parents_child_that_leaks_descriptors_is_caught() {
 }
 
 #[test]
+fn so_reuseport_workers_are_the_server_not_leftovers() {
+    // Each worker listens on a socket of its own: the server is their
+    // parent, and all four are stopped with it, none reported as left.
+    let (status, events, stderr) = run("tcp-concurrent", &[], "check_reuseport.py");
+    assert!(status.success(), "{stderr}\n{}", dump(&events));
+    let stopped = infos(&events, "stopped");
+    assert_eq!(
+        stopped[0]["value"]["server_pid"],
+        program_pid(&events),
+        "{}",
+        dump(&events)
+    );
+    assert_eq!(
+        stopped[0]["value"]["workers"].as_array().map(Vec::len),
+        Some(4)
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "warning"),
+        "{}",
+        dump(&events)
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,9 +83,12 @@ pub struct Program {
     /// the probes judge: the program itself, or one it started (see
     /// `server_of`). The program's pid until `wait_bound` finds it.
     server: AtomicI32,
-    /// The listening (or bound) socket's inode, 0 until `wait_bound`
-    /// finds it.
-    listener: AtomicU64,
+    /// The inodes of the program's listening (or bound) sockets on the
+    /// port: one, or one per worker with SO_REUSEPORT. Empty until
+    /// `wait_bound` finds them.
+    listeners: Mutex<Vec<u64>>,
+    /// The kind of socket and the port the server was found on.
+    bound: Mutex<Option<(Role, u16)>>,
     /// Servers that ended while another process of the program still held
     /// the listening socket, and the process judged from then on.
     handoffs: Mutex<Vec<(i32, i32)>>,
@@ -153,7 +156,8 @@ impl Program {
         Ok(Program {
             pid,
             server: AtomicI32::new(pid),
-            listener: AtomicU64::new(0),
+            listeners: Mutex::new(Vec::new()),
+            bound: Mutex::new(None),
             handoffs: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             child: Mutex::new(child),
@@ -190,11 +194,14 @@ impl Program {
     /// on, and `stop` reports the change.
     pub fn server_pid(&self) -> i32 {
         let server = self.server.load(Ordering::Relaxed);
-        let inode = self.listener.load(Ordering::Relaxed);
-        if inode == 0 || self.stopping.load(Ordering::Relaxed) || self.running(server) {
+        if lock(&self.listeners).is_empty()
+            || self.stopping.load(Ordering::Relaxed)
+            || self.running(server)
+        {
             return server;
         }
-        let holders: Vec<(i32, i32)> = holders_of(self, inode)
+        let inodes = self.listener_inodes();
+        let holders: Vec<(i32, i32)> = holders_of(self, &inodes)
             .into_iter()
             .filter(|(pid, _)| self.running(*pid))
             .collect();
@@ -215,9 +222,25 @@ impl Program {
         read_stat(pid).is_ok_and(|stat| !matches!(stat.state, 'Z' | 'X'))
     }
 
-    fn set_server(&self, pid: i32, inode: u64) {
+    fn set_server(&self, pid: i32, inodes: &[u64], role: Role, port: u16) {
         self.server.store(pid, Ordering::Relaxed);
-        self.listener.store(inode, Ordering::Relaxed);
+        *lock(&self.listeners) = inodes.to_vec();
+        *lock(&self.bound) = Some((role, port));
+    }
+
+    /// The inodes of the sockets on the server's port now (workers with
+    /// SO_REUSEPORT may have added theirs since it was found), with the
+    /// ones found at start.
+    fn listener_inodes(&self) -> Vec<u64> {
+        let mut inodes = lock(&self.listeners).clone();
+        if let Some((role, port)) = *lock(&self.bound) {
+            for (_, inode) in bound_on(role, port) {
+                if !inodes.contains(&inode) {
+                    inodes.push(inode);
+                }
+            }
+        }
+        inodes
     }
 
     /// Is the server still running (not exited, not a zombie)?
@@ -358,13 +381,16 @@ impl Program {
         // A live process that holds the listening socket can accept()
         // clients on it: a worker of a pre-forking server, part of the
         // server too.
-        let inode = self.listener.load(Ordering::Relaxed);
+        let inodes = self.listener_inodes();
         let (workers, left_behind): (Vec<ProcStat>, Vec<ProcStat>) = everything
             .into_iter()
             .filter(|stat| !chain.contains(&stat.pid))
             .filter(|stat| !(stat.state == 'Z' && stat.ppid == netlab))
             .partition(|stat| {
-                stat.state != 'Z' && inode != 0 && holds_socket(stat.pid, inode).is_some()
+                stat.state != 'Z'
+                    && inodes
+                        .iter()
+                        .any(|&inode| holds_socket(stat.pid, inode).is_some())
             });
 
         let running = self.poll_status().is_none() || self.server_alive();
@@ -719,22 +745,42 @@ pub fn wait_bound(
     let mut foreign: Option<SocketAddr> = None;
     // When a socket of the other protocol on the port was first seen.
     let mut other_seen: Option<Instant> = None;
+    // When a socket held only by a process other than the started one was
+    // first seen (see below).
+    let mut settling: Option<Instant> = None;
     loop {
-        if let Some((local, inode)) = bound_on(role, port) {
+        // Every socket on the port, and which of them the program holds
+        // (with SO_REUSEPORT, each worker may have one of its own).
+        let sockets = bound_on(role, port);
+        let mine: Vec<(SocketAddr, u64)> = sockets
+            .iter()
+            .copied()
+            .filter(|&(_, inode)| !holders_of(program, &[inode]).is_empty())
+            .collect();
+        if let Some(&(local, first)) = mine.first() {
             if loopback_for(local).is_none() {
                 return Err(Failure::new(
                     format!("your program is {} {local}, an address netlab does not probe", words.doing),
                     Some("netlab sends its probes only to loopback (127.0.0.1 or ::1): bind {host} (127.0.0.1) or 0.0.0.0."),
                 ));
             }
-            let holders = holders_of(program, inode);
-            if holders.is_empty() {
-                foreign = Some(local);
-            } else {
+            // A socket held by a process other than the one netlab started
+            // may be the first of several workers, each with a socket of
+            // its own (SO_REUSEPORT): look again 0.1 s later, so that the
+            // server chosen is their parent, not the first worker.
+            let by_started = holders_of(program, &[first])
+                .first()
+                .is_some_and(|&(pid, _)| pid == program.pid());
+            let since = *settling.get_or_insert_with(Instant::now);
+            if by_started || since.elapsed() >= Duration::from_millis(100) {
+                let inodes: Vec<u64> = mine.iter().map(|&(_, inode)| inode).collect();
+                let holders = holders_of(program, &inodes);
                 return Ok(found(
-                    nar, program, role, port, local, inode, &holders, started,
+                    nar, program, role, port, local, &inodes, &holders, started,
                 ));
             }
+        } else if let Some(&(local, _)) = sockets.first() {
+            foreign = Some(local);
         }
         let tree_alive = program.alive() || !program.descendants().is_empty();
         if !tree_alive {
@@ -840,12 +886,13 @@ fn found(
     role: Role,
     port: u16,
     local: SocketAddr,
-    inode: u64,
+    inodes: &[u64],
     holders: &[(i32, i32)],
     started: Instant,
 ) -> Bound {
     let server = server_of(program, holders);
-    program.set_server(server, inode);
+    program.set_server(server, inodes, role, port);
+    let inode = inodes[0];
     let words = Words::of(role);
     let probe_addr = loopback_for(local).unwrap_or(local);
     let after = started.elapsed().as_secs_f64();
@@ -942,8 +989,11 @@ fn other_protocol_on(program: &Program, role: Role, port: u16) -> Option<&'stati
         Role::UdpServer => Role::TcpServer,
         _ => Role::UdpServer,
     };
-    let (_, inode) = bound_on(other, port)?;
-    if holders_of(program, inode).is_empty() {
+    let inodes: Vec<u64> = bound_on(other, port)
+        .into_iter()
+        .map(|(_, inode)| inode)
+        .collect();
+    if holders_of(program, &inodes).is_empty() {
         return None;
     }
     Some(match other {
@@ -956,32 +1006,38 @@ fn other_protocol_on(program: &Program, role: Role, port: u16) -> Option<&'stati
 /// UDP: a bound socket)? Then whatever answered the probes would not be
 /// the program.
 pub fn taken(role: Role, port: u16) -> Option<SocketAddr> {
-    bound_on(role, port).map(|(local, _)| local)
+    bound_on(role, port).first().map(|&(local, _)| local)
 }
 
-/// The program's socket on `port`, read from the kernel's table now.
-fn bound_on(role: Role, port: u16) -> Option<(SocketAddr, u64)> {
+/// The sockets on `port` (TCP: listening; UDP: bound, not connected) and
+/// their inodes, read from the kernel's table now.
+fn bound_on(role: Role, port: u16) -> Vec<(SocketAddr, u64)> {
     match role {
         Role::UdpServer => udp::udp_sockets_on_port(port)
-            .ok()?
+            .unwrap_or_default()
             .into_iter()
-            .find(|entry| !entry.connected)
-            .map(|entry| (entry.local, entry.inode)),
+            .filter(|entry| !entry.connected)
+            .map(|entry| (entry.local, entry.inode))
+            .collect(),
         _ => proc_net::read_tcp_table()
-            .ok()?
+            .unwrap_or_default()
             .into_iter()
-            .find(|entry| entry.local.port() == port && entry.state == TcpState::Listen)
-            .map(|entry| (entry.local, entry.inode)),
+            .filter(|entry| entry.local.port() == port && entry.state == TcpState::Listen)
+            .map(|entry| (entry.local, entry.inode))
+            .collect(),
     }
 }
 
-/// Every process of the program that holds the socket with `inode`, and
-/// on which descriptor, the program itself first.
-pub fn holders_of(program: &Program, inode: u64) -> Vec<(i32, i32)> {
+/// Every process of the program that holds one of the sockets `inodes`,
+/// and on which descriptor, the program itself first.
+pub fn holders_of(program: &Program, inodes: &[u64]) -> Vec<(i32, i32)> {
     let mut pids = vec![program.pid()];
     pids.extend(program.descendants().iter().map(|stat| stat.pid));
     pids.into_iter()
-        .filter_map(|pid| Some((pid, holds_socket(pid, inode)?)))
+        .filter_map(|pid| {
+            let fd = inodes.iter().find_map(|&inode| holds_socket(pid, inode))?;
+            Some((pid, fd))
+        })
         .collect()
 }
 
