@@ -10,7 +10,7 @@
 //! read them from the kernel (`/proc/net/tcp`, `/proc/PID/stat`,
 //! `/proc/PID/fd`), as every netlab demo does.
 //!
-//! How a check runs (`session.rs`, `program.rs`):
+//! How a check runs (`session.rs`, `program/`):
 //!
 //! 1. The checker picks a free port (or `--port`) and replaces `{port}`,
 //!    `{host}` (127.0.0.1) and `{root}` (http-static's directory) in the

@@ -1,0 +1,417 @@
+//! The student's program: start it, watch it bind its port, stop it, and
+//! clean up after it.
+//!
+//! The program runs in a process group of its own, so one signal reaches
+//! it and everything it forked (`kill(-pgid)`), and the terminal's Ctrl-C
+//! reaches only netlab, which then stops the program itself. netlab is a
+//! child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`): a process the program
+//! forked and left behind is re-parented to netlab, not to init, so netlab
+//! can report it, kill it and reap it. PR_SET_PDEATHSIG kills the program
+//! if netlab itself dies (`kill -9`), so no server outlives its checker.
+//!
+//! The parts: `output` (the program's output and the tracebacks in it),
+//! `bound` (waiting for its socket, and which process is the server),
+//! `stopping` (stopping it and what it left), `workdir` (the `{root}` for
+//! http-static).
+
+mod bound;
+mod output;
+mod stopping;
+mod workdir;
+
+use bound::{bound_on, holders_of, server_of};
+pub use bound::{holds_socket, taken, wait_bound};
+pub use output::Traceback;
+use output::{read_output, OutputLog};
+pub use workdir::WorkDir;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::Signal;
+
+use super::session::Role;
+use crate::error::Failure;
+use crate::kernel::process::{read_stat, ProcStat};
+use crate::narrate::{errno_name, Narrator};
+
+/// A running (or finished) student program.
+pub struct Program {
+    pid: i32,
+    /// The process that holds the listening socket and so is the server
+    /// the probes judge: the program itself, or one it started (see
+    /// `server_of`). The program's pid until `wait_bound` finds it.
+    server: AtomicI32,
+    /// The inodes of the program's listening (or bound) sockets on the
+    /// port: one, or one per worker with SO_REUSEPORT. Empty until
+    /// `wait_bound` finds them.
+    listeners: Mutex<Vec<u64>>,
+    /// The kind of socket and the port the server was found on.
+    bound: Mutex<Option<(Role, u16)>>,
+    /// Servers that ended while another process of the program still held
+    /// the listening socket, and the process judged from then on.
+    handoffs: Mutex<Vec<(i32, i32)>>,
+    /// Set when `stop` begins: the server is no longer re-chosen.
+    stopping: AtomicBool,
+    child: Mutex<Child>,
+    /// Set once the program has been reaped.
+    status: Mutex<Option<ExitStatus>>,
+    output: Arc<Mutex<OutputLog>>,
+}
+
+impl Program {
+    /// Start `argv` in its own process group, stdin from /dev/null, stdout
+    /// and stderr into one pipe that a thread reads.
+    pub fn start(argv: &[String]) -> Result<Program, Failure> {
+        let (read_end, write_end) = nix::unistd::pipe().map_err(|errno| {
+            Failure::new(
+                format!(
+                    "cannot make a pipe for your program's output: {}",
+                    errno_name(errno)
+                ),
+                None,
+            )
+        })?;
+        let write_copy = write_end
+            .try_clone()
+            .map_err(|err| Failure::new(format!("cannot duplicate a pipe: {err}"), None))?;
+        let parent = std::process::id() as i32;
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::from(write_copy))
+            // Python buffers its prints when the output is a pipe; the
+            // report wants them as they happen.
+            .env("PYTHONUNBUFFERED", "1")
+            .process_group(0);
+        // SAFETY: only async-signal-safe calls (prctl, getppid, kill)
+        // between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                // netlab died between fork and prctl: end now.
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|err| spawn_failure(&argv[0], &err))?;
+        // The command holds the pipe's write ends; drop them so the reader
+        // sees end of file when the program (and all it forked) exits.
+        drop(command);
+        let output = Arc::new(Mutex::new(OutputLog::default()));
+        let sink = Arc::clone(&output);
+        let _ = std::thread::Builder::new()
+            .name("program output".into())
+            .spawn(move || read_output(read_end, &sink));
+        let pid = child.id() as i32;
+        Ok(Program {
+            pid,
+            server: AtomicI32::new(pid),
+            listeners: Mutex::new(Vec::new()),
+            bound: Mutex::new(None),
+            handoffs: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            child: Mutex::new(child),
+            status: Mutex::new(None),
+            output,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Reap the program if it has exited (waitpid with WNOHANG, through
+    /// std's `try_wait`), and return its status.
+    fn poll_status(&self) -> Option<ExitStatus> {
+        let mut status = lock(&self.status);
+        if status.is_none() {
+            if let Ok(Some(done)) = lock(&self.child).try_wait() {
+                *status = Some(done);
+            }
+        }
+        *status
+    }
+
+    /// Is the program still running?
+    pub fn alive(&self) -> bool {
+        self.poll_status().is_none()
+    }
+
+    /// The server's pid (the program's own unless a process it started
+    /// holds the listening socket). When the server has ended but another
+    /// process of the program still holds the socket (a launcher that
+    /// exits once its child serves), that process is the server from then
+    /// on, and `stop` reports the change.
+    pub fn server_pid(&self) -> i32 {
+        let server = self.server.load(Ordering::Relaxed);
+        if lock(&self.listeners).is_empty()
+            || self.stopping.load(Ordering::Relaxed)
+            || self.running(server)
+        {
+            return server;
+        }
+        let inodes = self.listener_inodes();
+        let holders: Vec<(i32, i32)> = holders_of(self, &inodes)
+            .into_iter()
+            .filter(|(pid, _)| self.running(*pid))
+            .collect();
+        if holders.is_empty() {
+            return server;
+        }
+        let next = server_of(self, &holders);
+        self.server.store(next, Ordering::Relaxed);
+        lock(&self.handoffs).push((server, next));
+        next
+    }
+
+    /// Is process `pid` of the program running (not ended, not a zombie)?
+    fn running(&self, pid: i32) -> bool {
+        if pid == self.pid {
+            return self.alive();
+        }
+        read_stat(pid).is_ok_and(|stat| !matches!(stat.state, 'Z' | 'X'))
+    }
+
+    fn set_server(&self, pid: i32, inodes: &[u64], role: Role, port: u16) {
+        self.server.store(pid, Ordering::Relaxed);
+        *lock(&self.listeners) = inodes.to_vec();
+        *lock(&self.bound) = Some((role, port));
+    }
+
+    /// The inodes of the sockets on the server's port now (workers with
+    /// SO_REUSEPORT may have added theirs since it was found), with the
+    /// ones found at start.
+    fn listener_inodes(&self) -> Vec<u64> {
+        let mut inodes = lock(&self.listeners).clone();
+        if let Some((role, port)) = *lock(&self.bound) {
+            for (_, inode) in bound_on(role, port) {
+                if !inodes.contains(&inode) {
+                    inodes.push(inode);
+                }
+            }
+        }
+        inodes
+    }
+
+    /// Is the server still running (not exited, not a zombie)?
+    pub fn server_alive(&self) -> bool {
+        self.running(self.server_pid())
+    }
+
+    /// How the server ended ("exited with status 1"), None while it runs.
+    pub fn server_end(&self) -> Option<String> {
+        let server = self.server_pid();
+        if server == self.pid {
+            return self.exit_description();
+        }
+        (!self.server_alive()).then(|| format!("the server process (pid {server}) has ended"))
+    }
+
+    /// "exited with status 1", "killed by SIGSEGV"; None while it runs.
+    pub fn exit_description(&self) -> Option<String> {
+        self.poll_status().map(describe)
+    }
+
+    /// The exit code the program ended with, if it has ended normally.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.poll_status().and_then(|status| status.code())
+    }
+    /// Every process under the program (its children, theirs, ...), plus
+    /// any process it left behind that was re-parented to netlab.
+    pub fn descendants(&self) -> Vec<ProcStat> {
+        let mine = std::process::id() as i32;
+        let table = process_table();
+        let mut found = Vec::new();
+        let mut queue = vec![self.pid];
+        while let Some(parent) = queue.pop() {
+            for stat in table.get(&parent).into_iter().flatten() {
+                queue.push(stat.pid);
+                found.push(stat.clone());
+            }
+        }
+        // Orphans: children of netlab other than the program itself.
+        for stat in table.get(&mine).into_iter().flatten() {
+            if stat.pid != self.pid && !found.iter().any(|f| f.pid == stat.pid) {
+                let mut orphans = vec![stat.pid];
+                found.push(stat.clone());
+                while let Some(parent) = orphans.pop() {
+                    for below in table.get(&parent).into_iter().flatten() {
+                        orphans.push(below.pid);
+                        found.push(below.clone());
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|stat| stat.pid);
+        found
+    }
+
+    /// Every process under the server (see `server_pid`): its children,
+    /// theirs, and so on. Not the processes between the program and the
+    /// server (a wrapper), which the server did not start.
+    pub fn server_descendants(&self) -> Vec<ProcStat> {
+        let server = self.server_pid();
+        let table = process_table();
+        let mut found = Vec::new();
+        let mut queue = vec![server];
+        while let Some(parent) = queue.pop() {
+            for stat in table.get(&parent).into_iter().flatten() {
+                queue.push(stat.pid);
+                found.push(stat.clone());
+            }
+        }
+        found.sort_by_key(|stat| stat.pid);
+        found
+    }
+}
+
+/// Lock a mutex, even one a panicking thread left poisoned.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    match status.signal() {
+        Some(signal) => {
+            let name = Signal::try_from(signal)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {signal}"));
+            format!("killed by {name}")
+        }
+        None => format!("ended: {status}"),
+    }
+}
+
+/// The interpreter named by the #! line of `program`, when `program` is a
+/// file that exists (so ENOENT from exec means the interpreter is missing).
+fn missing_interpreter(program: &str) -> Option<String> {
+    if !program.contains('/') || !Path::new(program).is_file() {
+        return None;
+    }
+    let bytes = std::fs::read(program).ok()?;
+    let first = bytes.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(first).ok()?;
+    let interpreter = line.strip_prefix("#!")?.trim();
+    (!interpreter.is_empty()).then(|| interpreter.to_string())
+}
+
+/// A clear message for a program that cannot be started.
+fn spawn_failure(program: &str, err: &io::Error) -> Failure {
+    match err.kind() {
+        // The file exists, so what is missing is the interpreter its #!
+        // line names.
+        io::ErrorKind::NotFound if missing_interpreter(program).is_some() => {
+            let interpreter = missing_interpreter(program).unwrap_or_default();
+            Failure::new(
+                format!("cannot start `{program}`: its #! line names `{interpreter}`, which does not exist"),
+                Some("Fix the first line of the file (e.g. #!/usr/bin/env python3), or run it through its interpreter: python3 FILE."),
+            )
+        }
+        io::ErrorKind::NotFound => Failure::new(
+            format!("cannot start `{program}`: no such program"),
+            Some("Check the spelling, or give the program's path (./server.py needs `chmod +x` and a #! line; `python3 server.py` does not)."),
+        ),
+        io::ErrorKind::PermissionDenied => Failure::new(
+            format!("cannot start `{program}`: permission denied"),
+            Some("Make it executable (chmod +x FILE), or run it through its interpreter: python3 FILE."),
+        ),
+        _ => Failure::new(format!("cannot start `{program}`: {err}"), None),
+    }
+}
+
+/// Every process on the machine, by parent pid (one scan of /proc).
+fn process_table() -> HashMap<i32, Vec<ProcStat>> {
+    let mut table: HashMap<i32, Vec<ProcStat>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(stat) = read_stat(pid) {
+            table.entry(stat.ppid).or_default().push(stat);
+        }
+    }
+    table
+}
+
+/// Make netlab the reaper of whatever the program leaves behind.
+pub fn become_subreaper(nar: &Narrator) {
+    // SAFETY: prctl with integer arguments only.
+    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if result == -1 {
+        nar.warning(
+            format!(
+                "prctl(PR_SET_CHILD_SUBREAPER) failed: {}; processes your program leaves behind will go to init",
+                io::Error::last_os_error()
+            ),
+            None,
+        );
+    }
+}
+
+/// A free port for the program: bind port 0 with the role's protocol on
+/// 127.0.0.1, read the port the kernel chose, and let it go.
+pub fn free_port(role: Role) -> Result<u16, Failure> {
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let port = match role {
+        Role::UdpServer => UdpSocket::bind(any).and_then(|s| s.local_addr()),
+        _ => TcpListener::bind(any).and_then(|s| s.local_addr()),
+    };
+    port.map(|addr| addr.port())
+        .map_err(|err| Failure::new(format!("cannot find a free port on 127.0.0.1: {err}"), None))
+}
+
+/// netlab's listening socket for a client exercise (127.0.0.1:PORT).
+pub fn listen_for_client(port: u16) -> Result<TcpListener, Failure> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(addr).map_err(|err| match err.kind() {
+        io::ErrorKind::AddrInUse => Failure::new(
+            format!("cannot listen on {addr}: the port is in use"),
+            Some("Leave out --port (netlab then picks a free port and passes it as {port})."),
+        ),
+        _ => Failure::new(format!("cannot listen on {addr}: {err}"), None),
+    })
+}
+
+/// Replace `{port}`, `{host}` and (for an exercise with a directory to
+/// serve) `{root}` in every argument.
+pub fn substitute(command: &[String], port: u16, root: Option<&Path>) -> Vec<String> {
+    command
+        .iter()
+        .map(|arg| {
+            let arg = arg
+                .replace("{port}", &port.to_string())
+                .replace("{host}", "127.0.0.1");
+            match root {
+                Some(root) => arg.replace("{root}", &root.display().to_string()),
+                None => arg,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,190 @@
+//! Stopping the program: SIGTERM to its process group, SIGKILL after a
+//! grace period, and whatever it forked found, reported, killed and reaped.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use super::{describe, holds_socket, lock, Program};
+use crate::kernel::process::{state_name, ProcStat};
+use crate::narrate::Narrator;
+
+/// How long the program has to end after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_millis(1500);
+
+impl Program {
+    /// Stop the program: SIGTERM to its process group (and to the server,
+    /// should it have left the group), SIGKILL after a grace period, then
+    /// every process it forked is killed by pid and reaped. Reports what
+    /// it did. Safe to call twice.
+    pub fn stop(&self, nar: &Narrator) {
+        let netlab = std::process::id() as i32;
+        let server = self.server_pid();
+        self.stopping.store(true, Ordering::Relaxed);
+        // The server and the processes between it and the program (a
+        // wrapper such as `sh -c`) are the program itself, not leftovers;
+        // nor are zombies re-parented to netlab, which netlab reaps.
+        let everything = self.descendants();
+        let mut chain = vec![server];
+        while let Some(parent) = everything
+            .iter()
+            .find(|stat| Some(&stat.pid) == chain.last())
+            .map(|stat| stat.ppid)
+        {
+            chain.push(parent);
+        }
+        // A live process that holds the listening socket can accept()
+        // clients on it: a worker of a pre-forking server, part of the
+        // server too.
+        let inodes = self.listener_inodes();
+        let (workers, left_behind): (Vec<ProcStat>, Vec<ProcStat>) = everything
+            .into_iter()
+            .filter(|stat| !chain.contains(&stat.pid))
+            .filter(|stat| !(stat.state == 'Z' && stat.ppid == netlab))
+            .partition(|stat| {
+                stat.state != 'Z'
+                    && inodes
+                        .iter()
+                        .any(|&inode| holds_socket(stat.pid, inode).is_some())
+            });
+
+        let running = self.poll_status().is_none() || self.server_alive();
+        let mut how = match self.poll_status() {
+            Some(status) if !self.server_alive() => {
+                format!("it had already ended ({})", describe_end(status))
+            }
+            _ => String::new(),
+        };
+        if running {
+            let started = Instant::now();
+            // The group id is the program's pid (process_group(0)).
+            let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
+            if server != self.pid {
+                let _ = kill(Pid::from_raw(server), Signal::SIGTERM);
+            }
+            let ended = || self.poll_status().is_some() && !self.server_alive();
+            while !ended() && started.elapsed() < TERM_GRACE {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            how = if ended() {
+                let after = started.elapsed().as_secs_f64();
+                match self.poll_status() {
+                    Some(status) if server == self.pid => format!(
+                        "sent SIGTERM to its process group; it ended after {after:.2} s ({})",
+                        describe_end(status)
+                    ),
+                    _ => format!(
+                        "sent SIGTERM to its process group and to the server (pid {server}); the server ended after {after:.2} s"
+                    ),
+                }
+            } else {
+                let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(server), Signal::SIGKILL);
+                if let Ok(status) = lock(&self.child).wait() {
+                    *lock(&self.status) = Some(status);
+                }
+                format!(
+                    "it did not end within {:.1} s of SIGTERM, so netlab sent SIGKILL",
+                    TERM_GRACE.as_secs_f64()
+                )
+            };
+        }
+        // Whatever it forked: the group got the signals, but a process can
+        // leave the group (setsid), so each one is also killed by pid. They
+        // are all ours: started by the program netlab started. Orphans
+        // re-parented to netlab (the subreaper) are reaped here; a round
+        // catches any that were re-parented while the last one ran.
+        let mut reaped = 0;
+        for _round in 0..3 {
+            let remaining = self.descendants();
+            if remaining.is_empty() {
+                break;
+            }
+            for stat in remaining.iter().filter(|stat| stat.state != 'Z') {
+                let _ = kill(Pid::from_raw(stat.pid), Signal::SIGKILL);
+            }
+            reaped += reap_orphans(Duration::from_millis(700));
+        }
+        // Everything that could write to the output pipe has ended: give
+        // the reading thread a moment to take in the last lines (the ones
+        // that say why a program ended early).
+        self.wait_for_output(Duration::from_millis(500));
+        for (ended, next) in std::mem::take(&mut *lock(&self.handoffs)) {
+            nar.startup(
+                "server",
+                json!({ "pid": next, "ended_pid": ended }),
+                format!("the server process (pid {ended}) ended while pid {next} of your program still held the listening socket; the probes judged pid {next} from then on"),
+            );
+        }
+        let with_workers = match workers.len() {
+            0 => String::new(),
+            n => format!(" and its {n} worker process(es), which held the listening socket"),
+        };
+        nar.startup(
+            "stopped",
+            json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description(),
+                    "workers": workers.iter().map(|stat| stat.pid).collect::<Vec<_>>() }),
+            format!(
+                "stopped your program (pid {}){with_workers}: {how}",
+                self.pid
+            ),
+        );
+        if !left_behind.is_empty() {
+            let mut list: Vec<String> = left_behind
+                .iter()
+                .take(8)
+                .map(|stat| format!("{} {} ({})", stat.pid, stat.comm, state_name(stat.state)))
+                .collect();
+            if left_behind.len() > 8 {
+                list.push(format!("and {} more", left_behind.len() - 8));
+            }
+            let reaped = match reaped {
+                0 => String::new(),
+                n => format!(", and reaped the {n} that were left to it"),
+            };
+            nar.warning(
+                format!(
+                    "besides the server, your program had {} process(es) when it was stopped: {}; netlab killed what still ran{reaped}",
+                    left_behind.len(),
+                    list.join(", "),
+                ),
+                Some("A child that has served its client should exit, and its parent should reap it (waitpid)."),
+            );
+        }
+    }
+}
+
+/// `describe`, for the end netlab itself caused: SIGTERM is how netlab
+/// stops a server, so it is named as such rather than as a fault.
+fn describe_end(status: ExitStatus) -> String {
+    match status.signal() {
+        Some(libc::SIGTERM) => "on SIGTERM, as a server should".to_string(),
+        _ => describe(status),
+    }
+}
+
+/// Reap every child netlab has left (the program's orphans, re-parented
+/// here), waiting up to `limit` for the ones just killed. Returns how many.
+fn reap_orphans(limit: Duration) -> usize {
+    let started = Instant::now();
+    let mut reaped = 0;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                if started.elapsed() >= limit {
+                    return reaped;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(_) => reaped += 1,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return reaped, // ECHILD: none left
+        }
+    }
+}
