@@ -236,18 +236,9 @@ pub(super) fn wrap(spans: &[Span], width: usize) -> Vec<Vec<Span>> {
 pub(super) mod tests {
     use super::*;
 
-    /// `colored`'s on/off switch is global and tests run in parallel
-    /// threads, so every test that paints, in any of the lesson modules,
-    /// holds this lock.
-    static COLOUR_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    /// Runs `f` with colours on or off.
+    /// Runs `f` with colours on or off, holding the crate's colour lock.
     pub(in crate::lesson) fn with_colours<T>(on: bool, f: impl FnOnce() -> T) -> T {
-        let _guard = COLOUR_SWITCH
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        colored::control::set_override(on);
-        f()
+        crate::narrate::with_colours(on, f)
     }
 
     fn plain_span(text: &str) -> Span {

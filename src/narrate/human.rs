@@ -430,12 +430,13 @@ mod tests {
     }
 
     fn render_all(events: &[Event]) -> String {
-        colored::control::set_override(false);
-        let mut state = HumanState::new(Some(80));
-        events
-            .iter()
-            .map(|event| render(event, &mut state))
-            .collect()
+        crate::narrate::with_colours(false, || {
+            let mut state = HumanState::new(Some(80));
+            events
+                .iter()
+                .map(|event| render(event, &mut state))
+                .collect()
+        })
     }
 
     #[test]
@@ -484,13 +485,15 @@ mod tests {
 
     #[test]
     fn a_result_after_other_lines_names_its_step_again() {
-        colored::control::set_override(false);
-        let mut state = HumanState::new(None);
-        let call_line = render(&call(12, "recv", "fd 4", Some("waiting")), &mut state);
+        let (call_line, result) = crate::narrate::with_colours(false, || {
+            let mut state = HumanState::new(None);
+            let call_line = render(&call(12, "recv", "fd 4", Some("waiting")), &mut state);
+            // Another thread printed in between.
+            state.interrupted = true;
+            let result = render(&ok(12, "recv", "0: end of stream"), &mut state);
+            (call_line, result)
+        });
         assert_eq!(call_line, " 12  recv(fd 4)  waiting ...\n");
-        // Another thread printed in between.
-        state.interrupted = true;
-        let result = render(&ok(12, "recv", "0: end of stream"), &mut state);
         assert_eq!(result, " 12  recv()  -> 0: end of stream\n");
     }
 

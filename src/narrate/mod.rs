@@ -756,6 +756,22 @@ pub fn errno_name(errno: Errno) -> &'static str {
     name
 }
 
+/// `colored`'s on/off switch is global and tests run in parallel threads,
+/// so every test that paints or renders, in any module, holds this lock
+/// while it sets the switch and renders.
+#[cfg(test)]
+static COLOUR_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` with colours on or off (tests only; see `COLOUR_SWITCH`).
+#[cfg(test)]
+pub(crate) fn with_colours<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    let _guard = COLOUR_SWITCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    colored::control::set_override(on);
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
