@@ -338,6 +338,29 @@ fn so_reuseport_workers_are_the_server_not_leftovers() {
 }
 
 #[test]
+fn workers_whose_parent_ended_are_judged_and_netlab_never_judges_itself() {
+    // The workers are re-parented to netlab: their common ancestor would
+    // be netlab itself, which must never be taken for the server (netlab
+    // once judged its own descriptors, then SIGKILLed itself).
+    let demo = start("tcp-concurrent", &[], "check_orphan_workers.py");
+    let netlab_pid = demo.pid();
+    let (status, events, stderr) = demo.finish();
+    assert_nothing_left(netlab_pid, program_pid(&events));
+    assert!(status.success(), "{stderr}\n{}", dump(&events));
+    let stopped = infos(&events, "stopped");
+    let server = stopped[0]["value"]["server_pid"].as_i64();
+    assert!(
+        server.is_some_and(|pid| pid != i64::from(netlab_pid)),
+        "{}",
+        dump(&events)
+    );
+    assert_eq!(
+        stopped[0]["value"]["workers"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

@@ -255,9 +255,13 @@ impl Words {
 /// pre-forking server whose parent closed the listener it is the parent of
 /// the workers; for a daemon that double-forked, the daemon.
 pub(super) fn server_of(program: &Program, holders: &[(i32, i32)]) -> i32 {
+    // Orphans re-parented to netlab (the subreaper) have netlab as their
+    // parent: their chains end below it, since netlab is never the server.
+    let netlab = std::process::id() as i32;
     let parents: HashMap<i32, i32> = program
         .descendants()
         .iter()
+        .filter(|stat| stat.ppid != netlab)
         .map(|stat| (stat.pid, stat.ppid))
         .collect();
     // Each holder's chain of ancestors up to the top of the tree.
@@ -271,6 +275,8 @@ pub(super) fn server_of(program: &Program, holders: &[(i32, i32)]) -> i32 {
         chain
     };
     let chains: Vec<Vec<i32>> = holders.iter().map(|(pid, _)| chain(*pid)).collect();
+    // No common ancestor (workers whose parent has ended): the first
+    // holder is the server, the others its fellow workers.
     chains[0]
         .iter()
         .copied()

@@ -66,7 +66,7 @@ impl Program {
             // The group id is the program's pid (process_group(0)).
             let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
             if server != self.pid {
-                let _ = kill(Pid::from_raw(server), Signal::SIGTERM);
+                signal(server, Signal::SIGTERM);
             }
             let ended = || self.poll_status().is_some() && !self.server_alive();
             while !ended() && started.elapsed() < TERM_GRACE {
@@ -85,7 +85,7 @@ impl Program {
                 }
             } else {
                 let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
-                let _ = kill(Pid::from_raw(server), Signal::SIGKILL);
+                signal(server, Signal::SIGKILL);
                 if let Ok(status) = lock(&self.child).wait() {
                     *lock(&self.status) = Some(status);
                 }
@@ -107,7 +107,7 @@ impl Program {
                 break;
             }
             for stat in remaining.iter().filter(|stat| stat.state != 'Z') {
-                let _ = kill(Pid::from_raw(stat.pid), Signal::SIGKILL);
+                signal(stat.pid, Signal::SIGKILL);
             }
             reaped += reap_orphans(Duration::from_millis(700));
         }
@@ -186,5 +186,14 @@ fn reap_orphans(limit: Duration) -> usize {
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return reaped, // ECHILD: none left
         }
+    }
+}
+
+/// Send `sig` to one process of the program. Never to netlab itself, nor
+/// to init or to "every process" (pid 1, 0, -1): a pid read from /proc
+/// that is one of those is a mistake, not a target.
+fn signal(pid: i32, sig: Signal) {
+    if pid > 1 && pid != std::process::id() as i32 {
+        let _ = kill(Pid::from_raw(pid), sig);
     }
 }
