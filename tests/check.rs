@@ -361,6 +361,36 @@ fn workers_whose_parent_ended_are_judged_and_netlab_never_judges_itself() {
 }
 
 #[test]
+fn a_server_behind_a_launcher_that_crashes_is_named_with_its_own_end() {
+    // sh starts the server in the background and exits 0 at once; the
+    // server then dies of SIGSEGV. The report names the server's end (read
+    // from its zombie's /proc/PID/stat), not the launcher's status 0, gives
+    // the crash hint, and runs nothing more.
+    let path = format!("{}/tests/py/check_segfault.py", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("python3 {path} {{port}} &");
+    let run = check::run("tcp-echo", &[], &["sh", "-c", &script]);
+    assert_eq!(run.exit_code, Some(1), "{}", dump(&run.events));
+    let failed: Vec<&Value> = run
+        .probe_events()
+        .filter(|e| e["status"] == "fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", dump(&run.events));
+    let happened = failed[0]["happened"].as_str().unwrap_or("");
+    assert!(
+        happened.contains("your server (pid") && happened.contains("killed by SIGSEGV"),
+        "{happened}"
+    );
+    assert!(
+        failed[0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("SIGSEGV")),
+        "{}",
+        failed[0]
+    );
+    assert!(run.probe_events().any(|e| e["status"] == "skip"));
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

@@ -440,10 +440,10 @@ fn malformed_datagrams(target: &Target, deadline: Instant) -> Outcome {
             Ok(mut inboxes) => inboxes.swap_remove(0),
             Err(err) => return own_socket_failure(expected, &err),
         };
-        if let Some(ended) = target.program.exit_description() {
+        if let Some(ended) = target.ended() {
             return Outcome::fail(
                 expected,
-                format!("your program {ended} after it received {what}"),
+                format!("{ended} after it received {what}"),
                 HINT_MALFORMED,
             );
         }
@@ -520,10 +520,10 @@ fn spoofed(target: Target, deadline: Instant) -> Outcome {
         Ok(inboxes) => inboxes,
         Err(err) => return own_socket_failure(expected, &err),
     };
-    if let Some(ended) = target.program.exit_description() {
+    if let Some(ended) = target.ended() {
         return Outcome::fail(
             expected,
-            format!("your program {ended} after a C naming another user's name"),
+            format!("{ended} after a C naming another user's name"),
             HINT_MALFORMED,
         );
     }
@@ -773,8 +773,8 @@ fn listing(inbox: &[Vec<u8>]) -> String {
 
 /// ": your program exited with status 1" once it has ended; "" before.
 fn ending(target: &Target) -> String {
-    match target.program.exit_description() {
-        Some(ended) => format!(": your program {ended}"),
+    match target.ended() {
+        Some(ended) => format!(": {ended}"),
         None => String::new(),
     }
 }

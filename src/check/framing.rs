@@ -489,10 +489,10 @@ fn oversized(target: Target, deadline: Instant) -> Outcome {
         End::Eof => "closed the connection (FIN)",
         End::Reset => "reset the connection (RST)",
         _ if !target.alive() => {
-            let ended = target.program.exit_description().unwrap_or_default();
+            let ended = target.ended().unwrap_or_default();
             return Outcome::fail(
                 expected,
-                format!("after a length of {} bytes your server {ended}", u32::MAX),
+                format!("after a length of {} bytes, {ended}", u32::MAX),
                 HINT_OVERSIZED,
             );
         }

@@ -186,6 +186,12 @@ impl Target {
         self.program.server_alive()
     }
 
+    /// How the server ended ("your program exited with status 1"), None
+    /// while it runs.
+    pub fn ended(&self) -> Option<String> {
+        self.program.server_end()
+    }
+
     /// Every process under the server, read from /proc now.
     pub fn descendants(&self) -> Vec<crate::kernel::process::ProcStat> {
         self.program.server_descendants()
@@ -263,17 +269,22 @@ impl<'n> Session<'n> {
             ),
             Ok(_) => self.wait_for_probe(&rx, deadline + GRACE, limit),
         };
+        let mut outcome = outcome;
+        if outcome.status == Status::Fail {
+            // A crash explains the failure better than the probe's hint.
+            if let Some(hint) = crash_hint(&self.target) {
+                outcome.hint = Some(hint);
+            }
+        }
         let status = outcome.status;
         self.record(name, outcome, started.elapsed());
         // A server must outlive every probe; a client is expected to exit
         // (its exercise judges how), so its exit ends nothing here.
         if self.over.is_none() && self.exercise.role != Role::TcpClient {
-            if let Some(ended) = self.target.program.server_end() {
-                self.over = Some(format!("not run: your program had exited ({ended})"));
+            if let Some(ended) = self.target.ended() {
+                self.over = Some(format!("not run: {ended}"));
                 self.nar.warning(
-                    format!(
-                        "your program exited during the probe {name}: {ended}; its output is below"
-                    ),
+                    format!("{ended} during the probe {name}; its output is below"),
                     None,
                 );
             }
@@ -499,6 +510,20 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         return Err(AlreadyReported.into());
     }
     Ok(())
+}
+
+/// The hint for a server (or client) the kernel killed for a fault: the
+/// probe's own hint would send the student to the wrong part of the code.
+fn crash_hint(target: &Target) -> Option<&'static str> {
+    use std::os::unix::process::ExitStatusExt;
+    Some(match target.program.server_status()?.signal()? {
+        libc::SIGSEGV => "Your program crashed with SIGSEGV, a bad memory access (a NULL or freed pointer, a buffer overrun): run it by hand under gdb (gdb --args ...), or build it with -fsanitize=address, to see the line. What it printed with printf() may be lost (a pipe's buffer dies with it): setvbuf(stdout, NULL, _IOLBF, 0) first thing in main() keeps it.",
+        libc::SIGBUS => "Your program crashed with SIGBUS, a bad memory access (often a file mapped with mmap() that shrank): run it by hand under gdb to see the line.",
+        libc::SIGABRT => "Your program called abort(): a failed assert(), or the C library found its heap damaged (a double free, a buffer overrun). Run it by hand under gdb and type bt after the crash.",
+        libc::SIGFPE => "Your program crashed with SIGFPE: an integer division by zero. Run it by hand under gdb to see the line.",
+        libc::SIGILL => "Your program crashed with SIGILL, an illegal instruction (often a function that fell off its end without return, or a damaged stack): run it by hand under gdb.",
+        _ => return None,
+    })
 }
 
 /// How many of the program's last output lines the report shows.

@@ -264,10 +264,8 @@ fn exit_after(target: &Target, after: &str) -> Option<String> {
     // The program may still be going down: give it a moment to be reaped.
     let until = Instant::now() + Duration::from_millis(300);
     loop {
-        if let Some(ended) = target.program.exit_description() {
-            return Some(format!(
-                "your program {ended} {after} (its output below shows why)"
-            ));
+        if let Some(ended) = target.ended() {
+            return Some(format!("{ended} {after} (its output below shows why)"));
         }
         if Instant::now() >= until {
             return None;

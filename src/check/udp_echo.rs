@@ -299,8 +299,8 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
             n => format!("{problem} ({n} times)"),
         })
         .collect();
-    let happened = match target.program.exit_description() {
-        Some(ended) => format!("{}; your program {ended}", listed.join("; ")),
+    let happened = match target.ended() {
+        Some(ended) => format!("{}; {ended}", listed.join("; ")),
         None => listed.join("; "),
     };
     Outcome::fail(expected, happened, HINT_EACH_SENDER)
@@ -683,9 +683,9 @@ pub(super) fn receive(
 /// program has exited, how it ended.
 fn no_reply(target: &Target, sent: usize, sent_at: Instant) -> String {
     let waited = sent_at.elapsed().as_secs_f64();
-    match target.program.exit_description() {
+    match target.ended() {
         Some(ended) => format!(
-            "no reply came to the {sent}-byte datagram: your program {ended} ({waited:.1} s after it was sent)"
+            "no reply came to the {sent}-byte datagram: {ended} ({waited:.1} s after it was sent)"
         ),
         None => format!(
             "no reply came to the {sent}-byte datagram within {waited:.1} s, and your program is still running"

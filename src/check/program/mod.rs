@@ -59,6 +59,8 @@ pub struct Program {
     handoffs: Mutex<Vec<(i32, i32)>>,
     /// Set when `stop` begins: the server is no longer re-chosen.
     stopping: AtomicBool,
+    /// How a server other than the started program ended, once seen.
+    server_ending: Mutex<Option<(i32, ExitStatus)>>,
     child: Mutex<Child>,
     /// Set once the program has been reaped.
     status: Mutex<Option<ExitStatus>>,
@@ -125,6 +127,7 @@ impl Program {
             bound: Mutex::new(None),
             handoffs: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            server_ending: Mutex::new(None),
             child: Mutex::new(child),
             status: Mutex::new(None),
             output,
@@ -213,16 +216,50 @@ impl Program {
         self.running(self.server_pid())
     }
 
-    /// How the server ended ("exited with status 1"), None while it runs.
+    /// How the server ended, None while it runs: "your program exited
+    /// with status 1", or for a server the program started, "your server
+    /// (pid 812) was killed by SIGSEGV".
     pub fn server_end(&self) -> Option<String> {
         let server = self.server_pid();
         if server == self.pid {
-            return self.exit_description();
+            return self
+                .exit_description()
+                .map(|how| format!("your program {how}"));
         }
-        (!self.server_alive()).then(|| format!("the server process (pid {server}) has ended"))
+        if self.running(server) {
+            return None;
+        }
+        Some(match self.server_status() {
+            Some(status) => format!("your server (pid {server}) {}", describe(status)),
+            None => format!("your server (pid {server}) has ended"),
+        })
     }
 
-    /// "exited with status 1", "killed by SIGSEGV"; None while it runs.
+    /// The server's exit status, once it has ended and netlab could read
+    /// it. For a server other than the started program, a zombie's status
+    /// is in /proc/PID/stat until its parent reaps it; it is remembered
+    /// when seen, as the zombie is soon gone.
+    pub fn server_status(&self) -> Option<ExitStatus> {
+        let server = self.server_pid();
+        if server == self.pid {
+            return self.poll_status();
+        }
+        let mut known = lock(&self.server_ending);
+        if let Some((pid, status)) = *known {
+            if pid == server {
+                return Some(status);
+            }
+        }
+        let status = read_stat(server)
+            .ok()
+            .filter(|stat| stat.state == 'Z')
+            .and_then(|stat| stat.exit_code)
+            .map(ExitStatus::from_raw)?;
+        *known = Some((server, status));
+        Some(status)
+    }
+
+    /// "exited with status 1", "was killed by SIGSEGV"; None while it runs.
     pub fn exit_description(&self) -> Option<String> {
         self.poll_status().map(describe)
     }
@@ -296,7 +333,7 @@ fn describe(status: ExitStatus) -> String {
             let name = Signal::try_from(signal)
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|_| format!("signal {signal}"));
-            format!("killed by {name}")
+            format!("was killed by {name}")
         }
         None => format!("ended: {status}"),
     }
