@@ -391,6 +391,27 @@ fn a_server_behind_a_launcher_that_crashes_is_named_with_its_own_end() {
 }
 
 #[test]
+fn a_wrappers_own_processes_are_named_not_blamed() {
+    // `| tee` beside the server is the wrapper's, not a child the server
+    // failed to reap: it is listed as also stopped, with no warning.
+    let good = check::exercise("tcp_echo/good.py");
+    let script = format!("python3 {good} {{port}} 2>&1 | tee /dev/null");
+    let run = check::run("tcp-echo", &[], &["sh", "-c", &script]);
+    assert_eq!(run.exit_code, Some(0), "{}", dump(&run.events));
+    assert!(
+        !run.events.iter().any(|e| e["event"] == "warning"),
+        "{}",
+        dump(&run.events)
+    );
+    let stopped = infos(&run.events, "stopped");
+    let text = stopped[0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("also stopped: ") && text.contains(" tee ("),
+        "{text}"
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

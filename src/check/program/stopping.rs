@@ -43,16 +43,27 @@ impl Program {
         // clients on it: a worker of a pre-forking server, part of the
         // server too.
         let inodes = self.listener_inodes();
-        let (workers, left_behind): (Vec<ProcStat>, Vec<ProcStat>) = everything
-            .into_iter()
+        let (workers, others): (Vec<ProcStat>, Vec<ProcStat>) = everything
+            .iter()
             .filter(|stat| !chain.contains(&stat.pid))
             .filter(|stat| !(stat.state == 'Z' && stat.ppid == netlab))
+            .cloned()
             .partition(|stat| {
                 stat.state != 'Z'
                     && inodes
                         .iter()
                         .any(|&inode| holds_socket(stat.pid, inode).is_some())
             });
+        // What the server forked and left is the student's to fix (a child
+        // that did not exit, a zombie not reaped). The rest (a wrapper's
+        // `tee`, its `sleep` before the server started, anything before
+        // the server was found) is only named.
+        let found = !inodes.is_empty();
+        let under_server = subtree(&everything, server);
+        let (left_behind, also): (Vec<ProcStat>, Vec<ProcStat>) = others
+            .into_iter()
+            .partition(|stat| found && under_server.contains(&stat.pid));
+        let server_was_alive = self.server_alive();
 
         let running = self.poll_status().is_none() || self.server_alive();
         let mut how = match self.poll_status() {
@@ -65,7 +76,7 @@ impl Program {
             let started = Instant::now();
             // The group id is the program's pid (process_group(0)).
             let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
-            if server != self.pid {
+            if server != self.pid && server_was_alive {
                 signal(server, Signal::SIGTERM);
             }
             let ended = || self.poll_status().is_some() && !self.server_alive();
@@ -75,7 +86,7 @@ impl Program {
             how = if ended() {
                 let after = started.elapsed().as_secs_f64();
                 match self.poll_status() {
-                    Some(status) if server == self.pid => format!(
+                    Some(status) if server == self.pid || !server_was_alive => format!(
                         "sent SIGTERM to its process group; it ended after {after:.2} s ({})",
                         describe_end(status)
                     ),
@@ -126,38 +137,63 @@ impl Program {
             0 => String::new(),
             n => format!(" and its {n} worker process(es), which held the listening socket"),
         };
+        let also_text = match also.len() {
+            0 => String::new(),
+            _ => format!("; also stopped: {}", listed(&also)),
+        };
         nar.startup(
             "stopped",
             json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description(),
                     "workers": workers.iter().map(|stat| stat.pid).collect::<Vec<_>>() }),
             format!(
-                "stopped your program (pid {}){with_workers}: {how}",
+                "stopped your program (pid {}){with_workers}: {how}{also_text}",
                 self.pid
             ),
         );
         if !left_behind.is_empty() {
-            let mut list: Vec<String> = left_behind
-                .iter()
-                .take(8)
-                .map(|stat| format!("{} {} ({})", stat.pid, stat.comm, state_name(stat.state)))
-                .collect();
-            if left_behind.len() > 8 {
-                list.push(format!("and {} more", left_behind.len() - 8));
-            }
             let reaped = match reaped {
                 0 => String::new(),
-                n => format!(", and reaped the {n} that were left to it"),
+                _ => " and reaped them".to_string(),
             };
             nar.warning(
                 format!(
-                    "besides the server, your program had {} process(es) when it was stopped: {}; netlab killed what still ran{reaped}",
+                    "the server had {} process(es) under it when it was stopped: {}; netlab killed what still ran{reaped}",
                     left_behind.len(),
-                    list.join(", "),
+                    listed(&left_behind),
                 ),
                 Some("A child that has served its client should exit, and its parent should reap it (waitpid)."),
             );
         }
     }
+}
+
+/// The pids of `root` and of every process below it in `table`.
+fn subtree(table: &[ProcStat], root: i32) -> Vec<i32> {
+    let mut found = vec![root];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for stat in table {
+            if found.contains(&stat.ppid) && !found.contains(&stat.pid) {
+                found.push(stat.pid);
+                grew = true;
+            }
+        }
+    }
+    found
+}
+
+/// "812 python3 (zombie), 813 tee (sleeping)", the first 8 and a count.
+fn listed(procs: &[ProcStat]) -> String {
+    let mut list: Vec<String> = procs
+        .iter()
+        .take(8)
+        .map(|stat| format!("{} {} ({})", stat.pid, stat.comm, state_name(stat.state)))
+        .collect();
+    if procs.len() > 8 {
+        list.push(format!("and {} more", procs.len() - 8));
+    }
+    list.join(", ")
 }
 
 /// `describe`, for the end netlab itself caused: SIGTERM is how netlab
