@@ -412,6 +412,29 @@ fn a_wrappers_own_processes_are_named_not_blamed() {
 }
 
 #[test]
+fn a_launchers_child_that_fails_at_once_is_reported_at_once() {
+    // sh exits 0 and its background child exits 3: both have ended, the
+    // child as a zombie of netlab. No 10 s wait, and the child's status.
+    let started = Instant::now();
+    let (status, _, stderr) = check::start(
+        "tcp-echo",
+        &[],
+        &["sh", "-c", "python3 -c 'import sys; sys.exit(3)' {port} &"],
+    )
+    .finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("it had started pid") && stderr.contains("which exited with status 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

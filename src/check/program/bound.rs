@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::Program;
+use super::{describe, Program};
 use crate::check::session::Role;
 use crate::error::Failure;
 use crate::kernel::fds::{list_fds, FdKind};
@@ -78,11 +80,34 @@ pub fn wait_bound(
         } else if let Some(&(local, _)) = sockets.first() {
             foreign = Some(local);
         }
-        let tree_alive = program.alive() || !program.descendants().is_empty();
+        // Zombies count as ended: a launcher's child that failed at once
+        // lingers as a zombie of netlab (the subreaper) until the stop.
+        let processes = program.descendants();
+        let tree_alive = program.alive() || processes.iter().any(|stat| stat.state != 'Z');
         if !tree_alive {
             let ended = program.exit_description().unwrap_or_default();
+            // How the processes it started ended, read from their zombies.
+            let theirs: Vec<String> = processes
+                .iter()
+                .filter_map(|stat| {
+                    let status = ExitStatus::from_raw(stat.exit_code?);
+                    (!status.success()).then(|| {
+                        format!(
+                            "pid {} ({}), which {}",
+                            stat.pid,
+                            stat.comm,
+                            describe(status)
+                        )
+                    })
+                })
+                .take(3)
+                .collect();
+            let theirs = match theirs.is_empty() {
+                true => String::new(),
+                false => format!("; it had started {}", theirs.join(" and ")),
+            };
             return Err(Failure::new(
-                format!("your program {ended} before netlab saw it {} port {port}", words.doing),
+                format!("your program {ended} before netlab saw it {} port {port}{theirs}", words.doing),
                 Some("Its output is above. Run the command by hand (with a real port in place of {port}) to see it fail."),
             ));
         }
