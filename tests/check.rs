@@ -123,6 +123,12 @@ fn a_program_on_another_port_is_told_which() {
 }
 
 #[test]
+fn a_second_port_opened_a_second_before_the_right_one_is_not_the_wrong_port() {
+    let (status, events, stderr) = run("tcp-echo", &[], "check_admin_port.py");
+    assert!(status.success(), "{stderr}\n{}", dump(&events));
+}
+
+#[test]
 fn a_program_that_never_listens_is_stopped_after_the_startup_timeout() {
     let (status, events, stderr) = run(
         "udp-echo",
@@ -454,6 +460,34 @@ fn a_missing_interpreter_is_named() {
     assert_eq!(status.code(), Some(1));
     assert!(
         stderr.contains("its #! line names `/usr/bin/python9-does-not-exist`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_hash_bang_line_with_a_windows_line_ending_is_named() {
+    // The interpreter exists; the kernel looks for "/bin/sh\r".
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("netlab-crlf-{}.sh", std::process::id()));
+    std::fs::write(&path, "#!/bin/sh\r\necho never\r\n").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let program = path.to_string_lossy().into_owned();
+    let (status, _, stderr) = check::start("tcp-echo", &[], &[&program, "{port}"]).finish();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("Windows line ending") && stderr.contains("dos2unix"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_program_in_this_directory_without_its_path_is_explained() {
+    // Tests run in the crate's directory, which holds a file `Makefile`.
+    let (status, _, stderr) = check::start("tcp-echo", &[], &["Makefile", "{port}"]).finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("a file of that name is in this directory") && stderr.contains("./NAME"),
         "{stderr}"
     );
 }

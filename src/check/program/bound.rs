@@ -43,6 +43,8 @@ pub fn wait_bound(
     let mut foreign: Option<SocketAddr> = None;
     // When a socket of the other protocol on the port was first seen.
     let mut other_seen: Option<Instant> = None;
+    // When a socket of the program on another port was first seen.
+    let mut elsewhere_seen: Option<Instant> = None;
     // When a socket held only by a process other than the started one was
     // first seen (see below).
     let mut settling: Option<Instant> = None;
@@ -114,9 +116,16 @@ pub fn wait_bound(
         // The right port seen here but not by bound_on() above is a socket
         // that began to listen in between (or a read of the table that
         // missed it): look again, it is not "elsewhere".
+        // Another port is the wrong one only after 2 s of it alone: a
+        // program may open a second port (an admin port, a debugger's)
+        // before it listens on its own.
         let mut elsewhere = other_ports(program, role);
         elsewhere.retain(|addr| addr.port() != port);
-        if !elsewhere.is_empty() && started.elapsed() > Duration::from_millis(500) {
+        elsewhere_seen = match elsewhere.is_empty() {
+            true => None,
+            false => Some(elsewhere_seen.unwrap_or_else(Instant::now)),
+        };
+        if elsewhere_seen.is_some_and(|seen| seen.elapsed() >= Duration::from_secs(2)) {
             let list: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
             return Err(Failure::with_hint(
                 format!("your program is {} {} instead of port {port}", words.doing, list.join(", ")),

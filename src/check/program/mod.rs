@@ -341,15 +341,28 @@ fn describe(status: ExitStatus) -> String {
 
 /// The interpreter named by the #! line of `program`, when `program` is a
 /// file that exists (so ENOENT from exec means the interpreter is missing).
-fn missing_interpreter(program: &str) -> Option<String> {
+fn missing_interpreter(program: &str) -> Option<Interpreter> {
     if !program.contains('/') || !Path::new(program).is_file() {
         return None;
     }
     let bytes = std::fs::read(program).ok()?;
     let first = bytes.split(|&b| b == b'\n').next()?;
     let line = std::str::from_utf8(first).ok()?;
-    let interpreter = line.strip_prefix("#!")?.trim();
-    (!interpreter.is_empty()).then(|| interpreter.to_string())
+    let named = line.strip_prefix("#!")?;
+    let path = named.trim();
+    (!path.is_empty()).then(|| Interpreter {
+        path: path.to_string(),
+        // Saved with Windows line endings: the kernel looks for a file
+        // whose name ends in a carriage return.
+        windows_line_end: named.ends_with('\r'),
+    })
+}
+
+/// The interpreter a #! line names.
+struct Interpreter {
+    path: String,
+    /// The line ends in "\r" (a file saved with CR LF line endings).
+    windows_line_end: bool,
 }
 
 /// A clear message for a program that cannot be started.
@@ -357,17 +370,26 @@ fn spawn_failure(program: &str, err: &io::Error) -> Failure {
     match err.kind() {
         // The file exists, so what is missing is the interpreter its #!
         // line names.
-        io::ErrorKind::NotFound if missing_interpreter(program).is_some() => {
-            let interpreter = missing_interpreter(program).unwrap_or_default();
-            Failure::new(
-                format!("cannot start `{program}`: its #! line names `{interpreter}`, which does not exist"),
+        io::ErrorKind::NotFound => match missing_interpreter(program) {
+            Some(Interpreter { path, windows_line_end: true }) => Failure::new(
+                format!("cannot start `{program}`: its #! line ends in a Windows line ending (\\r\\n), so the kernel looks for `{path}\\r`, which does not exist"),
+                Some("Save the file with Unix line endings (dos2unix FILE, or sed -i 's/\\r$//' FILE), or run it through its interpreter: python3 FILE."),
+            ),
+            Some(Interpreter { path, .. }) => Failure::new(
+                format!("cannot start `{program}`: its #! line names `{path}`, which does not exist"),
                 Some("Fix the first line of the file (e.g. #!/usr/bin/env python3), or run it through its interpreter: python3 FILE."),
-            )
-        }
-        io::ErrorKind::NotFound => Failure::new(
-            format!("cannot start `{program}`: no such program"),
-            Some("Check the spelling, or give the program's path (./server.py needs `chmod +x` and a #! line; `python3 server.py` does not)."),
-        ),
+            ),
+            // A file of that name here: the shell does not look in the
+            // current directory for a command, and neither does exec.
+            None if !program.contains('/') && Path::new(program).is_file() => Failure::new(
+                format!("cannot start `{program}`: no such program on the PATH (a file of that name is in this directory)"),
+                Some("Give its path, ./NAME (it needs `chmod +x` and a #! line), or run it through its interpreter: python3 NAME."),
+            ),
+            None => Failure::new(
+                format!("cannot start `{program}`: no such program"),
+                Some("Check the spelling, or give the program's path (./server.py needs `chmod +x` and a #! line; `python3 server.py` does not)."),
+            ),
+        },
         io::ErrorKind::PermissionDenied => Failure::new(
             format!("cannot start `{program}`: permission denied"),
             Some("Make it executable (chmod +x FILE), or run it through its interpreter: python3 FILE."),
