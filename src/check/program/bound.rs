@@ -13,6 +13,7 @@ use super::{describe, Program};
 use crate::check::session::Role;
 use crate::error::Failure;
 use crate::kernel::fds::{list_fds, FdKind};
+use crate::kernel::process::ProcStat;
 use crate::kernel::{proc_net, udp, TcpState};
 use crate::narrate::{Fact, Narrator};
 use crate::stop;
@@ -26,7 +27,7 @@ pub struct Bound {
 }
 
 /// Wait until the program has a socket on `port` (TCP: LISTEN), reading
-/// /proc/net/tcp or /proc/net/udp every 20 ms, and decide which of its
+/// /proc/net/tcp or /proc/net/udp every 20 ms (50 ms after the first second), and decide which of its
 /// processes is the server (see `server_of`). Fails with a clear message
 /// if the program exits first, binds another port or protocol, or takes
 /// too long.
@@ -49,13 +50,16 @@ pub fn wait_bound(
     // first seen (see below).
     let mut settling: Option<Instant> = None;
     loop {
+        // One scan of /proc a round: the program's processes and sockets.
+        let processes = program.descendants();
+        let held = Held::of(program, &processes);
         // Every socket on the port, and which of them the program holds
         // (with SO_REUSEPORT, each worker may have one of its own).
         let sockets = bound_on(role, port);
         let mine: Vec<(SocketAddr, u64)> = sockets
             .iter()
             .copied()
-            .filter(|&(_, inode)| !holders_of(program, &[inode]).is_empty())
+            .filter(|&(_, inode)| !held.holders(&[inode]).is_empty())
             .collect();
         if let Some(&(local, first)) = mine.first() {
             if loopback_for(local).is_none() {
@@ -68,13 +72,14 @@ pub fn wait_bound(
             // may be the first of several workers, each with a socket of
             // its own (SO_REUSEPORT): look again 0.1 s later, so that the
             // server chosen is their parent, not the first worker.
-            let by_started = holders_of(program, &[first])
+            let by_started = held
+                .holders(&[first])
                 .first()
                 .is_some_and(|&(pid, _)| pid == program.pid());
             let since = *settling.get_or_insert_with(Instant::now);
             if by_started || since.elapsed() >= Duration::from_millis(100) {
                 let inodes: Vec<u64> = mine.iter().map(|&(_, inode)| inode).collect();
-                let holders = holders_of(program, &inodes);
+                let holders = held.holders(&inodes);
                 return Ok(found(
                     nar, program, role, port, local, &inodes, &holders, started,
                 ));
@@ -84,7 +89,6 @@ pub fn wait_bound(
         }
         // Zombies count as ended: a launcher's child that failed at once
         // lingers as a zombie of netlab (the subreaper) until the stop.
-        let processes = program.descendants();
         let tree_alive = program.alive() || processes.iter().any(|stat| stat.state != 'Z');
         if !tree_alive {
             let ended = program.exit_description().unwrap_or_default();
@@ -119,7 +123,7 @@ pub fn wait_bound(
         // Another port is the wrong one only after 2 s of it alone: a
         // program may open a second port (an admin port, a debugger's)
         // before it listens on its own.
-        let mut elsewhere = other_ports(program, role);
+        let mut elsewhere = other_ports(&held, role);
         elsewhere.retain(|addr| addr.port() != port);
         elsewhere_seen = match elsewhere.is_empty() {
             true => None,
@@ -135,7 +139,7 @@ pub fn wait_bound(
         // The other protocol on the port is wrong only once it has been
         // there for half a second: a server may bind a UDP socket (for
         // another job) a moment before it listens with TCP on that port.
-        let other = other_protocol_on(program, role, port);
+        let other = other_protocol_on(&held, role, port);
         other_seen = other.and(Some(other_seen.unwrap_or_else(Instant::now)));
         let settled = other_seen.is_some_and(|seen| seen.elapsed() > Duration::from_millis(500));
         if let (Some(other), true) = (other, settled) {
@@ -167,7 +171,12 @@ pub fn wait_bound(
             };
             return Err(Failure::new(message, Some(words.never_hint)));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Every 20 ms at first, when most programs start; then less often.
+        let pause = match started.elapsed() < Duration::from_secs(1) {
+            true => 20,
+            false => 50,
+        };
+        std::thread::sleep(Duration::from_millis(pause));
     }
 }
 
@@ -320,7 +329,7 @@ pub(super) fn server_of(program: &Program, holders: &[(i32, i32)]) -> i32 {
 
 /// A socket of the other protocol on `port`, held by the program: "listens
 /// with TCP" / "bound a UDP socket".
-fn other_protocol_on(program: &Program, role: Role, port: u16) -> Option<&'static str> {
+fn other_protocol_on(held: &Held, role: Role, port: u16) -> Option<&'static str> {
     let other = match role {
         Role::UdpServer => Role::TcpServer,
         _ => Role::UdpServer,
@@ -329,7 +338,7 @@ fn other_protocol_on(program: &Program, role: Role, port: u16) -> Option<&'stati
         .into_iter()
         .map(|(_, inode)| inode)
         .collect();
-    if holders_of(program, &inodes).is_empty() {
+    if held.holders(&inodes).is_empty() {
         return None;
     }
     Some(match other {
@@ -367,14 +376,45 @@ pub(super) fn bound_on(role: Role, port: u16) -> Vec<(SocketAddr, u64)> {
 /// Every process of the program that holds one of the sockets `inodes`,
 /// and on which descriptor, the program itself first.
 pub fn holders_of(program: &Program, inodes: &[u64]) -> Vec<(i32, i32)> {
-    let mut pids = vec![program.pid()];
-    pids.extend(program.descendants().iter().map(|stat| stat.pid));
-    pids.into_iter()
-        .filter_map(|pid| {
-            let fd = inodes.iter().find_map(|&inode| holds_socket(pid, inode))?;
-            Some((pid, fd))
-        })
-        .collect()
+    Held::of(program, &program.descendants()).holders(inodes)
+}
+
+/// The sockets the program's processes hold, read from /proc/PID/fd once.
+struct Held {
+    /// (pid, fd, inode), the program's own first.
+    sockets: Vec<(i32, i32, u64)>,
+}
+
+impl Held {
+    fn of(program: &Program, processes: &[ProcStat]) -> Held {
+        let mut pids = vec![program.pid()];
+        pids.extend(
+            processes
+                .iter()
+                .filter(|stat| stat.state != 'Z')
+                .map(|stat| stat.pid),
+        );
+        let mut sockets = Vec::new();
+        for pid in pids {
+            for entry in list_fds(pid).unwrap_or_default() {
+                if let FdKind::Socket { inode } = entry.kind {
+                    sockets.push((pid, entry.fd, inode));
+                }
+            }
+        }
+        Held { sockets }
+    }
+
+    /// Each process that holds one of `inodes`, with its first such fd.
+    fn holders(&self, inodes: &[u64]) -> Vec<(i32, i32)> {
+        let mut found: Vec<(i32, i32)> = Vec::new();
+        for &(pid, fd, inode) in &self.sockets {
+            if inodes.contains(&inode) && !found.iter().any(|&(p, _)| p == pid) {
+                found.push((pid, fd));
+            }
+        }
+        found
+    }
 }
 
 /// The descriptor on which process `pid` holds the socket with `inode`
@@ -390,17 +430,8 @@ pub fn holds_socket(pid: i32, inode: u64) -> Option<i32> {
 }
 
 /// Ports the program's processes hold (TCP: listening; UDP: bound).
-fn other_ports(program: &Program, role: Role) -> Vec<SocketAddr> {
-    let mut inodes = Vec::new();
-    let mut pids = vec![program.pid()];
-    pids.extend(program.descendants().iter().map(|stat| stat.pid));
-    for pid in pids {
-        for entry in list_fds(pid).unwrap_or_default() {
-            if let FdKind::Socket { inode } = entry.kind {
-                inodes.push(inode);
-            }
-        }
-    }
+fn other_ports(held: &Held, role: Role) -> Vec<SocketAddr> {
+    let inodes: Vec<u64> = held.sockets.iter().map(|&(_, _, inode)| inode).collect();
     if inodes.is_empty() {
         return Vec::new();
     }
