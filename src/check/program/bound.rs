@@ -51,6 +51,9 @@ pub fn wait_bound(
     let mut settling: Option<Instant> = None;
     loop {
         // One scan of /proc a round: the program's processes and sockets.
+        // Whether the program runs is read first: had it ended after the
+        // scan, a child it forked just before would be missing from it.
+        let program_alive = program.alive();
         let processes = program.descendants();
         let held = Held::of(program, &processes);
         // Every socket on the port, and which of them the program holds
@@ -89,7 +92,7 @@ pub fn wait_bound(
         }
         // Zombies count as ended: a launcher's child that failed at once
         // lingers as a zombie of netlab (the subreaper) until the stop.
-        let tree_alive = program.alive() || processes.iter().any(|stat| stat.state != 'Z');
+        let tree_alive = program_alive || processes.iter().any(|stat| stat.state != 'Z');
         if !tree_alive {
             let ended = program.exit_description().unwrap_or_default();
             // How the processes it started ended, read from their zombies.
