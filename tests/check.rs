@@ -441,6 +441,58 @@ fn a_launchers_child_that_fails_at_once_is_reported_at_once() {
 }
 
 #[test]
+fn a_probe_that_crashed_the_program_quotes_the_exception() {
+    // The server raises TypeError on its first send: the failing probe
+    // names the exception and hints at it, not at the probe's own topic.
+    let run = check::run(
+        "tcp-echo",
+        &[],
+        &[
+            "python3",
+            &format!("{}/tests/py/check_sends_str.py", env!("CARGO_MANIFEST_DIR")),
+            "{port}",
+        ],
+    );
+    assert_eq!(run.status("echo"), "fail", "{}", dump(&run.events));
+    assert!(
+        run.happened("echo").contains("(it raised `TypeError: "),
+        "{}",
+        run.happened("echo")
+    );
+    assert!(
+        run.hint("echo").contains("uncaught exception"),
+        "{}",
+        run.hint("echo")
+    );
+    // The client side: nothing was sent because sendall() raised.
+    let run = check::run(
+        "tcp-client",
+        &[],
+        &[
+            "python3",
+            &format!(
+                "{}/tests/py/check_client_sends_str.py",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            "{host}",
+            "{port}",
+        ],
+    );
+    let failed: Vec<&Value> = run
+        .probe_events()
+        .filter(|e| e["status"] == "fail")
+        .collect();
+    assert!(!failed.is_empty(), "{}", dump(&run.events));
+    assert!(
+        failed[0]["happened"]
+            .as_str()
+            .is_some_and(|h| h.contains("(it raised `TypeError: ")),
+        "{}",
+        failed[0]
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

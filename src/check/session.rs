@@ -272,8 +272,11 @@ impl<'n> Session<'n> {
         let mut outcome = outcome;
         if outcome.status == Status::Fail {
             // A crash explains the failure better than the probe's hint.
-            if let Some(hint) = crash_hint(&self.target) {
+            if let Some((hint, exception)) = crash_cause(&self.target, self.exercise.role) {
                 outcome.hint = Some(hint);
+                if let Some(line) = exception {
+                    outcome.happened.push_str(&format!(" (it raised `{line}`)"));
+                }
             }
         }
         let status = outcome.status;
@@ -512,11 +515,40 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
     Ok(())
 }
 
-/// The hint for a server (or client) the kernel killed for a fault: the
-/// probe's own hint would send the student to the wrong part of the code.
-fn crash_hint(target: &Target) -> Option<&'static str> {
+/// Why a failed probe's program ended, when it crashed: the hint for a
+/// fault the kernel killed it for, or for an exception it raised (with the
+/// exception's line). The probe's own hint would send the student to the
+/// wrong part of the code. A reset peer's exception is left to the probe
+/// (its hint is about exactly that).
+fn crash_cause(target: &Target, role: Role) -> Option<(&'static str, Option<String>)> {
     use std::os::unix::process::ExitStatusExt;
-    Some(match target.program.server_status()?.signal()? {
+    if role == Role::TcpClient {
+        // A client that crashed closes its socket as it dies: the probe
+        // may see that a moment before the process has ended.
+        let until = Instant::now() + Duration::from_millis(300);
+        while target.program.server_status().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let status = target.program.server_status()?;
+    if let Some(signal) = status.signal() {
+        return crash_hint(signal).map(|hint| (hint, None));
+    }
+    if status.success() {
+        return None;
+    }
+    let traceback = target.program.last_traceback(OUTPUT_SHOWN)?;
+    if traceback.is_peer_gone() {
+        return None;
+    }
+    Some((HINT_EXCEPTION, traceback.exception))
+}
+
+const HINT_EXCEPTION: &str = "Your program stopped on an uncaught exception (quoted above; its output below shows the traceback): fix the line the traceback ends at, then check again.";
+
+/// The hint for a program the kernel killed with `signal` for a fault.
+fn crash_hint(signal: i32) -> Option<&'static str> {
+    Some(match signal {
         libc::SIGSEGV => "Your program crashed with SIGSEGV, a bad memory access (a NULL or freed pointer, a buffer overrun): run it by hand under gdb (gdb --args ...), or build it with -fsanitize=address, to see the line. What it printed with printf() may be lost (a pipe's buffer dies with it): setvbuf(stdout, NULL, _IOLBF, 0) first thing in main() keeps it.",
         libc::SIGBUS => "Your program crashed with SIGBUS, a bad memory access (often a file mapped with mmap() that shrank): run it by hand under gdb to see the line.",
         libc::SIGABRT => "Your program called abort(): a failed assert(), or the C library found its heap damaged (a double free, a buffer overrun). Run it by hand under gdb and type bt after the crash.",

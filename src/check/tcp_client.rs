@@ -106,6 +106,7 @@ const HINT_RESET: &str = "A close() sends RST instead of FIN when reply bytes ar
 const HINT_NEVER_CLOSES: &str = "Close the socket once the reply is read (sock.close(), or leave the with block) and let the program end: the connection stayed open until netlab gave up.";
 const HINT_TWICE: &str = "Connect once: a second connect() opens a second connection, which the server must serve as a new client.";
 const HINT_EXIT_STATUS: &str = "Your client ended with an error: its output below shows the exception or signal, and a client whose conversation went well exits with status 0.";
+const HINT_EXIT_SILENT: &str = "Your client ended with an error but printed nothing: look for a sys.exit() with a non-zero status (or exit(1) in C), and end with status 0 once the conversation went well.";
 const HINT_STILL_RUNNING: &str = "After close(), let the program end: look for a loop, a sleep or an input() that keeps it running.";
 
 /// How the program's side of the connection ended, as netlab saw it.
@@ -789,6 +790,13 @@ fn exit(target: &super::session::Target, deadline: Instant) -> Outcome {
             HINT_STILL_RUNNING,
         ),
         (Some(0), Some(ended)) => Outcome::pass(expected, format!("it {ended}")),
-        (_, Some(ended)) => Outcome::fail(expected, format!("it {ended}"), HINT_EXIT_STATUS),
+        (_, Some(ended)) => {
+            let printed = !target.program.output_tail(1).0.is_empty();
+            let hint = match printed {
+                true => HINT_EXIT_STATUS,
+                false => HINT_EXIT_SILENT,
+            };
+            Outcome::fail(expected, format!("it {ended}"), hint)
+        }
     }
 }
