@@ -357,6 +357,10 @@ fn probe_child_listener(target: Target, deadline: Instant, workers: &Mutex<Vec<i
     .with_facts(holders)
 }
 
+/// How many tracebacks (other than a reset peer's) make `reaped` a warning:
+/// one may be a single client's bad luck; several are a pattern.
+const CRASHES_NOTED: usize = 3;
+
 fn probe_reaped(target: Target, deadline: Instant, workers: &Mutex<Vec<i32>>) -> Outcome {
     let expected = "once every client has left, nothing is left under your program but pre-forked workers: each child forked for a client has exited and been reaped";
     let workers: Vec<i32> = workers.lock().map(|w| w.clone()).unwrap_or_default();
@@ -379,6 +383,30 @@ fn probe_reaped(target: Target, deadline: Instant, workers: &Mutex<Vec<i32>>) ->
         .collect();
     let kept = procs.iter().filter(|p| is_worker(p)).count();
     let running = procs.len() - zombies.len() - kept;
+    // Children that were all reaped, but that ended on an exception: a
+    // traceback each (a child that forgot os._exit(0) and ran on into
+    // the parent's loop, for one).
+    let crashes: Vec<_> = target
+        .program
+        .tracebacks(usize::MAX)
+        .into_iter()
+        .filter(|tb| !tb.is_peer_gone())
+        .collect();
+    if zombies.is_empty() && running == 0 && crashes.len() >= CRASHES_NOTED {
+        let last = crashes
+            .last()
+            .and_then(|tb| tb.exception.clone())
+            .unwrap_or_default();
+        return Outcome::warn(
+            expected,
+            format!(
+                "every child was reaped, but your program printed {} Python tracebacks, the last ending in `{last}`: processes that ended on an exception",
+                crashes.len()
+            ),
+            "A child should end with os._exit(0) once its client has gone: without it, the child returns into the parent's loop (accept() on the listener it closed) and dies on the exception. Read one traceback from the bottom up.",
+        )
+        .with_fact(census);
+    }
     if procs.is_empty() {
         return Outcome::pass(expected, "no process is left under your program").with_fact(census);
     }

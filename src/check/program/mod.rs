@@ -303,9 +303,34 @@ impl Program {
     /// server (a wrapper), which the server did not start.
     pub fn server_descendants(&self) -> Vec<ProcStat> {
         let server = self.server_pid();
+        let netlab = std::process::id() as i32;
         let table = process_table();
+        let parent_of = |pid: i32| {
+            table
+                .values()
+                .flatten()
+                .find(|stat| stat.pid == pid)
+                .map(|stat| stat.ppid)
+        };
+        let mut ancestors = vec![server];
+        while let Some(parent) = ancestors.last().and_then(|&pid| parent_of(pid)) {
+            if parent <= 1 || parent == netlab || ancestors.contains(&parent) {
+                break;
+            }
+            ancestors.push(parent);
+        }
         let mut found = Vec::new();
         let mut queue = vec![server];
+        // A process whose parent ended is adopted by netlab (the
+        // subreaper): a double fork's grandchild serving a client is the
+        // server's, though no longer below it. Its zombie, once it ends,
+        // is netlab's to reap, not the server's.
+        for stat in table.get(&netlab).into_iter().flatten() {
+            if stat.pid != self.pid && !ancestors.contains(&stat.pid) && stat.state != 'Z' {
+                queue.push(stat.pid);
+                found.push(stat.clone());
+            }
+        }
         while let Some(parent) = queue.pop() {
             for stat in table.get(&parent).into_iter().flatten() {
                 queue.push(stat.pid);

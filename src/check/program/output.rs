@@ -81,26 +81,39 @@ impl Program {
     /// that names its exception, and whether that line is among the last
     /// `tail` lines (the ones the report shows).
     pub fn last_traceback(&self, tail: usize) -> Option<Traceback> {
+        self.tracebacks(tail).pop()
+    }
+
+    /// Every Python traceback in the program's output (the part kept),
+    /// in order; see `last_traceback`.
+    pub fn tracebacks(&self, tail: usize) -> Vec<Traceback> {
         let log = lock(&self.output);
         let text = String::from_utf8_lossy(&log.bytes);
         let lines: Vec<&str> = text.lines().collect();
-        let start = lines
+        let starts = lines
             .iter()
-            .rposition(|line| line.starts_with("Traceback (most recent call last)"))?;
-        // The frames are indented; the first line after them that is not
-        // names the exception ("ConnectionResetError: [Errno 104] ...").
-        let at = (start + 1..lines.len())
-            .find(|&i| !lines[i].is_empty() && !lines[i].starts_with(char::is_whitespace));
-        Some(match at {
-            Some(i) => Traceback {
-                exception: Some(readable_line(lines[i])),
-                shown: lines.len() - i <= tail,
-            },
-            None => Traceback {
-                exception: None,
-                shown: lines.len() - start <= tail,
-            },
-        })
+            .enumerate()
+            .filter(|(_, line)| line.starts_with("Traceback (most recent call last)"))
+            .map(|(i, _)| i);
+        starts
+            .map(|start| {
+                // The frames are indented; the first line after them that
+                // names an exception ("ConnectionResetError: ..."). Lines
+                // of several processes may be mixed, so it must look like
+                // one: a (dotted) name, then a colon or nothing.
+                let at = (start + 1..lines.len()).find(|&i| names_exception(lines[i]));
+                match at {
+                    Some(i) => Traceback {
+                        exception: Some(readable_line(lines[i])),
+                        shown: lines.len() - i <= tail,
+                    },
+                    None => Traceback {
+                        exception: None,
+                        shown: lines.len() - start <= tail,
+                    },
+                }
+            })
+            .collect()
     }
 }
 
@@ -154,4 +167,15 @@ pub(super) fn read_output(pipe: OwnedFd, sink: &Mutex<OutputLog>) {
             }
         }
     }
+}
+
+/// Does `line` look like a traceback's last line: "ValueError",
+/// "socket.timeout: timed out", "OSError: [Errno 9] Bad file descriptor"?
+fn names_exception(line: &str) -> bool {
+    let name = line.split(':').next().unwrap_or("");
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && name != "Traceback"
 }
