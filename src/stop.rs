@@ -43,8 +43,10 @@ use nix::sys::stat::{fstat, SFlag};
 pub enum StopReason {
     /// SIGINT: Ctrl-C in the terminal.
     Interrupt,
-    /// SIGTERM or SIGHUP: asked to stop by another process or a closed terminal.
+    /// SIGTERM: asked to stop by another process.
     Terminate,
+    /// SIGHUP: the terminal was closed (or its session ended).
+    Hangup,
     /// Standard output was closed by its reader.
     OutputClosed,
     /// `q` (or Ctrl-C, which raw mode turns into a key) at a `--step` pause.
@@ -58,6 +60,7 @@ impl StopReason {
             StopReason::Terminate => 2,
             StopReason::OutputClosed => 3,
             StopReason::Quit => 4,
+            StopReason::Hangup => 5,
         }
     }
 
@@ -67,6 +70,7 @@ impl StopReason {
             2 => Some(StopReason::Terminate),
             3 => Some(StopReason::OutputClosed),
             4 => Some(StopReason::Quit),
+            5 => Some(StopReason::Hangup),
             _ => None,
         }
     }
@@ -78,6 +82,7 @@ impl StopReason {
         match self {
             StopReason::Interrupt | StopReason::Quit => 128 + Signal::SIGINT as i32,
             StopReason::Terminate => 128 + Signal::SIGTERM as i32,
+            StopReason::Hangup => 128 + Signal::SIGHUP as i32,
             StopReason::OutputClosed => 0,
         }
     }
@@ -86,6 +91,7 @@ impl StopReason {
         match self {
             StopReason::Interrupt => "interrupted (SIGINT)",
             StopReason::Terminate => "terminated (SIGTERM)",
+            StopReason::Hangup => "hung up (SIGHUP: the terminal was closed)",
             StopReason::OutputClosed => "output closed",
             StopReason::Quit => "quit at a --step pause",
         }
@@ -119,10 +125,10 @@ fn record(code: u8) {
 
 /// Runs in signal context: only atomics and write(2). The first reason wins.
 extern "C" fn on_signal(signo: libc::c_int) {
-    let code = if signo == libc::SIGINT {
-        StopReason::Interrupt.code()
-    } else {
-        StopReason::Terminate.code()
+    let code = match signo {
+        libc::SIGINT => StopReason::Interrupt.code(),
+        libc::SIGHUP => StopReason::Hangup.code(),
+        _ => StopReason::Terminate.code(),
     };
     record(code);
 }
@@ -269,9 +275,11 @@ mod tests {
         assert_eq!(StopReason::Terminate.exit_code(), 143);
         assert_eq!(StopReason::OutputClosed.exit_code(), 0);
         assert_eq!(StopReason::Quit.exit_code(), 130);
+        assert_eq!(StopReason::Hangup.exit_code(), 129);
         for reason in [
             StopReason::Interrupt,
             StopReason::Terminate,
+            StopReason::Hangup,
             StopReason::OutputClosed,
             StopReason::Quit,
         ] {

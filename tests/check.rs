@@ -575,7 +575,9 @@ fn the_programs_output_is_shown_as_printed_and_a_traceback_is_pointed_out() {
         .find(|l| l.starts_with("xxx"))
         .expect("the long line");
     assert!(long.ends_with("... (4700 more characters)"), "{long}");
-    assert!(lines.contains(&r"bell \u{7} here".to_string()), "{lines:?}");
+    assert!(lines.contains(&r"bell \x07 here".to_string()), "{lines:?}");
+    // A right-to-left override would turn the rest of the line around.
+    assert!(lines.contains(&r"abc \u{202e}def".to_string()), "{lines:?}");
     assert!(
         // Invalid UTF-8 becomes U+FFFD, one per bad byte.
         lines.contains(&"bytes \u{fffd}\u{fffd} that are not UTF-8".to_string()),

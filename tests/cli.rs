@@ -307,3 +307,22 @@ fn a_terminal_of_unknown_width_wraps_at_80_columns() {
         "widest line {widest}:\n{screen}"
     );
 }
+
+#[test]
+fn a_hangup_is_reported_as_such_with_the_shells_exit_status() {
+    // SIGHUP (a closed terminal) is not SIGTERM: "hung up", 128 + 1.
+    let (mut demo, _) = tcp_server(&[]);
+    demo.wait_for_call("accept", 1);
+    let (status, events, _) = demo.signal(nix::sys::signal::Signal::SIGHUP);
+    assert_eq!(status.code(), Some(129), "{}", dump(&events));
+    let end = events
+        .iter()
+        .find(|e| e["event"] == "end")
+        .expect("an end event");
+    assert!(
+        end["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("hung up")),
+        "{end}"
+    );
+}

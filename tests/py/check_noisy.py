@@ -10,6 +10,7 @@ import threading
 print("quotes 'single' \"double\" and a back\\slash")
 print("x" * 5000)
 print("bell \x07 here")
+print("abc \u202edef")
 sys.stdout.flush()
 os.write(1, b"bytes \xff\xfe that are not UTF-8\n")
 

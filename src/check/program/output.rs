@@ -132,13 +132,28 @@ pub(super) fn readable_line(line: &str) -> String {
             out.push_str(&format!(" ... ({rest} more characters)"));
             break;
         }
-        if c.is_control() && c != '\t' {
-            out.extend(c.escape_default());
+        if c == '\t' {
+            out.push(c);
+        } else if c.is_control() && (c as u32) < 0x100 {
+            // ESC, BEL, CR...: as a C or Python string would write them.
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if c.is_control() || invisible(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Characters that change how the rest of a line is shown without being
+/// seen themselves: bidirectional overrides (U+202E turns the rest of the
+/// report's line around), zero-width characters, line and paragraph
+/// separators, the byte order mark.
+fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00ad | 0x061c | 0x180e | 0x200b..=0x200f | 0x2028..=0x202e
+            | 0x2060..=0x2064 | 0x2066..=0x206f | 0xfeff | 0xfff9..=0xfffb)
 }
 
 /// Keep reading the program's output until every writer has closed it.
