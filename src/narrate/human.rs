@@ -182,16 +182,38 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             });
         }
         Kind::Info { text, .. } => {
-            out.push_str(&format!(
-                "{} {}\n",
-                " ".repeat(NUMBER_WIDTH) + "*",
-                text.bold()
-            ));
+            let lead = " ".repeat(NUMBER_WIDTH) + "* ";
+            push_hanging(
+                &mut out,
+                &lead,
+                lead.len(),
+                text,
+                state.wrap_width,
+                |line| line.bold().to_string(),
+            );
         }
         Kind::Warning { text, hint } => {
-            out.push_str(&format!("{indent}{} {text}\n", "warning:".yellow().bold()));
+            let lead = format!("{indent}{} ", "warning:".yellow().bold());
+            let width = indent.len() + "warning: ".len();
+            push_hanging(
+                &mut out,
+                &lead,
+                width,
+                text,
+                state.wrap_width,
+                str::to_string,
+            );
             if let Some(hint) = hint {
-                out.push_str(&format!("{indent}{} {hint}\n", "hint:".cyan()));
+                let lead = format!("{indent}{} ", "hint:".cyan());
+                let width = indent.len() + "hint: ".len();
+                push_hanging(
+                    &mut out,
+                    &lead,
+                    width,
+                    hint,
+                    state.wrap_width,
+                    str::to_string,
+                );
             }
         }
         Kind::Summary {
@@ -368,6 +390,28 @@ fn render_probe(
     }
     if let Some(hint) = hint {
         labelled(out, "hint:", hint);
+    }
+}
+
+/// `text` after `lead` (which takes `lead_width` columns on screen), its
+/// further lines indented under the text's first.
+fn push_hanging(
+    out: &mut String,
+    lead: &str,
+    lead_width: usize,
+    text: &str,
+    width: Option<usize>,
+    style: impl Fn(&str) -> String,
+) {
+    let lines = match width {
+        Some(width) if width > lead_width + 20 => wrap(text, width - lead_width),
+        _ => vec![text.to_string()],
+    };
+    for (index, line) in lines.iter().enumerate() {
+        match index {
+            0 => out.push_str(&format!("{lead}{}\n", style(line))),
+            _ => out.push_str(&format!("{}{}\n", " ".repeat(lead_width), style(line))),
+        }
     }
 }
 
