@@ -326,3 +326,31 @@ fn a_hangup_is_reported_as_such_with_the_shells_exit_status() {
         "{end}"
     );
 }
+
+#[test]
+fn start_up_lines_and_warnings_fit_a_narrow_terminal() {
+    // netlab check's start-up lines, its warning about a command without
+    // {port}, and the error all wrap at 50 columns.
+    let bin = env!("CARGO_BIN_EXE_netlab");
+    let screen = in_terminal(
+        &format!(
+            "stty cols 50; '{bin}' --color never check --startup-timeout 0.5 tcp-echo -- python3 -c 'import time; time.sleep(5)'"
+        ),
+        "",
+    );
+    let body: Vec<&str> = screen
+        .lines()
+        .map(|line| line.trim_end_matches('\r'))
+        .filter(|line| line.starts_with("   "))
+        .collect();
+    assert!(
+        body.iter().any(|line| line.contains("warning:")),
+        "{screen}"
+    );
+    for line in body {
+        assert!(
+            line.chars().count() <= 50,
+            "wider than 50: {line:?}\n{screen}"
+        );
+    }
+}
