@@ -214,6 +214,33 @@ fn if_netlab_is_killed_the_program_dies_too() {
     }
 }
 
+#[test]
+fn if_netlab_is_killed_a_daemon_and_a_wrapped_server_die_too() {
+    // PDEATHSIG reaches only the process netlab started; netlab's guard
+    // kills the rest: a daemon that left the process group, and a server
+    // behind `sh -c`.
+    let good = check::exercise("tcp_echo/good.py");
+    let wrapped = format!("python3 {good} \"$0\"; echo finished");
+    let daemon = format!("{}/tests/py/check_daemon.py", env!("CARGO_MANIFEST_DIR"));
+    for command in [
+        vec!["python3", daemon.as_str(), "{port}"],
+        vec!["sh", "-c", wrapped.as_str(), "{port}"],
+    ] {
+        let mut demo = check::start("tcp-echo", &[], &command);
+        let server = demo.wait_for("the server event", |e| e["key"] == "server");
+        let pid = server["value"]["pid"].as_i64().expect("pid") as i32;
+        let _ = demo.signal(Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(state_of(pid), Some(state) if state != 'Z') {
+            assert!(
+                Instant::now() < deadline,
+                "{command:?}: pid {pid} still runs"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// The "server" event: the pid the probes judge, when it is not the
 /// program netlab started.
 fn server_pid(events: &[Value]) -> Option<i32> {

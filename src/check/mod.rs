@@ -51,6 +51,7 @@ mod tcp_client;
 mod tcp_concurrent;
 mod tcp_echo;
 mod udp_echo;
+pub mod watchdog;
 
 use std::io::Write;
 use std::time::Duration;

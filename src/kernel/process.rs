@@ -47,6 +47,9 @@ pub struct ProcStat {
     /// Resident set size (field 24): memory pages actually in RAM. Multiply
     /// by the page size (usually 4096) for bytes.
     pub rss_pages: i64,
+    /// When the process started, in clock ticks after boot (field 22): with
+    /// the pid, it names one process (pids are reused, start times not).
+    pub start_ticks: u64,
     /// The exit status in waitpid()'s form (field 52, Linux 3.5 and
     /// later): how a zombie ended, readable before its parent reaps it.
     /// 0 for a running process; None on a kernel without the field.
@@ -88,6 +91,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         stime_ticks: field(15)?.parse().ok()?,
         num_threads: field(20)?.parse().ok()?,
         rss_pages: field(24)?.parse().ok()?,
+        start_ticks: field(22)?.parse().ok()?,
         exit_code: field(52).and_then(|code| code.parse().ok()),
     })
 }

@@ -7,7 +7,8 @@
 //! child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`): a process the program
 //! forked and left behind is re-parented to netlab, not to init, so netlab
 //! can report it, kill it and reap it. PR_SET_PDEATHSIG kills the program
-//! if netlab itself dies (`kill -9`), so no server outlives its checker.
+//! if netlab itself dies (`kill -9`), and the guard in `check/watchdog.rs`
+//! kills what the program forked, so no server outlives its checker.
 //!
 //! The parts: `output` (the program's output and the tracebacks in it),
 //! `bound` (waiting for its socket, and which process is the server),
@@ -24,6 +25,8 @@ pub use bound::{holds_socket, taken, wait_bound};
 pub use output::Traceback;
 use output::{read_output, OutputLog};
 pub use workdir::WorkDir;
+
+use super::watchdog::Watchdog;
 
 use std::collections::HashMap;
 use std::io;
@@ -65,6 +68,8 @@ pub struct Program {
     /// Set once the program has been reaped.
     status: Mutex<Option<ExitStatus>>,
     output: Arc<Mutex<OutputLog>>,
+    /// The guard that kills the program should netlab itself be killed.
+    watchdog: Option<Watchdog>,
 }
 
 impl Program {
@@ -120,6 +125,7 @@ impl Program {
             .name("program output".into())
             .spawn(move || read_output(read_end, &sink));
         let pid = child.id() as i32;
+        let watchdog = Watchdog::start(pid);
         Ok(Program {
             pid,
             server: AtomicI32::new(pid),
@@ -131,6 +137,7 @@ impl Program {
             child: Mutex::new(child),
             status: Mutex::new(None),
             output,
+            watchdog,
         })
     }
 
@@ -281,9 +288,13 @@ impl Program {
                 found.push(stat.clone());
             }
         }
-        // Orphans: children of netlab other than the program itself.
+        // Orphans: children of netlab other than the program itself (and
+        // the guard, which is netlab's own).
         for stat in table.get(&mine).into_iter().flatten() {
-            if stat.pid != self.pid && !found.iter().any(|f| f.pid == stat.pid) {
+            if stat.pid != self.pid
+                && Some(stat.pid) != self.watchdog_pid()
+                && !found.iter().any(|f| f.pid == stat.pid)
+            {
                 let mut orphans = vec![stat.pid];
                 found.push(stat.clone());
                 while let Some(parent) = orphans.pop() {
@@ -295,7 +306,15 @@ impl Program {
             }
         }
         found.sort_by_key(|stat| stat.pid);
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.watch(&found);
+        }
         found
+    }
+
+    /// The guard's pid, if it runs.
+    pub(super) fn watchdog_pid(&self) -> Option<i32> {
+        self.watchdog.as_ref().map(Watchdog::pid)
     }
 
     /// Every process under the server (see `server_pid`): its children,
@@ -326,7 +345,11 @@ impl Program {
         // server's, though no longer below it. Its zombie, once it ends,
         // is netlab's to reap, not the server's.
         for stat in table.get(&netlab).into_iter().flatten() {
-            if stat.pid != self.pid && !ancestors.contains(&stat.pid) && stat.state != 'Z' {
+            if stat.pid != self.pid
+                && Some(stat.pid) != self.watchdog_pid()
+                && !ancestors.contains(&stat.pid)
+                && stat.state != 'Z'
+            {
                 queue.push(stat.pid);
                 found.push(stat.clone());
             }

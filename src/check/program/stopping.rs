@@ -11,7 +11,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde_json::json;
 
-use super::{describe, holds_socket, lock, Program};
+use super::{describe, holds_socket, lock, process_table, Program};
 use crate::kernel::process::{state_name, ProcStat};
 use crate::narrate::Narrator;
 
@@ -120,12 +120,16 @@ impl Program {
             for stat in remaining.iter().filter(|stat| stat.state != 'Z') {
                 signal(stat.pid, Signal::SIGKILL);
             }
-            reaped += reap_orphans(Duration::from_millis(700));
+            reaped += self.reap_orphans(Duration::from_millis(700));
         }
         // Everything that could write to the output pipe has ended: give
         // the reading thread a moment to take in the last lines (the ones
         // that say why a program ended early).
         self.wait_for_output(Duration::from_millis(500));
+        // Nothing of the program runs any more: the guard can go.
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.finish();
+        }
         for (ended, next) in std::mem::take(&mut *lock(&self.handoffs)) {
             nar.startup(
                 "server",
@@ -165,6 +169,38 @@ impl Program {
             );
         }
     }
+
+    /// Reap the program's processes that were re-parented to netlab (the
+    /// subreaper), waiting up to `limit` for the ones just killed. Not the
+    /// program itself (std's `Child` reaps it) nor the guard. Returns how
+    /// many were reaped.
+    fn reap_orphans(&self, limit: Duration) -> usize {
+        let netlab = std::process::id() as i32;
+        let started = Instant::now();
+        let mut reaped = 0;
+        loop {
+            let orphans: Vec<i32> = process_table()
+                .remove(&netlab)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|stat| stat.pid)
+                .filter(|&pid| pid != self.pid && Some(pid) != self.watchdog_pid())
+                .collect();
+            if orphans.is_empty() {
+                return reaped;
+            }
+            for pid in orphans {
+                match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => {}
+                    Ok(_) => reaped += 1,
+                }
+            }
+            if started.elapsed() >= limit {
+                return reaped;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// The pids of `root` and of every process below it in `table`.
@@ -202,26 +238,6 @@ fn describe_end(status: ExitStatus) -> String {
     match status.signal() {
         Some(libc::SIGTERM) => "on SIGTERM, as a server should".to_string(),
         _ => describe(status),
-    }
-}
-
-/// Reap every child netlab has left (the program's orphans, re-parented
-/// here), waiting up to `limit` for the ones just killed. Returns how many.
-fn reap_orphans(limit: Duration) -> usize {
-    let started = Instant::now();
-    let mut reaped = 0;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                if started.elapsed() >= limit {
-                    return reaped;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(_) => reaped += 1,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return reaped, // ECHILD: none left
-        }
     }
 }
 
