@@ -148,7 +148,8 @@ impl Program {
         nar.startup(
             "stopped",
             json!({ "pid": self.pid, "server_pid": server, "status": self.exit_description(),
-                    "workers": workers.iter().map(|stat| stat.pid).collect::<Vec<_>>() }),
+                    "workers": workers.iter().map(|stat| stat.pid).collect::<Vec<_>>(),
+                    "also": also.iter().map(|stat| stat.pid).collect::<Vec<_>>() }),
             format!(
                 "stopped your program (pid {}){with_workers}: {how}{also_text}",
                 self.pid
