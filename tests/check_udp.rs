@@ -191,3 +191,34 @@ fn chatroom_dying_on_garbage_fails_malformed() {
         "{happened}"
     );
 }
+
+#[test]
+fn chatroom_who_in_login_order_warns_who() {
+    // abe logs in last: a list kept in login order puts it after mo.
+    let run = check_python("chatroom-server", "chatroom/broken_unsorted_who.py");
+    run.assert_statuses(CHAT_PROBES, &[("who", "warn")]);
+    run.assert_probe("who", "warn", "join(sorted(users))");
+    let happened = run.happened("who");
+    assert!(happened.contains("mo comes before abe"), "{happened}");
+}
+
+#[test]
+fn chatroom_join_to_the_newcomer_itself_warns_fan_out() {
+    let run = check_python("chatroom-server", "chatroom/broken_join_self.py");
+    run.assert_statuses(CHAT_PROBES, &[("fan-out", "warn")]);
+    run.assert_probe(
+        "fan-out",
+        "warn",
+        "Send JOIN name only to the users who were there",
+    );
+    let happened = run.happened("fan-out");
+    assert!(happened.contains("cy got \"JOIN cy\""), "{happened}");
+}
+
+#[test]
+fn chatroom_squeezing_spaces_fails_fan_out() {
+    let run = check_python("chatroom-server", "chatroom/broken_squeezed_spaces.py");
+    run.assert_caught(CHAT_PROBES, "fan-out", "split only the first two spaces");
+    let happened = run.happened("fan-out");
+    assert!(happened.contains("came out as one"), "{happened}");
+}
