@@ -118,6 +118,51 @@ fn udp_echo_replying_to_everyone_fails_each_sender() {
     );
 }
 
+/// The probes after each-sender, which must point back to it.
+const AFTER_EACH_SENDER: &[&str] = &["binary", "empty", "large", "burst", "still-serving"];
+
+#[test]
+fn udp_echo_replying_to_the_first_client_fails_each_sender_and_the_rest_point_there() {
+    let run = check_python("udp-echo", "udp_echo/broken_first_client.py");
+    let mut failing = vec![("each-sender", "fail")];
+    failing.extend(AFTER_EACH_SENDER.iter().map(|name| (*name, "fail")));
+    run.assert_statuses(UDP_PROBES, &failing);
+    run.assert_probe(
+        "each-sender",
+        "fail",
+        "do not keep the first client's address",
+    );
+    for name in AFTER_EACH_SENDER {
+        run.assert_probe(name, "fail", "do not keep the first client's address");
+        let happened = run.happened(name);
+        assert!(happened.contains("see each-sender"), "{name}: {happened}");
+    }
+    // Read from the kernel: the socket is not connected.
+    let remote = run.facts("each-sender", "remote");
+    assert_eq!(remote[0]["value"], "0.0.0.0:0", "{remote:?}");
+}
+
+#[test]
+fn udp_echo_connected_socket_fails_each_sender_with_the_kernel_fact() {
+    let run = check_python("udp-echo", "udp_echo/broken_connected.py");
+    let mut failing = vec![("each-sender", "fail")];
+    failing.extend(AFTER_EACH_SENDER.iter().map(|name| (*name, "fail")));
+    run.assert_statuses(UDP_PROBES, &failing);
+    run.assert_probe(
+        "each-sender",
+        "fail",
+        "Do not connect() your server's socket",
+    );
+    let remote = run.facts("each-sender", "remote");
+    let text = remote[0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("is connect()ed to 127.0.0.1:"), "{remote:?}");
+    for name in AFTER_EACH_SENDER {
+        run.assert_probe(name, "fail", "Do not connect() your server's socket");
+        let happened = run.happened(name);
+        assert!(happened.contains("see each-sender"), "{name}: {happened}");
+    }
+}
+
 #[test]
 fn udp_echo_decoding_fails_binary() {
     let run = check_python("udp-echo", "udp_echo/broken_decode.py");
