@@ -310,3 +310,38 @@ fn bare_lf_line_ends_are_a_warning() {
     run.assert_statuses(&PROBES, &[("get-file", "warn")]);
     run.assert_probe("get-file", "warn", "not with \\n alone");
 }
+
+#[test]
+fn a_chunked_response_is_named_as_chunked_not_as_unframed() {
+    // Valid HTTP/1.1, but not the Content-Length the exercise asks for:
+    // the report shows the header and does not claim the body's end
+    // cannot be found.
+    let run = check_python("broken_chunked.py");
+    run.assert_statuses(
+        &PROBES,
+        &[
+            ("get-file", "fail"),
+            ("binary", "fail"),
+            ("not-found", "fail"),
+            ("small-pieces", "fail"),
+            ("keep-alive", "fail"),
+            ("bad-request", "fail"),
+        ],
+    );
+    for name in ["get-file", "keep-alive"] {
+        run.assert_probe(name, "fail", "Chunked transfer encoding is valid HTTP/1.1");
+        let happened = run.happened(name);
+        assert!(
+            happened.contains("Transfer-Encoding: chunked"),
+            "{name}: {happened}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_content_type_is_said_in_words() {
+    let run = check_python("broken_no_type.py");
+    run.assert_caught(&PROBES, "get-file", "Choose Content-Type");
+    let got = run.happened("binary");
+    assert!(got.contains("(520 bytes, no Content-Type)"), "{got}");
+}

@@ -129,6 +129,7 @@ const HINT_NO_RESPONSE: &str = "Every request needs a response: check that each 
 const HINT_FORMAT: &str = "Start the response with a status line such as HTTP/1.1 200 OK, end the status line and each header with \\r\\n, and put an empty line (\\r\\n) between the headers and the body.";
 const HINT_MAP: &str = "Map the request's path to a file under the root: drop the leading /, join it to the root directory, and open the file in binary mode ('rb').";
 const HINT_PERCENT: &str = "Percent-decode the path before you open the file: urllib.parse.unquote() turns %20 back into a space.";
+const HINT_CHUNKED: &str = "Chunked transfer encoding is valid HTTP/1.1, but this exercise asks for a Content-Length: send Content-Length with the file's size in bytes and the body as it is, without Transfer-Encoding: chunked.";
 const HINT_LENGTH_MISSING: &str = "Send a Content-Length header with the body's size in bytes: without it a client can only find the end of the body when the connection closes.";
 const HINT_BLANK_LINE: &str = "End the head with an empty line: after the last header's \\r\\n send one more \\r\\n, so the client can tell where the headers stop and the body begins.";
 const HINT_CRLF: &str = "End the status line and every header with \\r\\n, as HTTP requires, not with \\n alone: many clients accept a bare \\n, but not every one does.";
@@ -185,6 +186,7 @@ fn broken_hint(broken: Broken) -> &'static str {
         Broken::NoBlankLine => HINT_BLANK_LINE,
         Broken::BadLength | Broken::ShortBody => HINT_LENGTH_COUNT,
         Broken::Unframed => HINT_LENGTH_MISSING,
+        Broken::BadChunks => HINT_CHUNKED,
     }
 }
 
@@ -234,13 +236,7 @@ fn check_bytes(what: &str, response: &Response, file: &Served) -> Result<(), Mis
         ));
     }
     let Some(length) = response.content_length else {
-        return Err(Miss::new(
-            format!(
-                "{what}: {} and no Content-Length header",
-                response.summary()
-            ),
-            HINT_LENGTH_MISSING,
-        ));
+        return Err(no_length(what, response));
     };
     if response.body == want {
         return Ok(());
@@ -333,13 +329,7 @@ fn check_served(what: &str, response: &Response, file: &Served) -> Result<String
         return check_bytes(what, response, file).map(|()| String::new());
     }
     if response.content_length.is_none() {
-        return Err(Miss::new(
-            format!(
-                "{what}: {} and no Content-Length header",
-                response.summary()
-            ),
-            HINT_LENGTH_MISSING,
-        ));
+        return Err(no_length(what, response));
     }
     let note = if check_bytes(what, response, file).is_err() {
         " (not the file's bytes: see get-file)"
@@ -349,6 +339,27 @@ fn check_served(what: &str, response: &Response, file: &Served) -> Result<String
         ""
     };
     Ok(format!("200 OK for {}{note}", served(file, response)))
+}
+
+/// A 200 without Content-Length: chunked (valid, but not what the
+/// exercise asks for), or a body that ends only when the connection does.
+fn no_length(what: &str, response: &Response) -> Miss {
+    if response.chunked {
+        return Miss::new(
+            format!(
+                "{what}: {} and no Content-Length header: the body came in chunks instead",
+                response.summary()
+            ),
+            HINT_CHUNKED,
+        );
+    }
+    Miss::new(
+        format!(
+            "{what}: {} and no Content-Length header",
+            response.summary()
+        ),
+        HINT_LENGTH_MISSING,
+    )
 }
 
 fn extension(file: &Served) -> &'static str {
@@ -362,12 +373,13 @@ fn fetch(addr: SocketAddr, file: &Served, deadline: Instant) -> Result<Response,
     result.map_err(|failed| miss_of(&what, failed))
 }
 
-/// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass.
+/// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass;
+/// "(312 bytes, no Content-Type)" when the header is missing.
 fn served(file: &Served, response: &Response) -> String {
     format!(
         "{} ({} bytes, {})",
         file.url,
         response.body.len(),
-        response.header("content-type").unwrap_or("")
+        response.header("content-type").unwrap_or("no Content-Type")
     )
 }
