@@ -345,3 +345,27 @@ fn a_missing_content_type_is_said_in_words() {
     let got = run.happened("binary");
     assert!(got.contains("(520 bytes, no Content-Type)"), "{got}");
 }
+
+#[test]
+fn a_query_kept_in_the_file_name_is_a_warning() {
+    let run = check_python("broken_query_kept.py");
+    run.assert_statuses(&PROBES, &[("get-file", "warn")]);
+    run.assert_probe("get-file", "warn", "Drop the ?query");
+    let happened = run.happened("get-file");
+    assert!(
+        happened.contains("GET /style.css?v=1: HTTP/1.1 404"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn delete_answered_like_get_is_a_warning() {
+    let run = check_python("broken_any_method.py");
+    run.assert_statuses(&PROBES, &[("bad-request", "warn")]);
+    run.assert_probe("bad-request", "warn", "405 Method Not Allowed");
+    let happened = run.happened("bad-request");
+    assert!(
+        happened.contains("DELETE /style.css: HTTP/1.1 200 OK"),
+        "{happened}"
+    );
+}

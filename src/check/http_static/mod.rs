@@ -12,7 +12,9 @@
 //! - `get-file`: GET of five files: 200, the exact bytes, a Content-Length
 //!   equal to the file's size in bytes, the Content-Type its extension
 //!   calls for (parameters such as `; charset=utf-8` are fine). A head
-//!   whose lines end with a bare \n instead of \r\n is a warning.
+//!   whose lines end with a bare \n instead of \r\n is a warning; so is a
+//!   sixth GET, `/style.css?v=1`, that does not bring the file (the query
+//!   must be dropped).
 //! - `binary`: the PNG comes back byte for byte; its `image/png` is judged
 //!   here only when get-file found the other types right.
 //! - `not-found`: a missing file gets 404, and the next request is served.
@@ -27,7 +29,8 @@
 //! - `traversal`: `/../secret.txt`, its percent-encoded forms, and the
 //!   secret's absolute path never bring back the secret (or any 2xx).
 //! - `bad-request`: bytes that are not HTTP get a 4xx or a closed
-//!   connection, and the server goes on serving.
+//!   connection, and the server goes on serving. Then `DELETE` must get
+//!   405 or 501, as a warning.
 //!
 //! Each probe judges its own subject. The bytes of a file and its
 //! Content-Type are get-file's (and binary's): the later probes judge
@@ -75,7 +78,7 @@ pub static EXERCISE: Exercise = Exercise {
 const PROBES: &[ProbeInfo] = &[
     ProbeInfo {
         name: "get-file",
-        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right (lines ended by a bare \\n: a warning)",
+        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right (lines ended by a bare \\n, or a ?query not ignored: a warning)",
     },
     ProbeInfo {
         name: "binary",
@@ -103,7 +106,7 @@ const PROBES: &[ProbeInfo] = &[
     },
     ProbeInfo {
         name: "bad-request",
-        checks: "bytes that are not HTTP get 400 (or a closed connection), and the server goes on serving",
+        checks: "bytes that are not HTTP get 400 (or a closed connection), and the server goes on serving (DELETE not answered 405 or 501: a warning)",
     },
 ];
 
@@ -151,6 +154,8 @@ const HINT_KEEP_ALIVE: &str = "HTTP/1.1 keeps a connection open by default: afte
 const HINT_KEEP_ALIVE_STUCK: &str = "After one response your server neither read the next request nor closed the connection: loop over requests on the connection, or close it after each response.";
 const HINT_TRAVERSAL: &str = "Percent-decode the path, resolve it with os.path.realpath(os.path.join(root, path)), and refuse it (403 or 404) unless os.path.commonpath([root, resolved]) == root.";
 const HINT_BAD_STATUS: &str = "A request your server cannot parse deserves 400 Bad Request: check what your code does when the request line does not split into method, target and version.";
+const HINT_QUERY: &str = "Drop the ?query before you map the path to a file: what follows ? is for programs, not part of the file name (urllib.parse.urlsplit(target).path gives the path alone).";
+const HINT_METHOD: &str = "Answer a method other than GET and HEAD with 405 Method Not Allowed (and an Allow: GET, HEAD header), or 501 Not Implemented: never with the file, as if it were a GET.";
 const HINT_NETLAB: &str = "This is a problem in netlab's own set-up, not in your program; please report it with the command you ran.";
 
 /// A failed check inside a probe: what happened, and the hint that fits.
