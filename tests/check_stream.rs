@@ -181,3 +181,30 @@ fn framing_little_endian_length_fails_one_message_with_byte_order_hint() {
     let run = framing("broken_byte_order.py");
     run.assert_caught_rest_skipped(FRAMING_PROBES, "one-message", "check the byte order");
 }
+
+#[test]
+fn framing_byte_after_each_answer_fails_one_message() {
+    // It frames its input right; the newline it adds after each answer is
+    // read on after the answer, not taken later for a length.
+    let run = framing("broken_newline_after.py");
+    run.assert_caught_rest_skipped(FRAMING_PROBES, "one-message", "and nothing more");
+    let happened = run.happened("one-message");
+    assert!(
+        happened.contains("1 byte came after it: 0x0a"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn framing_bytes_between_answers_are_shown_in_hex_not_blamed_on_recv() {
+    // One answer alone goes out clean; two or more get a newline between
+    // them. The absurd "length" is shown as the bytes it is.
+    let run = framing("broken_joined_answers.py");
+    run.assert_statuses(FRAMING_PROBES, &[("merged", "fail"), ("pipelined", "fail")]);
+    run.assert_probe("merged", "fail", "and nothing more");
+    let happened = run.happened("merged");
+    assert!(
+        happened.contains("0x0a 0x00 0x00 0x00") && happened.contains("bytes were added between"),
+        "{happened}"
+    );
+}

@@ -118,6 +118,51 @@ fn udp_echo_replying_to_everyone_fails_each_sender() {
     );
 }
 
+/// The probes after each-sender, which must point back to it.
+const AFTER_EACH_SENDER: &[&str] = &["binary", "empty", "large", "burst", "still-serving"];
+
+#[test]
+fn udp_echo_replying_to_the_first_client_fails_each_sender_and_the_rest_point_there() {
+    let run = check_python("udp-echo", "udp_echo/broken_first_client.py");
+    let mut failing = vec![("each-sender", "fail")];
+    failing.extend(AFTER_EACH_SENDER.iter().map(|name| (*name, "fail")));
+    run.assert_statuses(UDP_PROBES, &failing);
+    run.assert_probe(
+        "each-sender",
+        "fail",
+        "do not keep the first client's address",
+    );
+    for name in AFTER_EACH_SENDER {
+        run.assert_probe(name, "fail", "do not keep the first client's address");
+        let happened = run.happened(name);
+        assert!(happened.contains("see each-sender"), "{name}: {happened}");
+    }
+    // Read from the kernel: the socket is not connected.
+    let remote = run.facts("each-sender", "remote");
+    assert_eq!(remote[0]["value"], "0.0.0.0:0", "{remote:?}");
+}
+
+#[test]
+fn udp_echo_connected_socket_fails_each_sender_with_the_kernel_fact() {
+    let run = check_python("udp-echo", "udp_echo/broken_connected.py");
+    let mut failing = vec![("each-sender", "fail")];
+    failing.extend(AFTER_EACH_SENDER.iter().map(|name| (*name, "fail")));
+    run.assert_statuses(UDP_PROBES, &failing);
+    run.assert_probe(
+        "each-sender",
+        "fail",
+        "Do not connect() your server's socket",
+    );
+    let remote = run.facts("each-sender", "remote");
+    let text = remote[0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("is connect()ed to 127.0.0.1:"), "{remote:?}");
+    for name in AFTER_EACH_SENDER {
+        run.assert_probe(name, "fail", "Do not connect() your server's socket");
+        let happened = run.happened(name);
+        assert!(happened.contains("see each-sender"), "{name}: {happened}");
+    }
+}
+
 #[test]
 fn udp_echo_decoding_fails_binary() {
     let run = check_python("udp-echo", "udp_echo/broken_decode.py");
@@ -190,4 +235,35 @@ fn chatroom_dying_on_garbage_fails_malformed() {
         happened.contains("after it received a word that is no request"),
         "{happened}"
     );
+}
+
+#[test]
+fn chatroom_who_in_login_order_warns_who() {
+    // abe logs in last: a list kept in login order puts it after mo.
+    let run = check_python("chatroom-server", "chatroom/broken_unsorted_who.py");
+    run.assert_statuses(CHAT_PROBES, &[("who", "warn")]);
+    run.assert_probe("who", "warn", "join(sorted(users))");
+    let happened = run.happened("who");
+    assert!(happened.contains("mo comes before abe"), "{happened}");
+}
+
+#[test]
+fn chatroom_join_to_the_newcomer_itself_warns_fan_out() {
+    let run = check_python("chatroom-server", "chatroom/broken_join_self.py");
+    run.assert_statuses(CHAT_PROBES, &[("fan-out", "warn")]);
+    run.assert_probe(
+        "fan-out",
+        "warn",
+        "Send JOIN name only to the users who were there",
+    );
+    let happened = run.happened("fan-out");
+    assert!(happened.contains("cy got \"JOIN cy\""), "{happened}");
+}
+
+#[test]
+fn chatroom_squeezing_spaces_fails_fan_out() {
+    let run = check_python("chatroom-server", "chatroom/broken_squeezed_spaces.py");
+    run.assert_caught(CHAT_PROBES, "fan-out", "split only the first two spaces");
+    let happened = run.happened("fan-out");
+    assert!(happened.contains("came out as one"), "{happened}");
 }

@@ -23,8 +23,9 @@
 //! - `duplicate`: a second address asking for a name in use gets `ERR`,
 //!   not `OK` (a server that says OK has just given bo's messages away).
 //! - `fan-out`: of three users, one says a line; the other two get `MSG
-//!   name text`, the sender gets nothing back. `JOIN` for the users who
-//!   came after is expected too, as a warning.
+//!   name text`, the sender gets nothing back. The text has two spaces in
+//!   a row, which must come through. `JOIN` for the users who came after
+//!   is expected too, and none for a user's own login, as warnings.
 //! - `quit`: `Q` gets `EXIT`, the others get `LEAVE`, and a line said
 //!   afterwards no longer reaches the one who left.
 //! - `malformed`: an empty datagram, bytes that are not UTF-8, a word that
@@ -35,6 +36,8 @@
 //! - `spoofed` (a warning at most): a stranger's `C kim ...` must not reach
 //!   the room as kim's line.
 //! - `who` (a warning at most): `W mo` is answered with the sorted names.
+//!   abe logs in just before, after everyone else: a server that lists
+//!   its dict in login order (no sorted()) puts abe last.
 //!
 //! Try it: `netlab check chatroom-server -- python3 chat_server.py {port}`.
 //! netlab's own server passes: `netlab check chatroom-server -- netlab
@@ -111,6 +114,8 @@ const HINT_FANOUT_MISSING: &str = "For C name text, send MSG name text to every 
 const HINT_FANOUT_SENDER: &str = "Skip the sender when you fan a C out: its client has shown the line already, and a MSG back to it is printed twice.";
 const HINT_FANOUT_FORMAT: &str = "Forward C name text as exactly MSG name text: the word MSG, a space, the sender's name, a space, and the text unchanged, with no newline.";
 const HINT_JOIN: &str = "When someone logs in, send JOIN name to each user already there, so their clients can say who arrived.";
+const HINT_JOIN_SELF: &str = "Send JOIN name only to the users who were there before: the newcomer learns it is in from its OK, and a JOIN of its own makes its client announce its own arrival.";
+const HINT_FANOUT_SPACES: &str = "Forward the text exactly as it came, spaces and all: split only the first two spaces (msg.split(\" \", 2)) and keep the rest whole; split() with no argument and \" \".join() squeeze runs of spaces into one.";
 const HINT_EXIT: &str =
     "Answer Q name with EXIT to its sender: the client waits for that word before it ends.";
 const HINT_LEAVE: &str =
@@ -121,6 +126,7 @@ const HINT_MALFORMED: &str = "A datagram you cannot parse must not end your serv
 const HINT_MALFORMED_NO_ERR: &str = "Answer each datagram you refuse with ERR and a reason, to its sender only, so a client can tell why nothing happened.";
 const HINT_SPOOFED: &str = "Check that a C comes from the address its name logged in from: anyone can write any name into a datagram, so a stranger can speak as someone else.";
 const HINT_WHO: &str = "For the /who extension, answer W name with USERS and the logged-in names, sorted, separated by single spaces.";
+const HINT_WHO_UNSORTED: &str = "Sort the names before you join them: \"USERS \" + \" \".join(sorted(users)). A dict keeps the order in which the users logged in, which is not sorted.";
 const HINT_OWN_SOCKET: &str = "netlab could not use a UDP socket of its own on loopback; check that the loopback interface is up (ip link show lo) and run the check again.";
 
 fn run(session: &mut Session) {
@@ -199,7 +205,8 @@ fn duplicate(target: Target, deadline: Instant) -> Outcome {
 
 /// `fan-out`: cy, di and ed log in (in that order); cy says a line.
 fn fan_out(target: Target, deadline: Instant) -> Outcome {
-    let line = "hello di and ed, 你好";
+    // Two spaces in a row: the text must come through unchanged.
+    let line = "hello di and ed,  你好";
     let msg = format!("MSG cy {line}");
     let expected = format!("di and ed each get \"{msg}\"; cy, the sender, gets nothing back");
     let users = match log_in_all(&target, &["cy", "di", "ed"], deadline) {
@@ -258,13 +265,25 @@ fn fan_out(target: Target, deadline: Instant) -> Outcome {
             continue;
         }
         let close = carrying(inbox);
-        return match close.first() {
-            Some(other) => Outcome::fail(
+        let squeezed = inbox
+            .iter()
+            .find(|d| *d != msg.as_bytes() && squeeze(d) == squeeze(msg.as_bytes()));
+        return match (close.first(), squeezed) {
+            (Some(other), _) => Outcome::fail(
                 &expected,
                 format!("{} got {} instead", user.name, show(other)),
                 HINT_FANOUT_FORMAT,
             ),
-            None => Outcome::fail(
+            (None, Some(other)) => Outcome::fail(
+                &expected,
+                format!(
+                    "{} got {} instead: the two spaces in a row in cy's text came out as one",
+                    user.name,
+                    show(other)
+                ),
+                HINT_FANOUT_SPACES,
+            ),
+            (None, None) => Outcome::fail(
                 &expected,
                 format!("{} got no MSG for cy's line{}", user.name, ending(&target)),
                 HINT_FANOUT_MISSING,
@@ -279,6 +298,32 @@ fn fan_out(target: Target, deadline: Instant) -> Outcome {
                 show(echoed)
             ),
             HINT_FANOUT_SENDER,
+        );
+    }
+    // A JOIN for the newcomer itself, before its OK (kept by log_in) or
+    // after it (among the JOINs gathered above).
+    let own_joins: Vec<String> = users
+        .iter()
+        .zip(&joins)
+        .filter(|(user, inbox)| {
+            let own = format!("JOIN {}", user.name);
+            has(&user.before_ok, own.as_bytes()) || has(inbox, own.as_bytes())
+        })
+        .map(|(user, _)| {
+            format!(
+                "{} got \"JOIN {}\", a JOIN for its own login",
+                user.name, user.name
+            )
+        })
+        .collect();
+    if !own_joins.is_empty() {
+        return Outcome::warn(
+            &expected,
+            format!(
+                "the line reached di and ed and not cy; but {}",
+                own_joins.join(", ")
+            ),
+            HINT_JOIN_SELF,
         );
     }
     if !missing_joins.is_empty() {
@@ -544,18 +589,28 @@ fn spoofed(target: Target, deadline: Instant) -> Outcome {
     Outcome::pass(expected, format!("lee got nothing; {answer}"))
 }
 
-/// `who`: mo logs in and sends `W mo`.
+/// `who`: mo logs in, then abe (a name that sorts before every other, so
+/// a list kept in login order is not sorted), and mo sends `W mo`.
 fn who(target: Target, deadline: Instant) -> Outcome {
-    let expected = "W mo is answered with USERS and the logged-in names, sorted, mo among them";
-    let mo = match log_in(&target, "mo", deadline) {
-        Ok(user) => user,
+    let expected =
+        "W mo is answered with USERS and the logged-in names, sorted, mo and abe among them";
+    let users = match log_in_all(&target, &["mo", "abe"], deadline) {
+        Ok(users) => users,
         Err(trouble) => return trouble.into_outcome(expected),
     };
-    let answer = match ask(&target, &mo.socket, b"W mo", deadline) {
-        Ok(answer) => answer,
+    let mo = &users[0];
+    // mo may hear "JOIN abe" first: the answer is the first datagram that
+    // is not a JOIN.
+    let not_join = |d: &Vec<u8>| !d.starts_with(b"JOIN ");
+    let inbox = match mo.socket.send_to(b"W mo", target.addr).and_then(|_| {
+        gather(&target, &[&mo.socket], soon(&target, deadline), |inboxes| {
+            inboxes[0].iter().any(not_join)
+        })
+    }) {
+        Ok(mut inboxes) => inboxes.swap_remove(0),
         Err(err) => return own_socket_failure(expected, &err),
     };
-    let Some(reply) = answer else {
+    let Some(reply) = inbox.into_iter().find(not_join) else {
         return Outcome::warn(
             expected,
             format!("W mo got no answer{}", ending(&target)),
@@ -566,9 +621,20 @@ fn who(target: Target, deadline: Instant) -> Outcome {
     let names: Option<Vec<&str>> = text
         .strip_prefix("USERS ")
         .map(|rest| rest.split(' ').collect());
+    let answered = format!("W mo was answered {}", show(&reply));
     match names {
-        Some(names) if names.contains(&"mo") && names.windows(2).all(|pair| pair[0] < pair[1]) => {
-            Outcome::pass(expected, format!("W mo was answered {}", show(&reply)))
+        Some(names) if names.contains(&"mo") && names.contains(&"abe") => {
+            match names.windows(2).find(|pair| pair[0] >= pair[1]) {
+                None => Outcome::pass(expected, answered),
+                Some(pair) => Outcome::warn(
+                    expected,
+                    format!(
+                        "{answered}: not sorted, {} comes before {} (abe logged in last, after mo)",
+                        pair[0], pair[1]
+                    ),
+                    HINT_WHO_UNSORTED,
+                ),
+            }
         }
         _ => Outcome::warn(
             expected,
@@ -582,6 +648,8 @@ fn who(target: Target, deadline: Instant) -> Outcome {
 struct User {
     name: &'static str,
     socket: UdpSocket,
+    /// The other datagrams that came with its OK (a JOIN for itself).
+    before_ok: Vec<Vec<u8>>,
 }
 
 impl User {
@@ -612,7 +680,8 @@ impl Trouble {
 }
 
 /// Log `name` in from a new socket: `L name`, and `OK` back. A datagram
-/// before the OK (a JOIN for the newcomer itself) is tolerated.
+/// before the OK (a JOIN for the newcomer itself) does not stop the login;
+/// it is kept, and `fan-out` warns about it.
 fn log_in(target: &Target, name: &'static str, deadline: Instant) -> Result<User, Trouble> {
     let socket = client_socket(target.addr).map_err(Trouble::Netlab)?;
     let request = format!("L {name}");
@@ -626,7 +695,12 @@ fn log_in(target: &Target, name: &'static str, deadline: Instant) -> Result<User
     .map_err(Trouble::Netlab)?;
     let inbox = inboxes.swap_remove(0);
     if has(&inbox, b"OK") {
-        return Ok(User { name, socket });
+        let before_ok = inbox.into_iter().filter(|d| d != b"OK").collect();
+        return Ok(User {
+            name,
+            socket,
+            before_ok,
+        });
     }
     match inbox.iter().find(|d| answered(d)).or(inbox.first()) {
         Some(reply) => Err(Trouble::Program(format!(
@@ -756,6 +830,18 @@ fn has(inbox: &[Vec<u8>], datagram: &[u8]) -> bool {
 /// Did a datagram with `text` in it arrive?
 fn carries(inbox: &[Vec<u8>], text: &[u8]) -> bool {
     inbox.iter().any(|d| contains(d, text))
+}
+
+/// The datagram with every run of spaces squeezed into one, to tell a
+/// server that rebuilt the text with split() and join().
+fn squeeze(datagram: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(datagram.len());
+    for &byte in datagram {
+        if !(byte == b' ' && out.last() == Some(&b' ')) {
+            out.push(byte);
+        }
+    }
+    out
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -83,6 +83,11 @@ const PROBES: &[ProbeInfo] = &[
 const MAX_MESSAGE: usize = 1 << 20;
 /// The pause between the pieces of a split message.
 const PAUSE: Duration = Duration::from_millis(100);
+/// After the last answer netlab half-closes and reads on, this long at
+/// most, for bytes that should not be there. A server sends an answer in
+/// one go, so anything it adds comes with it; a correct server closes on
+/// netlab's FIN at once, so the wait costs only servers that do not close.
+const AFTER_WAIT: Duration = Duration::from_millis(200);
 
 const HINT_ONE: &str = "Read 4 bytes, unpack them with struct.unpack(\"!I\", ...) to get the length, read exactly that many bytes, and send struct.pack(\"!I\", len(answer)) + answer, where answer is the message reversed.";
 const HINT_ECHO: &str = "Answer each message with its bytes reversed (message[::-1]) behind its own 4-byte length: an answer equal to the message means the bytes went straight back without the frames being read.";
@@ -96,6 +101,7 @@ const HINT_PIPELINED: &str = "Keep the bytes that follow one message for the nex
 const HINT_CLOSE_WAIT: &str = "When recv() returns b\"\" the client has closed: close() the connection's socket too, or it stays in CLOSE_WAIT and keeps its descriptor.";
 const HINT_SPLIT_HEADER: &str = "recv(4) may return fewer than 4 bytes: read the length prefix with the same recv_exactly() loop as the message itself.";
 const HINT_OVERSIZED: &str = "Right after unpacking the length, refuse anything above 1 MiB (1048576 bytes): close that connection without reading the message, and keep serving the others.";
+const HINT_EXTRA: &str = "Send each answer as exactly struct.pack(\"!I\", len(answer)) + answer and nothing more: no newline or other byte between answers, or the client reads it as the start of the next length.";
 const HINT_NEXT_CLIENT: &str = "After refusing a message, close only that connection and go back to accept(): the next client must still be served.";
 
 fn run(session: &mut Session) {
@@ -253,10 +259,17 @@ enum Trouble {
         want: Vec<u8>,
         echoed: bool,
     },
-    /// Answer `index` announced a length no answer can have.
+    /// Answer `index` announced a length no answer can have; `header` is
+    /// its 4 bytes as they came.
     TooLong {
         index: usize,
-        length: u32,
+        header: [u8; 4],
+    },
+    /// All `answered` answers were right, but `extra` bytes followed the
+    /// last one.
+    Extra {
+        answered: usize,
+        extra: Vec<u8>,
     },
 }
 
@@ -281,7 +294,17 @@ fn exchange(
             }
         })
     });
-    let result = read_answers(&mut stream, messages, deadline);
+    let mut result = read_answers(&mut stream, messages, deadline);
+    if let Ok(answered) = result {
+        // Every byte netlab wrote has been answered, so the writer is done:
+        // half-close, and read what else comes before the server closes.
+        let _ = net::half_close(&stream);
+        let by = deadline.min(Instant::now() + AFTER_WAIT);
+        let (extra, _) = net::read_exact(&mut stream, usize::MAX, by);
+        if !extra.is_empty() {
+            result = Err(Trouble::Extra { answered, extra });
+        }
+    }
     // The writer ends by the deadline at the latest (its writes time out);
     // shutting the socket down (which its copy of the descriptor shares)
     // ends a write blocked on a server that stopped reading at once.
@@ -309,9 +332,10 @@ fn read_answers(
                 got: header.len(),
             });
         }
-        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let header = [header[0], header[1], header[2], header[3]];
+        let length = u32::from_be_bytes(header);
         if length as usize > MAX_MESSAGE {
-            return Err(Trouble::TooLong { index, length });
+            return Err(Trouble::TooLong { index, header });
         }
         let (answer, end) = net::read_exact(stream, length as usize, deadline);
         if end != End::Complete {
@@ -364,12 +388,56 @@ fn judge(result: Result<usize, Trouble>, hint: &'static str) -> Outcome {
             ),
             if echoed { HINT_ECHO } else { hint },
         ),
-        Err(Trouble::TooLong { index, length }) => Outcome::fail(
-            expected,
-            format!("answer {} announced a length of {length} bytes, more than any message here", index + 1),
-            hint,
-        ),
+        Err(Trouble::TooLong { index, header }) => {
+            let length = u32::from_be_bytes(header);
+            let bytes = hex(&header);
+            if index == 0 {
+                return Outcome::fail(
+                    expected,
+                    format!("answer 1 announced a length of {length} bytes (its 4 bytes: {bytes}), more than any message here"),
+                    hint,
+                );
+            }
+            // The answers before it were right, whole and exactly as long
+            // as they said: what stands where this length should be was
+            // added after the previous answer.
+            Outcome::fail(
+                expected,
+                format!(
+                    "{index} answer(s) came right; then, where the length of answer {} should be, came {bytes}, a length of {length} bytes, more than any message here: bytes were added between the answers, after answer {index}",
+                    index + 1
+                ),
+                HINT_EXTRA,
+            )
+        }
+        Err(Trouble::Extra { answered, extra }) => {
+            let count = extra.len();
+            let bytes = if count == 1 { "byte" } else { "bytes" };
+            let answers = if answered == 1 {
+                format!("the answer came whole, its bytes reversed, but {count} {bytes} came after it")
+            } else {
+                format!("all {answered} answers came whole and in order, but {count} {bytes} came after the last one")
+            };
+            Outcome::fail(
+                expected,
+                format!("{answers}: {} ({}), where the protocol has nothing", hex(&extra), net::show(&extra)),
+                HINT_EXTRA,
+            )
+        }
     }
+}
+
+/// Bytes as hex for the report ("0x0a 0x00"); at most 16, then "...".
+fn hex(bytes: &[u8]) -> String {
+    let mut shown: Vec<String> = bytes
+        .iter()
+        .take(16)
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    if bytes.len() > 16 {
+        shown.push("...".to_string());
+    }
+    shown.join(" ")
 }
 
 /// 500 messages of up to about 2,000 bytes (each starting with its number, so an

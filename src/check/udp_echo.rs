@@ -14,7 +14,11 @@
 //!   other port).
 //! - `each-sender`: three clients take turns; each gets its own replies and
 //!   nobody else's. A server that keeps the first address, or replies to a
-//!   fixed one, fails here.
+//!   fixed one, fails here; so does one that connect()ed its socket, which
+//!   its line in /proc/net/udp shows (a remote address), with a hint of its
+//!   own. When a client's own reply never came, the later probes, which
+//!   then get none either, say "see each-sender" with its hint, after a
+//!   short wait.
 //! - `binary`: bytes that are not UTF-8 come back unchanged. A server that
 //!   decodes the datagram dies (or changes the bytes) here.
 //! - `empty`: a datagram of 0 bytes is a real message, not the end of
@@ -40,6 +44,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -107,6 +112,10 @@ const BURST: usize = 100;
 /// server answers in well under a millisecond on loopback; the margin is
 /// for a loaded machine (and `--patience` scales it).
 const REPLY_WAIT: f64 = 1.0;
+/// How long the probes after a failed each-sender wait for a reply that
+/// each-sender already found going elsewhere: a short look, since their
+/// verdict only points back there.
+const MISDIRECTED_WAIT: f64 = 0.3;
 
 /// How many unexpected datagrams a probe keeps for its report: enough to
 /// describe any mistake, and a bound on a program that floods.
@@ -123,16 +132,50 @@ const HINT_LARGE: &str = "A datagram longer than your buffer must not stop your 
 const HINT_BURST_LOST: &str = "Datagrams that arrive faster than your loop reads them wait in the socket's receive buffer, and the kernel drops them when it is full: keep the work between two recvfrom() calls short (no sleep, no print per datagram), or raise SO_RCVBUF.";
 const HINT_BURST_NONE: &str = "Your server answered single datagrams but none of a burst: look for a delay or a condition in your loop that stops it answering when many datagrams arrive together.";
 const HINT_STOPPED: &str = "Your server answered at first but not now: after an error or an odd datagram your loop must go back to recvfrom() for the next one, not stop or sleep.";
+const HINT_CONNECTED: &str = "Do not connect() your server's socket: a connected UDP socket receives datagrams from its one peer only, and the kernel delivers it nothing from any other address. Leave it unconnected, and answer each datagram with sendto(data, addr).";
 const HINT_OWN_SOCKET: &str = "netlab could not use a UDP socket of its own on loopback; check that the loopback interface is up (ip link show lo) and run the check again.";
 
+/// What `each-sender` found when a client's own reply never came while the
+/// server lived: the replies go to another address (or, with a connected
+/// socket, the datagrams never reach the server). The later probes, whose
+/// replies are then missing for the same reason, say "see each-sender"
+/// instead of blaming their own subject.
+struct Elsewhere {
+    /// Why, in a few words, for the later probes' reports.
+    why: &'static str,
+    /// each-sender's hint, which the later probes repeat.
+    hint: &'static str,
+}
+
+/// Set at most once, by `each-sender`; read by the probes after it.
+type Misdirected = Arc<OnceLock<Elsewhere>>;
+
 fn run(session: &mut Session) {
+    let misdirected: Misdirected = Arc::default();
     session.probe("echo", 3.0, echo);
-    session.probe("each-sender", 5.0, each_sender);
-    session.probe("binary", 3.0, binary);
-    session.probe("empty", 3.0, empty);
-    session.probe("large", 3.0, large);
-    session.probe("burst", 4.0, burst);
-    session.probe("still-serving", 3.0, still_serving);
+    let found = misdirected.clone();
+    session.probe("each-sender", 5.0, move |target, deadline| {
+        each_sender(target, deadline, &found)
+    });
+    let seen = misdirected.clone();
+    session.probe("binary", 3.0, move |target, deadline| {
+        binary(target, deadline, &seen)
+    });
+    let seen = misdirected.clone();
+    session.probe("empty", 3.0, move |target, deadline| {
+        empty(target, deadline, &seen)
+    });
+    let seen = misdirected.clone();
+    session.probe("large", 3.0, move |target, deadline| {
+        large(target, deadline, &seen)
+    });
+    let seen = misdirected.clone();
+    session.probe("burst", 4.0, move |target, deadline| {
+        burst(target, deadline, &seen)
+    });
+    session.probe("still-serving", 3.0, move |target, deadline| {
+        still_serving(target, deadline, &misdirected)
+    });
 }
 
 /// `echo`: one text datagram, the same bytes back from the server's port.
@@ -144,28 +187,44 @@ fn echo(target: Target, deadline: Instant) -> Outcome {
         payload.len(),
         target.addr
     );
-    exchange_once(&target, payload, deadline, &expected, HINT_NO_REPLY)
+    exchange_once(
+        &target,
+        payload,
+        deadline,
+        &expected,
+        HINT_NO_REPLY,
+        &Misdirected::default(),
+    )
 }
 
 /// `binary`: every byte value, and sequences that are not UTF-8.
-fn binary(target: Target, deadline: Instant) -> Outcome {
+fn binary(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let mut payload = b"\xff\xfe not UTF-8: \xc3\x28 \x80 \x00".to_vec();
     payload.extend((0..=255u8).rev());
     let expected = format!(
         "the same {} bytes back, including \\xff, \\x80 and \\x00",
         payload.len()
     );
-    exchange_once(&target, &payload, deadline, &expected, HINT_BINARY)
+    exchange_once(
+        &target,
+        &payload,
+        deadline,
+        &expected,
+        HINT_BINARY,
+        misdirected,
+    )
 }
 
 /// Send `payload` once from a new socket and judge the one reply: missing
-/// (`missing_hint`), from another port, or changed.
+/// (`missing_hint`, or each-sender's when it found replies going
+/// elsewhere), from another port, or changed.
 fn exchange_once(
     target: &Target,
     payload: &[u8],
     deadline: Instant,
     expected: &str,
     missing_hint: &'static str,
+    misdirected: &Misdirected,
 ) -> Outcome {
     let socket = match client_socket(target.addr) {
         Ok(socket) => socket,
@@ -175,13 +234,13 @@ fn exchange_once(
         return own_socket_failure(expected, &err);
     }
     let sent_at = Instant::now();
-    let reply = match receive(target, &socket, deadline) {
+    let reply = match receive(target, &socket, reply_by(target, deadline, misdirected)) {
         Ok(reply) => reply,
         Err(err) => return own_socket_failure(expected, &err),
     };
     let Some(reply) = reply else {
-        let happened = no_reply(target, payload.len(), sent_at);
-        return Outcome::fail(expected, happened, missing_hint);
+        let (happened, hint) = no_reply(target, payload.len(), sent_at, misdirected);
+        return Outcome::fail(expected, happened, hint.unwrap_or(missing_hint));
     };
     if reply.from != target.addr {
         return Outcome::fail(
@@ -221,7 +280,7 @@ fn exchange_once(
 
 /// `each-sender`: clients A, B and C send in turn (A, B, C, A); each waits
 /// for its own reply. Datagrams that reach the wrong client are noted.
-fn each_sender(target: Target, deadline: Instant) -> Outcome {
+fn each_sender(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let expected = "each of 3 clients gets the reply to its own datagrams, and none of the others'";
     let mut clients = Vec::new();
     for _ in 0..3 {
@@ -241,6 +300,7 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
         })
         .collect();
     let mut problems: Vec<(String, usize)> = Vec::new();
+    let mut unanswered = 0;
     for (turn, &client) in turns.iter().enumerate() {
         let socket = &clients[client];
         if let Err(err) = socket.send_to(&payloads[turn], target.addr) {
@@ -264,6 +324,7 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
             }
         }
         if !answered {
+            unanswered += 1;
             note(
                 &mut problems,
                 format!(
@@ -303,7 +364,88 @@ fn each_sender(target: Target, deadline: Instant) -> Outcome {
         Some(ended) => format!("{}; {ended}", listed.join("; ")),
         None => listed.join("; "),
     };
-    Outcome::fail(expected, happened, HINT_EACH_SENDER)
+    if target.ended().is_some() {
+        return Outcome::fail(expected, happened, HINT_EACH_SENDER);
+    }
+    // The server lives: is its socket connect()ed to one peer?
+    let (connected, fact) = connection_fact(&target);
+    let hint = if connected {
+        HINT_CONNECTED
+    } else {
+        HINT_EACH_SENDER
+    };
+    if unanswered > 0 {
+        let why = if connected {
+            "your socket is connect()ed to one client, so the kernel delivers it nothing from other addresses"
+        } else {
+            "your server's replies do not reach the clients that sent the datagrams"
+        };
+        let _ = misdirected.set(Elsewhere { why, hint });
+    }
+    Outcome::fail(expected, happened, hint).with_fact(fact)
+}
+
+/// How long to wait for a reply: the probe's whole time, or
+/// MISDIRECTED_WAIT when each-sender already found replies that never
+/// reach their senders (a reply that goes elsewhere will not come later).
+fn reply_by(target: &Target, deadline: Instant, misdirected: &Misdirected) -> Instant {
+    match misdirected.get() {
+        Some(_) => deadline.min(Instant::now() + target.time(MISDIRECTED_WAIT)),
+        None => deadline,
+    }
+}
+
+/// Is the program's socket connect()ed? Read from its line in
+/// /proc/net/udp (a non-zero remote address), as a fact for the report.
+fn connection_fact(target: &Target) -> (bool, Fact) {
+    let subject = "your program's UDP socket";
+    let Some(inode) = target.socket_inode else {
+        return (
+            false,
+            Fact::unavailable(subject, "remote", "/proc/net/udp", "its inode is unknown"),
+        );
+    };
+    match udp::udp_socket(inode) {
+        Ok(Some(entry)) if entry.connected => (
+            true,
+            Fact::new(
+                subject,
+                "remote",
+                json!(entry.remote.to_string()),
+                "/proc/net/udp",
+                format!(
+                    "your socket {} is connect()ed to {}, so the kernel delivers it nothing from other addresses",
+                    entry.local, entry.remote
+                ),
+            ),
+        ),
+        Ok(Some(entry)) => (
+            false,
+            Fact::new(
+                subject,
+                "remote",
+                json!(entry.remote.to_string()),
+                "/proc/net/udp",
+                format!(
+                    "your socket {} is not connect()ed (remote {}): it receives from every address",
+                    entry.local, entry.remote
+                ),
+            ),
+        ),
+        Ok(None) => (
+            false,
+            Fact::unavailable(
+                subject,
+                "remote",
+                "/proc/net/udp",
+                format!("no UDP socket with inode {inode} is in the table"),
+            ),
+        ),
+        Err(err) => (
+            false,
+            Fact::unavailable(subject, "remote", "/proc/net/udp", err),
+        ),
+    }
 }
 
 /// Add a problem to the list. A repeat (a program that sends the same
@@ -347,20 +489,19 @@ fn stray(
 
 /// `empty`: a 0-byte datagram, then an ordinary one. A live server echoes
 /// the second (after an empty reply to the first, or none).
-fn empty(target: Target, deadline: Instant) -> Outcome {
+fn empty(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let expected = "the server goes on after an empty datagram: the next datagram is echoed";
     let follow_up = b"still there after the empty datagram?";
     let sent_at = Instant::now();
-    let (odd, answer) = match odd_then_ordinary(&target, b"", follow_up, deadline) {
+    let until = reply_by(&target, deadline, misdirected);
+    let (odd, answer) = match odd_then_ordinary(&target, b"", follow_up, until) {
         Ok(result) => result,
         Err(err) => return own_socket_failure(expected, &err),
     };
     if !answer {
-        let happened = format!(
-            "after the empty datagram, {}",
-            no_reply(&target, follow_up.len(), sent_at)
-        );
-        return Outcome::fail(expected, happened, HINT_EMPTY);
+        let (happened, hint) = no_reply(&target, follow_up.len(), sent_at, misdirected);
+        let happened = format!("after the empty datagram, {happened}");
+        return Outcome::fail(expected, happened, hint.unwrap_or(HINT_EMPTY));
     }
     let happened = match odd.first() {
         Some(reply) if reply.is_empty() => {
@@ -380,7 +521,7 @@ fn empty(target: Target, deadline: Instant) -> Outcome {
 }
 
 /// `large`: 60,000 bytes, then an ordinary datagram.
-fn large(target: Target, deadline: Instant) -> Outcome {
+fn large(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let expected = format!(
         "the server survives a {LARGE_TEXT}-byte datagram (all of it, or the part its buffer holds, comes back) and echoes the next"
     );
@@ -391,16 +532,15 @@ fn large(target: Target, deadline: Instant) -> Outcome {
         .collect();
     let follow_up = b"still there after the large datagram?";
     let sent_at = Instant::now();
-    let (odd, answer) = match odd_then_ordinary(&target, &payload, follow_up, deadline) {
+    let until = reply_by(&target, deadline, misdirected);
+    let (odd, answer) = match odd_then_ordinary(&target, &payload, follow_up, until) {
         Ok(result) => result,
         Err(err) => return own_socket_failure(&expected, &err),
     };
     if !answer {
-        let happened = format!(
-            "after the {LARGE_TEXT}-byte datagram, {}",
-            no_reply(&target, follow_up.len(), sent_at)
-        );
-        return Outcome::fail(expected, happened, HINT_LARGE);
+        let (happened, hint) = no_reply(&target, follow_up.len(), sent_at, misdirected);
+        let happened = format!("after the {LARGE_TEXT}-byte datagram, {happened}");
+        return Outcome::fail(expected, happened, hint.unwrap_or(HINT_LARGE));
     }
     let Some(reply) = odd.first() else {
         // Dropping a datagram too large to echo whole is a server's right
@@ -478,7 +618,7 @@ fn odd_then_ordinary(
 
 /// `burst`: BURST numbered datagrams sent back to back, then the replies
 /// counted. The server's `drops` counter is read before and after.
-fn burst(target: Target, deadline: Instant) -> Outcome {
+fn burst(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let expected = format!("all {BURST} datagrams of a burst come back");
     let socket = match client_socket(target.addr) {
         Ok(socket) => socket,
@@ -499,8 +639,12 @@ fn burst(target: Target, deadline: Instant) -> Outcome {
     }
     // Collect replies until all are in, or none has come for REPLY_WAIT.
     let mut came_back = BTreeSet::new();
+    let quiet = match misdirected.get() {
+        Some(_) => MISDIRECTED_WAIT,
+        None => REPLY_WAIT,
+    };
     while came_back.len() < BURST && !passed(deadline) {
-        let quiet_until = deadline.min(Instant::now() + target.time(REPLY_WAIT));
+        let quiet_until = deadline.min(Instant::now() + target.time(quiet));
         match receive(&target, &socket, quiet_until) {
             Ok(Some(reply)) => {
                 if let Some(n) = payloads.iter().position(|p| *p == reply.bytes) {
@@ -527,6 +671,14 @@ fn burst(target: Target, deadline: Instant) -> Outcome {
         missing.join(", ")
     );
     if count == 0 {
+        if let (Some(elsewhere), true) = (misdirected.get(), target.alive()) {
+            return Outcome::fail(
+                expected,
+                format!("no reply came: see each-sender ({})", elsewhere.why),
+                elsewhere.hint,
+            )
+            .with_facts(facts);
+        }
         return Outcome::fail(expected, happened, HINT_BURST_NONE).with_facts(facts);
     }
     Outcome::warn(expected, happened, HINT_BURST_LOST).with_facts(facts)
@@ -584,10 +736,17 @@ fn burst_facts(target: &Target, before: Option<&UdpEntry>, ours: &UdpSocket) -> 
 
 /// `still-serving`: one more echo after everything, and the socket's line
 /// in /proc/net/udp.
-fn still_serving(target: Target, deadline: Instant) -> Outcome {
+fn still_serving(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let payload = b"one more, after all the odd ones";
     let expected = format!("{} comes back unchanged", show(payload));
-    let outcome = exchange_once(&target, payload, deadline, &expected, HINT_STOPPED);
+    let outcome = exchange_once(
+        &target,
+        payload,
+        deadline,
+        &expected,
+        HINT_STOPPED,
+        misdirected,
+    );
     outcome.with_fact(socket_fact(&target))
 }
 
@@ -680,15 +839,35 @@ pub(super) fn receive(
 }
 
 /// "no reply came to the 37-byte datagram within 1.0 s", or, when the
-/// program has exited, how it ended.
-fn no_reply(target: &Target, sent: usize, sent_at: Instant) -> String {
+/// program has exited, how it ended. When each-sender found the replies
+/// going elsewhere (and the program lives), the text points there, and
+/// each-sender's hint comes with it, to take the place of the probe's.
+fn no_reply(
+    target: &Target,
+    sent: usize,
+    sent_at: Instant,
+    misdirected: &Misdirected,
+) -> (String, Option<&'static str>) {
     let waited = sent_at.elapsed().as_secs_f64();
-    match target.ended() {
-        Some(ended) => format!(
-            "no reply came to the {sent}-byte datagram: {ended} ({waited:.1} s after it was sent)"
+    match (target.ended(), misdirected.get()) {
+        (Some(ended), _) => (
+            format!(
+                "no reply came to the {sent}-byte datagram: {ended} ({waited:.1} s after it was sent)"
+            ),
+            None,
         ),
-        None => format!(
-            "no reply came to the {sent}-byte datagram within {waited:.1} s, and your program is still running"
+        (None, Some(elsewhere)) => (
+            format!(
+                "no reply came to the {sent}-byte datagram within {waited:.1} s: see each-sender ({})",
+                elsewhere.why
+            ),
+            Some(elsewhere.hint),
+        ),
+        (None, None) => (
+            format!(
+                "no reply came to the {sent}-byte datagram within {waited:.1} s, and your program is still running"
+            ),
+            None,
         ),
     }
 }

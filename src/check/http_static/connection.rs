@@ -193,6 +193,38 @@ pub(super) fn keep_alive(target: Target, deadline: Instant) -> Outcome {
     .with_fact(fact)
 }
 
+/// The end of `bad-request`, when the server has passed the rest: DELETE
+/// must get 405 Method Not Allowed or 501 Not Implemented (a warning).
+fn other_method(target: &Target, deadline: Instant, expected: &str, happened: String) -> Outcome {
+    let path = files::STYLE.url;
+    let what = format!("DELETE {path}");
+    let (result, _conn) = exchange(
+        target.addr,
+        &request("DELETE", path, target.addr, true),
+        true,
+        deadline,
+    );
+    match result {
+        Ok(response) if matches!(response.status, 405 | 501) => Outcome::pass(
+            expected,
+            format!("{happened}; {what}: {}", response.summary()),
+        ),
+        Ok(response) => Outcome::warn(
+            expected,
+            format!(
+                "{happened}; but {what}: {}, where 405 Method Not Allowed or 501 Not Implemented was expected",
+                response.summary()
+            ),
+            HINT_METHOD,
+        ),
+        Err(failed) => Outcome::warn(
+            expected,
+            format!("{happened}; but {what}: {}", failed.what),
+            HINT_METHOD,
+        ),
+    }
+}
+
 /// `bad-request`: bytes that are not HTTP get a 4xx or a closed connection,
 /// and the next request on a new connection is served.
 pub(super) fn bad_request(target: Target, deadline: Instant) -> Outcome {
@@ -231,7 +263,8 @@ pub(super) fn bad_request(target: Target, deadline: Instant) -> Outcome {
         .and_then(|response| check_served(&next, &response, file));
     match (reply, checked) {
         (Ok(reply), Ok(served)) => {
-            Outcome::pass(expected, format!("{shown}: {reply}; then {served}"))
+            let happened = format!("{shown}: {reply}; then {served}");
+            other_method(&target, deadline, expected, happened)
         }
         (Err(reply), Ok(served)) => Outcome::warn(
             expected,

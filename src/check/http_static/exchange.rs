@@ -40,6 +40,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Content-Length as sent, when there was one.
     pub content_length: Option<usize>,
+    /// No Content-Length, and `Transfer-Encoding: chunked`: the body came
+    /// in chunks (valid HTTP/1.1; `body` holds it decoded).
+    pub chunked: bool,
     /// Some line of the head ended with a bare \n instead of \r\n.
     pub bare_lf: bool,
 }
@@ -65,6 +68,8 @@ pub enum Broken {
     /// No Content-Length and the connection stayed open: the body's end
     /// cannot be found.
     Unframed,
+    /// Transfer-Encoding: chunked, and the chunks did not end properly.
+    BadChunks,
 }
 
 /// A failed exchange: which way it failed, a sentence with the measured
@@ -196,6 +201,7 @@ impl Conn {
                             .collect(),
                         body: Vec::new(),
                         content_length: None,
+                        chunked: false,
                         bare_lf: has_bare_lf(&self.buffer[..len]),
                     };
                     break (len, response);
@@ -265,6 +271,14 @@ impl Conn {
             },
         };
         response.content_length = length;
+        // Content-Length wins over chunked when a response has both.
+        response.chunked = length.is_none()
+            && response.header("transfer-encoding").is_some_and(|value| {
+                value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+            });
         if !with_body {
             self.buffer.drain(..head_len);
             return Ok(response);
@@ -287,6 +301,9 @@ impl Conn {
                 }
                 response.body = self.buffer[head_len..head_len + length].to_vec();
                 self.buffer.drain(..head_len + length);
+            }
+            None if response.chunked => {
+                response.body = self.read_chunks(head_len, &response, deadline)?;
             }
             None => loop {
                 match self.fill(deadline) {
@@ -318,6 +335,103 @@ impl Conn {
             },
         }
         Ok(response)
+    }
+
+    /// The body of a chunked response, decoded, whose head ends at
+    /// `head_len`: chunks of "SIZE in hex\r\n", the bytes, "\r\n", until
+    /// one of size 0 and the (empty or not) trailer ended by a blank line.
+    /// The buffer keeps what follows.
+    fn read_chunks(
+        &mut self,
+        head_len: usize,
+        response: &Response,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Failed> {
+        let mut body = Vec::new();
+        let mut at = head_len;
+        let cut = |conn: &Conn, body: &[u8], why: String| {
+            conn.failed(
+                Broken::BadChunks,
+                format!(
+                    "{} {} with Transfer-Encoding: chunked and no Content-Length; after {} body bytes {why}",
+                    response.status,
+                    response.reason,
+                    body.len()
+                ),
+            )
+        };
+        loop {
+            let line = match self.line_at(at, deadline) {
+                Ok(line) => line,
+                Err(end) => return Err(cut(self, &body, end.describe().to_string())),
+            };
+            let text = String::from_utf8_lossy(&self.buffer[at..line]).into_owned();
+            let digits = text.split(';').next().unwrap_or("").trim();
+            let Ok(size) = usize::from_str_radix(digits, 16) else {
+                return Err(cut(
+                    self,
+                    &body,
+                    format!(
+                        "came {}, which is no chunk size",
+                        net::show(text.as_bytes())
+                    ),
+                ));
+            };
+            at = line + 2;
+            if size == 0 {
+                // The trailer: header lines, then an empty one.
+                loop {
+                    let end = match self.line_at(at, deadline) {
+                        Ok(end) => end,
+                        Err(end) => return Err(cut(self, &body, end.describe().to_string())),
+                    };
+                    let empty = end == at;
+                    at = end + 2;
+                    if empty {
+                        self.buffer.drain(..at);
+                        return Ok(body);
+                    }
+                }
+            }
+            if body.len() + size > MAX_BODY {
+                return Err(cut(
+                    self,
+                    &body,
+                    format!("a chunk of {size} bytes, more than any file here"),
+                ));
+            }
+            while self.buffer.len() < at + size + 2 {
+                if let Err(end) = self.fill(deadline) {
+                    return Err(cut(self, &body, end.describe().to_string()));
+                }
+            }
+            body.extend_from_slice(&self.buffer[at..at + size]);
+            if &self.buffer[at + size..at + size + 2] != b"\r\n" {
+                return Err(cut(
+                    self,
+                    &body,
+                    "a chunk was not followed by \\r\\n".to_string(),
+                ));
+            }
+            at += size + 2;
+        }
+    }
+
+    /// Where the line that starts at `at` ends (the index of its \r\n),
+    /// reading more when it is not all there yet.
+    fn line_at(&mut self, at: usize, deadline: Instant) -> Result<usize, End> {
+        loop {
+            if let Some(found) = self.buffer[at.min(self.buffer.len())..]
+                .windows(2)
+                .position(|pair| pair == b"\r\n")
+            {
+                return Ok(at + found);
+            }
+            if self.buffer.len() > at + MAX_HEAD {
+                return Err(End::Error("a line too long".to_string()));
+            }
+            self.fill(deadline)?;
+        }
     }
 
     /// Everything that arrives after the responses read so far, until the
@@ -360,7 +474,12 @@ impl Response {
     /// `HTTP/1.1 200 OK, Content-Length: 48, Content-Type: text/css`.
     pub fn summary(&self) -> String {
         let mut text = format!("HTTP/1.{} {} {}", self.version, self.status, self.reason);
-        for name in ["Content-Length", "Content-Type", "Connection"] {
+        for name in [
+            "Content-Length",
+            "Transfer-Encoding",
+            "Content-Type",
+            "Connection",
+        ] {
             if let Some(value) = self.header(name) {
                 text.push_str(&format!(", {name}: {value}"));
             }

@@ -12,7 +12,9 @@
 //! - `get-file`: GET of five files: 200, the exact bytes, a Content-Length
 //!   equal to the file's size in bytes, the Content-Type its extension
 //!   calls for (parameters such as `; charset=utf-8` are fine). A head
-//!   whose lines end with a bare \n instead of \r\n is a warning.
+//!   whose lines end with a bare \n instead of \r\n is a warning; so is a
+//!   sixth GET, `/style.css?v=1`, that does not bring the file (the query
+//!   must be dropped).
 //! - `binary`: the PNG comes back byte for byte; its `image/png` is judged
 //!   here only when get-file found the other types right.
 //! - `not-found`: a missing file gets 404, and the next request is served.
@@ -27,7 +29,8 @@
 //! - `traversal`: `/../secret.txt`, its percent-encoded forms, and the
 //!   secret's absolute path never bring back the secret (or any 2xx).
 //! - `bad-request`: bytes that are not HTTP get a 4xx or a closed
-//!   connection, and the server goes on serving.
+//!   connection, and the server goes on serving. Then `DELETE` must get
+//!   405 or 501, as a warning.
 //!
 //! Each probe judges its own subject. The bytes of a file and its
 //! Content-Type are get-file's (and binary's): the later probes judge
@@ -75,7 +78,7 @@ pub static EXERCISE: Exercise = Exercise {
 const PROBES: &[ProbeInfo] = &[
     ProbeInfo {
         name: "get-file",
-        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right (lines ended by a bare \\n: a warning)",
+        checks: "GET of five files (HTML, text, CSS, one in a subdirectory, one with %20 in its name): 200, the exact bytes, Content-Length and Content-Type right (lines ended by a bare \\n, or a ?query not ignored: a warning)",
     },
     ProbeInfo {
         name: "binary",
@@ -103,7 +106,7 @@ const PROBES: &[ProbeInfo] = &[
     },
     ProbeInfo {
         name: "bad-request",
-        checks: "bytes that are not HTTP get 400 (or a closed connection), and the server goes on serving",
+        checks: "bytes that are not HTTP get 400 (or a closed connection), and the server goes on serving (DELETE not answered 405 or 501: a warning)",
     },
 ];
 
@@ -129,6 +132,7 @@ const HINT_NO_RESPONSE: &str = "Every request needs a response: check that each 
 const HINT_FORMAT: &str = "Start the response with a status line such as HTTP/1.1 200 OK, end the status line and each header with \\r\\n, and put an empty line (\\r\\n) between the headers and the body.";
 const HINT_MAP: &str = "Map the request's path to a file under the root: drop the leading /, join it to the root directory, and open the file in binary mode ('rb').";
 const HINT_PERCENT: &str = "Percent-decode the path before you open the file: urllib.parse.unquote() turns %20 back into a space.";
+const HINT_CHUNKED: &str = "Chunked transfer encoding is valid HTTP/1.1, but this exercise asks for a Content-Length: send Content-Length with the file's size in bytes and the body as it is, without Transfer-Encoding: chunked.";
 const HINT_LENGTH_MISSING: &str = "Send a Content-Length header with the body's size in bytes: without it a client can only find the end of the body when the connection closes.";
 const HINT_BLANK_LINE: &str = "End the head with an empty line: after the last header's \\r\\n send one more \\r\\n, so the client can tell where the headers stop and the body begins.";
 const HINT_CRLF: &str = "End the status line and every header with \\r\\n, as HTTP requires, not with \\n alone: many clients accept a bare \\n, but not every one does.";
@@ -150,6 +154,8 @@ const HINT_KEEP_ALIVE: &str = "HTTP/1.1 keeps a connection open by default: afte
 const HINT_KEEP_ALIVE_STUCK: &str = "After one response your server neither read the next request nor closed the connection: loop over requests on the connection, or close it after each response.";
 const HINT_TRAVERSAL: &str = "Percent-decode the path, resolve it with os.path.realpath(os.path.join(root, path)), and refuse it (403 or 404) unless os.path.commonpath([root, resolved]) == root.";
 const HINT_BAD_STATUS: &str = "A request your server cannot parse deserves 400 Bad Request: check what your code does when the request line does not split into method, target and version.";
+const HINT_QUERY: &str = "Drop the ?query before you map the path to a file: what follows ? is for programs, not part of the file name (urllib.parse.urlsplit(target).path gives the path alone).";
+const HINT_METHOD: &str = "Answer a method other than GET and HEAD with 405 Method Not Allowed (and an Allow: GET, HEAD header), or 501 Not Implemented: never with the file, as if it were a GET.";
 const HINT_NETLAB: &str = "This is a problem in netlab's own set-up, not in your program; please report it with the command you ran.";
 
 /// A failed check inside a probe: what happened, and the hint that fits.
@@ -185,6 +191,7 @@ fn broken_hint(broken: Broken) -> &'static str {
         Broken::NoBlankLine => HINT_BLANK_LINE,
         Broken::BadLength | Broken::ShortBody => HINT_LENGTH_COUNT,
         Broken::Unframed => HINT_LENGTH_MISSING,
+        Broken::BadChunks => HINT_CHUNKED,
     }
 }
 
@@ -234,13 +241,7 @@ fn check_bytes(what: &str, response: &Response, file: &Served) -> Result<(), Mis
         ));
     }
     let Some(length) = response.content_length else {
-        return Err(Miss::new(
-            format!(
-                "{what}: {} and no Content-Length header",
-                response.summary()
-            ),
-            HINT_LENGTH_MISSING,
-        ));
+        return Err(no_length(what, response));
     };
     if response.body == want {
         return Ok(());
@@ -333,13 +334,7 @@ fn check_served(what: &str, response: &Response, file: &Served) -> Result<String
         return check_bytes(what, response, file).map(|()| String::new());
     }
     if response.content_length.is_none() {
-        return Err(Miss::new(
-            format!(
-                "{what}: {} and no Content-Length header",
-                response.summary()
-            ),
-            HINT_LENGTH_MISSING,
-        ));
+        return Err(no_length(what, response));
     }
     let note = if check_bytes(what, response, file).is_err() {
         " (not the file's bytes: see get-file)"
@@ -349,6 +344,27 @@ fn check_served(what: &str, response: &Response, file: &Served) -> Result<String
         ""
     };
     Ok(format!("200 OK for {}{note}", served(file, response)))
+}
+
+/// A 200 without Content-Length: chunked (valid, but not what the
+/// exercise asks for), or a body that ends only when the connection does.
+fn no_length(what: &str, response: &Response) -> Miss {
+    if response.chunked {
+        return Miss::new(
+            format!(
+                "{what}: {} and no Content-Length header: the body came in chunks instead",
+                response.summary()
+            ),
+            HINT_CHUNKED,
+        );
+    }
+    Miss::new(
+        format!(
+            "{what}: {} and no Content-Length header",
+            response.summary()
+        ),
+        HINT_LENGTH_MISSING,
+    )
 }
 
 fn extension(file: &Served) -> &'static str {
@@ -362,12 +378,13 @@ fn fetch(addr: SocketAddr, file: &Served, deadline: Instant) -> Result<Response,
     result.map_err(|failed| miss_of(&what, failed))
 }
 
-/// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass.
+/// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass;
+/// "(312 bytes, no Content-Type)" when the header is missing.
 fn served(file: &Served, response: &Response) -> String {
     format!(
         "{} ({} bytes, {})",
         file.url,
         response.body.len(),
-        response.header("content-type").unwrap_or("")
+        response.header("content-type").unwrap_or("no Content-Type")
     )
 }

@@ -39,6 +39,30 @@ pub(super) fn get_file(target: Target, deadline: Instant) -> Outcome {
         }
     }
     let happened = format!("200 OK for {}", done.join(", "));
+    // A query is no part of the file name: the sixth GET is a warning.
+    let file = &files::STYLE;
+    let url = format!("{}?v=1", file.url);
+    let what = format!("GET {url}");
+    let (result, _conn) = exchange(
+        target.addr,
+        &request("GET", &url, target.addr, true),
+        true,
+        deadline,
+    );
+    let queried = result
+        .map_err(|failed| miss_of(&what, failed))
+        .and_then(|response| check_bytes(&what, &response, file));
+    if let Err(miss) = queried {
+        return Outcome::warn(
+            expected,
+            format!(
+                "{happened}; but {} (the same file without ?v=1 came back right)",
+                miss.happened
+            ),
+            HINT_QUERY,
+        );
+    }
+    let happened = format!("{happened}; and for {url}, the same file");
     match bare_lf {
         Some(first) => Outcome::warn(
             expected,
