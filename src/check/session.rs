@@ -273,7 +273,11 @@ impl<'n> Session<'n> {
         if outcome.status == Status::Fail {
             // A crash explains the failure better than the probe's hint.
             if let Some((hint, exception)) = crash_cause(&self.target, self.exercise.role) {
-                outcome.hint = Some(hint);
+                // The probe's own hint stays when it names the cause (a
+                // decode() for UnicodeDecodeError, a parse for IndexError).
+                if hint != HINT_EXCEPTION || exception.as_deref().is_some_and(is_slip) {
+                    outcome.hint = Some(hint);
+                }
                 if let Some(line) = exception {
                     outcome.happened.push_str(&format!(" (it raised `{line}`)"));
                 }
@@ -542,6 +546,21 @@ fn crash_cause(target: &Target, role: Role) -> Option<(&'static str, Option<Stri
         return None;
     }
     Some((HINT_EXCEPTION, traceback.exception))
+}
+
+/// Exceptions that are slips in the code itself (a str where bytes were
+/// needed, a misspelt name), not the topic any probe is about.
+fn is_slip(exception: &str) -> bool {
+    let class = exception.split(':').next().unwrap_or("").trim();
+    matches!(
+        class.rsplit('.').next().unwrap_or(class),
+        "TypeError"
+            | "AttributeError"
+            | "NameError"
+            | "UnboundLocalError"
+            | "ZeroDivisionError"
+            | "RecursionError"
+    )
 }
 
 const HINT_EXCEPTION: &str = "Your program stopped on an uncaught exception (quoted above; its output below shows the traceback): fix the line the traceback ends at, then check again.";
