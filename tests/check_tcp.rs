@@ -370,3 +370,13 @@ fn echo_of_whole_lines_only_is_named_in_binary_and_large() {
         "{happened}"
     );
 }
+
+#[test]
+fn echo_adding_a_newline_is_caught_in_binary() {
+    // The 512 bytes come back whole, then one more: netlab reads on.
+    let run = check("tcp-echo", "tcp_echo/broken_adds_newline.py");
+    run.assert_statuses(&ECHO_PROBES, &[("binary", "fail"), ("large", "fail")]);
+    run.assert_probe("binary", "fail", "do not decode(), strip() or add");
+    let happened = run.happened("binary");
+    assert!(happened.contains("1 more byte(s)"), "{happened}");
+}

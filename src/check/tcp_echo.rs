@@ -8,7 +8,7 @@
 //! | probe        | the client                                       | what is read from the kernel      |
 //! |--------------|--------------------------------------------------|-----------------------------------|
 //! | `echo`       | sends one line, waits for it                     |                                   |
-//! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8)   |                                   |
+//! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8), then waits for more that should not come | |
 //! | `large`      | sends 1 MiB, reads the echo slowly (small window) | the accept queue, if nothing came |
 //! | `disconnect` | one leaves without a word, one hangs up after its line |                             |
 //! | `reset`      | aborts with RST (SO_LINGER 0) in recv(), then while the server is stuck in sendall() | the server's queues and state (/proc/net/tcp) |
@@ -95,6 +95,9 @@ const PAUSE_SECONDS: f64 = 0.2;
 /// server that loses bytes is told after a second with nothing new; one
 /// whose echo keeps coming gets this long to finish.
 const LARGE_SECONDS: f64 = 10.0;
+/// How long `binary` waits, after the 512 bytes, for bytes that should
+/// not come (a newline the server added), in seconds.
+const EXTRA_WAIT_SECONDS: f64 = 0.2;
 /// How long the second `reset` client writes, without reading, before it
 /// resets, in seconds: enough for the server's echo to fill its send buffer.
 const RESET_WRITE_SECONDS: f64 = 0.6;
@@ -374,10 +377,28 @@ fn probe_binary(target: Target, deadline: Instant) -> Outcome {
     let after = "after receiving bytes that are not text";
     match exchange(target.addr, &bytes, deadline) {
         Err(why) => died_or(&target, after, expected, why, HINT_EXACT),
-        Ok(echo) if echo.matches(&bytes) => Outcome::pass(
-            expected,
-            "sent and got back 512 bytes, 0x00 to 0xff and back, identical",
-        ),
+        Ok(mut echo) if echo.matches(&bytes) => {
+            // Then nothing more: a server that adds a byte (a newline
+            // after strip()) must not pass because netlab stopped reading.
+            let wait = (Instant::now() + target.time(EXTRA_WAIT_SECONDS)).min(deadline);
+            let (extra, _) = net::read_exact(&mut echo.stream, 64, wait);
+            if extra.is_empty() {
+                Outcome::pass(
+                    expected,
+                    "sent and got back 512 bytes, 0x00 to 0xff and back, identical, and nothing after them",
+                )
+            } else {
+                Outcome::fail(
+                    expected,
+                    format!(
+                        "the 512 bytes came back unchanged, then {} more byte(s) that netlab never sent: {}",
+                        extra.len(),
+                        net::show(&extra)
+                    ),
+                    HINT_EXACT,
+                )
+            }
+        }
         Ok(echo) => {
             let (happened, hint, facts) = echo_failure(&echo, &bytes, HINT_EXACT);
             died_or_with(&target, after, expected, happened, hint, facts)
