@@ -359,6 +359,21 @@ fn echo_spinning_on_a_closed_client_is_told_never_accepted_in_every_probe() {
 }
 
 #[test]
+fn echo_children_that_never_exit_are_named_in_fd_growth() {
+    let run = check("tcp-echo", "tcp_echo/broken_children_stay.py");
+    run.assert_caught(&ECHO_PROBES, "fd-growth", "os._exit(0)");
+    let happened = run.happened("fd-growth");
+    assert!(happened.contains("did not exit"), "{happened}");
+    let fds = run.facts("fd-growth", "open_fds");
+    let before = fds[0]["value"]["processes"].as_u64().unwrap_or(0);
+    let after = fds[1]["value"]["processes"].as_u64().unwrap_or(0);
+    assert!(
+        after >= before + 45,
+        "a process per client: {before} -> {after}"
+    );
+}
+
+#[test]
 fn echo_of_whole_lines_only_is_named_in_binary_and_large() {
     let run = check("tcp-echo", "tcp_echo/broken_whole_lines.py");
     run.assert_statuses(&ECHO_PROBES, &[("binary", "fail"), ("large", "fail")]);

@@ -346,6 +346,7 @@ const HINT_ONE_CLIENT: &str = "Your program served a client and then reached its
 const HINT_SIGPIPE: &str = "Your program was killed by SIGPIPE: it wrote to a connection the client had reset, and SIGPIPE's default action ends the process. Ignore it once at the start (signal(SIGPIPE, SIG_IGN)) or send with send(fd, buf, n, MSG_NOSIGNAL); write() then fails with EPIPE, which your loop can handle by closing that client.";
 const HINT_RESET_SENDING: &str = "A client can reset the connection while your program is sending to it: sendall() then raises ConnectionResetError or BrokenPipeError. Catch OSError around the whole conversation with a client (recv() and sendall()), not only around recv(), then close that socket and go back to accept().";
 const HINT_SLOW: &str = "Your echo is right but slow, as if it handled a byte or two per recv(): read in large chunks (recv(65536)) and send each chunk back with sendall(). On a slow or busy machine, run the check with --patience 3 to give every probe three times as long.";
+const HINT_CHILDREN_STAY: &str = "Each child forked for a client has its own descriptors, and these children stayed: a child must end with os._exit(0) as soon as its client has gone (not go back into the parent's loop, nor wait for something).";
 const HINT_CLOSED_EARLY: &str = "Keep the conversation going until recv() returns b\"\": close the client's socket only after that, not after the first message.";
 
 fn probe_echo(target: Target, deadline: Instant) -> Outcome {
@@ -1008,7 +1009,8 @@ fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
 /// The server's open descriptors as a fact, and the count: the server's
 /// own plus those of every live process under it (pre-forked workers, a
 /// child that serves for a reloading parent), read from /proc/PID/fd now.
-fn fd_fact(target: &Target, when: &'static str) -> (Option<usize>, Fact) {
+/// The count is (descriptors, processes).
+fn fd_fact(target: &Target, when: &'static str) -> (Option<(usize, usize)>, Fact) {
     let pid = target.pid();
     let (mut fds, mut sockets) = match net::open_fds(pid) {
         Ok(counts) => counts,
@@ -1028,7 +1030,7 @@ fn fd_fact(target: &Target, when: &'static str) -> (Option<usize>, Fact) {
         n => format!("pid {pid} and the {n} process(es) under it had, in all,"),
     };
     (
-        Some(fds),
+        Some((fds, below + 1)),
         Fact::new(
             format!("pid {pid}"),
             "open_fds",
@@ -1089,7 +1091,7 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
     let settle_until = (Instant::now() + target.time(1.0)).min(deadline);
     let (after, after_fact) = loop {
         let (after, fact) = fd_fact(&target, "after");
-        let settled = after.is_none_or(|after| after <= before);
+        let settled = after.is_none_or(|after| after.0 <= before.0);
         if settled || net::passed(settle_until) {
             break (after, fact);
         }
@@ -1099,16 +1101,34 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
     match after {
         None => Outcome::pass(expected, format!("{served} clients were served; the descriptors after could not be counted"))
             .with_facts(facts),
-        Some(after) if after <= before + FD_NOISE => Outcome::pass(
-            expected,
-            format!("{served} clients came and went; descriptors: {before} before, {after} after"),
-        )
-        .with_facts(facts),
-        Some(after) => Outcome::fail(
+        Some((after, _)) if after <= before.0 + FD_NOISE => Outcome::pass(
             expected,
             format!(
-                "{served} clients came and went; descriptors: {before} before, {after} after: {} more",
-                after - before
+                "{served} clients came and went; descriptors: {} before, {after} after",
+                before.0
+            ),
+        )
+        .with_facts(facts),
+        // More processes, each with its own descriptors: children that
+        // did not exit, not sockets left open.
+        Some((after, processes)) if processes > before.1 + FD_NOISE => Outcome::fail(
+            expected,
+            format!(
+                "{served} clients came and went; descriptors: {} before, {after} after: {} more, held by {} more process(es) under your server than before ({} before, {processes} after): the children forked for clients did not exit",
+                before.0,
+                after - before.0,
+                processes - before.1,
+                before.1
+            ),
+            HINT_CHILDREN_STAY,
+        )
+        .with_facts(facts),
+        Some((after, _)) => Outcome::fail(
+            expected,
+            format!(
+                "{served} clients came and went; descriptors: {} before, {after} after: {} more",
+                before.0,
+                after - before.0
             ),
             hint,
         )
