@@ -296,15 +296,10 @@ fn echo_catching_resets_only_around_recv_is_caught_in_reset() {
         happened.contains("while your program was sending"),
         "{happened}"
     );
-    // The kernel showed the server's end stuck: output waiting, input unread.
+    // The kernel showed the server's echo waiting in its send queue.
     let queues = run.facts("reset", "queues");
     assert!(
         queues[0]["value"]["send_queue"].as_u64().unwrap_or(0) > 0,
-        "{}",
-        queues[0]
-    );
-    assert!(
-        queues[0]["value"]["receive_queue"].as_u64().unwrap_or(0) > 0,
         "{}",
         queues[0]
     );

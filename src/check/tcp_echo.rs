@@ -98,8 +98,11 @@ const LARGE_SECONDS: f64 = 10.0;
 /// How long `binary` waits, after the 512 bytes, for bytes that should
 /// not come (a newline the server added), in seconds.
 const EXTRA_WAIT_SECONDS: f64 = 0.2;
-/// How long the second `reset` client writes, without reading, before it
-/// resets, in seconds: enough for the server's echo to fill its send buffer.
+/// How long the second `reset` client may write, without reading, until
+/// the server is stuck sending (usually a few tenths of a second), in
+/// seconds (times --patience).
+const RESET_FILL_SECONDS: f64 = 1.5;
+/// How long it then waits for its bytes and its FIN to reach the server.
 const RESET_WRITE_SECONDS: f64 = 0.6;
 /// Clients in the `fd-growth` probe.
 const CLIENTS: usize = 50;
@@ -798,18 +801,48 @@ fn next_client(
 /// in Python. Returns the stream, ready for its reset, and the server's
 /// end as read from /proc/net/tcp.
 fn fill_without_reading(target: &Target, deadline: Instant) -> Result<Filled, String> {
-    const PIECE: usize = 16 * 1024;
-    const STUCK_UNREAD: u64 = 32 * 1024;
+    const PIECE: usize = 8 * 1024;
+    const STUCK_UNREAD: u64 = 16 * 1024;
     // More than a server's send buffer (some 80 KiB with these small
     // segments) can take in, so that it stays stuck.
-    const MIN_FILL: usize = 128 * 1024;
+    const MIN_FILL: usize = 96 * 1024;
     let mut stream = connect_small_window(target.addr, deadline)
         .map_err(|err| net::connect_failure(target.addr, &err))?;
     let message = large_message();
-    let until = (Instant::now() + target.time(RESET_WRITE_SECONDS)).min(deadline);
+    let until = (Instant::now() + target.time(RESET_FILL_SECONDS)).min(deadline);
+    // Stuck: output waiting, and a good deal of input it has stopped
+    // reading (the same unread count twice, a moment apart). A little
+    // would not do: the window update our FIN carries frees a few KiB of
+    // its send buffer, and a server with one small read left would finish
+    // it, read our FIN and close before the reset.
+    let unread = |stream: &TcpStream, sent: usize| match send_queue_fact(stream, sent) {
+        (true, fact) => fact.value.get("receive_queue").and_then(|v| v.as_u64()),
+        (false, _) => None,
+    };
+    // The first MIN_FILL bytes at once; then more, a piece at a time,
+    // only while the server reads (little unread), so that everything
+    // netlab sends reaches the server and our FIN can follow it. Once a
+    // good deal is unread, wait for that count to stand still: stuck.
     let mut sent = 0;
-    while sent < LARGE_LEN && !net::passed(until) {
-        let piece = &message[sent..(sent + PIECE).min(LARGE_LEN)];
+    let mut last_unread = None;
+    while !net::passed(until) {
+        let piece = match sent {
+            0 => MIN_FILL,
+            _ => match unread(&stream, sent) {
+                Some(now) if now >= STUCK_UNREAD => {
+                    if last_unread == Some(now) {
+                        break;
+                    }
+                    last_unread = Some(now);
+                    std::thread::sleep(Duration::from_millis(30));
+                    continue;
+                }
+                _ if sent >= LARGE_LEN => break,
+                _ => PIECE,
+            },
+        };
+        last_unread = None;
+        let piece = &message[sent..(sent + piece).min(LARGE_LEN)];
         let (n, error) = net::write_all(&mut stream, piece, until);
         sent += n;
         match error {
@@ -818,21 +851,6 @@ fn fill_without_reading(target: &Target, deadline: Instant) -> Result<Filled, St
             Some(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
             Some(err) if closed_by_peer(&err) => return Ok(Filled::Closed),
             Some(err) => return Err(format!("sending failed after {sent} bytes: {err}")),
-        }
-        // Stuck: output waiting, and a good deal of input it has stopped
-        // reading (the same unread count twice, a moment apart). A little
-        // would not do: the window update our FIN carries frees a few KiB
-        // of its send buffer, and a server with one small read left would
-        // finish it, read our FIN and close before the reset.
-        let unread = |stream: &TcpStream| match send_queue_fact(stream, sent) {
-            (true, fact) => fact.value.get("receive_queue").and_then(|v| v.as_u64()),
-            (false, _) => None,
-        };
-        std::thread::sleep(Duration::from_millis(5));
-        let first = unread(&stream).filter(|&unread| unread >= STUCK_UNREAD);
-        std::thread::sleep(Duration::from_millis(30));
-        if sent >= MIN_FILL && first.is_some() && unread(&stream) == first {
-            break;
         }
     }
     // Wait until the server's kernel has all netlab sent (our send queue
@@ -885,7 +903,7 @@ fn server_state(stream: &TcpStream) -> Option<TcpState> {
 /// The program's end of `stream` before netlab resets it: bytes waiting
 /// in its send queue (its echo, which netlab does not read) and bytes
 /// received that it has not read, from /proc/net/tcp.
-/// The bool: both are non-empty (the server is stuck sending).
+/// The bool: its send queue is not empty (its echo is waiting).
 fn send_queue_fact(stream: &TcpStream, sent: usize) -> (bool, Fact) {
     let (Ok(ours), Ok(theirs)) = (stream.local_addr(), stream.peer_addr()) else {
         let fact = Fact::unavailable(
@@ -920,7 +938,7 @@ fn send_queue_fact(stream: &TcpStream, sent: usize) -> (bool, Fact) {
         source,
         format!("netlab sent {sent} bytes, read none and closed its side; just before its reset, your program's end {subject} was {state}, with {tx} bytes in its send queue and {rx} unread in its receive queue{meaning}"),
     );
-    (tx > 0 && rx > 0, fact)
+    (tx > 0, fact)
 }
 
 fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
