@@ -268,3 +268,125 @@ fn list_names_every_probe() {
     assert_eq!(probes_of("tcp-echo"), ECHO_PROBES);
     assert_eq!(probes_of("tcp-concurrent"), CONCURRENT_PROBES);
 }
+
+#[test]
+fn echo_correct_but_slow_gets_a_warning_not_a_lost_bytes_hint() {
+    // At most 32 KB/s: the echo is still coming when large's time (5 s at
+    // --patience 0.5) runs out. That is slowness, not lost bytes.
+    let run = check::run(
+        "tcp-echo",
+        &["--patience", "0.5"],
+        &["python3", &exercise("tcp_echo/good_slow.py"), "{port}"],
+    );
+    run.assert_statuses(&ECHO_PROBES, &[("large", "warn")]);
+    run.assert_probe("large", "warn", "--patience 3");
+    let happened = run.happened("large");
+    assert!(happened.contains("correct but slow"), "{happened}");
+    assert!(!run.hint("large").contains("keep calling recv()"));
+}
+
+#[test]
+fn echo_catching_resets_only_around_recv_is_caught_in_reset() {
+    // The first client resets while the server waits in recv() (caught
+    // there); the second while it is stuck in sendall() (not caught).
+    let run = check("tcp-echo", "tcp_echo/broken_reset_recv_only.py");
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "reset", "not only around recv()");
+    let happened = run.happened("reset");
+    assert!(
+        happened.contains("while your program was sending"),
+        "{happened}"
+    );
+    // The kernel showed the server's echo waiting in its send queue.
+    let queues = run.facts("reset", "queues");
+    assert!(
+        queues[0]["value"]["send_queue"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        queues[0]
+    );
+}
+
+#[test]
+fn echo_killed_by_sigpipe_is_told_about_sigpipe() {
+    let run = check("tcp-echo", "tcp_echo/broken_sigpipe.py");
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "reset", "signal(SIGPIPE, SIG_IGN)");
+    let happened = run.happened("reset");
+    assert!(happened.contains("killed by SIGPIPE"), "{happened}");
+}
+
+#[test]
+fn echo_serving_one_client_is_told_to_loop_back_to_accept() {
+    // It exits with status 0 after the echo probe's client, printing
+    // nothing: the cause is the missing loop, not the bytes binary sends.
+    let run = check("tcp-echo", "tcp_echo/broken_serves_one.py");
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "binary", "goes back to accept()");
+    let happened = run.happened("binary");
+    assert!(happened.contains("ended by itself"), "{happened}");
+    assert!(!happened.contains("not text"), "{happened}");
+}
+
+#[test]
+fn echo_spinning_on_a_closed_client_is_told_never_accepted_in_every_probe() {
+    // No b"" check: the server loops on the first client for ever, and
+    // every later connection waits in the accept queue (inode 0). Every
+    // probe waits out its time: --patience 0.2 keeps that short.
+    let run = check::run(
+        "tcp-echo",
+        &["--patience", "0.2"],
+        &[
+            "python3",
+            &exercise("tcp_echo/broken_no_empty_check.py"),
+            "{port}",
+        ],
+    );
+    let failing: Vec<(&str, &str)> = ECHO_PROBES[1..].iter().map(|p| (*p, "fail")).collect();
+    run.assert_statuses(&ECHO_PROBES, &failing);
+    for name in &ECHO_PROBES[1..] {
+        run.assert_probe(name, "fail", "never called accept()");
+        assert_eq!(
+            run.facts(name, "accepted")
+                .first()
+                .map(|f| f["value"].clone()),
+            Some(Value::Bool(false)),
+            "{name}: {}",
+            run.probe(name)
+        );
+    }
+}
+
+#[test]
+fn echo_children_that_never_exit_are_named_in_fd_growth() {
+    let run = check("tcp-echo", "tcp_echo/broken_children_stay.py");
+    run.assert_caught(&ECHO_PROBES, "fd-growth", "os._exit(0)");
+    let happened = run.happened("fd-growth");
+    assert!(happened.contains("did not exit"), "{happened}");
+    let fds = run.facts("fd-growth", "open_fds");
+    let before = fds[0]["value"]["processes"].as_u64().unwrap_or(0);
+    let after = fds[1]["value"]["processes"].as_u64().unwrap_or(0);
+    assert!(
+        after >= before + 45,
+        "a process per client: {before} -> {after}"
+    );
+}
+
+#[test]
+fn echo_of_whole_lines_only_is_named_in_binary_and_large() {
+    let run = check("tcp-echo", "tcp_echo/broken_whole_lines.py");
+    run.assert_statuses(&ECHO_PROBES, &[("binary", "fail"), ("large", "fail")]);
+    run.assert_probe("binary", "fail", "only whole lines");
+    run.assert_probe("large", "fail", "only whole lines");
+    let happened = run.happened("binary");
+    assert!(
+        happened.contains("10 bytes after the last newline"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn echo_adding_a_newline_is_caught_in_binary() {
+    // The 512 bytes come back whole, then one more: netlab reads on.
+    let run = check("tcp-echo", "tcp_echo/broken_adds_newline.py");
+    run.assert_statuses(&ECHO_PROBES, &[("binary", "fail"), ("large", "fail")]);
+    run.assert_probe("binary", "fail", "do not decode(), strip() or add");
+    let happened = run.happened("binary");
+    assert!(happened.contains("1 more byte(s)"), "{happened}");
+}

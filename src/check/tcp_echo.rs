@@ -8,16 +8,16 @@
 //! | probe        | the client                                       | what is read from the kernel      |
 //! |--------------|--------------------------------------------------|-----------------------------------|
 //! | `echo`       | sends one line, waits for it                     |                                   |
-//! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8)   |                                   |
-//! | `large`      | sends 1 MiB, reads the echo slowly (small window) |                                   |
+//! | `binary`     | sends all 256 byte values (NUL, invalid UTF-8), then waits for more that should not come | |
+//! | `large`      | sends 1 MiB, reads the echo slowly (small window) | the accept queue, if nothing came |
 //! | `disconnect` | one leaves without a word, one hangs up after its line |                             |
-//! | `reset`      | aborts with RST (SO_LINGER 0)                    |                                   |
+//! | `reset`      | aborts with RST (SO_LINGER 0) in recv(), then while the server is stuck in sendall() | the server's queues and state (/proc/net/tcp) |
 //! | `close-wait` | half-closes (FIN) and waits for the server's FIN | the server's end (/proc/net/tcp)  |
 //! | `fd-growth`  | 50 clients come and go                           | the server's descriptors (/proc/PID/fd) |
 //!
 //! A server that passes `echo` can still lose bytes (one `recv()` is not
 //! the whole message), die on the first reset (an uncaught
-//! ConnectionResetError), or never close a finished client's socket: the
+//! ConnectionResetError, or SIGPIPE in C), or never close a finished client's socket: the
 //! kernel then keeps that connection in CLOSE_WAIT and the descriptor
 //! open. The last two probes read exactly that from the kernel.
 //!
@@ -91,6 +91,19 @@ const SMALL_RCVBUF: usize = 4096;
 const SMALL_MSS: u32 = 1024;
 /// How long the `large` probe writes before it starts reading, in seconds.
 const PAUSE_SECONDS: f64 = 0.2;
+/// The `large` probe's time limit, in seconds (times --patience). A
+/// server that loses bytes is told after a second with nothing new; one
+/// whose echo keeps coming gets this long to finish.
+const LARGE_SECONDS: f64 = 10.0;
+/// How long `binary` waits, after the 512 bytes, for bytes that should
+/// not come (a newline the server added), in seconds.
+const EXTRA_WAIT_SECONDS: f64 = 0.2;
+/// How long the second `reset` client may write, without reading, until
+/// the server is stuck sending (usually a few tenths of a second), in
+/// seconds (times --patience).
+const RESET_FILL_SECONDS: f64 = 1.5;
+/// How long it then waits for its bytes and its FIN to reach the server.
+const RESET_WRITE_SECONDS: f64 = 0.6;
 /// Clients in the `fd-growth` probe.
 const CLIENTS: usize = 50;
 /// Descriptors a correct server may open once, lazily, during the 50
@@ -119,9 +132,11 @@ pub fn run_probes(session: &mut Session) -> bool {
         return false;
     }
     session.probe(BINARY.name, 3.0, probe_binary);
-    session.probe(LARGE.name, 4.0, probe_large);
+    // large ends early on a stall; its long limit only matters for a
+    // correct but slow server, whose bytes keep coming.
+    session.probe(LARGE.name, LARGE_SECONDS, probe_large);
     session.probe(DISCONNECT.name, 3.0, probe_disconnect);
-    session.probe(RESET.name, 3.0, probe_reset);
+    session.probe(RESET.name, 4.0, probe_reset);
     session.probe(CLOSE_WAIT.name, 3.0, probe_close_wait);
     session.probe(FD_GROWTH.name, 8.0, probe_fd_growth);
     true
@@ -178,12 +193,15 @@ pub fn describe_echo(sent: &[u8], got: &[u8], end: &End) -> String {
 /// Did the program ever accept() the connection `stream`? From
 /// /proc/net/tcp: the program's end of a connection still waiting in the
 /// accept queue has no socket yet, so the kernel shows inode 0; once
-/// accept() has returned it, it has one. None: the connection is not
-/// established, or could not be found.
+/// accept() has returned it, it has one. None: the connection is neither
+/// established nor in CLOSE_WAIT, or could not be found.
 pub fn accept_state(stream: &TcpStream) -> Option<(bool, Fact)> {
     let (ours, theirs) = (stream.local_addr().ok()?, stream.peer_addr().ok()?);
     let entry = proc_net::connection(theirs, ours).ok()??;
-    if entry.state != TcpState::Established {
+    // CLOSE_WAIT too: a connection still in the accept queue takes the
+    // client's FIN all the same (an accepted one that was closed is not
+    // in CLOSE_WAIT but LAST_ACK, or gone).
+    if !matches!(entry.state, TcpState::Established | TcpState::CloseWait) {
         return None;
     }
     let accepted = entry.inode != 0;
@@ -230,8 +248,34 @@ fn echo_failure(
             if accepted { hint } else { HINT_NOT_ACCEPTED },
             vec![fact],
         ),
-        None => (echo.describe(sent), hint, Vec::new()),
+        None => match whole_lines_only(sent, &echo.got, &echo.end) {
+            Some(sentence) => (
+                format!("{}; {sentence}", echo.describe(sent)),
+                HINT_WHOLE_LINES,
+                Vec::new(),
+            ),
+            None => (echo.describe(sent), hint, Vec::new()),
+        },
     }
+}
+
+/// For an echo that stopped short, right after a newline: the sentence
+/// that says the server echoes whole lines only (readline(), makefile()),
+/// so the bytes after the last newline wait for one that never comes.
+/// None when the echo went wrong some other way.
+pub fn whole_lines_only(sent: &[u8], got: &[u8], end: &End) -> Option<String> {
+    let missing = sent.get(got.len()..)?;
+    let whole_lines = *end == End::TimedOut
+        && got.last() == Some(&b'\n')
+        && sent.starts_with(got)
+        && !missing.is_empty()
+        && !missing.contains(&b'\n');
+    whole_lines.then(|| {
+        format!(
+            "the echo stopped right after a newline (\\n): the {} bytes after the last newline never came back",
+            missing.len()
+        )
+    })
 }
 
 /// Connect, send `payload` and read back as many bytes, all before the
@@ -258,25 +302,54 @@ fn first_difference(a: &[u8], b: &[u8]) -> usize {
         .unwrap_or(a.len().min(b.len()))
 }
 
-/// If the program has died, how: "your program exited with status 1
-/// after the client's reset (...)".
-fn exit_after(target: &Target, after: &str) -> Option<String> {
+/// If the program has died, how, and the hint for that way of dying
+/// (None: the probe's own): "your program exited with status 1 after the
+/// client's reset (...)".
+fn exit_after(target: &Target, after: &str) -> Option<(String, Option<&'static str>)> {
+    use std::os::unix::process::ExitStatusExt;
     // The program may still be going down: give it a moment to be reaped.
     let until = Instant::now() + Duration::from_millis(300);
-    loop {
+    let ended = loop {
         if let Some(ended) = target.ended() {
-            return Some(format!("{ended} {after} (its output below shows why)"));
+            break ended;
         }
         if Instant::now() >= until {
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = target.program.server_status();
+    if status.and_then(|status| status.signal()) == Some(libc::SIGPIPE) {
+        return Some((
+            format!("{ended} {after}: it wrote to a connection the client had reset"),
+            Some(HINT_SIGPIPE),
+        ));
     }
+    // Status 0 and no traceback: the program reached the end of its code,
+    // which a server does when it has no loop around accept().
+    let clean = status.and_then(|status| status.code()) == Some(0)
+        && target.program.last_traceback(usize::MAX).is_none();
+    if clean {
+        return Some((
+            format!("{ended}: it ended by itself, printing no error, instead of going back to accept() for the next client"),
+            Some(HINT_ONE_CLIENT),
+        ));
+    }
+    Some((
+        format!("{ended} {after} (its output below shows why)"),
+        None,
+    ))
 }
 
 const HINT_NO_ECHO: &str = "After recv() returns data, send the same bytes back with sendall() before calling recv() again.";
 const HINT_NOT_ACCEPTED: &str = "Your program never called accept() for this client: look at what it does between two accept() calls (still serving an earlier client, waiting for something else, or never looping back to accept()).";
 const HINT_EXACT: &str = "Send back exactly the bytes recv() returned: do not decode(), strip() or add to them, since a client's bytes need not be text.";
+const HINT_WHOLE_LINES: &str = "Your server echoes only whole lines (readline(), makefile(), or a loop over lines): bytes after the last newline wait for a newline that never comes. Echo at once whatever recv() returns, newline or not.";
+const HINT_ONE_CLIENT: &str = "Your program served a client and then reached its end (status 0): put accept() and the conversation with each client in a loop (while True: conn, addr = listener.accept() ...), so that when one client leaves it goes back to accept() for the next.";
+const HINT_SIGPIPE: &str = "Your program was killed by SIGPIPE: it wrote to a connection the client had reset, and SIGPIPE's default action ends the process. Ignore it once at the start (signal(SIGPIPE, SIG_IGN)) or send with send(fd, buf, n, MSG_NOSIGNAL); write() then fails with EPIPE, which your loop can handle by closing that client.";
+const HINT_RESET_SENDING: &str = "A client can reset the connection while your program is sending to it: sendall() then raises ConnectionResetError or BrokenPipeError. Catch OSError around the whole conversation with a client (recv() and sendall()), not only around recv(), then close that socket and go back to accept().";
+const HINT_SLOW: &str = "Your echo is right but slow, as if it handled a byte or two per recv(): read in large chunks (recv(65536)) and send each chunk back with sendall(). On a slow or busy machine, run the check with --patience 3 to give every probe three times as long.";
+const HINT_CHILDREN_STAY: &str = "Each child forked for a client has its own descriptors, and these children stayed: a child must end with os._exit(0) as soon as its client has gone (not go back into the parent's loop, nor wait for something).";
 const HINT_CLOSED_EARLY: &str = "Keep the conversation going until recv() returns b\"\": close the client's socket only after that, not after the first message.";
 
 fn probe_echo(target: Target, deadline: Instant) -> Outcome {
@@ -295,7 +368,7 @@ fn probe_echo(target: Target, deadline: Instant) -> Outcome {
                 _ => HINT_NO_ECHO,
             };
             let (happened, hint, facts) = echo_failure(&echo, line, hint);
-            died_or(&target, after, expected, happened, hint).with_facts(facts)
+            died_or_with(&target, after, expected, happened, hint, facts)
         }
     }
 }
@@ -308,13 +381,31 @@ fn probe_binary(target: Target, deadline: Instant) -> Outcome {
     let after = "after receiving bytes that are not text";
     match exchange(target.addr, &bytes, deadline) {
         Err(why) => died_or(&target, after, expected, why, HINT_EXACT),
-        Ok(echo) if echo.matches(&bytes) => Outcome::pass(
-            expected,
-            "sent and got back 512 bytes, 0x00 to 0xff and back, identical",
-        ),
+        Ok(mut echo) if echo.matches(&bytes) => {
+            // Then nothing more: a server that adds a byte (a newline
+            // after strip()) must not pass because netlab stopped reading.
+            let wait = (Instant::now() + target.time(EXTRA_WAIT_SECONDS)).min(deadline);
+            let (extra, _) = net::read_exact(&mut echo.stream, 64, wait);
+            if extra.is_empty() {
+                Outcome::pass(
+                    expected,
+                    "sent and got back 512 bytes, 0x00 to 0xff and back, identical, and nothing after them",
+                )
+            } else {
+                Outcome::fail(
+                    expected,
+                    format!(
+                        "the 512 bytes came back unchanged, then {} more byte(s) that netlab never sent: {}",
+                        extra.len(),
+                        net::show(&extra)
+                    ),
+                    HINT_EXACT,
+                )
+            }
+        }
         Ok(echo) => {
             let (happened, hint, facts) = echo_failure(&echo, &bytes, HINT_EXACT);
-            died_or(&target, after, expected, happened, hint).with_facts(facts)
+            died_or_with(&target, after, expected, happened, hint, facts)
         }
     }
 }
@@ -388,45 +479,90 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
     // mebibyte first would stall any echo server once both sides' socket
     // buffers are full (the server blocks in sendall() on us, we in send()
     // on it). But start reading only after a pause: with netlab's small
-    // receive buffer, the server's send buffer fills meanwhile, and its
-    // send() then writes only part of what it is given.
+    // receive buffer, the server's send buffer fills meanwhile; a blocking
+    // send() then waits for room, but a non-blocking one (or one with a
+    // timeout) writes only part of what it is given.
+    let started = Instant::now();
     let pause = target.time(PAUSE_SECONDS);
     let stall = target.time(1.0);
-    let (got, end, sent) = std::thread::scope(|scope| {
+    let (got, end, sent, arriving, silent) = std::thread::scope(|scope| {
         let message = &message;
         let sending = scope.spawn(move || net::write_all(&mut writer, message, deadline));
         std::thread::sleep(pause.min(net::left(deadline)));
         // Read in rounds of up to a second, and give up early after a
-        // round in which nothing came: lost bytes never arrive.
+        // round in which nothing came: lost bytes never arrive. A round
+        // that brought bytes when the time ran out means the echo was
+        // still coming: a slow server, not a lost byte.
         let mut got = Vec::with_capacity(LARGE_LEN);
+        let mut arriving = false;
         let end = loop {
             let round = (Instant::now() + stall).min(deadline);
             let (more, end) = net::read_exact(&mut stream, LARGE_LEN - got.len(), round);
             got.extend_from_slice(&more);
-            if end != End::TimedOut || more.is_empty() || net::passed(deadline) {
+            if end != End::TimedOut || more.is_empty() {
                 break end;
             }
+            if net::passed(deadline) {
+                arriving = true;
+                break end;
+            }
+        };
+        // Nothing at all came back: was the connection ever accept()ed?
+        // (Asked before the shutdown below ends it.)
+        let silent = match got.is_empty() && end == End::TimedOut {
+            true => accept_state(&stream),
+            false => None,
         };
         if end != End::Complete {
             // Wake the writer if it is blocked on a server that stopped reading.
             let _ = stream.shutdown(Shutdown::Both);
         }
         let (sent, _) = sending.join().unwrap_or((0, None));
-        (got, end, sent)
+        (got, end, sent, arriving, silent)
     });
     if end == End::Complete && got == message {
         return Outcome::pass(
             expected,
             format!(
-                "sent 1048576 bytes while reading; all came back in order ({} bytes checked)",
-                got.len()
+                "sent 1048576 bytes while reading; all came back in order ({} bytes checked) in {:.1} s",
+                got.len(),
+                started.elapsed().as_secs_f64()
             ),
         );
     }
-    let happened = if end == End::Complete {
+    if arriving && message.starts_with(&got) {
+        return Outcome::warn(
+            expected,
+            format!(
+                "correct but slow: after {:.1} s, {} of 1048576 bytes had come back, all in order, and more were still arriving when the probe's time ran out (netlab had sent {sent})",
+                started.elapsed().as_secs_f64(),
+                got.len()
+            ),
+            HINT_SLOW,
+        );
+    }
+    if let Some((accepted, fact)) = silent {
+        let (sentence, hint) = match accepted {
+            true => ("your program accept()ed the connection but sent nothing back", hint),
+            false => (
+                "your program never accept()ed the connection: it is still waiting in the accept queue",
+                HINT_NOT_ACCEPTED,
+            ),
+        };
+        let happened =
+            format!("netlab sent {sent} of 1048576 bytes; nothing came back; {sentence}");
+        // The connection is still there: the program is running.
+        return Outcome::fail(expected, happened, hint).with_fact(fact);
+    }
+    let mut hint = hint;
+    let happened = if end == End::Complete || arriving {
         let at = first_difference(&message, &got);
+        let came = match arriving {
+            true => format!("{} bytes had come back, more still arriving,", got.len()),
+            false => "all 1048576 bytes came back,".to_string(),
+        };
         format!(
-            "all 1048576 bytes came back, but from byte {at} on they differ (sent 0x{:02x}, got 0x{:02x}): bytes were lost, repeated or reordered",
+            "{came} but from byte {at} on they differ (sent 0x{:02x}, got 0x{:02x}): bytes were lost, repeated or reordered",
             message.get(at).copied().unwrap_or(0),
             got.get(at).copied().unwrap_or(0)
         )
@@ -435,10 +571,15 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
             End::Error(err) => format!("the read failed: {err}"),
             end => end.describe().to_string(),
         };
-        format!(
+        let mut happened = format!(
             "netlab sent {sent} of 1048576 bytes; {} came back, then {detail}",
             got.len()
-        )
+        );
+        if let Some(sentence) = whole_lines_only(&message, &got, &end) {
+            happened = format!("{happened}; {sentence}");
+            hint = HINT_WHOLE_LINES;
+        }
+        happened
     };
     died_or(
         &target,
@@ -481,18 +622,28 @@ fn probe_disconnect(target: Target, deadline: Instant) -> Outcome {
         }
     };
     let (got, end) = net::read_exact(&mut hung_up, last.len(), deadline);
-    drop(hung_up);
     let third = b"still there?\n";
     let failure = if end != End::Complete || got != last {
-        Some(format!(
-            "the client that hung up after its line: {}",
-            describe_echo(last, &got, &end)
+        let echo = Echoed {
+            stream: hung_up,
+            got,
+            end,
+        };
+        let (happened, hint, facts) = echo_failure(&echo, last, hint);
+        Some((
+            format!("the client that hung up after its line: {happened}"),
+            hint,
+            facts,
         ))
     } else {
+        drop(hung_up);
         match exchange(target.addr, third, deadline) {
             Ok(echo) if echo.matches(third) => None,
-            Ok(echo) => Some(format!("the client after them: {}", echo.describe(third))),
-            Err(why) => Some(format!("the client after them: {why}")),
+            Ok(echo) => {
+                let (happened, hint, facts) = echo_failure(&echo, third, hint);
+                Some((format!("the client after them: {happened}"), hint, facts))
+            }
+            Err(why) => Some((format!("the client after them: {why}"), hint, Vec::new())),
         }
     };
     match failure {
@@ -500,8 +651,27 @@ fn probe_disconnect(target: Target, deadline: Instant) -> Outcome {
             expected,
             "one client left silently, one hung up right after its line and still got it back; the next got its echo",
         ),
-        Some(happened) => died_or(&target, "after those clients left", expected, happened, hint),
+        Some((happened, hint, facts)) => {
+            died_or_with(&target, "after those clients left", expected, happened, hint, facts)
+        }
     }
+}
+
+/// Like `died_or`, with the facts `echo_failure` read. When the kernel
+/// showed the connection still there, waiting to be accept()ed or
+/// answered, the program was running: no need to wait for it to end.
+fn died_or_with(
+    target: &Target,
+    after: &str,
+    expected: &str,
+    happened: String,
+    hint: &'static str,
+    facts: Vec<Fact>,
+) -> Outcome {
+    if facts.iter().any(|fact| fact.fact == "accepted") {
+        return Outcome::fail(expected, happened, hint).with_facts(facts);
+    }
+    died_or(target, after, expected, happened, hint).with_facts(facts)
 }
 
 /// A failed outcome: if the program has died, that is what happened
@@ -513,54 +683,262 @@ fn died_or(
     happened: String,
     hint: &'static str,
 ) -> Outcome {
-    let happened = exit_after(target, after).unwrap_or(happened);
-    Outcome::fail(expected, happened, hint)
+    match exit_after(target, after) {
+        Some((ended, how)) => Outcome::fail(expected, ended, how.unwrap_or(hint)),
+        None => Outcome::fail(expected, happened, hint),
+    }
 }
 
 fn probe_reset(target: Target, deadline: Instant) -> Outcome {
-    let expected =
-        "after a client resets its connection, your program still runs and serves the next client";
+    let expected = "after a client resets its connection, while your program waits in recv() and while it is sending, your program still runs and serves the next client";
     let hint = "recv() and sendall() raise ConnectionResetError (or BrokenPipeError) when a client resets: catch OSError around one client's conversation, close that socket, and keep accepting.";
-    // First a normal exchange, so the server is surely in its recv() loop
-    // for this client; then more bytes and an abortive close: SO_LINGER 0
-    // makes close() send RST, and the server's next recv() or send() on
-    // this connection fails with ECONNRESET or EPIPE.
+    // First a normal exchange, so the server is surely back in recv() for
+    // this client once its echo is here; then an abortive close: SO_LINGER
+    // 0 makes close() send RST, and the server's recv() fails with
+    // ECONNRESET. (No bytes go with it: the server would then meet the
+    // reset in recv() or in sendall(), by chance; the second client below
+    // is the sendall() case, every time.)
     let first = b"this client will reset\n";
+    let after = "after receiving the line";
     match exchange(target.addr, first, deadline) {
-        Ok(mut echo) if echo.matches(first) => {
-            let _ = net::write_all(&mut echo.stream, b"gone in a moment\n", deadline);
+        Ok(echo) if echo.matches(first) => {
             if let Err(err) = net::reset(echo.stream) {
-                return Outcome::fail(
-                    expected,
-                    format!("netlab could not set SO_LINGER on its socket: {err}"),
-                    "netlab itself could not reset the connection; run the check again.",
-                );
+                return cannot_reset(expected, &err);
             }
         }
-        Ok(echo) => return Outcome::fail(expected, echo.describe(first), HINT_NO_ECHO),
-        Err(why) => return Outcome::fail(expected, why, HINT_NO_ECHO),
+        Ok(echo) => {
+            let (happened, hint, facts) = echo_failure(&echo, first, HINT_NO_ECHO);
+            return died_or_with(&target, after, expected, happened, hint, facts);
+        }
+        Err(why) => return died_or(&target, after, expected, why, HINT_NO_ECHO),
     }
+    let after = "after a client reset the connection while your program waited in recv()";
+    if let Some(failed) = next_client(&target, deadline, expected, after, hint) {
+        return failed;
+    }
+    // Then a client that resets while the server is sending: it sends on
+    // a small window and never reads, so the server's echo fills its send
+    // buffer and it blocks in sendall(); the RST then ends that sendall()
+    // (ECONNRESET, or EPIPE and SIGPIPE on the next write).
+    let (stream, fact) = match fill_without_reading(&target, deadline) {
+        Ok(Filled::Stuck(stream, fact)) => (stream, fact),
+        // The program ended that conversation itself (after one recv(),
+        // say): nothing to reset, and another probe judges that; is it
+        // still serving?
+        Ok(Filled::Closed) => {
+            let after = "after a client that sent without reading";
+            if let Some(failed) = next_client(&target, deadline, expected, after, hint) {
+                return failed;
+            }
+            return Outcome::pass(
+                expected,
+                "the first client reset its connection (RST) while your program waited in recv(), and your program went on; the second, which sends without reading, could not reset while your program was sending: your program closed that connection first; the next client got its echo",
+            );
+        }
+        Err(why) => {
+            return died_or(
+                &target,
+                after,
+                expected,
+                format!("the second client, which sends without reading: {why}"),
+                HINT_NO_ECHO,
+            )
+        }
+    };
+    if let Err(err) = net::reset(stream) {
+        return cannot_reset(expected, &err).with_fact(fact);
+    }
+    let after = "after a client reset the connection while your program was sending to it";
+    if let Some(failed) = next_client(&target, deadline, expected, after, HINT_RESET_SENDING) {
+        return failed.with_fact(fact);
+    }
+    Outcome::pass(
+        expected,
+        "two clients reset their connections (RST), one while your program waited in recv(), one while it was sending its echo; each time your program went on and echoed the next client",
+    )
+    .with_fact(fact)
+}
+
+fn cannot_reset(expected: &str, err: &std::io::Error) -> Outcome {
+    Outcome::fail(
+        expected,
+        format!("netlab could not set SO_LINGER on its socket: {err}"),
+        "netlab itself could not reset the connection; run the check again.",
+    )
+}
+
+/// After a reset: does the next client get its echo from a server still
+/// running? None if so, else the failed outcome, with `hint` when the
+/// program died or was silent after accepting.
+fn next_client(
+    target: &Target,
+    deadline: Instant,
+    expected: &str,
+    after: &str,
+    hint: &'static str,
+) -> Option<Outcome> {
     let line = b"after the reset\n";
     match exchange(target.addr, line, deadline) {
-        Ok(echo) if echo.matches(line) && target.alive() => Outcome::pass(
-            expected,
-            "the client reset its connection (RST); your program went on and echoed the next client",
-        ),
-        Ok(echo) => died_or(
-            &target,
-            "after the client's reset",
-            expected,
-            format!("after the reset, the next client: {}", echo.describe(line)),
-            hint,
-        ),
-        Err(why) => died_or(
-            &target,
-            "after the client's reset",
-            expected,
-            format!("after the reset, the next client: {why}"),
-            hint,
-        ),
+        Ok(echo) if echo.matches(line) && target.alive() => None,
+        Ok(echo) => {
+            let (happened, hint, facts) = echo_failure(&echo, line, hint);
+            let happened = format!("{after}, the next client: {happened}");
+            Some(died_or_with(target, after, expected, happened, hint, facts))
+        }
+        Err(why) => {
+            let happened = format!("{after}, the next client: {why}");
+            Some(died_or(target, after, expected, happened, hint))
+        }
     }
+}
+
+/// Connect on a small window and send, reading nothing, until the
+/// server's echo has filled its send buffer and it is stuck in send()
+/// (at most 1 MiB, for a moment); let those bytes reach the server's
+/// kernel, then half-close (FIN). A reset of a connection in CLOSE_WAIT
+/// makes the server's blocked or next write fail with EPIPE, which kills
+/// a C server that does not ignore SIGPIPE, and raises BrokenPipeError
+/// in Python. Returns the stream, ready for its reset, and the server's
+/// end as read from /proc/net/tcp.
+fn fill_without_reading(target: &Target, deadline: Instant) -> Result<Filled, String> {
+    const PIECE: usize = 8 * 1024;
+    const STUCK_UNREAD: u64 = 16 * 1024;
+    // More than a server's send buffer (some 80 KiB with these small
+    // segments) can take in, so that it stays stuck.
+    const MIN_FILL: usize = 96 * 1024;
+    let mut stream = connect_small_window(target.addr, deadline)
+        .map_err(|err| net::connect_failure(target.addr, &err))?;
+    let message = large_message();
+    let until = (Instant::now() + target.time(RESET_FILL_SECONDS)).min(deadline);
+    // Stuck: output waiting, and a good deal of input it has stopped
+    // reading (the same unread count twice, a moment apart). A little
+    // would not do: the window update our FIN carries frees a few KiB of
+    // its send buffer, and a server with one small read left would finish
+    // it, read our FIN and close before the reset.
+    let unread = |stream: &TcpStream, sent: usize| match send_queue_fact(stream, sent) {
+        (true, fact) => fact.value.get("receive_queue").and_then(|v| v.as_u64()),
+        (false, _) => None,
+    };
+    // The first MIN_FILL bytes at once; then more, a piece at a time,
+    // only while the server reads (little unread), so that everything
+    // netlab sends reaches the server and our FIN can follow it. Once a
+    // good deal is unread, wait for that count to stand still: stuck.
+    let mut sent = 0;
+    let mut last_unread = None;
+    while !net::passed(until) {
+        let piece = match sent {
+            0 => MIN_FILL,
+            _ => match unread(&stream, sent) {
+                Some(now) if now >= STUCK_UNREAD => {
+                    if last_unread == Some(now) {
+                        break;
+                    }
+                    last_unread = Some(now);
+                    std::thread::sleep(Duration::from_millis(30));
+                    continue;
+                }
+                _ if sent >= LARGE_LEN => break,
+                _ => PIECE,
+            },
+        };
+        last_unread = None;
+        let piece = &message[sent..(sent + piece).min(LARGE_LEN)];
+        let (n, error) = net::write_all(&mut stream, piece, until);
+        sent += n;
+        match error {
+            None => {}
+            Some(err) if err.kind() == std::io::ErrorKind::TimedOut => break,
+            Some(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Some(err) if closed_by_peer(&err) => return Ok(Filled::Closed),
+            Some(err) => return Err(format!("sending failed after {sent} bytes: {err}")),
+        }
+    }
+    // Wait until the server's kernel has all netlab sent (our send queue
+    // is empty), so that our FIN reaches it too; then for CLOSE_WAIT.
+    let until = (Instant::now() + target.time(RESET_WRITE_SECONDS)).min(deadline);
+    let ours_sent = |stream: &TcpStream| -> bool {
+        match (stream.local_addr(), stream.peer_addr()) {
+            (Ok(ours), Ok(theirs)) => matches!(
+                proc_net::connection(ours, theirs),
+                Ok(Some(entry)) if entry.tx_queue == 0
+            ),
+            _ => true,
+        }
+    };
+    while !ours_sent(&stream) && !net::passed(until) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    net::half_close(&stream)
+        .map_err(|err| format!("netlab could not shut down its side: {err}"))?;
+    loop {
+        let (stuck, fact) = send_queue_fact(&stream, sent);
+        let closing = server_state(&stream) == Some(TcpState::CloseWait);
+        if (stuck && closing) || net::passed(until) {
+            return Ok(Filled::Stuck(stream, fact));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How the second `reset` client's sending ended.
+enum Filled {
+    /// The server is (most likely) stuck sending: reset now. The fact is
+    /// its end of the connection.
+    Stuck(TcpStream, Fact),
+    /// The server closed or reset the connection itself first.
+    Closed,
+}
+
+/// A write failed because the program closed or reset the connection.
+fn closed_by_peer(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(err.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+}
+
+/// The TCP state of the program's end of `stream`, read now.
+fn server_state(stream: &TcpStream) -> Option<TcpState> {
+    net::server_side_state(stream).0
+}
+
+/// The program's end of `stream` before netlab resets it: bytes waiting
+/// in its send queue (its echo, which netlab does not read) and bytes
+/// received that it has not read, from /proc/net/tcp.
+/// The bool: its send queue is not empty (its echo is waiting).
+fn send_queue_fact(stream: &TcpStream, sent: usize) -> (bool, Fact) {
+    let (Ok(ours), Ok(theirs)) = (stream.local_addr(), stream.peer_addr()) else {
+        let fact = Fact::unavailable(
+            "the connection",
+            "queues",
+            "/proc/net/tcp",
+            "the socket has no addresses",
+        );
+        return (false, fact);
+    };
+    let subject = format!("{theirs} -> {ours}");
+    let source = net::tcp_table_of(theirs);
+    let entry = match proc_net::connection(theirs, ours) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            let why = "the connection is not listed";
+            return (false, Fact::unavailable(subject, "queues", source, why));
+        }
+        Err(err) => return (false, Fact::unavailable(subject, "queues", source, err)),
+    };
+    let (tx, rx, state) = (entry.tx_queue, entry.rx_queue, entry.state.name());
+    let meaning = match (tx > 0, rx > 0) {
+        (true, true) => ": it was stuck sending its echo to a client that does not read, and had stopped reading",
+        (true, false) => ": its echo was waiting for the client to read",
+        (false, true) => ": it had stopped reading, with nothing to send",
+        (false, false) => "",
+    };
+    let fact = Fact::new(
+        subject.clone(),
+        "queues",
+        json!({ "netlab_sent": sent, "send_queue": tx, "receive_queue": rx, "tcp_state": state }),
+        source,
+        format!("netlab sent {sent} bytes, read none and closed its side; just before its reset, your program's end {subject} was {state}, with {tx} bytes in its send queue and {rx} unread in its receive queue{meaning}"),
+    );
+    (tx > 0, fact)
 }
 
 fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
@@ -569,8 +947,26 @@ fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
     let line = b"last words\n";
     let mut stream = match exchange(target.addr, line, deadline) {
         Ok(echo) if echo.matches(line) => echo.stream,
-        Ok(echo) => return Outcome::fail(expected, echo.describe(line), HINT_NO_ECHO),
-        Err(why) => return Outcome::fail(expected, why, HINT_NO_ECHO),
+        Ok(echo) => {
+            let (happened, hint, facts) = echo_failure(&echo, line, HINT_NO_ECHO);
+            return died_or_with(
+                &target,
+                "after receiving the line",
+                expected,
+                happened,
+                hint,
+                facts,
+            );
+        }
+        Err(why) => {
+            return died_or(
+                &target,
+                "after receiving the line",
+                expected,
+                why,
+                HINT_NO_ECHO,
+            )
+        }
     };
     // Both ends' addresses, kept to find the program's end in /proc/net/tcp
     // (getpeername() fails once the connection is fully closed).
@@ -631,7 +1027,8 @@ fn probe_close_wait(target: Target, deadline: Instant) -> Outcome {
 /// The server's open descriptors as a fact, and the count: the server's
 /// own plus those of every live process under it (pre-forked workers, a
 /// child that serves for a reloading parent), read from /proc/PID/fd now.
-fn fd_fact(target: &Target, when: &'static str) -> (Option<usize>, Fact) {
+/// The count is (descriptors, processes).
+fn fd_fact(target: &Target, when: &'static str) -> (Option<(usize, usize)>, Fact) {
     let pid = target.pid();
     let (mut fds, mut sockets) = match net::open_fds(pid) {
         Ok(counts) => counts,
@@ -651,7 +1048,7 @@ fn fd_fact(target: &Target, when: &'static str) -> (Option<usize>, Fact) {
         n => format!("pid {pid} and the {n} process(es) under it had, in all,"),
     };
     (
-        Some(fds),
+        Some((fds, below + 1)),
         Fact::new(
             format!("pid {pid}"),
             "open_fds",
@@ -712,7 +1109,7 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
     let settle_until = (Instant::now() + target.time(1.0)).min(deadline);
     let (after, after_fact) = loop {
         let (after, fact) = fd_fact(&target, "after");
-        let settled = after.is_none_or(|after| after <= before);
+        let settled = after.is_none_or(|after| after.0 <= before.0);
         if settled || net::passed(settle_until) {
             break (after, fact);
         }
@@ -722,16 +1119,34 @@ fn probe_fd_growth(target: Target, deadline: Instant) -> Outcome {
     match after {
         None => Outcome::pass(expected, format!("{served} clients were served; the descriptors after could not be counted"))
             .with_facts(facts),
-        Some(after) if after <= before + FD_NOISE => Outcome::pass(
-            expected,
-            format!("{served} clients came and went; descriptors: {before} before, {after} after"),
-        )
-        .with_facts(facts),
-        Some(after) => Outcome::fail(
+        Some((after, _)) if after <= before.0 + FD_NOISE => Outcome::pass(
             expected,
             format!(
-                "{served} clients came and went; descriptors: {before} before, {after} after: {} more",
-                after - before
+                "{served} clients came and went; descriptors: {} before, {after} after",
+                before.0
+            ),
+        )
+        .with_facts(facts),
+        // More processes, each with its own descriptors: children that
+        // did not exit, not sockets left open.
+        Some((after, processes)) if processes > before.1 + FD_NOISE => Outcome::fail(
+            expected,
+            format!(
+                "{served} clients came and went; descriptors: {} before, {after} after: {} more, held by {} more process(es) under your server than before ({} before, {processes} after): the children forked for clients did not exit",
+                before.0,
+                after - before.0,
+                processes - before.1,
+                before.1
+            ),
+            HINT_CHILDREN_STAY,
+        )
+        .with_facts(facts),
+        Some((after, _)) => Outcome::fail(
+            expected,
+            format!(
+                "{served} clients came and went; descriptors: {} before, {after} after: {} more",
+                before.0,
+                after - before.0
             ),
             hint,
         )
