@@ -520,6 +520,24 @@ fn a_probe_that_crashed_the_program_quotes_the_exception() {
 }
 
 #[test]
+fn a_server_that_ends_by_itself_is_told_to_loop() {
+    // A UDP echo server with no loop: one datagram, one reply, exit 0.
+    let code = "import socket, sys\n\
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                s.bind(('127.0.0.1', int(sys.argv[1])))\n\
+                data, addr = s.recvfrom(65536)\n\
+                s.sendto(data, addr)\n";
+    let run = check::run("udp-echo", &[], &["python3", "-c", code, "{port}"]);
+    assert_eq!(run.exit_code, Some(1));
+    assert!(
+        run.events.iter().any(|e| e["event"] == "warning"
+            && e["hint"].as_str().is_some_and(|h| h.contains("while True"))),
+        "{}",
+        dump(&run.events)
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

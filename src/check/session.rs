@@ -290,9 +290,16 @@ impl<'n> Session<'n> {
         if self.over.is_none() && self.exercise.role != Role::TcpClient {
             if let Some(ended) = self.target.ended() {
                 self.over = Some(format!("not run: {ended}"));
+                // Status 0: it ended by itself, cleanly; the usual cause is
+                // a server that serves one client and falls off its end.
+                let clean = self
+                    .target
+                    .program
+                    .server_status()
+                    .is_some_and(|status| status.success());
                 self.nar.warning(
                     format!("{ended} during the probe {name}; its output is below"),
-                    None,
+                    clean.then_some("A server ends only when it is stopped: put accept() and the conversation with each client in a loop (while True:), so that it goes back for the next client or datagram."),
                 );
             }
         }
