@@ -6,20 +6,7 @@
 
 mod common;
 
-use common::check::{self, exercise, Run};
-
-const CONCURRENT_PROBES: [&str; 10] = [
-    "echo",
-    "binary",
-    "large",
-    "disconnect",
-    "reset",
-    "close-wait",
-    "fd-growth",
-    "twenty-at-once",
-    "child-listener",
-    "reaped",
-];
+use common::check::{self, exercise, Run, CONCURRENT_PROBES};
 
 /// `netlab --json check tcp-concurrent -- python3 tests/exercises/SCRIPT {port}`.
 fn check(script: &str) -> Run {

@@ -9,30 +9,8 @@ mod common;
 
 use serde_json::Value;
 
-use common::check::{self, exercise, Run};
+use common::check::{self, exercise, Run, CONCURRENT_PROBES, ECHO_PROBES};
 use common::{dump, infos};
-
-const ECHO_PROBES: [&str; 7] = [
-    "echo",
-    "binary",
-    "large",
-    "disconnect",
-    "reset",
-    "close-wait",
-    "fd-growth",
-];
-const CONCURRENT_PROBES: [&str; 10] = [
-    "echo",
-    "binary",
-    "large",
-    "disconnect",
-    "reset",
-    "close-wait",
-    "fd-growth",
-    "twenty-at-once",
-    "child-listener",
-    "reaped",
-];
 
 /// Run `netlab --json check EXERCISE -- python3 tests/exercises/SCRIPT {port}`
 /// to its end (see `common::check::run` for what is checked after it).

@@ -422,13 +422,7 @@ fn push_wrapped(
     width: Option<usize>,
     style: impl Fn(&str) -> String,
 ) {
-    let lines = match width {
-        Some(width) if width > INDENT + 20 => wrap(text, width - INDENT),
-        _ => vec![text.to_string()],
-    };
-    for line in lines {
-        out.push_str(&format!("{indent}{}\n", style(&line)));
-    }
+    push_hanging(out, indent, indent.chars().count(), text, width, style);
 }
 
 #[cfg(test)]

@@ -16,6 +16,31 @@ use serde_json::Value;
 
 use super::{dump, infos, Demo};
 
+/// tcp-echo's probes, in the order they run.
+pub const ECHO_PROBES: [&str; 7] = [
+    "echo",
+    "binary",
+    "large",
+    "disconnect",
+    "reset",
+    "close-wait",
+    "fd-growth",
+];
+
+/// tcp-concurrent's probes: tcp-echo's, then its own three.
+pub const CONCURRENT_PROBES: [&str; 10] = [
+    "echo",
+    "binary",
+    "large",
+    "disconnect",
+    "reset",
+    "close-wait",
+    "fd-growth",
+    "twenty-at-once",
+    "child-listener",
+    "reaped",
+];
+
 /// The path of a reference answer (or a broken variant) in
 /// tests/exercises/, such as `exercise("tcp_echo/good.py")`.
 pub fn exercise(path: &str) -> String {

@@ -281,13 +281,7 @@ impl Program {
         let mine = std::process::id() as i32;
         let table = process_table();
         let mut found = Vec::new();
-        let mut queue = vec![self.pid];
-        while let Some(parent) = queue.pop() {
-            for stat in table.get(&parent).into_iter().flatten() {
-                queue.push(stat.pid);
-                found.push(stat.clone());
-            }
-        }
+        add_below(&table, self.pid, &mut found);
         // Orphans: children of netlab other than the program itself (and
         // the guard, which is netlab's own).
         for stat in table.get(&mine).into_iter().flatten() {
@@ -295,14 +289,8 @@ impl Program {
                 && Some(stat.pid) != self.watchdog_pid()
                 && !found.iter().any(|f| f.pid == stat.pid)
             {
-                let mut orphans = vec![stat.pid];
                 found.push(stat.clone());
-                while let Some(parent) = orphans.pop() {
-                    for below in table.get(&parent).into_iter().flatten() {
-                        orphans.push(below.pid);
-                        found.push(below.clone());
-                    }
-                }
+                add_below(&table, stat.pid, &mut found);
             }
         }
         found.sort_by_key(|stat| stat.pid);
@@ -339,7 +327,7 @@ impl Program {
             ancestors.push(parent);
         }
         let mut found = Vec::new();
-        let mut queue = vec![server];
+        add_below(&table, server, &mut found);
         // A process whose parent ended is adopted by netlab (the
         // subreaper): a double fork's grandchild serving a client is the
         // server's, though no longer below it. Its zombie, once it ends,
@@ -350,14 +338,8 @@ impl Program {
                 && !ancestors.contains(&stat.pid)
                 && stat.state != 'Z'
             {
-                queue.push(stat.pid);
                 found.push(stat.clone());
-            }
-        }
-        while let Some(parent) = queue.pop() {
-            for stat in table.get(&parent).into_iter().flatten() {
-                queue.push(stat.pid);
-                found.push(stat.clone());
+                add_below(&table, stat.pid, &mut found);
             }
         }
         found.sort_by_key(|stat| stat.pid);
@@ -443,6 +425,17 @@ fn spawn_failure(program: &str, err: &io::Error) -> Failure {
             Some("Make it executable (chmod +x FILE), or run it through its interpreter: python3 FILE."),
         ),
         _ => Failure::new(format!("cannot start `{program}`: {err}"), None),
+    }
+}
+
+/// Add every process below `root` in `table` (its children, theirs...).
+fn add_below(table: &HashMap<i32, Vec<ProcStat>>, root: i32, found: &mut Vec<ProcStat>) {
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        for stat in table.get(&parent).into_iter().flatten() {
+            queue.push(stat.pid);
+            found.push(stat.clone());
+        }
     }
 }
 
