@@ -241,6 +241,54 @@ fn if_netlab_is_killed_a_daemon_and_a_wrapped_server_die_too() {
     }
 }
 
+#[test]
+fn if_netlab_is_killed_children_that_left_the_group_during_the_probes_die_too() {
+    // Each child calls setsid(): killing the process group misses it, so
+    // the guard must have heard of it while the probes ran.
+    let mut demo = start("tcp-echo", &[], "check_setsid_children.py");
+    demo.wait_for("the first probe", |e| e["event"] == "probe");
+    // The lookout tells the guard twice a second.
+    std::thread::sleep(Duration::from_millis(700));
+    let script = format!(
+        "{}/tests/py/check_setsid_children.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let children = processes_running(&script);
+    assert!(!children.is_empty(), "no child was forked yet");
+    let _ = demo.signal(Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_running(&script);
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            for pid in &left {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            panic!("still running after netlab was killed: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Running (not zombie) processes whose command line names `script`.
+fn processes_running(script: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(script)
+            && !matches!(state_of(pid), Some('Z') | None)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// The "server" event: the pid the probes judge, when it is not the
 /// program netlab started.
 fn server_pid(events: &[Value]) -> Option<i32> {

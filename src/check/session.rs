@@ -12,6 +12,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -477,7 +478,31 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
         results: Vec::new(),
         over: None,
     };
+    // While the probes run, a look at the program's processes twice a
+    // second tells the guard (check/watchdog.rs) of every process it
+    // forks, even one that leaves the process group at once.
+    let probing = Arc::new(AtomicBool::new(true));
+    let lookout = {
+        let (program, probing) = (Arc::clone(&program), Arc::clone(&probing));
+        std::thread::Builder::new()
+            .name("process lookout".into())
+            .spawn(move || {
+                let mut rounds = 0u32;
+                while probing.load(Ordering::Relaxed) {
+                    if rounds % 10 == 0 {
+                        program.descendants();
+                    }
+                    rounds += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .ok()
+    };
     (exercise.run)(&mut session);
+    probing.store(false, Ordering::Relaxed);
+    if let Some(lookout) = lookout {
+        let _ = lookout.join();
+    }
     // Whatever the exercise did not get to is reported as not run.
     for info in exercise.probes {
         if !session.results.iter().any(|r| r.name == info.name) {

@@ -36,9 +36,9 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start the guard for the program whose process group is `pgid`.
-    /// None if it cannot be started: the check then runs without it.
-    pub fn start(pgid: i32) -> Option<Watchdog> {
+    /// Start the guard (before the program: `group` then names it). None
+    /// if it cannot be started: the check then runs without it.
+    pub fn start() -> Option<Watchdog> {
         let mut child = Command::new("/proc/self/exe")
             .env(ENV, "1")
             .stdin(Stdio::piped())
@@ -49,14 +49,21 @@ impl Watchdog {
             .process_group(0)
             .spawn()
             .ok()?;
-        let mut stdin = child.stdin.take()?;
-        writeln!(stdin, "group {pgid}").ok()?;
+        let stdin = child.stdin.take()?;
         let pid = child.id() as i32;
         Some(Watchdog {
             child: Mutex::new(Some((child, stdin))),
             told: Mutex::new(HashSet::new()),
             pid,
         })
+    }
+
+    /// The program's process group (its pid: it runs in a group of its own).
+    pub fn group(&self, pgid: i32) {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, stdin)) = child.as_mut() {
+            let _ = writeln!(stdin, "group {pgid}");
+        }
     }
 
     /// The guard's pid (a child of netlab that is not the program's).
@@ -129,15 +136,56 @@ pub fn serve() -> u8 {
         return 0;
     }
     // netlab is gone: stop the program as it would have (SIGKILL, as
-    // there is nobody left to wait for a SIGTERM's grace).
+    // there is nobody left to wait for a SIGTERM's grace). First the whole
+    // tree below what is known, read from /proc while the parents still
+    // live: a child forked since netlab last looked, even one that left
+    // the group, is below one of them.
+    let table = process_table();
+    let mut targets: Vec<i32> = procs
+        .iter()
+        .filter(|&&(pid, start)| {
+            table
+                .iter()
+                .any(|stat| stat.pid == pid && stat.start_ticks == start)
+        })
+        .map(|&(pid, _)| pid)
+        .collect();
+    if let Some(pgid) = group {
+        targets.extend(
+            table
+                .iter()
+                .filter(|stat| stat.pgrp == pgid)
+                .map(|stat| stat.pid),
+        );
+    }
+    let mut at = 0;
+    while at < targets.len() {
+        let parent = targets[at];
+        for stat in table.iter().filter(|stat| stat.ppid == parent) {
+            if !targets.contains(&stat.pid) {
+                targets.push(stat.pid);
+            }
+        }
+        at += 1;
+    }
     if let Some(pgid) = group.filter(|&pgid| pgid > 1) {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
-    for (pid, start) in procs {
-        let same = read_stat(pid).is_ok_and(|stat| stat.start_ticks == start);
-        if pid > 1 && same {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+    let me = std::process::id() as i32;
+    for pid in targets.into_iter().filter(|&pid| pid > 1 && pid != me) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     0
+}
+
+/// Every process on the machine, read from /proc now.
+fn process_table() -> Vec<ProcStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| read_stat(pid).ok())
+        .collect()
 }

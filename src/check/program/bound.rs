@@ -49,6 +49,8 @@ pub fn wait_bound(
     // When a socket held only by a process other than the started one was
     // first seen (see below).
     let mut settling: Option<Instant> = None;
+    // Rounds in a row in which no process of the program ran.
+    let mut ended_rounds = 0;
     loop {
         // One scan of /proc a round: the program's processes and sockets.
         // Whether the program runs is read first: had it ended after the
@@ -93,7 +95,13 @@ pub fn wait_bound(
         // Zombies count as ended: a launcher's child that failed at once
         // lingers as a zombie of netlab (the subreaper) until the stop.
         let tree_alive = program_alive || processes.iter().any(|stat| stat.state != 'Z');
-        if !tree_alive {
+        // A scan of /proc is not one instant: a process forked by one that
+        // then exited can be missed. Ended means ended in two rounds.
+        ended_rounds = match tree_alive {
+            true => 0,
+            false => ended_rounds + 1,
+        };
+        if ended_rounds >= 2 {
             let ended = program.exit_description().unwrap_or_default();
             // How the processes it started ended, read from their zombies.
             let theirs: Vec<String> = processes

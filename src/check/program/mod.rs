@@ -6,9 +6,10 @@
 //! reaches only netlab, which then stops the program itself. netlab is a
 //! child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`): a process the program
 //! forked and left behind is re-parented to netlab, not to init, so netlab
-//! can report it, kill it and reap it. PR_SET_PDEATHSIG kills the program
-//! if netlab itself dies (`kill -9`), and the guard in `check/watchdog.rs`
-//! kills what the program forked, so no server outlives its checker.
+//! can report it, kill it and reap it. If netlab itself dies (`kill -9`),
+//! the guard in `check/watchdog.rs` kills the program and all it forked
+//! (PR_SET_PDEATHSIG, should the guard not start), so no server outlives
+//! its checker.
 //!
 //! The parts: `output` (the program's output and the tracebacks in it),
 //! `bound` (waiting for its socket, and which process is the server),
@@ -89,6 +90,9 @@ impl Program {
             .try_clone()
             .map_err(|err| Failure::new(format!("cannot duplicate a pipe: {err}"), None))?;
         let parent = std::process::id() as i32;
+        // The guard first, so that it inherits nothing of the program's.
+        let watchdog = Watchdog::start();
+        let guarded = watchdog.is_some();
         let mut command = Command::new(&argv[0]);
         command
             .args(&argv[1..])
@@ -99,10 +103,18 @@ impl Program {
             // report wants them as they happen.
             .env("PYTHONUNBUFFERED", "1")
             .process_group(0);
+        // Without a guard, PR_SET_PDEATHSIG is the backstop: the kernel
+        // kills the program when netlab dies. With one, the program must
+        // outlive netlab for a moment, so that the guard can still find
+        // the children it forked below it (killed first, a parent's
+        // children would go to init and out of reach).
         // SAFETY: only async-signal-safe calls (prctl, getppid, kill)
         // between fork and exec.
         unsafe {
             command.pre_exec(move || {
+                if guarded {
+                    return Ok(());
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
                     return Err(io::Error::last_os_error());
                 }
@@ -125,7 +137,9 @@ impl Program {
             .name("program output".into())
             .spawn(move || read_output(read_end, &sink));
         let pid = child.id() as i32;
-        let watchdog = Watchdog::start(pid);
+        if let Some(watchdog) = &watchdog {
+            watchdog.group(pid);
+        }
         Ok(Program {
             pid,
             server: AtomicI32::new(pid),
@@ -343,6 +357,11 @@ impl Program {
             }
         }
         found.sort_by_key(|stat| stat.pid);
+        // The guard hears of what the probes see too: children forked
+        // for clients, some of which may leave the process group.
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.watch(&found);
+        }
         found
     }
 }
