@@ -1,17 +1,20 @@
 //! A guard for the one case netlab cannot handle itself: netlab killed
 //! with SIGKILL (or crashing) while the student's program runs.
 //!
-//! PR_SET_PDEATHSIG kills the process netlab started when netlab dies, but
-//! it is not inherited across fork(): a server behind `sh -c`, pre-forked
-//! workers and a daemon would live on and keep the port. So `check` starts
-//! a second copy of netlab (this module's `serve`, chosen by an
-//! environment variable, not a subcommand) in a process group of its own.
-//! netlab writes to it, through a pipe, the program's process group and
-//! each process of the program it sees, with its start time. At a normal
-//! end netlab writes `done` and reaps the guard. If the pipe reaches end of
-//! file without `done`, netlab has died: the guard kills the process group
-//! and every process it was told of that still has the same start time (a
-//! pid can be reused), then exits; init reaps it.
+//! PR_SET_PDEATHSIG could kill the process netlab started when netlab
+//! dies, but it is not inherited across fork(): a server behind `sh -c`,
+//! pre-forked workers and a daemon would live on and keep the port (it is
+//! only the fallback, when no guard starts). So `check` starts a second
+//! copy of netlab (this module's `serve`, chosen by an environment
+//! variable, not a subcommand) in a process group of its own. netlab
+//! writes to it, through a pipe, the program's process group and each
+//! process of the program it sees, with its start time. At a normal end
+//! netlab writes `done` and reaps the guard. If the pipe reaches end of
+//! file without `done`, netlab has died: the guard reads /proc and kills
+//! the process group, every process it was told of that still has the
+//! same start time (a pid can be reused), and every process below those
+//! (a child forked since netlab last looked, even one that left the
+//! group), then exits; init reaps it.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
