@@ -539,6 +539,37 @@ fn a_probe_that_crashed_the_program_quotes_the_exception() {
         "{}",
         run.hint("echo")
     );
+    // close() inside the recv() loop: Bad file descriptor, its own hint,
+    // not the hint of the probe it happened in.
+    let run = check::run(
+        "tcp-echo",
+        &[],
+        &[
+            "python3",
+            &format!(
+                "{}/tests/py/check_close_in_loop.py",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            "{port}",
+        ],
+    );
+    let failed: Vec<&Value> = run
+        .probe_events()
+        .filter(|e| e["status"] == "fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", dump(&run.events));
+    assert!(
+        failed[0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("close() indented inside the recv() loop")),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        !failed[0]["happened"].as_str().unwrap_or("").contains(") ("),
+        "one parenthesis: {}",
+        failed[0]
+    );
     // The client side: nothing was sent because sendall() raised.
     let run = check::run(
         "tcp-client",

@@ -274,13 +274,23 @@ impl<'n> Session<'n> {
         if outcome.status == Status::Fail {
             // A crash explains the failure better than the probe's hint.
             if let Some((hint, exception)) = crash_cause(&self.target, self.exercise.role) {
-                // The probe's own hint stays when it names the cause (a
-                // decode() for UnicodeDecodeError, a parse for IndexError).
-                if hint != HINT_EXCEPTION || exception.as_deref().is_some_and(is_slip) {
+                let hint = match exception.as_deref() {
+                    Some(line) => exception_hint(line, name),
+                    None => Some(hint),
+                };
+                // None: the probe's own hint names the cause (a parse
+                // for IndexError, a decode() in binary).
+                if let Some(hint) = hint {
                     outcome.hint = Some(hint);
                 }
                 if let Some(line) = exception {
-                    outcome.happened.push_str(&format!(" (it raised `{line}`)"));
+                    let happened = outcome.happened.trim_end();
+                    let happened = happened
+                        .strip_suffix("(its output below shows why)")
+                        .unwrap_or(happened)
+                        .trim_end();
+                    outcome.happened =
+                        format!("{happened} (it raised `{line}`; its output below shows where)");
                 }
             }
         }
@@ -580,20 +590,25 @@ fn crash_cause(target: &Target, role: Role) -> Option<(&'static str, Option<Stri
     Some((HINT_EXCEPTION, traceback.exception))
 }
 
-/// Exceptions that are slips in the code itself (a str where bytes were
-/// needed, a misspelt name), not the topic any probe is about.
-fn is_slip(exception: &str) -> bool {
-    let class = exception.split(':').next().unwrap_or("").trim();
-    matches!(
-        class.rsplit('.').next().unwrap_or(class),
-        "TypeError"
-            | "AttributeError"
-            | "NameError"
-            | "UnboundLocalError"
-            | "ZeroDivisionError"
-            | "RecursionError"
-    )
+/// The hint for a program that died on the exception whose last line is
+/// `line` during probe `probe`; None keeps the probe's own hint, which was
+/// written for that cause: a parse that fails on a malformed message
+/// (ValueError, IndexError, KeyError, struct.error), a decode() of bytes
+/// that are not text in `binary` and `malformed`.
+fn exception_hint(line: &str, probe: &str) -> Option<&'static str> {
+    let class = line.split(':').next().unwrap_or("").trim();
+    match class {
+        "ValueError" | "IndexError" | "KeyError" | "struct.error" => None,
+        "UnicodeDecodeError" | "UnicodeEncodeError" => {
+            (!matches!(probe, "binary" | "malformed")).then_some(HINT_DECODE)
+        }
+        "OSError" if line.contains("[Errno 9]") => Some(HINT_EBADF),
+        _ => Some(HINT_EXCEPTION),
+    }
 }
+
+const HINT_DECODE: &str = "Your program decoded bytes that are not text (UnicodeDecodeError): what recv() returns is bytes, and a client's bytes need not be UTF-8. Work on the bytes, and send them back as they came.";
+const HINT_EBADF: &str = "Your program used a socket after closing it (Bad file descriptor): is a close() indented inside the recv() loop, so that the next recv() meets a closed socket? Close a client's socket once, after its loop.";
 
 const HINT_EXCEPTION: &str = "Your program stopped on an uncaught exception (quoted above; its output below shows the traceback): fix the line the traceback ends at, then check again.";
 

@@ -378,7 +378,7 @@ fn probe_binary(target: Target, deadline: Instant) -> Outcome {
     // not valid UTF-8 (0x80-0xff), so a server that decodes text fails.
     let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     let expected = "all 512 bytes (every byte value twice) come back unchanged";
-    let after = "after receiving bytes that are not text";
+    let after = "after receiving the 512 bytes";
     match exchange(target.addr, &bytes, deadline) {
         Err(why) => died_or(&target, after, expected, why, HINT_EXACT),
         Ok(mut echo) if echo.matches(&bytes) => {
