@@ -259,8 +259,22 @@ fn echo_correct_but_slow_gets_a_warning_not_a_lost_bytes_hint() {
     run.assert_statuses(&ECHO_PROBES, &[("large", "warn")]);
     run.assert_probe("large", "warn", "--patience 3");
     let happened = run.happened("large");
-    assert!(happened.contains("correct but slow"), "{happened}");
+    assert!(
+        happened.contains("slow: after") && happened.contains("the rest was not checked"),
+        "{happened}"
+    );
     assert!(!run.hint("large").contains("keep calling recv()"));
+}
+
+#[test]
+fn echo_catching_only_connection_reset_is_told_about_broken_pipe() {
+    let run = check("tcp-echo", "tcp_echo/broken_catches_reset_only.py");
+    run.assert_caught_rest_skipped(&ECHO_PROBES, "reset", "BrokenPipeError");
+    assert!(
+        run.hint("reset").contains("catch OSError"),
+        "{}",
+        run.hint("reset")
+    );
 }
 
 #[test]

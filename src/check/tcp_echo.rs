@@ -348,7 +348,8 @@ const HINT_WHOLE_LINES: &str = "Your server echoes only whole lines (readline(),
 const HINT_ONE_CLIENT: &str = "Your program served a client and then reached its end (status 0): put accept() and the conversation with each client in a loop (while True: conn, addr = listener.accept() ...), so that when one client leaves it goes back to accept() for the next.";
 const HINT_SIGPIPE: &str = "Your program was killed by SIGPIPE: it wrote to a connection the client had reset, and SIGPIPE's default action ends the process. Ignore it once at the start (signal(SIGPIPE, SIG_IGN)) or send with send(fd, buf, n, MSG_NOSIGNAL); write() then fails with EPIPE, which your loop can handle by closing that client.";
 const HINT_RESET_SENDING: &str = "A client can reset the connection while your program is sending to it: sendall() then raises ConnectionResetError or BrokenPipeError. Catch OSError around the whole conversation with a client (recv() and sendall()), not only around recv(), then close that socket and go back to accept().";
-const HINT_SLOW: &str = "Your echo is right but slow, as if it handled a byte or two per recv(): read in large chunks (recv(65536)) and send each chunk back with sendall(). On a slow or busy machine, run the check with --patience 3 to give every probe three times as long.";
+const HINT_RESET_EPIPE: &str = "Your program died on BrokenPipeError: this client had closed its side (FIN) and then reset, and a reset that comes after the client's FIN makes send() fail with EPIPE, not ECONNRESET. Both mean the client is gone: catch OSError (which covers ConnectionResetError and BrokenPipeError) around the whole conversation with a client, close that socket and go back to accept().";
+const HINT_SLOW: &str = "Your echo is slow, as if it handled a byte or two per recv(): read in large chunks (recv(65536)) and send each chunk back with sendall(). Only the bytes that came back in time were checked; on a slow or busy machine, run the check with --patience 3 to give every probe three times as long, and see whether the whole 1 MiB comes back.";
 const HINT_CHILDREN_STAY: &str = "Each child forked for a client has its own descriptors, and these children stayed: a child must end with os._exit(0) as soon as its client has gone (not go back into the parent's loop, nor wait for something).";
 const HINT_CLOSED_EARLY: &str = "Keep the conversation going until recv() returns b\"\": close the client's socket only after that, not after the first message.";
 
@@ -534,7 +535,7 @@ fn probe_large(target: Target, deadline: Instant) -> Outcome {
         return Outcome::warn(
             expected,
             format!(
-                "correct but slow: after {:.1} s, {} of 1048576 bytes had come back, all in order, and more were still arriving when the probe's time ran out (netlab had sent {sent})",
+                "slow: after {:.1} s, {} of 1048576 bytes had come back, all in order so far, and more were still arriving when the probe's time ran out (netlab had sent {sent}); the rest was not checked",
                 started.elapsed().as_secs_f64(),
                 got.len()
             ),
@@ -749,7 +750,16 @@ fn probe_reset(target: Target, deadline: Instant) -> Outcome {
         return cannot_reset(expected, &err).with_fact(fact);
     }
     let after = "after a client reset the connection while your program was sending to it";
-    if let Some(failed) = next_client(&target, deadline, expected, after, HINT_RESET_SENDING) {
+    if let Some(mut failed) = next_client(&target, deadline, expected, after, HINT_RESET_SENDING) {
+        // A program that catches ConnectionResetError and still died here
+        // met the other name the same reset can have.
+        let broken_pipe = target
+            .program
+            .last_traceback(usize::MAX)
+            .is_some_and(|tb| tb.class() == Some("BrokenPipeError"));
+        if broken_pipe && failed.hint == Some(HINT_RESET_SENDING) {
+            failed.hint = Some(HINT_RESET_EPIPE);
+        }
         return failed.with_fact(fact);
     }
     Outcome::pass(
