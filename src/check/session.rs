@@ -455,7 +455,15 @@ pub fn run(nar: &Narrator, exercise: &'static Exercise, args: &Args) -> Result<(
 
     let bound = match exercise.role {
         Role::TcpClient => None,
-        role => match program::wait_bound(nar, &program, role, port, args.startup_timeout()) {
+        role => match program::wait_bound(
+            nar,
+            &program,
+            role,
+            port,
+            // Told its port: {port} in the command, or --port.
+            command.iter().any(|arg| arg.contains("{port}")) || args.port != 0,
+            args.startup_timeout(),
+        ) {
             Ok(bound) => Some(bound),
             Err(failure) => {
                 program.stop(nar);

@@ -36,6 +36,7 @@ pub fn wait_bound(
     program: &Program,
     role: Role,
     port: u16,
+    told_port: bool,
     timeout: Duration,
 ) -> Result<Bound, Failure> {
     let started = Instant::now();
@@ -140,7 +141,13 @@ pub fn wait_bound(
             true => None,
             false => Some(elsewhere_seen.unwrap_or_else(Instant::now)),
         };
-        if elsewhere_seen.is_some_and(|seen| seen.elapsed() >= Duration::from_secs(2)) {
+        // A port the kernel chose (bind to port 0: an admin or debug port)
+        // is never the one a program was told to use: when it was told
+        // one, wait for that until the start-up timeout.
+        let chosen_by_kernel =
+            !elsewhere.is_empty() && elsewhere.iter().all(|addr| in_ephemeral_range(addr.port()));
+        let patient = told_port && chosen_by_kernel;
+        if !patient && elsewhere_seen.is_some_and(|seen| seen.elapsed() >= Duration::from_secs(2)) {
             let list: Vec<String> = elsewhere.iter().map(|a| a.to_string()).collect();
             return Err(Failure::with_hint(
                 format!("your program is {} {} instead of port {port}", words.doing, list.join(", ")),
@@ -174,10 +181,17 @@ pub fn wait_bound(
                     words.state
                 ),
                 None => format!(
-                    "your program {} port {port} after {:.1} s ({why}; read from {})",
+                    "your program {} port {port} after {:.1} s ({why}; read from {}){}",
                     words.not_yet,
                     started.elapsed().as_secs_f64(),
-                    words.table
+                    words.table,
+                    match elsewhere.first() {
+                        Some(other) => format!(
+                            "; it is {} {other}, a port the kernel chose (bind() to port 0?)",
+                            words.doing
+                        ),
+                        None => String::new(),
+                    }
                 ),
             };
             return Err(Failure::new(message, Some(words.never_hint)));
@@ -460,6 +474,18 @@ fn other_ports(held: &Held, role: Role) -> Vec<SocketAddr> {
             .map(|e| e.local)
             .collect(),
     }
+}
+
+/// Is `port` one the kernel hands out for bind() to port 0 (and for
+/// clients), read from /proc/sys/net/ipv4/ip_local_port_range?
+fn in_ephemeral_range(port: u16) -> bool {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let bounds: Vec<u16> = range
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    matches!(bounds.as_slice(), [low, high] if (*low..=*high).contains(&port))
 }
 
 /// The loopback address that reaches a socket bound to `local`: itself if
