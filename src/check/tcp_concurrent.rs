@@ -317,12 +317,29 @@ fn probe_child_listener(target: Target, deadline: Instant, workers: &Mutex<Vec<i
             *workers = idle.iter().map(|p| p.pid).collect();
         }
         let before = children_fact(&target, &idle, "with no client connected");
+        // Each worker may hold the shared listener or, with SO_REUSEPORT,
+        // one of its own.
+        let inodes = target.program.listener_inodes();
+        let listening = idle
+            .iter()
+            .filter(|p| {
+                inodes
+                    .iter()
+                    .any(|&inode| holds_socket(p.pid, inode).is_some())
+            })
+            .count();
+        let what = match listening {
+            0 => "none of them holds a listening socket: helpers, not workers".to_string(),
+            n if n == idle.len() => {
+                "pre-forked workers, each holding a listening socket to accept() on".to_string()
+            }
+            n => format!("pre-forked workers, {n} of which hold a listening socket to accept() on"),
+        };
         return Outcome::pass(
             expected,
             format!(
-                "{echoed} of 3 clients were echoed and stayed connected; the {} child process(es) already existed with no client connected and did not grow with clients: pre-forked workers, which hold the listening socket to accept() on it ({} of them do)",
+                "{echoed} of 3 clients were echoed and stayed connected; the {} process(es) under your server already ran with no client connected and did not grow with clients: {what}",
                 idle.len(),
-                holders.len()
             ),
         )
         .with_facts([before, census]);

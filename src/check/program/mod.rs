@@ -220,7 +220,7 @@ impl Program {
     /// The inodes of the sockets on the server's port now (workers with
     /// SO_REUSEPORT may have added theirs since it was found), with the
     /// ones found at start.
-    fn listener_inodes(&self) -> Vec<u64> {
+    pub fn listener_inodes(&self) -> Vec<u64> {
         let mut inodes = lock(&self.listeners).clone();
         if let Some((role, port)) = *lock(&self.bound) {
             for (_, inode) in bound_on(role, port) {
@@ -344,13 +344,15 @@ impl Program {
         add_below(&table, server, &mut found);
         // A process whose parent ended is adopted by netlab (the
         // subreaper): a double fork's grandchild serving a client is the
-        // server's, though no longer below it. Its zombie, once it ends,
-        // is netlab's to reap, not the server's.
+        // server's, though no longer below it; it holds a socket, which a
+        // wrapper's orphaned helper (a `sleep`) does not. Its zombie, once
+        // it ends, is netlab's to reap, not the server's.
         for stat in table.get(&netlab).into_iter().flatten() {
             if stat.pid != self.pid
                 && Some(stat.pid) != self.watchdog_pid()
                 && !ancestors.contains(&stat.pid)
                 && stat.state != 'Z'
+                && holds_a_socket(stat.pid)
             {
                 found.push(stat.clone());
                 add_below(&table, stat.pid, &mut found);
@@ -445,6 +447,14 @@ fn spawn_failure(program: &str, err: &io::Error) -> Failure {
         ),
         _ => Failure::new(format!("cannot start `{program}`: {err}"), None),
     }
+}
+
+/// Does process `pid` hold any socket (read from /proc/PID/fd)?
+fn holds_a_socket(pid: i32) -> bool {
+    crate::kernel::fds::list_fds(pid).is_ok_and(|fds| {
+        fds.iter()
+            .any(|entry| matches!(entry.kind, crate::kernel::fds::FdKind::Socket { .. }))
+    })
 }
 
 /// Add every process below `root` in `table` (its children, theirs...).
