@@ -473,6 +473,21 @@ fn a_server_behind_a_launcher_that_crashes_is_named_with_its_own_end() {
         failed[0]
     );
     assert!(run.probe_events().any(|e| e["status"] == "skip"));
+    // Behind a shell that reaps it, the status is gone, but the shell's
+    // "Segmentation fault" still selects the crash hint.
+    let script = format!("python3 {path} {{port}}; echo \"server exited with $?\"");
+    let run = check::run("tcp-echo", &[], &["sh", "-c", &script]);
+    let failed: Vec<&Value> = run
+        .probe_events()
+        .filter(|e| e["status"] == "fail")
+        .collect();
+    assert!(
+        failed
+            .first()
+            .is_some_and(|f| f["hint"].as_str().is_some_and(|h| h.contains("SIGSEGV"))),
+        "{}",
+        dump(&run.events)
+    );
 }
 
 #[test]

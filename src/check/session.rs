@@ -584,7 +584,21 @@ fn crash_cause(target: &Target, role: Role) -> Option<(&'static str, Option<Stri
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let status = target.program.server_status()?;
+    let Some(status) = target.program.server_status() else {
+        // A server a shell started and reaped: its status is gone, but
+        // the shell printed how it ended ("Segmentation fault").
+        target.ended()?;
+        let (lines, _) = target.program.output_tail(OUTPUT_SHOWN);
+        let said = |words: &str| lines.iter().any(|line| line.contains(words));
+        let signal = match () {
+            _ if said("Segmentation fault") => libc::SIGSEGV,
+            _ if said("Aborted") => libc::SIGABRT,
+            _ if said("Bus error") => libc::SIGBUS,
+            _ if said("Floating point exception") => libc::SIGFPE,
+            _ => return None,
+        };
+        return crash_hint(signal).map(|hint| (hint, None));
+    };
     if let Some(signal) = status.signal() {
         return crash_hint(signal).map(|hint| (hint, None));
     }
