@@ -296,6 +296,7 @@ impl<'n> Session<'n> {
         }
         let status = outcome.status;
         self.record(name, outcome, started.elapsed());
+        self.target.program.report_handoffs(self.nar, Some(name));
         // A server must outlive every probe; a client is expected to exit
         // (its exercise judges how), so its exit ends nothing here.
         if self.over.is_none() && self.exercise.role != Role::TcpClient {

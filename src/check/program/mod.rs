@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
+use serde_json::json;
 
 use super::session::Role;
 use crate::error::Failure;
@@ -312,6 +313,22 @@ impl Program {
             watchdog.watch(&found);
         }
         found
+    }
+
+    /// Say so when the server was re-chosen (see `server_pid`): after
+    /// the probe `during` if given, else at the stop.
+    pub fn report_handoffs(&self, nar: &Narrator, during: Option<&str>) {
+        let when = match during {
+            Some(probe) => format!(" (seen during the probe {probe})"),
+            None => String::new(),
+        };
+        for (ended, next) in std::mem::take(&mut *lock(&self.handoffs)) {
+            nar.startup(
+                "server",
+                json!({ "pid": next, "ended_pid": ended }),
+                format!("the server process (pid {ended}) ended while pid {next} of your program still held the listening socket; the probes judge pid {next} from then on{when}"),
+            );
+        }
     }
 
     /// The guard's pid, if it runs.

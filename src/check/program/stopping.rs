@@ -130,13 +130,7 @@ impl Program {
         if let Some(watchdog) = &self.watchdog {
             watchdog.finish();
         }
-        for (ended, next) in std::mem::take(&mut *lock(&self.handoffs)) {
-            nar.startup(
-                "server",
-                json!({ "pid": next, "ended_pid": ended }),
-                format!("the server process (pid {ended}) ended while pid {next} of your program still held the listening socket; the probes judged pid {next} from then on"),
-            );
-        }
+        self.report_handoffs(nar, None);
         let with_workers = match workers.len() {
             0 => String::new(),
             n => format!(" and its {n} worker process(es), which held the listening socket"),
