@@ -668,6 +668,14 @@ fn a_hash_bang_line_with_a_windows_line_ending_is_named() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let program = path.to_string_lossy().into_owned();
     let (status, _, stderr) = check::start("tcp-echo", &[], &[&program, "{port}"]).finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("Windows line ending") && stderr.contains("dos2unix"),
+        "{stderr}"
+    );
+    // Through env, the file starts (env exists) and env fails (127).
+    std::fs::write(&path, "#!/usr/bin/env python3\r\nprint('never')\r\n").expect("write");
+    let (status, _, stderr) = check::start("tcp-echo", &[], &[&program, "{port}"]).finish();
     let _ = std::fs::remove_file(&path);
     assert_eq!(status.code(), Some(1));
     assert!(

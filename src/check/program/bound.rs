@@ -124,6 +124,12 @@ pub fn wait_bound(
                 true => String::new(),
                 false => format!("; it had started {}", theirs.join(" and ")),
             };
+            if matches!(program.exit_code(), Some(126 | 127)) && super::windows_hash_bang(program) {
+                return Err(Failure::new(
+                    format!("your program {ended} before it started: its #! line ends in a Windows line ending (\\r\\n), so the interpreter's name ends in \\r, and no such program exists"),
+                    Some("Save the file with Unix line endings (dos2unix FILE, or sed -i 's/\\r$//' FILE), or run it through its interpreter: python3 FILE."),
+                ));
+            }
             return Err(Failure::new(
                 format!("your program {ended} before netlab saw it {} port {port}{theirs}", words.doing),
                 Some("Its output is above. Run the command by hand (with a real port in place of {port}) to see it fail."),

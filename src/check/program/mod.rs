@@ -49,6 +49,8 @@ use crate::narrate::{errno_name, Narrator};
 /// A running (or finished) student program.
 pub struct Program {
     pid: i32,
+    /// The program's file as the command named it (argv[0]).
+    argv0: String,
     /// The process that holds the listening socket and so is the server
     /// the probes judge: the program itself, or one it started (see
     /// `server_of`). The program's pid until `wait_bound` finds it.
@@ -143,6 +145,7 @@ impl Program {
         }
         Ok(Program {
             pid,
+            argv0: argv[0].clone(),
             server: AtomicI32::new(pid),
             listeners: Mutex::new(Vec::new()),
             bound: Mutex::new(None),
@@ -424,6 +427,12 @@ fn missing_interpreter(program: &str) -> Option<Interpreter> {
         // whose name ends in a carriage return.
         windows_line_end: named.ends_with('\r'),
     })
+}
+
+/// The program's #! line ends in a Windows line ending: an interpreter
+/// run through `env` then fails on a name ending in "\r" (exit 127).
+pub fn windows_hash_bang(program: &Program) -> bool {
+    missing_interpreter(&program.argv0).is_some_and(|found| found.windows_line_end)
 }
 
 /// The interpreter a #! line names.
