@@ -70,11 +70,12 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             about,
         } => {
             out.push_str(&format!(
-                "{}  {}\n{}\n\n",
+                "{}  {}\n",
                 format!("netlab {demo}").bold(),
                 format!("lesson: netlab lesson {lesson} · pid {}", event.pid).dimmed(),
-                about
             ));
+            push_hanging(&mut out, "", 0, about, state.wrap_width, str::to_string);
+            out.push('\n');
         }
         Kind::Call {
             call,
@@ -298,12 +299,19 @@ pub fn render(event: &Event, state: &mut HumanState) -> String {
             if *skipped > 0 {
                 line.push_str(&format!(", {skipped} not run"));
             }
-            let line = if *ok {
-                line.green().bold()
-            } else {
-                line.red().bold()
-            };
-            out.push_str(&format!("\n{} {line}\n", " ".repeat(NUMBER_WIDTH) + "*"));
+            let lead = " ".repeat(NUMBER_WIDTH) + "* ";
+            out.push('\n');
+            push_hanging(
+                &mut out,
+                &lead,
+                lead.len(),
+                &line,
+                state.wrap_width,
+                |line| match *ok {
+                    true => line.green().bold().to_string(),
+                    false => line.red().bold().to_string(),
+                },
+            );
             out.push_str(&format!(
                 "{} read: netlab lesson {lesson}\n",
                 " ".repeat(NUMBER_WIDTH) + "*"
