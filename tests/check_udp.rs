@@ -164,6 +164,73 @@ fn udp_echo_connected_socket_fails_each_sender_with_the_kernel_fact() {
 }
 
 #[test]
+fn udp_echo_added_newline_is_a_changed_reply_not_a_misdirected_one() {
+    // Every reply reaches the right client, one byte longer: each-sender
+    // names the change (not a reply to another client), and the later
+    // probes wait their full time and say what came back.
+    let run = check_python("udp-echo", "udp_echo/broken_adds_newline.py");
+    let mut failing = vec![("echo", "fail"), ("each-sender", "fail")];
+    failing.extend(AFTER_EACH_SENDER.iter().map(|name| (*name, "fail")));
+    run.assert_statuses(UDP_PROBES, &failing);
+    for name in UDP_PROBES {
+        run.assert_probe(name, "fail", "Send back exactly the bytes");
+        let happened = run.happened(name);
+        assert!(!happened.contains("see each-sender"), "{name}: {happened}");
+    }
+    let happened = run.happened("each-sender");
+    assert!(
+        happened.contains("client A's reply to \"turn 1 from client A\" came back changed"),
+        "{happened}"
+    );
+    assert!(!happened.contains("none of the clients sent"), "{happened}");
+    for name in ["empty", "large"] {
+        let happened = run.happened(name);
+        assert!(happened.contains("came back changed"), "{name}: {happened}");
+    }
+}
+
+#[test]
+fn udp_echo_late_replies_are_late_and_the_later_probes_wait() {
+    // The first five replies come 1.2 s late, each to its own client:
+    // each-sender calls them late (not "a second time", not sent
+    // elsewhere), and binary and empty, answered promptly, pass.
+    let run = check_python("udp-echo", "udp_echo/broken_slow_replies.py");
+    run.assert_caught(
+        UDP_PROBES,
+        "each-sender",
+        "Your replies reach the right clients, but late",
+    );
+    let happened = run.happened("each-sender");
+    assert!(
+        happened.contains("client A's reply to \"turn 1 from client A\" came only after netlab had stopped waiting"),
+        "{happened}"
+    );
+    assert!(!happened.contains("a second time"), "{happened}");
+    assert!(!happened.contains("got no reply"), "{happened}");
+}
+
+#[test]
+fn udp_echo_tiny_receive_buffer_passes_large() {
+    // SO_RCVBUF 1024 and a pause before each recvfrom(): a follow-up sent
+    // right behind the 60,000-byte datagram would be dropped by the
+    // kernel; netlab sends it after the reply, and large passes.
+    let run = check_python("udp-echo", "udp_echo/good_tiny_buffer.py");
+    run.assert_pass(&[
+        "echo",
+        "each-sender",
+        "binary",
+        "empty",
+        "large",
+        "still-serving",
+    ]);
+    let happened = run.happened("large");
+    assert!(
+        happened.contains("the first 2048 of 60,000 bytes"),
+        "{happened}"
+    );
+}
+
+#[test]
 fn udp_echo_decoding_fails_binary() {
     let run = check_python("udp-echo", "udp_echo/broken_decode.py");
     run.assert_caught_rest_skipped(UDP_PROBES, "binary", "do not decode() the datagram");
