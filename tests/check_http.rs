@@ -435,3 +435,27 @@ fn a_query_that_changes_the_content_type_is_a_warning() {
         "{happened}"
     );
 }
+
+#[test]
+fn content_length_and_chunked_together_are_named() {
+    // Both framings: the client reads Content-Length bytes of chunk
+    // framing. get-file and binary name both headers, not the file's mode.
+    let run = check_python("broken_both_framings.py");
+    run.assert_statuses(
+        &PROBES,
+        &[
+            ("get-file", "fail"),
+            ("binary", "fail"),
+            ("keep-alive", "fail"),
+        ],
+    );
+    for name in ["get-file", "binary"] {
+        run.assert_probe(name, "fail", "never both");
+        let happened = run.happened(name);
+        assert!(
+            happened.contains("both Content-Length:")
+                && happened.contains("and Transfer-Encoding: chunked"),
+            "{name}: {happened}"
+        );
+    }
+}

@@ -163,6 +163,7 @@ const HINT_METHOD_CRASH: &str = "Any request, whatever its method, must get an a
 const HINT_METHOD_CHANGED: &str = "Your server deleted (or claims to have deleted) the file: a static server must not change its files. Answer DELETE, and any method other than GET and HEAD, with 405 Method Not Allowed (and an Allow: GET, HEAD header) or 501 Not Implemented.";
 const HINT_METHOD_STATUS: &str = "405 Method Not Allowed (with an Allow: GET, HEAD header) is the status that says a method is not supported, or 501 Not Implemented: other 4xx and 5xx statuses say something else went wrong.";
 const HINT_METHOD_CLOSE: &str = "Answer a method you do not support rather than closing the connection without a word: 405 Method Not Allowed (and an Allow: GET, HEAD header) or 501 Not Implemented.";
+const HINT_BOTH_FRAMINGS: &str = "Send either Content-Length or Transfer-Encoding: chunked, never both (a client must then ignore Content-Length): for this exercise, send only Content-Length and the file's bytes as they are, without chunk framing.";
 const HINT_NETLAB: &str = "This is a problem in netlab's own set-up, not in your program; please report it with the command you ran.";
 
 /// A failed check inside a probe: what happened, and the hint that fits.
@@ -252,6 +253,21 @@ fn check_bytes(what: &str, response: &Response, file: &Served) -> Result<(), Mis
     };
     if response.body == want {
         return Ok(());
+    }
+    // Content-Length and chunked both: the client must ignore the length
+    // and the body then holds the chunk framing.
+    if let Some(encoding) = response
+        .header("transfer-encoding")
+        .filter(|value| value.to_ascii_lowercase().contains("chunked"))
+    {
+        return Err(Miss::new(
+            format!(
+                "{what}: both Content-Length: {length} and Transfer-Encoding: {encoding}, and the body is not the file's {} bytes (it begins {})",
+                want.len(),
+                net::show(&response.body[..response.body.len().min(12)])
+            ),
+            HINT_BOTH_FRAMINGS,
+        ));
     }
     // Another file's bytes: the path was not used to pick the file.
     if let Some(other) = files::ALL
