@@ -312,6 +312,7 @@ fn chatroom_who_in_login_order_warns_who() {
     run.assert_probe("who", "warn", "join(sorted(users))");
     let happened = run.happened("who");
     assert!(happened.contains("mo comes before abe"), "{happened}");
+    assert!(happened.contains("the order of login"), "{happened}");
 }
 
 #[test]
@@ -333,4 +334,28 @@ fn chatroom_squeezing_spaces_fails_fan_out() {
     run.assert_caught(CHAT_PROBES, "fan-out", "split only the first two spaces");
     let happened = run.happened("fan-out");
     assert!(happened.contains("came out as one"), "{happened}");
+}
+
+#[test]
+fn chatroom_who_with_a_trailing_space_warns_about_the_space() {
+    // Sorted names, one space too many: no word of order or login.
+    let run = check_python("chatroom-server", "chatroom/broken_who_trailing_space.py");
+    run.assert_statuses(CHAT_PROBES, &[("who", "warn")]);
+    run.assert_probe("who", "warn", "nothing after the last one");
+    let happened = run.happened("who");
+    assert!(
+        happened.contains("ends with a space") && !happened.contains("not sorted"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn chatroom_stripping_the_text_fails_fan_out() {
+    let run = check_python("chatroom-server", "chatroom/broken_strips_text.py");
+    run.assert_caught(CHAT_PROBES, "fan-out", "do not strip() it");
+    let happened = run.happened("fan-out");
+    assert!(
+        happened.contains("the space at the end of cy's text was cut off"),
+        "{happened}"
+    );
 }
