@@ -231,6 +231,27 @@ fn udp_echo_tiny_receive_buffer_passes_large() {
 }
 
 #[test]
+fn udp_echo_replying_twice_gets_the_one_reply_hint() {
+    // Each reply goes to the right client, twice: a second copy is not a
+    // reply to another client, and the later probes do not point back.
+    let code = "import socket, sys\n\
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                s.bind(('127.0.0.1', int(sys.argv[1])))\n\
+                while True:\n\
+                \x20   data, addr = s.recvfrom(65535)\n\
+                \x20   s.sendto(data, addr)\n\
+                \x20   s.sendto(data, addr)\n";
+    let run = check("udp-echo", &["python3", "-c", code, "{port}"]);
+    run.assert_caught(
+        UDP_PROBES,
+        "each-sender",
+        "one sendto() for each recvfrom()",
+    );
+    let happened = run.happened("each-sender");
+    assert!(happened.contains("a second time"), "{happened}");
+}
+
+#[test]
 fn udp_echo_decoding_fails_binary() {
     let run = check_python("udp-echo", "udp_echo/broken_decode.py");
     run.assert_caught_rest_skipped(UDP_PROBES, "binary", "do not decode() the datagram");

@@ -135,6 +135,7 @@ const HINT_NO_REPLY: &str = "Send each reply with sendto(data, addr), where addr
 const HINT_WRONG_SOCKET: &str = "Reply from the socket that received the datagram (the one you bound to the port), not from a new socket: a client that connect()ed its socket drops datagrams from any other port.";
 const HINT_CHANGED: &str = "Send back exactly the bytes recvfrom() returned: no added newline or prefix, no strip(), no decode() and encode() on the way.";
 const HINT_LATE: &str = "Your replies reach the right clients, but late: answer each datagram as soon as it arrives (no sleep or slow work between recvfrom() and sendto()). On a slow or busy machine, run the check with --patience 3 to give every probe three times as long.";
+const HINT_ONE_REPLY: &str = "Send one reply per datagram: one sendto() for each recvfrom(), not a reply and then another copy of it.";
 const HINT_EACH_SENDER: &str = "Reply to the address recvfrom() returned with this very datagram, every time: do not keep the first client's address in a variable, or reply to a fixed one.";
 const HINT_BINARY: &str = "An echo server returns bytes, not text: do not decode() the datagram, which raises UnicodeDecodeError on bytes that are not UTF-8 (or, with errors='replace', changes them).";
 const HINT_EMPTY: &str = "A datagram of 0 bytes is a real message: recvfrom() returning b'' does not mean the client left (that is TCP's recv()), so do not break out of your loop or index data[0] then.";
@@ -386,6 +387,8 @@ fn each_sender(target: Target, deadline: Instant, misdirected: &Misdirected) -> 
         HINT_CHANGED
     } else if seen.late > 0 {
         HINT_LATE
+    } else if seen.copies > 0 && seen.notes.len() == seen.distinct_copies() {
+        HINT_ONE_REPLY
     } else {
         HINT_EACH_SENDER
     };
@@ -415,6 +418,8 @@ struct Seen<'a> {
     notes: Vec<(String, usize)>,
     /// A reply reached a client that did not send its datagram.
     elsewhere: bool,
+    /// A client got its own reply a second time.
+    copies: usize,
     changed: usize,
     late: usize,
 }
@@ -436,6 +441,7 @@ impl<'a> Seen<'a> {
             waited: 0,
             notes: Vec::new(),
             elsewhere: false,
+            copies: 0,
             changed: 0,
             late: 0,
         }
@@ -479,6 +485,7 @@ impl<'a> Seen<'a> {
             return false;
         }
         if self.replies[turn].is_some() {
+            self.copies += 1;
             self.note(format!(
                 "client {} received {} a second time",
                 self.names[at],
@@ -497,6 +504,14 @@ impl<'a> Seen<'a> {
             self.replies[turn] = Some(Reply::Late);
         }
         this_turn
+    }
+
+    /// How many of the notes are second copies (each listed once).
+    fn distinct_copies(&self) -> usize {
+        self.notes
+            .iter()
+            .filter(|(problem, _)| problem.ends_with(" a second time"))
+            .count()
     }
 
     fn note(&mut self, problem: String) {
