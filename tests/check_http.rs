@@ -369,3 +369,93 @@ fn delete_answered_like_get_is_a_warning() {
         "{happened}"
     );
 }
+
+#[test]
+fn a_server_that_dies_on_delete_fails_bad_request() {
+    // The DELETE ends the program: a failure (exit 1) naming how it
+    // ended, not a warning about the status.
+    let run = check_python("broken_dies_on_delete.py");
+    run.assert_caught(&PROBES, "bad-request", "must never end your server");
+    let happened = run.happened("bad-request");
+    assert!(
+        happened.contains("DELETE /style.css: no response")
+            && happened.contains("your program exited with status 1"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn a_server_that_dies_on_a_query_fails_get_file_and_the_rest_are_skipped() {
+    let run = check_python("broken_dies_on_query.py");
+    let skipped: Vec<(&str, &str)> = PROBES[1..].iter().map(|name| (*name, "skip")).collect();
+    let mut statuses = vec![("get-file", "fail")];
+    statuses.extend(skipped);
+    run.assert_statuses(&PROBES, &statuses);
+    run.assert_probe("get-file", "fail", "A request must never end your server");
+    let happened = run.happened("get-file");
+    assert!(
+        happened.contains("GET /style.css?v=1: no response")
+            && happened.contains("your program exited with status 1"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn delete_hints_follow_the_answer() {
+    // 204 and the file removed: "deleted"; 400: the status that says so.
+    let run = check_python("broken_deletes_file.py");
+    run.assert_statuses(&PROBES, &[("bad-request", "warn")]);
+    run.assert_probe(
+        "bad-request",
+        "warn",
+        "a static server must not change its files",
+    );
+    let happened = run.happened("bad-request");
+    assert!(
+        happened.contains("204 No Content") && happened.contains("is gone: your server deleted it"),
+        "{happened}"
+    );
+    let run = check_python("broken_delete_400.py");
+    run.assert_statuses(&PROBES, &[("bad-request", "warn")]);
+    run.assert_probe(
+        "bad-request",
+        "warn",
+        "is the status that says a method is not supported",
+    );
+}
+
+#[test]
+fn a_query_that_changes_the_content_type_is_a_warning() {
+    let run = check_python("broken_query_type.py");
+    run.assert_statuses(&PROBES, &[("get-file", "warn")]);
+    run.assert_probe("get-file", "warn", "before you choose the Content-Type");
+    let happened = run.happened("get-file");
+    assert!(
+        happened.contains("GET /style.css?v=1: Content-Type: application/octet-stream"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn content_length_and_chunked_together_are_named() {
+    // Both framings: the client reads Content-Length bytes of chunk
+    // framing. get-file and binary name both headers, not the file's mode.
+    let run = check_python("broken_both_framings.py");
+    run.assert_statuses(
+        &PROBES,
+        &[
+            ("get-file", "fail"),
+            ("binary", "fail"),
+            ("keep-alive", "fail"),
+        ],
+    );
+    for name in ["get-file", "binary"] {
+        run.assert_probe(name, "fail", "never both");
+        let happened = run.happened(name);
+        assert!(
+            happened.contains("both Content-Length:")
+                && happened.contains("and Transfer-Encoding: chunked"),
+            "{name}: {happened}"
+        );
+    }
+}

@@ -196,6 +196,26 @@ fn framing_byte_after_each_answer_fails_one_message() {
 }
 
 #[test]
+fn framing_a_greeting_is_shown_as_text_and_named() {
+    let run = framing("broken_greeting.py");
+    run.assert_caught_rest_skipped(FRAMING_PROBES, "one-message", "Send nothing but answers");
+    let happened = run.happened("one-message");
+    assert!(
+        happened.contains("something came before the first answer")
+            && happened.contains("\"HELL\" as text"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn framing_an_answer_sent_twice_is_named_a_second_copy() {
+    let run = framing("broken_answer_twice.py");
+    run.assert_caught_rest_skipped(FRAMING_PROBES, "one-message", "Send each answer once");
+    let happened = run.happened("one-message");
+    assert!(happened.contains("then a second copy of it"), "{happened}");
+}
+
+#[test]
 fn framing_bytes_between_answers_are_shown_in_hex_not_blamed_on_recv() {
     // One answer alone goes out clean; two or more get a newline between
     // them. The absurd "length" is shown as the bytes it is.

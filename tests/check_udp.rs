@@ -164,6 +164,94 @@ fn udp_echo_connected_socket_fails_each_sender_with_the_kernel_fact() {
 }
 
 #[test]
+fn udp_echo_added_newline_is_a_changed_reply_not_a_misdirected_one() {
+    // Every reply reaches the right client, one byte longer: each-sender
+    // names the change (not a reply to another client), and the later
+    // probes wait their full time and say what came back.
+    let run = check_python("udp-echo", "udp_echo/broken_adds_newline.py");
+    let mut failing = vec![("echo", "fail"), ("each-sender", "fail")];
+    failing.extend(AFTER_EACH_SENDER.iter().map(|name| (*name, "fail")));
+    run.assert_statuses(UDP_PROBES, &failing);
+    for name in UDP_PROBES {
+        run.assert_probe(name, "fail", "Send back exactly the bytes");
+        let happened = run.happened(name);
+        assert!(!happened.contains("see each-sender"), "{name}: {happened}");
+    }
+    let happened = run.happened("each-sender");
+    assert!(
+        happened.contains("client A's reply to \"turn 1 from client A\" came back changed"),
+        "{happened}"
+    );
+    assert!(!happened.contains("none of the clients sent"), "{happened}");
+    for name in ["empty", "large"] {
+        let happened = run.happened(name);
+        assert!(happened.contains("came back changed"), "{name}: {happened}");
+    }
+}
+
+#[test]
+fn udp_echo_late_replies_are_late_and_the_later_probes_wait() {
+    // The first five replies come 1.2 s late, each to its own client:
+    // each-sender calls them late (not "a second time", not sent
+    // elsewhere), and binary and empty, answered promptly, pass.
+    let run = check_python("udp-echo", "udp_echo/broken_slow_replies.py");
+    run.assert_caught(
+        UDP_PROBES,
+        "each-sender",
+        "Your replies reach the right clients, but late",
+    );
+    let happened = run.happened("each-sender");
+    assert!(
+        happened.contains("client A's reply to \"turn 1 from client A\" came only after netlab had stopped waiting"),
+        "{happened}"
+    );
+    assert!(!happened.contains("a second time"), "{happened}");
+    assert!(!happened.contains("got no reply"), "{happened}");
+}
+
+#[test]
+fn udp_echo_tiny_receive_buffer_passes_large() {
+    // SO_RCVBUF 1024 and a pause before each recvfrom(): a follow-up sent
+    // right behind the 60,000-byte datagram would be dropped by the
+    // kernel; netlab sends it after the reply, and large passes.
+    let run = check_python("udp-echo", "udp_echo/good_tiny_buffer.py");
+    run.assert_pass(&[
+        "echo",
+        "each-sender",
+        "binary",
+        "empty",
+        "large",
+        "still-serving",
+    ]);
+    let happened = run.happened("large");
+    assert!(
+        happened.contains("the first 2048 of 60,000 bytes"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn udp_echo_replying_twice_gets_the_one_reply_hint() {
+    // Each reply goes to the right client, twice: a second copy is not a
+    // reply to another client, and the later probes do not point back.
+    let code = "import socket, sys\n\
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                s.bind(('127.0.0.1', int(sys.argv[1])))\n\
+                while True:\n\
+                \x20   data, addr = s.recvfrom(65535)\n\
+                \x20   s.sendto(data, addr)\n\
+                \x20   s.sendto(data, addr)\n";
+    let run = check("udp-echo", &["python3", "-c", code, "{port}"]);
+    run.assert_caught(
+        UDP_PROBES,
+        "each-sender",
+        "one sendto() for each recvfrom()",
+    );
+    let happened = run.happened("each-sender");
+    assert!(happened.contains("a second time"), "{happened}");
+}
+
+#[test]
 fn udp_echo_decoding_fails_binary() {
     let run = check_python("udp-echo", "udp_echo/broken_decode.py");
     run.assert_caught_rest_skipped(UDP_PROBES, "binary", "do not decode() the datagram");
@@ -245,6 +333,7 @@ fn chatroom_who_in_login_order_warns_who() {
     run.assert_probe("who", "warn", "join(sorted(users))");
     let happened = run.happened("who");
     assert!(happened.contains("mo comes before abe"), "{happened}");
+    assert!(happened.contains("the order of login"), "{happened}");
 }
 
 #[test]
@@ -266,4 +355,28 @@ fn chatroom_squeezing_spaces_fails_fan_out() {
     run.assert_caught(CHAT_PROBES, "fan-out", "split only the first two spaces");
     let happened = run.happened("fan-out");
     assert!(happened.contains("came out as one"), "{happened}");
+}
+
+#[test]
+fn chatroom_who_with_a_trailing_space_warns_about_the_space() {
+    // Sorted names, one space too many: no word of order or login.
+    let run = check_python("chatroom-server", "chatroom/broken_who_trailing_space.py");
+    run.assert_statuses(CHAT_PROBES, &[("who", "warn")]);
+    run.assert_probe("who", "warn", "nothing after the last one");
+    let happened = run.happened("who");
+    assert!(
+        happened.contains("ends with a space") && !happened.contains("not sorted"),
+        "{happened}"
+    );
+}
+
+#[test]
+fn chatroom_stripping_the_text_fails_fan_out() {
+    let run = check_python("chatroom-server", "chatroom/broken_strips_text.py");
+    run.assert_caught(CHAT_PROBES, "fan-out", "do not strip() it");
+    let happened = run.happened("fan-out");
+    assert!(
+        happened.contains("the space at the end of cy's text was cut off"),
+        "{happened}"
+    );
 }

@@ -112,6 +112,7 @@ const HINT_DUPLICATE: &str = "Before adding a name, look it up in your dict: if 
 const HINT_DUPLICATE_SILENT: &str = "Refuse a taken name out loud: send ERR name taken to the address that asked, or its client waits for an answer that never comes.";
 const HINT_FANOUT_MISSING: &str = "For C name text, send MSG name text to every address in your dict except the sender's: loop over all the users, not only the first or the last.";
 const HINT_FANOUT_SENDER: &str = "Skip the sender when you fan a C out: its client has shown the line already, and a MSG back to it is printed twice.";
+const HINT_FANOUT_STRIP: &str = "Forward the text exactly as it came: do not strip() it, or the datagram before you split it, since spaces at the ends of a line are part of the text (a datagram has no newline to remove).";
 const HINT_FANOUT_FORMAT: &str = "Forward C name text as exactly MSG name text: the word MSG, a space, the sender's name, a space, and the text unchanged, with no newline.";
 const HINT_JOIN: &str = "When someone logs in, send JOIN name to each user already there, so their clients can say who arrived.";
 const HINT_JOIN_SELF: &str = "Send JOIN name only to the users who were there before: the newcomer learns it is in from its OK, and a JOIN of its own makes its client announce its own arrival.";
@@ -126,6 +127,10 @@ const HINT_MALFORMED: &str = "A datagram you cannot parse must not end your serv
 const HINT_MALFORMED_NO_ERR: &str = "Answer each datagram you refuse with ERR and a reason, to its sender only, so a client can tell why nothing happened.";
 const HINT_SPOOFED: &str = "Check that a C comes from the address its name logged in from: anyone can write any name into a datagram, so a stranger can speak as someone else.";
 const HINT_WHO: &str = "For the /who extension, answer W name with USERS and the logged-in names, sorted, separated by single spaces.";
+const HINT_WHO_SPACES: &str = "Join the names with single spaces and nothing after the last one: \"USERS \" + \" \".join(sorted(users)), rather than adding a space after each name.";
+const HINT_WHO_REVERSE: &str = "Sort the names from A to Z: sorted(users), without reverse=True.";
+const HINT_WHO_ORDER: &str =
+    "Sort the names before you join them: \"USERS \" + \" \".join(sorted(users)).";
 const HINT_WHO_UNSORTED: &str = "Sort the names before you join them: \"USERS \" + \" \".join(sorted(users)). A dict keeps the order in which the users logged in, which is not sorted.";
 const HINT_OWN_SOCKET: &str = "netlab could not use a UDP socket of its own on loopback; check that the loopback interface is up (ip link show lo) and run the check again.";
 
@@ -206,7 +211,8 @@ fn duplicate(target: Target, deadline: Instant) -> Outcome {
 /// `fan-out`: cy, di and ed log in (in that order); cy says a line.
 fn fan_out(target: Target, deadline: Instant) -> Outcome {
     // Two spaces in a row: the text must come through unchanged.
-    let line = "hello di and ed,  你好";
+    // A space at the end: the text must not be strip()ped either.
+    let line = "hello di and ed,  你好 ";
     let msg = format!("MSG cy {line}");
     let expected = format!("di and ed each get \"{msg}\"; cy, the sender, gets nothing back");
     let users = match log_in_all(&target, &["cy", "di", "ed"], deadline) {
@@ -265,9 +271,22 @@ fn fan_out(target: Target, deadline: Instant) -> Outcome {
             continue;
         }
         let close = carrying(inbox);
-        let squeezed = inbox
-            .iter()
-            .find(|d| *d != msg.as_bytes() && squeeze(d) == squeeze(msg.as_bytes()));
+        let stripped = inbox.iter().find(|d| *d == msg.trim_end().as_bytes());
+        if let (None, Some(other)) = (close.first(), stripped) {
+            return Outcome::fail(
+                &expected,
+                format!(
+                    "{} got {} instead: the space at the end of cy's text was cut off",
+                    user.name,
+                    show(other)
+                ),
+                HINT_FANOUT_STRIP,
+            );
+        }
+        let squeezed = inbox.iter().find(|d| {
+            *d != msg.as_bytes()
+                && squeeze(d).trim_ascii_end() == squeeze(msg.as_bytes()).trim_ascii_end()
+        });
         return match (close.first(), squeezed) {
             (Some(other), _) => Outcome::fail(
                 &expected,
@@ -622,26 +641,45 @@ fn who(target: Target, deadline: Instant) -> Outcome {
         .strip_prefix("USERS ")
         .map(|rest| rest.split(' ').collect());
     let answered = format!("W mo was answered {}", show(&reply));
-    match names {
-        Some(names) if names.contains(&"mo") && names.contains(&"abe") => {
-            match names.windows(2).find(|pair| pair[0] >= pair[1]) {
-                None => Outcome::pass(expected, answered),
-                Some(pair) => Outcome::warn(
-                    expected,
-                    format!(
-                        "{answered}: not sorted, {} comes before {} (abe logged in last, after mo)",
-                        pair[0], pair[1]
-                    ),
-                    HINT_WHO_UNSORTED,
-                ),
-            }
-        }
-        _ => Outcome::warn(
-            expected,
-            format!("W mo was answered {}", show(&reply)),
-            HINT_WHO,
-        ),
+    let Some(names) = names.filter(|names| names.contains(&"mo") && names.contains(&"abe")) else {
+        return Outcome::warn(expected, answered, HINT_WHO);
+    };
+    // An empty name first: a space too many is no question of order.
+    if names.iter().any(|name| name.is_empty()) {
+        let why = if names.last() == Some(&"") {
+            "the USERS line ends with a space, so split(\" \") of it gives an empty name at the end"
+        } else if names.first() == Some(&"") {
+            "two spaces follow USERS, so split(\" \") of the line gives an empty first name"
+        } else {
+            "two names are separated by two spaces, so split(\" \") of the line gives an empty name between them"
+        };
+        return Outcome::warn(expected, format!("{answered}: {why}"), HINT_WHO_SPACES);
     }
+    let Some(pair) = names.windows(2).find(|pair| pair[0] >= pair[1]) else {
+        return Outcome::pass(expected, answered);
+    };
+    let unsorted = format!(
+        "{answered}: not sorted, {} comes before {}",
+        pair[0], pair[1]
+    );
+    if names.windows(2).all(|pair| pair[0] > pair[1]) {
+        return Outcome::warn(
+            expected,
+            format!("{answered}: sorted from Z to A, not from A to Z"),
+            HINT_WHO_REVERSE,
+        );
+    }
+    // abe logged in last: at the end, after mo, is where login order puts
+    // it (a dict keeps the order of insertion).
+    let at = |who: &str| names.iter().position(|name| *name == who);
+    if names.last() == Some(&"abe") && at("mo") < at("abe") {
+        return Outcome::warn(
+            expected,
+            format!("{unsorted} (abe logged in last, after mo: this is the order of login)"),
+            HINT_WHO_UNSORTED,
+        );
+    }
+    Outcome::warn(expected, unsorted, HINT_WHO_ORDER)
 }
 
 /// A logged-in user: a name and the socket (address) it logged in from.

@@ -100,8 +100,10 @@ const HINT_BYTE_ORDER: &str = "The server closed straight after the length, as i
 const HINT_PIPELINED: &str = "Keep the bytes that follow one message for the next one, and answer messages in the order they came: hundreds may arrive in one stream, cut anywhere.";
 const HINT_CLOSE_WAIT: &str = "When recv() returns b\"\" the client has closed: close() the connection's socket too, or it stays in CLOSE_WAIT and keeps its descriptor.";
 const HINT_SPLIT_HEADER: &str = "recv(4) may return fewer than 4 bytes: read the length prefix with the same recv_exactly() loop as the message itself.";
-const HINT_OVERSIZED: &str = "Right after unpacking the length, refuse anything above 1 MiB (1048576 bytes): close that connection without reading the message, and keep serving the others.";
+const HINT_OVERSIZED: &str = "Right after unpacking the length, refuse anything above 1 MiB (1048576 bytes): close that connection without reading the message and without answering it (the protocol has no error message), and keep serving the others.";
 const HINT_EXTRA: &str = "Send each answer as exactly struct.pack(\"!I\", len(answer)) + answer and nothing more: no newline or other byte between answers, or the client reads it as the start of the next length.";
+const HINT_TWICE: &str = "Send each answer once: one sendall() of struct.pack(\"!I\", len(answer)) + answer per message, and nothing else.";
+const HINT_NOTHING_BEFORE: &str = "Send nothing but answers: no greeting or line before the first one, since the client reads the first 4 bytes it gets as the length of the first answer.";
 const HINT_NEXT_CLIENT: &str = "After refusing a message, close only that connection and go back to accept(): the next client must still be served.";
 
 fn run(session: &mut Session) {
@@ -270,6 +272,8 @@ enum Trouble {
     Extra {
         answered: usize,
         extra: Vec<u8>,
+        /// The extra bytes begin with the last answer again, whole.
+        copy: bool,
     },
 }
 
@@ -302,7 +306,17 @@ fn exchange(
         let by = deadline.min(Instant::now() + AFTER_WAIT);
         let (extra, _) = net::read_exact(&mut stream, usize::MAX, by);
         if !extra.is_empty() {
-            result = Err(Trouble::Extra { answered, extra });
+            let copy = answered > 0
+                && messages.get(answered - 1).is_some_and(|message| {
+                    let mut frame = (message.len() as u32).to_be_bytes().to_vec();
+                    frame.extend(message.iter().rev());
+                    extra.starts_with(&frame)
+                });
+            result = Err(Trouble::Extra {
+                answered,
+                extra,
+                copy,
+            });
         }
     }
     // The writer ends by the deadline at the latest (its writes time out);
@@ -392,9 +406,21 @@ fn judge(result: Result<usize, Trouble>, hint: &'static str) -> Outcome {
             let length = u32::from_be_bytes(header);
             let bytes = hex(&header);
             if index == 0 {
+                // Text where the first length belongs: a greeting, or a
+                // line, sent before the first answer.
+                if header.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+                    return Outcome::fail(
+                        expected,
+                        format!(
+                            "something came before the first answer: the 4 bytes read as its length were {bytes}, {} as text (a length of {length} bytes, more than any message here)",
+                            net::show(&header)
+                        ),
+                        HINT_NOTHING_BEFORE,
+                    );
+                }
                 return Outcome::fail(
                     expected,
-                    format!("answer 1 announced a length of {length} bytes (its 4 bytes: {bytes}), more than any message here"),
+                    format!("answer 1 announced a length of {length} bytes (its 4 bytes: {bytes}, {} as text), more than any message here", net::show(&header)),
                     hint,
                 );
             }
@@ -410,7 +436,26 @@ fn judge(result: Result<usize, Trouble>, hint: &'static str) -> Outcome {
                 HINT_EXTRA,
             )
         }
-        Err(Trouble::Extra { answered, extra }) => {
+        Err(Trouble::Extra {
+            answered,
+            extra,
+            copy: true,
+        }) => Outcome::fail(
+            expected,
+            format!(
+                "{}, then a second copy of {} ({} bytes: {})",
+                if answered == 1 {
+                    "the answer came whole, its bytes reversed".to_string()
+                } else {
+                    format!("all {answered} answers came whole and in order")
+                },
+                if answered == 1 { "it" } else { "the last one" },
+                extra.len(),
+                hex(&extra)
+            ),
+            HINT_TWICE,
+        ),
+        Err(Trouble::Extra { answered, extra, .. }) => {
             let count = extra.len();
             let bytes = if count == 1 { "byte" } else { "bytes" };
             let answers = if answered == 1 {

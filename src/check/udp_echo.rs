@@ -16,16 +16,21 @@
 //!   nobody else's. A server that keeps the first address, or replies to a
 //!   fixed one, fails here; so does one that connect()ed its socket, which
 //!   its line in /proc/net/udp shows (a remote address), with a hint of its
-//!   own. When a client's own reply never came, the later probes, which
-//!   then get none either, say "see each-sender" with its hint, after a
-//!   short wait.
+//!   own. A reply at the right client with bytes added or taken off is a
+//!   changed reply, and one that came after netlab stopped waiting is
+//!   late; neither is misdirected. When a reply went to another client,
+//!   or a client got none even after a longer settle, the later probes,
+//!   which then get none either, say "see each-sender" with its hint,
+//!   after a short wait.
 //! - `binary`: bytes that are not UTF-8 come back unchanged. A server that
 //!   decodes the datagram dies (or changes the bytes) here.
 //! - `empty`: a datagram of 0 bytes is a real message, not the end of
 //!   anything (TCP's `recv()` returns b"" only at FIN; UDP's returns b""
 //!   for an empty datagram). The server must go on; an empty reply and no
 //!   reply both pass, and the report says which.
-//! - `large`: 60,000 bytes, more than most buffers. `recvfrom(N)` gives
+//! - `large`: 60,000 bytes, more than most buffers (the ordinary datagram
+//!   after it goes once its reply came, or after 0.1 s: sent back to back,
+//!   a tiny receive buffer would drop it). `recvfrom(N)` gives
 //!   the first N bytes and the kernel discards the rest of that datagram;
 //!   the server must survive. Echoing the part it got, refusing with a
 //!   short answer, and dropping the datagram all pass; the report says
@@ -117,6 +122,10 @@ const REPLY_WAIT: f64 = 1.0;
 /// verdict only points back there.
 const MISDIRECTED_WAIT: f64 = 0.3;
 
+/// How long `empty` and `large` wait for the reply to their odd datagram
+/// before they send the ordinary one.
+const ODD_GAP: f64 = 0.1;
+
 /// How many unexpected datagrams a probe keeps for its report: enough to
 /// describe any mistake, and a bound on a program that floods.
 const KEEP: usize = 8;
@@ -125,10 +134,13 @@ const KEEP: usize = 8;
 const HINT_NO_REPLY: &str = "Send each reply with sendto(data, addr), where addr is the address recvfrom() returned with that datagram, and check that your loop reaches the sendto().";
 const HINT_WRONG_SOCKET: &str = "Reply from the socket that received the datagram (the one you bound to the port), not from a new socket: a client that connect()ed its socket drops datagrams from any other port.";
 const HINT_CHANGED: &str = "Send back exactly the bytes recvfrom() returned: no added newline or prefix, no strip(), no decode() and encode() on the way.";
+const HINT_LATE: &str = "Your replies reach the right clients, but late: answer each datagram as soon as it arrives (no sleep or slow work between recvfrom() and sendto()). On a slow or busy machine, run the check with --patience 3 to give every probe three times as long.";
+const HINT_ONE_REPLY: &str = "Send one reply per datagram: one sendto() for each recvfrom(), not a reply and then another copy of it.";
 const HINT_EACH_SENDER: &str = "Reply to the address recvfrom() returned with this very datagram, every time: do not keep the first client's address in a variable, or reply to a fixed one.";
 const HINT_BINARY: &str = "An echo server returns bytes, not text: do not decode() the datagram, which raises UnicodeDecodeError on bytes that are not UTF-8 (or, with errors='replace', changes them).";
 const HINT_EMPTY: &str = "A datagram of 0 bytes is a real message: recvfrom() returning b'' does not mean the client left (that is TCP's recv()), so do not break out of your loop or index data[0] then.";
 const HINT_LARGE: &str = "A datagram longer than your buffer must not stop your server: recvfrom(N) returns its first N bytes and the kernel discards the rest, so echo what you got (or refuse it) and go back to recvfrom(); never raise or exit on MSG_TRUNC.";
+const HINT_DROPPED: &str = "The kernel dropped the follow-up datagram at your socket because the one before it still filled the receive buffer: read each datagram promptly, and do not make SO_RCVBUF smaller than the datagrams your server must take (or leave it at its default).";
 const HINT_BURST_LOST: &str = "Datagrams that arrive faster than your loop reads them wait in the socket's receive buffer, and the kernel drops them when it is full: keep the work between two recvfrom() calls short (no sleep, no print per datagram), or raise SO_RCVBUF.";
 const HINT_BURST_NONE: &str = "Your server answered single datagrams but none of a burst: look for a delay or a condition in your loop that stops it answering when many datagrams arrive together.";
 const HINT_STOPPED: &str = "Your server answered at first but not now: after an error or an odd datagram your loop must go back to recvfrom() for the next one, not stop or sleep.";
@@ -253,7 +265,7 @@ fn exchange_once(
         );
     }
     if reply.bytes != payload {
-        let hint = if std::str::from_utf8(payload).is_ok() {
+        let hint = if std::str::from_utf8(payload).is_ok() || related(&reply.bytes, payload) {
             HINT_CHANGED
         } else {
             missing_hint
@@ -279,7 +291,9 @@ fn exchange_once(
 }
 
 /// `each-sender`: clients A, B and C send in turn (A, B, C, A); each waits
-/// for its own reply. Datagrams that reach the wrong client are noted.
+/// for its own reply. Datagrams that reach the wrong client are noted; a
+/// reply at the right client that came back changed, or came only after
+/// netlab stopped waiting for it, is named as such, not as misdirected.
 fn each_sender(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
     let expected = "each of 3 clients gets the reply to its own datagrams, and none of the others'";
     let mut clients = Vec::new();
@@ -299,54 +313,49 @@ fn each_sender(target: Target, deadline: Instant, misdirected: &Misdirected) -> 
             format!("turn {} from client {}", turn + 1, names[client]).into_bytes()
         })
         .collect();
-    let mut problems: Vec<(String, usize)> = Vec::new();
-    let mut unanswered = 0;
+    let mut seen = Seen::new(&names, &payloads, &turns);
     for (turn, &client) in turns.iter().enumerate() {
         let socket = &clients[client];
         if let Err(err) = socket.send_to(&payloads[turn], target.addr) {
             return own_socket_failure(expected, &err);
         }
         let wait_until = deadline.min(Instant::now() + target.time(REPLY_WAIT));
-        let mut answered = false;
         // Read this client's datagrams until its own reply comes.
         loop {
             match receive(&target, socket, wait_until) {
-                Ok(Some(reply)) if reply.bytes == payloads[turn] => {
-                    answered = true;
-                    break;
+                Ok(Some(reply)) => {
+                    if seen.take(client, &reply, Some(turn)) {
+                        break;
+                    }
                 }
-                Ok(Some(reply)) => note(
-                    &mut problems,
-                    stray(&names, client, &reply, &payloads, &turns),
-                ),
                 Ok(None) => break,
                 Err(err) => return own_socket_failure(expected, &err),
             }
         }
-        if !answered {
-            unanswered += 1;
-            note(
-                &mut problems,
-                format!(
-                    "client {} ({}) got no reply to {}",
-                    names[client],
-                    local(socket),
-                    show(&payloads[turn])
-                ),
-            );
+        seen.waited_for(turn);
+    }
+    // A reply sent to the wrong client, or a late one, may still be on its
+    // way: look at every socket, longer when a turn has no reply yet (a
+    // slow server's replies are late, not lost).
+    let settle = if seen.all_replied() { 0.1 } else { REPLY_WAIT };
+    let settle_until = deadline.min(Instant::now() + target.time(settle));
+    loop {
+        let mut quiet = true;
+        for (client, socket) in clients.iter().enumerate() {
+            let slice = settle_until.min(Instant::now() + Duration::from_millis(20));
+            if let Ok(Some(reply)) = receive(&target, socket, slice) {
+                seen.take(client, &reply, None);
+                quiet = false;
+            }
+        }
+        if passed(settle_until) || (quiet && seen.all_replied() && settle > 0.5) {
+            break;
+        }
+        if quiet && !target.alive() {
+            break;
         }
     }
-    // A reply sent to the wrong client may still be on its way: look once
-    // more at every socket.
-    let settle = Instant::now() + Duration::from_millis(100);
-    for (client, socket) in clients.iter().enumerate() {
-        while let Ok(Some(reply)) = receive(&target, socket, settle) {
-            note(
-                &mut problems,
-                stray(&names, client, &reply, &payloads, &turns),
-            );
-        }
-    }
+    let problems = seen.problems(&clients, &payloads);
     if problems.is_empty() {
         return Outcome::pass(
             expected,
@@ -369,12 +378,23 @@ fn each_sender(target: Target, deadline: Instant, misdirected: &Misdirected) -> 
     }
     // The server lives: is its socket connect()ed to one peer?
     let (connected, fact) = connection_fact(&target);
+    let lost = seen.never_replied() > 0;
     let hint = if connected {
         HINT_CONNECTED
+    } else if seen.elsewhere || lost {
+        HINT_EACH_SENDER
+    } else if seen.changed > 0 {
+        HINT_CHANGED
+    } else if seen.late > 0 {
+        HINT_LATE
+    } else if seen.copies > 0 && seen.notes.len() == seen.distinct_copies() {
+        HINT_ONE_REPLY
     } else {
         HINT_EACH_SENDER
     };
-    if unanswered > 0 {
+    // Only replies that really go elsewhere (or never come) make the later
+    // probes point back here: a changed or late reply still reaches them.
+    if connected || seen.elsewhere || lost {
         let why = if connected {
             "your socket is connect()ed to one client, so the kernel delivers it nothing from other addresses"
         } else {
@@ -383,6 +403,170 @@ fn each_sender(target: Target, deadline: Instant, misdirected: &Misdirected) -> 
         let _ = misdirected.set(Elsewhere { why, hint });
     }
     Outcome::fail(expected, happened, hint).with_fact(fact)
+}
+
+/// What each-sender's clients received, turn by turn.
+struct Seen<'a> {
+    names: &'a [&'a str],
+    payloads: &'a [Vec<u8>],
+    turns: &'a [usize],
+    /// Per turn: how its reply came (None: not yet).
+    replies: Vec<Option<Reply>>,
+    /// Turns whose own wait is over (a reply after that is late).
+    waited: usize,
+    /// Stray datagrams, second copies: described, with their counts.
+    notes: Vec<(String, usize)>,
+    /// A reply reached a client that did not send its datagram.
+    elsewhere: bool,
+    /// A client got its own reply a second time.
+    copies: usize,
+    changed: usize,
+    late: usize,
+}
+
+/// How one turn's reply came to its own client.
+enum Reply {
+    OnTime,
+    Late,
+    Changed(Vec<u8>),
+}
+
+impl<'a> Seen<'a> {
+    fn new(names: &'a [&'a str], payloads: &'a [Vec<u8>], turns: &'a [usize]) -> Self {
+        Seen {
+            names,
+            payloads,
+            turns,
+            replies: payloads.iter().map(|_| None).collect(),
+            waited: 0,
+            notes: Vec::new(),
+            elsewhere: false,
+            copies: 0,
+            changed: 0,
+            late: 0,
+        }
+    }
+
+    /// Turn `turn`'s own wait is over.
+    fn waited_for(&mut self, turn: usize) {
+        self.waited = self.waited.max(turn + 1);
+    }
+
+    fn all_replied(&self) -> bool {
+        self.replies.iter().all(Option::is_some)
+    }
+
+    fn never_replied(&self) -> usize {
+        self.replies.iter().filter(|r| r.is_none()).count()
+    }
+
+    /// Client `at` received `reply` while waiting for turn `waiting` (None
+    /// while settling). True when it is the reply to that turn, changed or
+    /// not.
+    fn take(&mut self, at: usize, reply: &Datagram, waiting: Option<usize>) -> bool {
+        let exact = self.payloads.iter().position(|p| *p == reply.bytes);
+        let related = exact.or_else(|| self.payloads.iter().position(|p| related(&reply.bytes, p)));
+        let Some(turn) = related else {
+            self.note(format!(
+                "client {} received {}, which none of the clients sent",
+                self.names[at],
+                show(&reply.bytes)
+            ));
+            return false;
+        };
+        if self.turns[turn] != at {
+            self.elsewhere = true;
+            self.note(format!(
+                "client {} received {}, the reply meant for client {}",
+                self.names[at],
+                show(&reply.bytes),
+                self.names[self.turns[turn]]
+            ));
+            return false;
+        }
+        if self.replies[turn].is_some() {
+            self.copies += 1;
+            self.note(format!(
+                "client {} received {} a second time",
+                self.names[at],
+                show(&reply.bytes)
+            ));
+            return false;
+        }
+        let this_turn = waiting == Some(turn) && turn >= self.waited;
+        if exact.is_none() {
+            self.changed += 1;
+            self.replies[turn] = Some(Reply::Changed(reply.bytes.clone()));
+        } else if this_turn {
+            self.replies[turn] = Some(Reply::OnTime);
+        } else {
+            self.late += 1;
+            self.replies[turn] = Some(Reply::Late);
+        }
+        this_turn
+    }
+
+    /// How many of the notes are second copies (each listed once).
+    fn distinct_copies(&self) -> usize {
+        self.notes
+            .iter()
+            .filter(|(problem, _)| problem.ends_with(" a second time"))
+            .count()
+    }
+
+    fn note(&mut self, problem: String) {
+        note(&mut self.notes, problem);
+    }
+
+    /// Every problem, turn by turn, then the strays.
+    fn problems(&self, clients: &[UdpSocket], payloads: &[Vec<u8>]) -> Vec<(String, usize)> {
+        let mut problems = Vec::new();
+        for (turn, reply) in self.replies.iter().enumerate() {
+            let client = self.turns[turn];
+            let name = self.names[client];
+            let sent = show(&payloads[turn]);
+            match reply {
+                Some(Reply::OnTime) => {}
+                Some(Reply::Late) => problems.push((
+                    format!(
+                        "client {name}'s reply to {sent} came only after netlab had stopped waiting for it ({REPLY_WAIT:.1} s)"
+                    ),
+                    1,
+                )),
+                Some(Reply::Changed(bytes)) => problems.push((
+                    format!(
+                        "client {name}'s reply to {sent} came back changed: {} ({} instead of {})",
+                        show(bytes),
+                        text::bytes(bytes.len()),
+                        payloads[turn].len()
+                    ),
+                    1,
+                )),
+                None => problems.push((
+                    format!(
+                        "client {name} ({}) got no reply to {sent}",
+                        local(&clients[client])
+                    ),
+                    1,
+                )),
+            }
+        }
+        problems.extend(self.notes.iter().cloned());
+        problems
+    }
+}
+
+/// Is `reply` the datagram `sent` with bytes added (a newline, a prefix)
+/// or a few taken off (a strip()), rather than some other datagram?
+fn related(reply: &[u8], sent: &[u8]) -> bool {
+    contains(reply, sent) || (reply.len() * 2 >= sent.len() && contains(sent, reply))
+}
+
+/// Does `haystack` hold `needle` (not empty) somewhere?
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack.len() >= needle.len()
+        && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// How long to wait for a reply: the probe's whole time, or
@@ -399,10 +583,11 @@ fn reply_by(target: &Target, deadline: Instant, misdirected: &Misdirected) -> In
 /// /proc/net/udp (a non-zero remote address), as a fact for the report.
 fn connection_fact(target: &Target) -> (bool, Fact) {
     let subject = "your program's UDP socket";
+    let source = proc_source(target);
     let Some(inode) = target.socket_inode else {
         return (
             false,
-            Fact::unavailable(subject, "remote", "/proc/net/udp", "its inode is unknown"),
+            Fact::unavailable(subject, "remote", source, "its inode is unknown"),
         );
     };
     match udp::udp_socket(inode) {
@@ -412,7 +597,7 @@ fn connection_fact(target: &Target) -> (bool, Fact) {
                 subject,
                 "remote",
                 json!(entry.remote.to_string()),
-                "/proc/net/udp",
+                source,
                 format!(
                     "your socket {} is connect()ed to {}, so the kernel delivers it nothing from other addresses",
                     entry.local, entry.remote
@@ -425,7 +610,7 @@ fn connection_fact(target: &Target) -> (bool, Fact) {
                 subject,
                 "remote",
                 json!(entry.remote.to_string()),
-                "/proc/net/udp",
+                source,
                 format!(
                     "your socket {} is not connect()ed (remote {}): it receives from every address",
                     entry.local, entry.remote
@@ -437,13 +622,13 @@ fn connection_fact(target: &Target) -> (bool, Fact) {
             Fact::unavailable(
                 subject,
                 "remote",
-                "/proc/net/udp",
+                source,
                 format!("no UDP socket with inode {inode} is in the table"),
             ),
         ),
         Err(err) => (
             false,
-            Fact::unavailable(subject, "remote", "/proc/net/udp", err),
+            Fact::unavailable(subject, "remote", source, err),
         ),
     }
 }
@@ -458,35 +643,6 @@ fn note(problems: &mut Vec<(String, usize)>, problem: String) {
     }
 }
 
-/// A datagram that client `at` got but did not expect, described with the
-/// client that sent it (when it is one of the payloads).
-fn stray(
-    names: &[&str],
-    at: usize,
-    reply: &Datagram,
-    payloads: &[Vec<u8>],
-    turns: &[usize],
-) -> String {
-    match payloads.iter().position(|p| *p == reply.bytes) {
-        Some(turn) if turns[turn] == at => format!(
-            "client {} received {} a second time",
-            names[at],
-            show(&reply.bytes)
-        ),
-        Some(turn) => format!(
-            "client {} received {}, the reply meant for client {}",
-            names[at],
-            show(&reply.bytes),
-            names[turns[turn]]
-        ),
-        None => format!(
-            "client {} received {}, which none of the clients sent",
-            names[at],
-            show(&reply.bytes)
-        ),
-    }
-}
-
 /// `empty`: a 0-byte datagram, then an ordinary one. A live server echoes
 /// the second (after an empty reply to the first, or none).
 fn empty(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcome {
@@ -494,16 +650,17 @@ fn empty(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
     let follow_up = b"still there after the empty datagram?";
     let sent_at = Instant::now();
     let until = reply_by(&target, deadline, misdirected);
-    let (odd, answer) = match odd_then_ordinary(&target, b"", follow_up, until) {
+    let after = match odd_then_ordinary(&target, b"", follow_up, until) {
         Ok(result) => result,
         Err(err) => return own_socket_failure(expected, &err),
     };
-    if !answer {
-        let (happened, hint) = no_reply(&target, follow_up.len(), sent_at, misdirected);
-        let happened = format!("after the empty datagram, {happened}");
+    let what = "the empty datagram";
+    if let Some((happened, hint)) =
+        after_odd_failure(&target, &after, what, follow_up.len(), sent_at, misdirected)
+    {
         return Outcome::fail(expected, happened, hint.unwrap_or(HINT_EMPTY));
     }
-    let happened = match odd.first() {
+    let happened = match after.before.first() {
         Some(reply) if reply.is_empty() => {
             "it answered the empty datagram with an empty one (echo of nothing), then echoed the next"
                 .to_string()
@@ -533,16 +690,22 @@ fn large(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
     let follow_up = b"still there after the large datagram?";
     let sent_at = Instant::now();
     let until = reply_by(&target, deadline, misdirected);
-    let (odd, answer) = match odd_then_ordinary(&target, &payload, follow_up, until) {
+    let after = match odd_then_ordinary(&target, &payload, follow_up, until) {
         Ok(result) => result,
         Err(err) => return own_socket_failure(&expected, &err),
     };
-    if !answer {
-        let (happened, hint) = no_reply(&target, follow_up.len(), sent_at, misdirected);
-        let happened = format!("after the {LARGE_TEXT}-byte datagram, {happened}");
+    let what = format!("the {LARGE_TEXT}-byte datagram");
+    if let Some((happened, hint)) = after_odd_failure(
+        &target,
+        &after,
+        &what,
+        follow_up.len(),
+        sent_at,
+        misdirected,
+    ) {
         return Outcome::fail(expected, happened, hint.unwrap_or(HINT_LARGE));
     }
-    let Some(reply) = odd.first() else {
+    let Some(reply) = after.before.first() else {
         // Dropping a datagram too large to echo whole is a server's right
         // (the issue asks only that it survive); the report says so.
         return Outcome::pass(
@@ -591,29 +754,139 @@ fn large(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
     )
 }
 
+/// What came back after `odd` and then `ordinary` were sent.
+struct AfterOdd {
+    /// The replies that came before the one to `ordinary` (to `odd`).
+    before: Vec<Vec<u8>>,
+    /// How the reply to `ordinary` came.
+    answer: Answer,
+    /// Datagrams the kernel dropped at the program's socket while `ordinary`
+    /// went unanswered (/proc/net/udp), when that could be read.
+    dropped: Option<u64>,
+    /// `ordinary` was sent a second time after a drop.
+    resent: bool,
+}
+
+enum Answer {
+    Echoed,
+    /// It came, with bytes added or taken off.
+    Changed(Vec<u8>),
+    Missing,
+}
+
 /// Send `odd`, then `ordinary`, from one socket, and read until the echo
-/// of `ordinary` comes. Returns what came before it (the replies to `odd`)
-/// and whether it came. One socket and one server keep the order: a reply
-/// to `odd` arrives before the reply to `ordinary`.
+/// of `ordinary` comes. `ordinary` goes after the reply to `odd`, or
+/// after ODD_GAP: sent back to back, a large `odd` waiting in a small
+/// receive buffer makes the kernel drop `ordinary`. When no reply came to
+/// `ordinary` and the socket's drops counter rose, it is sent once more.
+/// One socket and one server keep the order: a reply to `odd` arrives
+/// before the reply to `ordinary`.
 fn odd_then_ordinary(
     target: &Target,
     odd: &[u8],
     ordinary: &[u8],
     deadline: Instant,
-) -> io::Result<(Vec<Vec<u8>>, bool)> {
+) -> io::Result<AfterOdd> {
+    let drops = || {
+        target
+            .socket_inode
+            .and_then(|inode| udp::udp_socket(inode).ok().flatten())
+            .map(|entry| entry.drops)
+    };
     let socket = client_socket(target.addr)?;
     socket.send_to(odd, target.addr)?;
-    socket.send_to(ordinary, target.addr)?;
     let mut before = Vec::new();
-    while let Some(reply) = receive(target, &socket, deadline)? {
-        if reply.bytes == ordinary {
-            return Ok((before, true));
+    let gap = deadline.min(Instant::now() + target.time(ODD_GAP));
+    if let Some(reply) = receive(target, &socket, gap)? {
+        before.push(reply.bytes);
+    }
+    let drops_before = drops();
+    socket.send_to(ordinary, target.addr)?;
+    let mut resent = false;
+    let mut until = deadline.min(Instant::now() + target.time(REPLY_WAIT));
+    loop {
+        while let Some(reply) = receive(target, &socket, until)? {
+            if reply.bytes == ordinary {
+                return Ok(AfterOdd {
+                    before,
+                    answer: Answer::Echoed,
+                    dropped: None,
+                    resent,
+                });
+            }
+            if related(&reply.bytes, ordinary) && !related(&reply.bytes, odd) {
+                return Ok(AfterOdd {
+                    before,
+                    answer: Answer::Changed(reply.bytes),
+                    dropped: None,
+                    resent,
+                });
+            }
+            if before.len() < KEEP {
+                before.push(reply.bytes);
+            }
         }
-        if before.len() < KEEP {
-            before.push(reply.bytes);
+        if until >= deadline || !target.alive() {
+            break;
+        }
+        let dropped = match (drops_before, drops()) {
+            (Some(was), Some(now)) => now.saturating_sub(was),
+            _ => 0,
+        };
+        if dropped > 0 && !resent {
+            socket.send_to(ordinary, target.addr)?;
+            resent = true;
+        }
+        until = deadline;
+    }
+    let dropped = match (drops_before, drops()) {
+        (Some(was), Some(now)) => Some(now.saturating_sub(was)),
+        _ => None,
+    };
+    Ok(AfterOdd {
+        before,
+        answer: Answer::Missing,
+        dropped,
+        resent,
+    })
+}
+
+/// The text and hint when the reply to the follow-up was not a plain echo,
+/// None when it was.
+fn after_odd_failure(
+    target: &Target,
+    after: &AfterOdd,
+    what: &str,
+    follow_up: usize,
+    sent_at: Instant,
+    misdirected: &Misdirected,
+) -> Option<(String, Option<&'static str>)> {
+    match &after.answer {
+        Answer::Echoed => None,
+        Answer::Changed(bytes) => Some((
+            format!(
+                "your server went on after {what}, but the reply to the {follow_up}-byte datagram came back changed: {} ({})",
+                show(bytes),
+                text::bytes(bytes.len())
+            ),
+            Some(HINT_CHANGED),
+        )),
+        Answer::Missing => {
+            let (happened, hint) = no_reply(target, follow_up, sent_at, misdirected);
+            let happened = format!("after {what}, {happened}");
+            match after.dropped {
+                Some(dropped) if dropped > 0 && target.ended().is_none() => Some((
+                    format!(
+                        "{happened}; the kernel dropped {dropped} datagram(s) at your socket meanwhile (/proc/net/{}): its receive buffer was full{}",
+                        udp_table(target),
+                        if after.resent { ", even when netlab sent it a second time" } else { "" }
+                    ),
+                    Some(HINT_DROPPED),
+                )),
+                _ => Some((happened, hint)),
+            }
         }
     }
-    Ok((before, false))
 }
 
 /// `burst`: BURST numbered datagrams sent back to back, then the replies
@@ -639,6 +912,8 @@ fn burst(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
     }
     // Collect replies until all are in, or none has come for REPLY_WAIT.
     let mut came_back = BTreeSet::new();
+    let mut changed: Option<Vec<u8>> = None;
+    let mut changed_count = 0;
     let quiet = match misdirected.get() {
         Some(_) => MISDIRECTED_WAIT,
         None => REPLY_WAIT,
@@ -649,6 +924,9 @@ fn burst(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
             Ok(Some(reply)) => {
                 if let Some(n) = payloads.iter().position(|p| *p == reply.bytes) {
                     came_back.insert(n);
+                } else if payloads.iter().any(|p| related(&reply.bytes, p)) {
+                    changed_count += 1;
+                    changed.get_or_insert(reply.bytes);
                 }
             }
             Ok(None) => break,
@@ -670,6 +948,17 @@ fn burst(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
         "{count} of {BURST} replies came back; missing numbers include {}",
         missing.join(", ")
     );
+    if let Some(example) = changed {
+        return Outcome::fail(
+            expected,
+            format!(
+                "{happened}; {changed_count} came back changed, such as {}",
+                show(&example)
+            ),
+            HINT_CHANGED,
+        )
+        .with_facts(facts);
+    }
     if count == 0 {
         if let (Some(elsewhere), true) = (misdirected.get(), target.alive()) {
             return Outcome::fail(
@@ -689,27 +978,31 @@ fn burst(target: Target, deadline: Instant, misdirected: &Misdirected) -> Outcom
 fn burst_facts(target: &Target, before: Option<&UdpEntry>, ours: &UdpSocket) -> Vec<Fact> {
     let mut facts = Vec::new();
     let subject = "your program's UDP socket";
+    let source = proc_source(target);
     match (before, target.socket_inode.map(udp::udp_socket)) {
         (Some(before), Some(Ok(Some(after)))) => {
             let dropped = after.drops.saturating_sub(before.drops);
+            let why = if dropped > 0 {
+                " (its receive buffer was full)"
+            } else {
+                ""
+            };
             facts.push(Fact::new(
                 subject,
                 "drops",
                 json!(dropped),
-                "/proc/net/udp",
+                source,
                 format!(
-                    "the kernel dropped {dropped} datagram(s) at your socket during the burst (its receive buffer was full); {} in all since it was made",
+                    "the kernel dropped {dropped} datagram(s) at your socket during the burst{why}; {} in all since it was made",
                     after.drops
                 ),
             ));
         }
-        (_, Some(Err(err))) => {
-            facts.push(Fact::unavailable(subject, "drops", "/proc/net/udp", err))
-        }
+        (_, Some(Err(err))) => facts.push(Fact::unavailable(subject, "drops", source, err)),
         _ => facts.push(Fact::unavailable(
             subject,
             "drops",
-            "/proc/net/udp",
+            source,
             "the socket is not in the table",
         )),
     }
@@ -750,23 +1043,37 @@ fn still_serving(target: Target, deadline: Instant, misdirected: &Misdirected) -
     outcome.with_fact(socket_fact(&target))
 }
 
+/// "udp" or "udp6": the table in /proc/net that lists the program's socket.
+fn proc_source(target: &Target) -> &'static str {
+    if target.addr.is_ipv6() {
+        "/proc/net/udp6"
+    } else {
+        "/proc/net/udp"
+    }
+}
+
+/// "udp" or "udp6", the same table's name.
+fn udp_table(target: &Target) -> &'static str {
+    if target.addr.is_ipv6() {
+        "udp6"
+    } else {
+        "udp"
+    }
+}
+
 /// The program's socket as /proc/net/udp shows it now.
 pub(super) fn socket_fact(target: &Target) -> Fact {
     let subject = "your program's UDP socket";
+    let source = proc_source(target);
     let Some(inode) = target.socket_inode else {
-        return Fact::unavailable(
-            subject,
-            "udp_socket",
-            "/proc/net/udp",
-            "its inode is unknown",
-        );
+        return Fact::unavailable(subject, "udp_socket", source, "its inode is unknown");
     };
     match udp::udp_socket(inode) {
         Ok(Some(entry)) => Fact::new(
             subject,
             "udp_socket",
             json!({ "local": entry.local.to_string(), "rx_queue": entry.rx_queue, "drops": entry.drops }),
-            "/proc/net/udp",
+            source,
             format!(
                 "socket {} (inode {inode}): {} bytes waiting to be read, {} datagram(s) dropped since it was made",
                 entry.local, entry.rx_queue, entry.drops
@@ -776,10 +1083,10 @@ pub(super) fn socket_fact(target: &Target) -> Fact {
             subject,
             "udp_socket",
             serde_json::Value::Null,
-            "/proc/net/udp",
+            source,
             format!("no UDP socket with inode {inode} is left: your program closed the socket it bound"),
         ),
-        Err(err) => Fact::unavailable(subject, "udp_socket", "/proc/net/udp", err),
+        Err(err) => Fact::unavailable(subject, "udp_socket", source, err),
     }
 }
 

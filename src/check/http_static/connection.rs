@@ -204,25 +204,65 @@ fn other_method(target: &Target, deadline: Instant, expected: &str, happened: St
         true,
         deadline,
     );
-    match result {
-        Ok(response) if matches!(response.status, 405 | 501) => Outcome::pass(
+    let response = match result {
+        Ok(response) => response,
+        Err(failed) => {
+            let no_answer = matches!(failed.broken, Broken::NoResponse | Broken::NoSend);
+            if no_answer {
+                if let Some(ended) = ended_after(target) {
+                    return Outcome::fail(
+                        expected,
+                        format!("{happened}; but {what}: {}, and {ended}", failed.what),
+                        HINT_METHOD_CRASH,
+                    );
+                }
+            }
+            let hint = if no_answer {
+                HINT_METHOD_CLOSE
+            } else {
+                broken_hint(failed.broken)
+            };
+            return Outcome::warn(
+                expected,
+                format!("{happened}; but {what}: {}", failed.what),
+                hint,
+            );
+        }
+    };
+    if matches!(response.status, 405 | 501) {
+        return Outcome::pass(
             expected,
             format!("{happened}; {what}: {}", response.summary()),
-        ),
-        Ok(response) => Outcome::warn(
-            expected,
-            format!(
-                "{happened}; but {what}: {}, where 405 Method Not Allowed or 501 Not Implemented was expected",
-                response.summary()
-            ),
-            HINT_METHOD,
-        ),
-        Err(failed) => Outcome::warn(
-            expected,
-            format!("{happened}; but {what}: {}", failed.what),
-            HINT_METHOD,
-        ),
+        );
     }
+    let wanted = "where 405 Method Not Allowed or 501 Not Implemented was expected";
+    let (note, hint) = if (200..300).contains(&response.status) {
+        if response.body == files::STYLE.bytes() {
+            (" (the file, as if it were a GET)".to_string(), HINT_METHOD)
+        } else {
+            let left = match target.root.as_ref() {
+                Some(root) if root.join(files::STYLE.path).exists() => {
+                    " (the file is still there)".to_string()
+                }
+                Some(root) => format!(
+                    " ({} is gone: your server deleted it)",
+                    root.join(files::STYLE.path).display()
+                ),
+                None => String::new(),
+            };
+            (left, HINT_METHOD_CHANGED)
+        }
+    } else {
+        (String::new(), HINT_METHOD_STATUS)
+    };
+    Outcome::warn(
+        expected,
+        format!(
+            "{happened}; but {what}: {}{note}, {wanted}",
+            response.summary()
+        ),
+        hint,
+    )
 }
 
 /// `bad-request`: bytes that are not HTTP get a 4xx or a closed connection,

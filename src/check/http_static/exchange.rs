@@ -350,29 +350,48 @@ impl Conn {
         let mut body = Vec::new();
         let mut at = head_len;
         let cut = |conn: &Conn, body: &[u8], why: String| {
+            let after = if body.is_empty() {
+                String::new()
+            } else {
+                format!("after {} bytes in whole chunks, ", body.len())
+            };
             conn.failed(
                 Broken::BadChunks,
                 format!(
-                    "{} {} with Transfer-Encoding: chunked and no Content-Length; after {} body bytes {why}",
-                    response.status,
-                    response.reason,
-                    body.len()
+                    "{} {} with Transfer-Encoding: chunked and no Content-Length; {after}{why}",
+                    response.status, response.reason,
                 ),
             )
         };
         loop {
             let line = match self.line_at(at, deadline) {
                 Ok(line) => line,
-                Err(end) => return Err(cut(self, &body, end.describe().to_string())),
+                Err(end) => {
+                    // Bytes came, but no \r\n to end a chunk-size line:
+                    // quote them (a raw file sent as if it were chunks).
+                    let rest = &self.buffer[at.min(self.buffer.len())..];
+                    let why = if rest.is_empty() {
+                        end.describe().to_string()
+                    } else {
+                        let first = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+                        format!(
+                            "{} bytes came where a chunk-size line (a hex number and \\r\\n) belongs, beginning {}, with no \\r\\n among them; then {}",
+                            rest.len(),
+                            net::show(&first[..first.len().min(40)]),
+                            end.describe()
+                        )
+                    };
+                    return Err(cut(self, &body, why));
+                }
             };
             let text = String::from_utf8_lossy(&self.buffer[at..line]).into_owned();
-            let digits = text.split(';').next().unwrap_or("").trim();
-            let Ok(size) = usize::from_str_radix(digits, 16) else {
+            let digits = text.split(';').next().unwrap_or("").trim().to_string();
+            let Ok(size) = usize::from_str_radix(&digits, 16) else {
                 return Err(cut(
                     self,
                     &body,
                     format!(
-                        "came {}, which is no chunk size",
+                        "the chunk-size line is {}, not a hex number",
                         net::show(text.as_bytes())
                     ),
                 ));
@@ -402,7 +421,16 @@ impl Conn {
             }
             while self.buffer.len() < at + size + 2 {
                 if let Err(end) = self.fill(deadline) {
-                    return Err(cut(self, &body, end.describe().to_string()));
+                    let came = self.buffer.len() - at;
+                    return Err(cut(
+                        self,
+                        &body,
+                        format!(
+                            "the chunk-size line {} means 0x{digits} = {size} bytes, but only {came} bytes followed it; then {}",
+                            net::show(text.as_bytes()),
+                            end.describe()
+                        ),
+                    ));
                 }
             }
             body.extend_from_slice(&self.buffer[at..at + size]);
@@ -595,5 +623,56 @@ mod tests {
         assert!(!has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"));
         assert!(has_bare_lf(b"HTTP/1.1 200 OK\nA: b\n\n"));
         assert!(has_bare_lf(b"HTTP/1.1 200 OK\r\nA: b\r\n\n"));
+    }
+
+    /// The failure `exchange` reports for a response that a local server
+    /// sends whole and then closes.
+    fn failure_for(response: &'static [u8]) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            conn.write_all(response).unwrap();
+        });
+        let deadline = Instant::now() + std::time::Duration::from_secs(3);
+        let (result, _conn) = exchange(addr, &request("GET", "/", addr, true), true, deadline);
+        server.join().unwrap();
+        match result {
+            Err(failed) => failed.what,
+            Ok(_) => panic!("a malformed chunked body was accepted"),
+        }
+    }
+
+    #[test]
+    fn malformed_chunks_are_quoted() {
+        // The raw file, no chunk framing: its first line is quoted.
+        let raw = failure_for(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n<!DOCTYPE html>\n<p>hi</p>\n",
+        );
+        assert!(
+            raw.contains("26 bytes came where a chunk-size line")
+                && raw.contains("\"<!DOCTYPE html>\""),
+            "{raw}"
+        );
+        // The size in decimal: 0x12 = 18 announced, 12 sent.
+        let decimal = failure_for(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n12\r\nhello world!\r\n0\r\n\r\n",
+        );
+        assert!(
+            decimal.contains(
+                "the chunk-size line \"12\" means 0x12 = 18 bytes, but only 19 bytes followed it"
+            ),
+            "{decimal}"
+        );
+        // A line that is no number at all.
+        let word =
+            failure_for(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nhello\r\nx\r\n");
+        assert!(
+            word.contains("the chunk-size line is \"hello\", not a hex number"),
+            "{word}"
+        );
     }
 }

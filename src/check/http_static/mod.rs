@@ -60,7 +60,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::net;
-use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status};
+use super::session::{Exercise, Outcome, ProbeInfo, Role, Session, Status, Target};
 use exchange::{exchange, request, Broken, Failed, Response};
 use files::Served;
 
@@ -156,6 +156,14 @@ const HINT_TRAVERSAL: &str = "Percent-decode the path, resolve it with os.path.r
 const HINT_BAD_STATUS: &str = "A request your server cannot parse deserves 400 Bad Request: check what your code does when the request line does not split into method, target and version.";
 const HINT_QUERY: &str = "Drop the ?query before you map the path to a file: what follows ? is for programs, not part of the file name (urllib.parse.urlsplit(target).path gives the path alone).";
 const HINT_METHOD: &str = "Answer a method other than GET and HEAD with 405 Method Not Allowed (and an Allow: GET, HEAD header), or 501 Not Implemented: never with the file, as if it were a GET.";
+const HINT_QUERY_TYPE: &str = "Drop the ?query before you choose the Content-Type too: take the extension from urllib.parse.urlsplit(target).path, not from the whole target.";
+const HINT_QUERY_CRASH: &str = "A request must never end your server: drop the ?query before you map the path to a file (urllib.parse.urlsplit(target).path gives the path alone), and catch errors where you handle one request, so that the accept loop goes on.";
+const HINT_ENDED: &str = "Your server had already ended (its output is below): a server must survive every request, so catch the error where you handle one request and let the accept loop go on.";
+const HINT_METHOD_CRASH: &str = "Any request, whatever its method, must get an answer and must never end your server: answer a method you do not support with 405 Method Not Allowed (and an Allow: GET, HEAD header) or 501 Not Implemented.";
+const HINT_METHOD_CHANGED: &str = "Your server deleted (or claims to have deleted) the file: a static server must not change its files. Answer DELETE, and any method other than GET and HEAD, with 405 Method Not Allowed (and an Allow: GET, HEAD header) or 501 Not Implemented.";
+const HINT_METHOD_STATUS: &str = "405 Method Not Allowed (with an Allow: GET, HEAD header) is the status that says a method is not supported, or 501 Not Implemented: other 4xx and 5xx statuses say something else went wrong.";
+const HINT_METHOD_CLOSE: &str = "Answer a method you do not support rather than closing the connection without a word: 405 Method Not Allowed (and an Allow: GET, HEAD header) or 501 Not Implemented.";
+const HINT_BOTH_FRAMINGS: &str = "Send either Content-Length or Transfer-Encoding: chunked, never both (a client must then ignore Content-Length): for this exercise, send only Content-Length and the file's bytes as they are, without chunk framing.";
 const HINT_NETLAB: &str = "This is a problem in netlab's own set-up, not in your program; please report it with the command you ran.";
 
 /// A failed check inside a probe: what happened, and the hint that fits.
@@ -245,6 +253,21 @@ fn check_bytes(what: &str, response: &Response, file: &Served) -> Result<(), Mis
     };
     if response.body == want {
         return Ok(());
+    }
+    // Content-Length and chunked both: the client must ignore the length
+    // and the body then holds the chunk framing.
+    if let Some(encoding) = response
+        .header("transfer-encoding")
+        .filter(|value| value.to_ascii_lowercase().contains("chunked"))
+    {
+        return Err(Miss::new(
+            format!(
+                "{what}: both Content-Length: {length} and Transfer-Encoding: {encoding}, and the body is not the file's {} bytes (it begins {})",
+                want.len(),
+                net::show(&response.body[..response.body.len().min(12)])
+            ),
+            HINT_BOTH_FRAMINGS,
+        ));
     }
     // Another file's bytes: the path was not used to pick the file.
     if let Some(other) = files::ALL
@@ -376,6 +399,22 @@ fn fetch(addr: SocketAddr, file: &Served, deadline: Instant) -> Result<Response,
     let what = format!("GET {}", file.url);
     let (result, _conn) = exchange(addr, &request("GET", file.url, addr, true), true, deadline);
     result.map_err(|failed| miss_of(&what, failed))
+}
+
+/// How the server ended, waiting up to half a second (times --patience)
+/// for it: a program that raised has closed its sockets a few
+/// milliseconds before it is gone. None: it still runs.
+fn ended_after(target: &Target) -> Option<String> {
+    let until = Instant::now() + target.time(0.5);
+    loop {
+        if let Some(ended) = target.ended() {
+            return Some(ended);
+        }
+        if net::passed(until) {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// "/index.html (312 bytes, text/html; charset=utf-8)" for a pass;

@@ -51,15 +51,36 @@ pub(super) fn get_file(target: Target, deadline: Instant) -> Outcome {
     );
     let queried = result
         .map_err(|failed| miss_of(&what, failed))
-        .and_then(|response| check_bytes(&what, &response, file));
+        .and_then(|response| {
+            check_bytes(&what, &response, file)?;
+            check_type(&what, &response, file).map_err(|miss| Miss {
+                hint: HINT_QUERY_TYPE,
+                ..miss
+            })
+        });
     if let Err(miss) = queried {
+        // A request with a query that ended the server is no warning.
+        if !miss.answered {
+            if let Some(ended) = ended_after(&target) {
+                return Outcome::fail(
+                    expected,
+                    format!("{happened}; but {}, and {ended}", miss.happened),
+                    HINT_QUERY_CRASH,
+                );
+            }
+        }
+        let hint = if miss.hint == HINT_QUERY_TYPE {
+            HINT_QUERY_TYPE
+        } else {
+            HINT_QUERY
+        };
         return Outcome::warn(
             expected,
             format!(
-                "{happened}; but {} (the same file without ?v=1 came back right)",
+                "{happened}; but {}, although the same file without ?v=1 came back right",
                 miss.happened
             ),
-            HINT_QUERY,
+            hint,
         );
     }
     let happened = format!("{happened}; and for {url}, the same file");
@@ -83,12 +104,40 @@ pub(super) fn binary(target: Target, deadline: Instant, judge_type: bool) -> Out
         "200 OK with all {size} bytes of the PNG unchanged, Content-Length: {size}, Content-Type: image/png"
     );
     let what = format!("GET {}", file.url);
+    let ended_before = target.ended();
     let response = match fetch(target.addr, file, deadline) {
         Ok(response) => response,
-        // The text files came back, this one did not: reading it as text
-        // is the usual reason (a UnicodeDecodeError ends the handler).
-        Err(miss) if miss.hint == HINT_NO_RESPONSE => {
-            return Outcome::fail(&expected, miss.happened, HINT_BINARY_SILENT)
+        // No answer from a program that had ended before the request: the
+        // file's mode has nothing to do with it.
+        Err(miss) if !miss.answered => {
+            let before = ended_before.is_some() || miss.hint == HINT_CONNECT;
+            match ended_before.or_else(|| ended_after(&target)) {
+                Some(ended) if before => {
+                    return Outcome::fail(
+                        &expected,
+                        format!(
+                            "{what}: your program had already ended ({ended}), so no response came"
+                        ),
+                        HINT_ENDED,
+                    )
+                }
+                // It ended during this request: reading the file as text is
+                // the usual reason (a UnicodeDecodeError).
+                Some(ended) => {
+                    return Outcome::fail(
+                        &expected,
+                        format!("{}, and {ended} during this request", miss.happened),
+                        HINT_BINARY_SILENT,
+                    )
+                }
+                // The text files came back, this one did not: reading it as
+                // text is the usual reason (a UnicodeDecodeError ends the
+                // handler).
+                None if miss.hint == HINT_NO_RESPONSE => {
+                    return Outcome::fail(&expected, miss.happened, HINT_BINARY_SILENT)
+                }
+                None => return miss.outcome(&expected),
+            }
         }
         Err(miss) => return miss.outcome(&expected),
     };
