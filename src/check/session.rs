@@ -100,6 +100,9 @@ pub struct Outcome {
     pub hint: Option<&'static str>,
     /// Facts read from the kernel during the probe.
     pub facts: Vec<Fact>,
+    /// The hint was written for the program's crash: keep it, whatever
+    /// exception ended the program.
+    pub about_a_crash: bool,
 }
 
 impl Outcome {
@@ -135,7 +138,14 @@ impl Outcome {
             happened: happened.into(),
             hint,
             facts: Vec::new(),
+            about_a_crash: false,
         }
+    }
+
+    /// Mark the hint as written for a program that ended during the probe.
+    pub fn about_a_crash(mut self) -> Outcome {
+        self.about_a_crash = true;
+        self
     }
 
     /// Add a fact read from the kernel (shown under the probe).
@@ -280,7 +290,7 @@ impl<'n> Session<'n> {
                 };
                 // None: the probe's own hint names the cause (a parse
                 // for IndexError, a decode() in binary).
-                if let Some(hint) = hint {
+                if let (Some(hint), false) = (hint, outcome.about_a_crash) {
                     outcome.hint = Some(hint);
                 }
                 if let Some(line) = exception {

@@ -214,7 +214,8 @@ fn other_method(target: &Target, deadline: Instant, expected: &str, happened: St
                         expected,
                         format!("{happened}; but {what}: {}, and {ended}", failed.what),
                         HINT_METHOD_CRASH,
-                    );
+                    )
+                    .about_a_crash();
                 }
             }
             let hint = if no_answer {

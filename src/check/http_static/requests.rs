@@ -66,7 +66,8 @@ pub(super) fn get_file(target: Target, deadline: Instant) -> Outcome {
                     expected,
                     format!("{happened}; but {}, and {ended}", miss.happened),
                     HINT_QUERY_CRASH,
-                );
+                )
+                .about_a_crash();
             }
         }
         let hint = if miss.hint == HINT_QUERY_TYPE {
