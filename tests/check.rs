@@ -636,6 +636,28 @@ fn a_server_that_ends_by_itself_is_told_to_loop() {
 }
 
 #[test]
+fn the_program_holds_its_output_pipe_only_as_stdout_and_stderr() {
+    // netlab's copies of the output pipe are close-on-exec: neither the
+    // program nor the guard holds one (the guard's kept the pipe open,
+    // and every check waited 0.5 s for an end of file that did not come).
+    let code = "import os\n\
+                out = os.readlink('/proc/self/fd/1')\n\
+                extra = [fd for fd in os.listdir('/proc/self/fd') if int(fd) > 2\n\
+                \x20        and os.path.exists('/proc/self/fd/' + fd)\n\
+                \x20        and os.readlink('/proc/self/fd/' + fd) == out]\n\
+                print('copies of the output pipe beyond 1 and 2:', len(extra))\n\
+                raise SystemExit(3)\n";
+    let (status, events, _) =
+        check::start("tcp-echo", &[], &["python3", "-c", code, "{port}"]).finish();
+    assert_eq!(status.code(), Some(1));
+    let lines = output_lines(&events);
+    assert!(
+        lines.contains(&"copies of the output pipe beyond 1 and 2: 0".to_string()),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

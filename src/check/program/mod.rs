@@ -80,15 +80,19 @@ impl Program {
     /// Start `argv` in its own process group, stdin from /dev/null, stdout
     /// and stderr into one pipe that a thread reads.
     pub fn start(argv: &[String]) -> Result<Program, Failure> {
-        let (read_end, write_end) = nix::unistd::pipe().map_err(|errno| {
-            Failure::new(
-                format!(
-                    "cannot make a pipe for your program's output: {}",
-                    errno_name(errno)
-                ),
-                None,
-            )
-        })?;
+        // Close-on-exec: only the program's stdout and stderr (dup2()ed
+        // copies) hold the write end, not the guard, nor the program as
+        // extra descriptors, so end of file comes when the program ends.
+        let (read_end, write_end) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| {
+                Failure::new(
+                    format!(
+                        "cannot make a pipe for your program's output: {}",
+                        errno_name(errno)
+                    ),
+                    None,
+                )
+            })?;
         let write_copy = write_end
             .try_clone()
             .map_err(|err| Failure::new(format!("cannot duplicate a pipe: {err}"), None))?;

@@ -3,8 +3,9 @@
 Nothing is lost, duplicated or reordered, but the echo crawls (at most
 32 KB/s, like a server that calls recv(1) once per byte on a slow
 machine). The `large` probe must tell this from lost bytes: bytes are
-still arriving when its time runs out, so it gives a WARN that says
-"correct but slow" and suggests --patience, never a lost-bytes hint.
+still arriving, in order, when its time runs out, so it gives a WARN
+that says the echo is slow and that the rest was not checked, and
+suggests --patience; never a lost-bytes hint.
 Every other probe passes.
 
 Usage: python3 good_slow.py PORT
