@@ -95,6 +95,10 @@ def run(pid, master, server, name):
     peer.settimeout(5)
     peer.sendto(b"L pia", server)
     assert peer.recvfrom(2048)[0] == b"OK"
+    # pia's JOIN reaches this client too: let it be printed first, so it
+    # does not land between the letters typed next (that is the redraw
+    # tested below, with a line that comes after the typing).
+    read_until(rb"pia joined")
     # Half a line typed, no Enter yet: the terminal driver holds it and
     # echoes it. An incoming line must go above it and leave it on screen.
     os.write(master, b"half typed")
