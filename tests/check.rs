@@ -658,6 +658,25 @@ fn the_program_holds_its_output_pipe_only_as_stdout_and_stderr() {
 }
 
 #[test]
+fn the_port_netlab_picks_is_outside_the_kernels_client_port_range() {
+    // A port in ip_local_port_range can become some client's source port
+    // between netlab's test and the program's bind(): EADDRINUSE.
+    let (_, events, _) = run("tcp-echo", &[], "check_udp_first.py");
+    let port = infos(&events, "program")[0]["value"]["port"]
+        .as_u64()
+        .expect("port");
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").expect("range");
+    let bounds: Vec<u64> = range
+        .split_whitespace()
+        .map(|n| n.parse().expect("number"))
+        .collect();
+    assert!(
+        port < bounds[0] || port > bounds[1],
+        "port {port} is in {bounds:?}"
+    );
+}
+
+#[test]
 fn patience_below_a_tenth_is_a_usage_error() {
     let (status, _, stderr) = start("tcp-echo", &["--patience", "0"], "check_silent.py").finish();
     assert_eq!(status.code(), Some(2));

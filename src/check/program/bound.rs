@@ -483,15 +483,23 @@ fn other_ports(held: &Held, role: Role) -> Vec<SocketAddr> {
 }
 
 /// Is `port` one the kernel hands out for bind() to port 0 (and for
-/// clients), read from /proc/sys/net/ipv4/ip_local_port_range?
+/// clients' source ports)?
 fn in_ephemeral_range(port: u16) -> bool {
-    let range =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    ephemeral_range().is_some_and(|(low, high)| (low..=high).contains(&port))
+}
+
+/// The range of ports the kernel picks from for bind() to port 0 and for
+/// clients, read from /proc/sys/net/ipv4/ip_local_port_range.
+pub(super) fn ephemeral_range() -> Option<(u16, u16)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     let bounds: Vec<u16> = range
         .split_whitespace()
         .filter_map(|n| n.parse().ok())
         .collect();
-    matches!(bounds.as_slice(), [low, high] if (*low..=*high).contains(&port))
+    match bounds.as_slice() {
+        [low, high] if low <= high => Some((*low, *high)),
+        _ => None,
+    }
 }
 
 /// The loopback address that reaches a socket bound to `local`: itself if

@@ -534,9 +534,34 @@ pub fn become_subreaper(nar: &Narrator) {
     }
 }
 
-/// A free port for the program: bind port 0 with the role's protocol on
-/// 127.0.0.1, read the port the kernel chose, and let it go.
+/// A free port for the program, outside the range the kernel takes
+/// clients' source ports from (/proc/sys/net/ipv4/ip_local_port_range):
+/// a port in that range, free a moment ago, can become the source port of
+/// any connection on the machine before the program binds it, and its
+/// bind() then fails with EADDRINUSE. Free for both TCP and UDP on
+/// 127.0.0.1 when tried; bind to port 0 if no such port is found.
 pub fn free_port(role: Role) -> Result<u16, Failure> {
+    let (low, high) = bound::ephemeral_range().unwrap_or((32768, 60999));
+    // Above the range if there is room there, else below it.
+    let (first, last) = match high < 64535 {
+        true => (high + 1, 65535),
+        false => (10000, low.saturating_sub(1).max(10000)),
+    };
+    let span = u32::from(last.saturating_sub(first)) + 1;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(16);
+    for _ in 0..50 {
+        // A small linear congruential step: spread, not secret.
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let port = first + ((seed >> 8) % span) as u16;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        if TcpListener::bind(addr).is_ok() && UdpSocket::bind(addr).is_ok() {
+            return Ok(port);
+        }
+    }
     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let port = match role {
         Role::UdpServer => UdpSocket::bind(any).and_then(|s| s.local_addr()),
