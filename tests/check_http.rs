@@ -86,10 +86,9 @@ fn one_recv_per_request_is_caught_by_the_small_pieces() {
 fn content_length_in_characters_is_caught() {
     let run = check_python("broken_content_length.py");
     run.assert_caught(&PROBES, "get-file", "count the bytes");
-    let happened = run.happened("get-file");
-    assert!(
-        happened.contains("Content-Length: 275, but the file has 279 bytes"),
-        "{happened}"
+    run.assert_happened(
+        "get-file",
+        "Content-Length: 275, but the file has 279 bytes",
     );
 }
 
@@ -206,10 +205,9 @@ while True:
 fn a_wrong_content_type_fails_get_file_only() {
     let run = check_python("broken_wrong_type.py");
     run.assert_caught(&PROBES, "get-file", "Choose Content-Type");
-    let happened = run.happened("get-file");
-    assert!(
-        happened.contains("application/octet-stream, but for .html it is text/html"),
-        "{happened}"
+    run.assert_happened(
+        "get-file",
+        "application/octet-stream, but for .html it is text/html",
     );
     for probe in ["binary", "small-pieces", "keep-alive"] {
         assert!(
@@ -265,10 +263,9 @@ fn a_server_that_ignores_the_path_is_named() {
     );
     run.assert_probe("get-file", "fail", "ignores the path");
     run.assert_probe("binary", "fail", "ignores the path");
-    let happened = run.happened("get-file");
-    assert!(
-        happened.contains("the body is /index.html's 279 bytes, not /notes.txt's 156"),
-        "{happened}"
+    run.assert_happened(
+        "get-file",
+        "the body is /index.html's 279 bytes, not /notes.txt's 156",
     );
 }
 

@@ -21,8 +21,7 @@ fn tcp_client_good_passes_every_probe() {
     let run = client("good.py");
     run.assert_all_pass(CLIENT_PROBES);
     // Its reading of the reply is what the kernel showed, not a guess.
-    let happened = run.happened("reply");
-    assert!(happened.contains("read the whole reply"), "{happened}");
+    run.assert_happened("reply", "read the whole reply");
 }
 
 #[test]

@@ -57,8 +57,7 @@ fn echo_leaking_descriptors_is_caught_in_fd_growth() {
 fn echo_dying_on_reset_is_caught_in_reset() {
     let run = check("tcp-echo", "tcp_echo/broken_dies_on_reset.py");
     run.assert_caught_rest_skipped(&ECHO_PROBES, "reset", "ConnectionResetError");
-    let happened = run.happened("reset");
-    assert!(happened.contains("exited with status 1"), "{happened}");
+    run.assert_happened("reset", "exited with status 1");
     // The report shows the traceback that ended it.
     let output = run
         .events
@@ -119,8 +118,7 @@ fn concurrent_iterative_is_caught_in_twenty_at_once() {
     let run = check("tcp-concurrent", "tcp_concurrent/broken_iterative.py");
     run.assert_caught(&CONCURRENT_PROBES, "twenty-at-once", "select/poll/epoll");
     // The kernel says why: the 20 wait in the accept queue.
-    let happened = run.happened("twenty-at-once");
-    assert!(happened.contains("never accept()ed"), "{happened}");
+    run.assert_happened("twenty-at-once", "never accept()ed");
 }
 
 #[test]
@@ -175,8 +173,7 @@ fn concurrent_prefork_passes_every_probe() {
     run.assert_all_pass(&CONCURRENT_PROBES);
     let happened = run.happened("child-listener");
     assert!(happened.contains("pre-forked workers"), "{happened}");
-    let happened = run.happened("reaped");
-    assert!(happened.contains("8 pre-forked worker(s)"), "{happened}");
+    run.assert_happened("reaped", "8 pre-forked worker(s)");
     // Stopped with the server, and not called leftovers.
     let stopped = infos(&run.events, "stopped");
     assert_eq!(
@@ -206,11 +203,7 @@ fn echo_accepted_but_unanswered_is_told_from_never_accepted() {
     // socket inode, so the hint is about sending, not accept().
     let run = check("tcp-echo", "tcp_echo/broken_no_send.py");
     run.assert_caught_rest_skipped(&ECHO_PROBES, "echo", "sendall()");
-    let happened = run.happened("echo");
-    assert!(
-        happened.contains("accept()ed the connection but sent nothing back"),
-        "{happened}"
-    );
+    run.assert_happened("echo", "accept()ed the connection but sent nothing back");
     assert_eq!(run.facts("echo", "accepted")[0]["value"], true);
 }
 
@@ -283,11 +276,7 @@ fn echo_catching_resets_only_around_recv_is_caught_in_reset() {
     // there); the second while it is stuck in sendall() (not caught).
     let run = check("tcp-echo", "tcp_echo/broken_reset_recv_only.py");
     run.assert_caught_rest_skipped(&ECHO_PROBES, "reset", "not only around recv()");
-    let happened = run.happened("reset");
-    assert!(
-        happened.contains("while your program was sending"),
-        "{happened}"
-    );
+    run.assert_happened("reset", "while your program was sending");
     // The kernel showed the server's echo waiting in its send queue.
     let queues = run.facts("reset", "queues");
     assert!(
@@ -349,8 +338,7 @@ fn echo_spinning_on_a_closed_client_is_told_never_accepted_in_every_probe() {
 fn echo_children_that_never_exit_are_named_in_fd_growth() {
     let run = check("tcp-echo", "tcp_echo/broken_children_stay.py");
     run.assert_caught(&ECHO_PROBES, "fd-growth", "os._exit(0)");
-    let happened = run.happened("fd-growth");
-    assert!(happened.contains("did not exit"), "{happened}");
+    run.assert_happened("fd-growth", "did not exit");
     let fds = run.facts("fd-growth", "open_fds");
     let before = fds[0]["value"]["processes"].as_u64().unwrap_or(0);
     let after = fds[1]["value"]["processes"].as_u64().unwrap_or(0);
@@ -379,6 +367,5 @@ fn echo_adding_a_newline_is_caught_in_binary() {
     let run = check("tcp-echo", "tcp_echo/broken_adds_newline.py");
     run.assert_statuses(&ECHO_PROBES, &[("binary", "fail"), ("large", "fail")]);
     run.assert_probe("binary", "fail", "do not decode(), strip() or add");
-    let happened = run.happened("binary");
-    assert!(happened.contains("1 more byte(s)"), "{happened}");
+    run.assert_happened("binary", "1 more byte(s)");
 }

@@ -247,8 +247,7 @@ fn udp_echo_replying_twice_gets_the_one_reply_hint() {
         "each-sender",
         "one sendto() for each recvfrom()",
     );
-    let happened = run.happened("each-sender");
-    assert!(happened.contains("a second time"), "{happened}");
+    run.assert_happened("each-sender", "a second time");
 }
 
 #[test]
@@ -261,8 +260,7 @@ fn udp_echo_decoding_fails_binary() {
 fn udp_echo_stopping_on_empty_fails_empty() {
     let run = check_python("udp-echo", "udp_echo/broken_dies_on_empty.py");
     run.assert_caught_rest_skipped(UDP_PROBES, "empty", "does not mean the client left");
-    let happened = run.happened("empty");
-    assert!(happened.contains("exited with status 0"), "{happened}");
+    run.assert_happened("empty", "exited with status 0");
 }
 
 #[test]
@@ -374,9 +372,5 @@ fn chatroom_who_with_a_trailing_space_warns_about_the_space() {
 fn chatroom_stripping_the_text_fails_fan_out() {
     let run = check_python("chatroom-server", "chatroom/broken_strips_text.py");
     run.assert_caught(CHAT_PROBES, "fan-out", "do not strip() it");
-    let happened = run.happened("fan-out");
-    assert!(
-        happened.contains("the space at the end of cy's text was cut off"),
-        "{happened}"
-    );
+    run.assert_happened("fan-out", "the space at the end of cy's text was cut off");
 }

@@ -215,6 +215,15 @@ impl Run {
         self.probe(name)["happened"].as_str().unwrap_or("")
     }
 
+    /// What a probe saw happen must contain `part`.
+    pub fn assert_happened(&self, name: &str, part: &str) {
+        let happened = self.happened(name);
+        assert!(
+            happened.contains(part),
+            "probe {name}: {happened:?} lacks {part:?}"
+        );
+    }
+
     /// The kernel facts a probe reported with this key.
     pub fn facts(&self, probe: &str, fact: &str) -> Vec<&Value> {
         self.probe(probe)["facts"]
